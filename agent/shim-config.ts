@@ -1,0 +1,200 @@
+/**
+ * The shim's configuration: the one place that reads its environment, and the validation of the
+ * tenant binding a warm pod receives in a claim (same rules as a cold pod's env). A bad value is
+ * a ConfigError / ValidationError naming the variable; secret values are never echoed.
+ */
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { ConfigError, ValidationError } from '../lib/errors.js';
+import { BOT_TOKEN_PATTERN, TENANT_ID_PATTERN } from '../lib/validate.js';
+
+export type Env = Record<string, string | undefined>;
+
+/** What to exec: a file and its arguments (never through a shell unless AGENT_COMMAND says so). */
+export interface AgentCommand {
+  file: string;
+  args: string[];
+  /** For logs: the default's name or the configured command line. */
+  display: string;
+}
+
+/** Who this pod works for, from the env (cold) or a claim (warm). */
+export interface TenantBinding {
+  tenantId: string;
+  botToken: string | undefined;
+  stateGetUrl: string | undefined;
+  statePutUrl: string | undefined;
+  /** Extra variables for the agent (claim only); the shim's own PORT, WORKSPACE... win. */
+  env: Record<string, string>;
+}
+
+export interface ShimConfig {
+  shimPort: number;
+  shimHost: string;
+  agentPort: number;
+  agentCommand: AgentCommand;
+  workspace: string;
+  /** 0 turns periodic checkpoints off (the one on stop still happens). */
+  checkpointIntervalS: number;
+  agentReadyTimeoutS: number;
+  /** How long the agent gets between SIGTERM and SIGKILL. */
+  agentStopTimeoutS: number;
+  warm: boolean;
+  warmPoolSecret: string | undefined;
+  /** Set for a cold start; undefined for a warm pool member until it is claimed. */
+  tenant: TenantBinding | undefined;
+  logLevel: string;
+}
+
+const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
+const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]{0,127}$/;
+const MAX_CLAIM_ENV = 100;
+const MAX_ENV_VALUE = 32 * 1024;
+
+function str(env: Env, name: string): string | undefined {
+  const v = env[name];
+  return v === undefined || v.trim() === '' ? undefined : v.trim();
+}
+
+function int(env: Env, name: string, def: number, min: number, max: number): number {
+  const raw = str(env, name);
+  if (raw === undefined) return def;
+  const n = Number(raw);
+  if (!/^[0-9]+$/.test(raw) || n < min || n > max) {
+    throw new ConfigError(name, `must be a whole number from ${min} to ${max}, got ${JSON.stringify(raw.slice(0, 30))}`);
+  }
+  return n;
+}
+
+/** A presigned URL is a credential: say what is wrong with it, never what it is. */
+function checkUrl(name: string, value: unknown, fail: (name: string, msg: string) => Error): string | undefined {
+  if (value === undefined || value === null || value === '') return undefined;
+  if (typeof value !== 'string') throw fail(name, 'must be a string URL');
+  let url: URL;
+  try {
+    url = new URL(value);
+  } catch {
+    throw fail(name, 'must be an http(s) URL');
+  }
+  if (url.protocol !== 'http:' && url.protocol !== 'https:') throw fail(name, 'must be an http(s) URL');
+  return value;
+}
+
+function checkTenant(name: string, value: unknown, fail: (name: string, msg: string) => Error): string {
+  if (typeof value !== 'string' || !TENANT_ID_PATTERN.test(value)) {
+    throw fail(name, "must be lowercase letters, digits and '-', starting with a letter, at most 40 characters");
+  }
+  return value;
+}
+
+function checkToken(name: string, value: unknown, fail: (name: string, msg: string) => Error): string | undefined {
+  if (value === undefined || value === null || value === '') return undefined;
+  if (typeof value !== 'string' || !BOT_TOKEN_PATTERN.test(value)) {
+    throw fail(name, "must be a Telegram bot token (<digits>:<30-60 chars of A-Z a-z 0-9 _ ->)");
+  }
+  return value;
+}
+
+const configFail = (name: string, msg: string): Error => new ConfigError(name, msg);
+const claimFail = (name: string, msg: string): Error => new ValidationError(`${name}: ${msg}`);
+
+/**
+ * Without AGENT_COMMAND: the reference agent beside this file, with the same node; under tsx
+ * (running .ts) it gets the tsx loader by absolute URL so the agent's cwd does not matter.
+ */
+export function defaultAgentCommand(): AgentCommand {
+  const here = import.meta.url;
+  if (here.endsWith('.ts')) {
+    return {
+      file: process.execPath,
+      args: ['--import', import.meta.resolve('tsx'), fileURLToPath(new URL('./reference-agent.ts', here))],
+      display: 'reference-agent (tsx)',
+    };
+  }
+  return { file: process.execPath, args: [fileURLToPath(new URL('./reference-agent.js', here))], display: 'reference-agent' };
+}
+
+export function loadShimConfig(env: Env): ShimConfig {
+  const logLevel = str(env, 'LOG_LEVEL') ?? 'info';
+  if (!LOG_LEVELS.includes(logLevel)) throw new ConfigError('LOG_LEVEL', `must be one of ${LOG_LEVELS.join('|')}`);
+  const warmRaw = str(env, 'WARM') ?? '0';
+  if (warmRaw !== '0' && warmRaw !== '1') throw new ConfigError('WARM', `must be 1 (warm pool member) or 0, got ${JSON.stringify(warmRaw.slice(0, 10))}`);
+  const warm = warmRaw === '1';
+  const warmPoolSecret = str(env, 'WARM_POOL_SECRET');
+  if (warm && warmPoolSecret === undefined) throw new ConfigError('WARM_POOL_SECRET', 'required when WARM=1');
+  if (warmPoolSecret !== undefined && warmPoolSecret.length < 16) {
+    throw new ConfigError('WARM_POOL_SECRET', 'must be at least 16 characters');
+  }
+
+  const commandLine = str(env, 'AGENT_COMMAND');
+  const agentCommand: AgentCommand = commandLine === undefined
+    ? defaultAgentCommand()
+    : { file: '/bin/sh', args: ['-c', commandLine], display: commandLine };
+
+  let tenant: TenantBinding | undefined;
+  const tenantRaw = str(env, 'TENANT_ID');
+  if (warm) {
+    if (tenantRaw !== undefined) throw new ConfigError('TENANT_ID', 'must not be set with WARM=1 (a warm pod gets its tenant from a claim)');
+  } else {
+    if (tenantRaw === undefined) throw new ConfigError('TENANT_ID', 'required unless WARM=1');
+    tenant = {
+      tenantId: checkTenant('TENANT_ID', tenantRaw, configFail),
+      botToken: checkToken('BOT_TOKEN', str(env, 'BOT_TOKEN'), configFail),
+      stateGetUrl: checkUrl('STATE_GET_URL', str(env, 'STATE_GET_URL'), configFail),
+      statePutUrl: checkUrl('STATE_PUT_URL', str(env, 'STATE_PUT_URL'), configFail),
+      env: {},
+    };
+  }
+
+  const shimPort = int(env, 'SHIM_PORT', 9000, 1, 65_535);
+  const agentPort = int(env, 'AGENT_PORT', 42617, 1, 65_535);
+  if (shimPort === agentPort) throw new ConfigError('AGENT_PORT', `must differ from SHIM_PORT (${shimPort})`);
+  return {
+    shimPort,
+    shimHost: str(env, 'SHIM_HOST') ?? '0.0.0.0',
+    agentPort,
+    agentCommand,
+    workspace: path.resolve(str(env, 'WORKSPACE') ?? '/workspace'),
+    checkpointIntervalS: int(env, 'CHECKPOINT_INTERVAL_S', 60, 0, 86_400),
+    agentReadyTimeoutS: int(env, 'AGENT_READY_TIMEOUT_S', 60, 1, 3_600),
+    agentStopTimeoutS: int(env, 'AGENT_STOP_TIMEOUT_S', 20, 1, 3_600),
+    warm,
+    warmPoolSecret,
+    tenant,
+    logLevel,
+  };
+}
+
+/** The body of `POST /claim`: `{ tenant_id, bot_token?, state_get_url?, state_put_url?, env? }`. */
+export function parseClaim(body: unknown): TenantBinding {
+  if (body === null || typeof body !== 'object' || Array.isArray(body)) throw new ValidationError('claim: expected a JSON object');
+  const b = body as Record<string, unknown>;
+  const env: Record<string, string> = {};
+  if (b.env !== undefined && b.env !== null) {
+    if (typeof b.env !== 'object' || Array.isArray(b.env)) throw new ValidationError('env: expected an object of strings');
+    const entries = Object.entries(b.env as Record<string, unknown>);
+    if (entries.length > MAX_CLAIM_ENV) throw new ValidationError(`env: at most ${MAX_CLAIM_ENV} variables`);
+    for (const [k, v] of entries) {
+      if (!ENV_NAME.test(k)) throw new ValidationError(`env: invalid variable name ${JSON.stringify(k.slice(0, 40))}`);
+      if (typeof v !== 'string' || v.length > MAX_ENV_VALUE) throw new ValidationError(`env.${k}: expected a string of at most ${MAX_ENV_VALUE} characters`);
+      env[k] = v;
+    }
+  }
+  return {
+    tenantId: checkTenant('tenant_id', b.tenant_id, claimFail),
+    botToken: checkToken('bot_token', b.bot_token, claimFail),
+    stateGetUrl: checkUrl('state_get_url', b.state_get_url, claimFail),
+    statePutUrl: checkUrl('state_put_url', b.state_put_url, claimFail),
+    env,
+  };
+}
+
+/** The body of `POST /state-urls`: `{ state_get_url?, state_put_url? }`, at least one. */
+export function parseStateUrls(body: unknown): { getUrl: string | undefined; putUrl: string | undefined } {
+  if (body === null || typeof body !== 'object' || Array.isArray(body)) throw new ValidationError('state-urls: expected a JSON object');
+  const b = body as Record<string, unknown>;
+  const getUrl = checkUrl('state_get_url', b.state_get_url, claimFail);
+  const putUrl = checkUrl('state_put_url', b.state_put_url, claimFail);
+  if (getUrl === undefined && putUrl === undefined) throw new ValidationError('state-urls: give state_get_url and/or state_put_url');
+  return { getUrl, putUrl };
+}

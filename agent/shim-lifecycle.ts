@@ -1,0 +1,224 @@
+/**
+ * The shim's lifecycle for one tenant: bind (cold env or warm claim) → restore brain.db from S3
+ * → start the agent → ready → periodic checkpoints → stop (agent first, final checkpoint after it
+ * exited, so nothing is written after the copy). Failures after the restore still checkpoint what
+ * is on disk and end with a non-zero exit, so the platform notices.
+ */
+import { mkdir, rename, rm } from 'node:fs/promises';
+import path from 'node:path';
+import { RuntimeError } from '../lib/errors.js';
+import type { Logger } from '../lib/logger.js';
+import { AgentProcess, buildAgentEnv } from './agent-process.js';
+import { Checkpointer, sha256File, type CheckpointResult } from './checkpoint.js';
+import type { ShimConfig, TenantBinding } from './shim-config.js';
+import type { Phase, ShimHandlers } from './shim-server.js';
+import { describeUrl, downloadState } from './state-transfer.js';
+
+export interface ShimOptions {
+  config: ShimConfig;
+  log: Logger;
+  /** The environment the agent's own is derived from (minus the shim's secrets). */
+  baseEnv: NodeJS.ProcessEnv;
+  /** Called once when a stop has completed, with the exit code the process should use. */
+  onStopped: (code: number) => void;
+}
+
+export class Shim implements ShimHandlers {
+  readonly warm: boolean;
+  readonly secret: string | undefined;
+  private readonly config: ShimConfig;
+  private readonly baseEnv: NodeJS.ProcessEnv;
+  private readonly onStopped: (code: number) => void;
+  private log: Logger;
+  private current: Phase;
+  private binding: TenantBinding | undefined;
+  private agent: AgentProcess | undefined;
+  private checkpointer: Checkpointer | undefined;
+  /** brain.db in the workspace is the tenant's real state (restore done): safe to upload. */
+  private restored = false;
+  private activation: Promise<void> | undefined;
+  private stopping: Promise<number> | undefined;
+  private timer: NodeJS.Timeout | undefined;
+
+  constructor(options: ShimOptions) {
+    this.config = options.config;
+    this.log = options.log;
+    this.baseEnv = options.baseEnv;
+    this.onStopped = options.onStopped;
+    this.warm = options.config.warm;
+    this.secret = options.config.warmPoolSecret;
+    this.current = 'warm';
+  }
+
+  phase(): Phase {
+    return this.current;
+  }
+
+  hasTenant(): boolean {
+    return this.binding !== undefined;
+  }
+
+  /** Cold start: the tenant came with the environment. */
+  startCold(binding: TenantBinding): void {
+    this.bind(binding).catch(() => undefined); // failure is logged and ends the process
+  }
+
+  claim(binding: TenantBinding): Promise<void> {
+    this.log.info({ tenant_id: binding.tenantId }, 'claimed: binding warm pod to tenant');
+    return this.bind(binding);
+  }
+
+  async checkpoint(): Promise<CheckpointResult | undefined> {
+    if (!this.restored || !this.checkpointer) return undefined;
+    return this.checkpointer.run('requested');
+  }
+
+  setStateUrls(urls: { getUrl: string | undefined; putUrl: string | undefined }): boolean {
+    if (!this.binding) return false;
+    if (urls.getUrl !== undefined) this.binding.stateGetUrl = urls.getUrl;
+    if (urls.putUrl !== undefined) this.binding.statePutUrl = urls.putUrl;
+    this.log.info({
+      get: urls.getUrl && describeUrl(urls.getUrl),
+      put: urls.putUrl && describeUrl(urls.putUrl),
+    }, 'state urls replaced');
+    return true;
+  }
+
+  /** Last resort on process exit: no agent may outlive the shim (it would hold the port). */
+  killAgentNow(): void {
+    if (this.agent && !this.agent.hasExited && this.agent.pid > 0) {
+      try {
+        process.kill(-this.agent.pid, 'SIGKILL');
+      } catch {
+        // already gone
+      }
+    }
+  }
+
+  private bind(binding: TenantBinding): Promise<void> {
+    this.binding = binding;
+    this.log = this.log.child({ tenant_id: binding.tenantId });
+    this.current = 'restoring';
+    this.activation = this.activate(binding).catch((err: unknown) => {
+      if (this.current !== 'stopping') {
+        this.log.error({ err }, `agent start failed: ${err instanceof Error ? err.message : String(err)}`);
+        void this.shutdown('start failed', 1);
+      }
+      throw err;
+    });
+    return this.activation;
+  }
+
+  private abortIfStopping(): void {
+    if (this.current === 'stopping') throw new RuntimeError('start aborted: shim is stopping');
+  }
+
+  private async activate(binding: TenantBinding): Promise<void> {
+    const started = Date.now();
+    const { workspace } = this.config;
+    const dbPath = path.join(workspace, 'memory', 'brain.db');
+    await mkdir(path.dirname(dbPath), { recursive: true });
+    this.checkpointer = new Checkpointer({
+      dbPath,
+      scratchDir: path.join(workspace, '.shim'),
+      log: this.log,
+      putUrl: () => this.binding?.statePutUrl,
+    });
+    await this.restore(binding, dbPath);
+    this.abortIfStopping();
+    this.restored = true;
+
+    this.current = 'starting';
+    this.agent = new AgentProcess({
+      command: this.config.agentCommand,
+      env: buildAgentEnv(this.baseEnv, binding, { port: this.config.agentPort, workspace, host: this.config.shimHost }),
+      cwd: workspace,
+      port: this.config.agentPort,
+      log: this.log,
+    });
+    const agent = this.agent;
+    this.log.info({ command: this.config.agentCommand.display, pid: agent.pid, port: this.config.agentPort }, 'agent started');
+    await agent.waitReady(this.config.agentReadyTimeoutS * 1000);
+    this.abortIfStopping();
+    this.current = 'ready';
+    this.log.info({ port: this.config.agentPort, ms: Date.now() - started }, 'agent ready');
+    void agent.exited.then((exit) => {
+      if (this.current === 'stopping') return;
+      this.log.error({ code: exit.code, signal: exit.signal }, 'agent exited unexpectedly');
+      void this.shutdown('agent exited unexpectedly', 1);
+    });
+    this.scheduleCheckpoint();
+  }
+
+  /** S3 is authoritative when a GET URL is given: its object, or (404) a fresh start. */
+  private async restore(binding: TenantBinding, dbPath: string): Promise<void> {
+    if (binding.statePutUrl === undefined) {
+      this.log.warn('no STATE_PUT_URL: state is kept only in the local workspace, not saved to S3');
+    }
+    if (binding.stateGetUrl === undefined) {
+      this.log.warn('no STATE_GET_URL: nothing restored, using whatever the workspace holds');
+      return;
+    }
+    const t0 = Date.now();
+    this.log.info({ from: describeUrl(binding.stateGetUrl) }, 'restoring state');
+    const staged = `${dbPath}.restored`;
+    const got = await downloadState(binding.stateGetUrl, staged);
+    // A WAL or shm left by an older run would be replayed onto the restored file: remove them.
+    await Promise.all(['', '-wal', '-shm'].map((suffix) => rm(`${dbPath}${suffix}`, { force: true })));
+    if (!got.found) {
+      this.log.info('no saved state: starting fresh');
+      return;
+    }
+    await rename(staged, dbPath);
+    const sha256 = await sha256File(dbPath);
+    this.checkpointer?.setBaseline(sha256);
+    this.log.info({ bytes: got.bytes, sha256, ms: Date.now() - t0 }, 'state restored');
+  }
+
+  private scheduleCheckpoint(): void {
+    const every = this.config.checkpointIntervalS;
+    if (every === 0 || this.current !== 'ready') return;
+    this.timer = setTimeout(() => {
+      void this.checkpointer?.run('periodic')
+        .catch((err: unknown) => this.log.warn({ err }, 'checkpoint failed'))
+        .finally(() => this.scheduleCheckpoint());
+    }, every * 1000);
+  }
+
+  /** Stops once (later calls get the same promise); resolves with the process's exit code. */
+  shutdown(reason: string, code = 0): Promise<number> {
+    this.stopping ??= this.stop(reason, code).then((exitCode) => {
+      this.onStopped(exitCode);
+      return exitCode;
+    });
+    return this.stopping;
+  }
+
+  private async stop(reason: string, code: number): Promise<number> {
+    this.current = 'stopping';
+    clearTimeout(this.timer);
+    this.log.info({ reason }, 'shutdown: stopping agent');
+    let exitCode = code;
+    const stopAgent = async (): Promise<void> => {
+      if (!this.agent || this.agent.hasExited) return;
+      const exit = await this.agent.stop(this.config.agentStopTimeoutS * 1000);
+      this.log.info({ code: exit.code, signal: exit.signal, killed: exit.killed }, 'agent stopped');
+    };
+    await stopAgent();
+    // A start in progress sees 'stopping' at its next step and gives up; it may have spawned
+    // the agent meanwhile, so stop again after it settled.
+    await this.activation?.catch(() => undefined);
+    await stopAgent();
+    if (this.restored && this.checkpointer) {
+      try {
+        const result = await this.checkpointer.run('shutdown');
+        if (!result.uploaded) this.log.info({ bytes: result.bytes, sha256: result.sha256 }, 'final checkpoint: nothing new to upload');
+      } catch (err) {
+        this.log.error({ err }, 'final checkpoint failed: state since the last checkpoint is not in S3');
+        exitCode = exitCode || 1;
+      }
+    }
+    this.log.info({ code: exitCode }, 'shim stopped');
+    return exitCode;
+  }
+}

@@ -1,0 +1,156 @@
+/**
+ * `ztm`: the operator's CLI. Commands become admin jobs that the janitor executes; ztm waits for
+ * the reply and prints it (a table, or JSON with --json). Any error is one line and a non-zero exit.
+ */
+import { cac } from 'cac';
+import { loadCliConfig, type Env } from '../lib/config.js';
+import { ZtmError, ValidationError } from '../lib/errors.js';
+import { AdminClient } from '../lib/admin/admin-client.js';
+import type { AdminArgs, AdminCommand } from '../lib/admin/admin-protocol.js';
+import { assertBotToken, assertIdleTimeout, assertTenantId } from '../lib/validate.js';
+import { printError, printJson, printRecord, printTable, type Printer } from './output.js';
+import { resolveTarget, runThroughKubectl } from './target.js';
+import { renderResult } from './render.js';
+
+const GROUPS = new Set(['tenant', 'webhook', 'dead']);
+const EXIT_USAGE = 2;
+const EXIT_FAILED = 1;
+
+interface Invocation {
+  command: AdminCommand;
+  args: AdminArgs[AdminCommand];
+  timeoutS?: number;
+}
+
+/** Builds the cac program; each action records what to run instead of running it. */
+function program(onRun: (inv: Invocation) => void) {
+  const cli = cac('ztm');
+  const run = <C extends AdminCommand>(command: C, args: AdminArgs[C], timeoutS?: number): void => onRun({ command, args, timeoutS });
+  cli.option('--json', 'Print JSON instead of a table');
+  cli.option('--timeout <secs>', 'How long to wait for the command to finish', { default: 60 });
+
+  cli.command('tenant create <id> <bot_token>', 'Create a tenant (registers its webhook when ROUTER_PUBLIC_URL is set)')
+    .option('--idle-timeout <secs>', 'Seconds of silence before the agent is stopped (1-604800, default 300)')
+    .action((id: string, token: string, o: { idleTimeout?: unknown }) =>
+      run('tenant.create', {
+        tenant_id: assertTenantId(id),
+        bot_token: assertBotToken(String(token)),
+        ...(o.idleTimeout !== undefined ? { idle_timeout_s: assertIdleTimeout(o.idleTimeout) } : {}),
+      }));
+  cli.command('tenant list', 'List tenants (bot tokens redacted)')
+    .option('--limit <n>', 'Tenants per page fetched from the registry', { default: 100 })
+    .action((o: { limit: unknown }) => run('tenant.list', { limit: Number(o.limit) }));
+  cli.command('tenant get <id>', 'Show one tenant').action((id: string) => run('tenant.get', { tenant_id: assertTenantId(id) }));
+  cli.command('tenant update <id>', 'Change the bot token and/or idle timeout (a new token re-registers the webhook)')
+    .option('--bot-token <token>', 'New Telegram bot token')
+    .option('--idle-timeout <secs>', 'New idle timeout in seconds (1-604800)')
+    .action((id: string, o: { botToken?: unknown; idleTimeout?: unknown }) => {
+      if (o.botToken === undefined && o.idleTimeout === undefined) throw new ValidationError('nothing to update: give --bot-token and/or --idle-timeout');
+      run('tenant.update', {
+        tenant_id: assertTenantId(id),
+        ...(o.botToken !== undefined ? { bot_token: assertBotToken(String(o.botToken)) } : {}),
+        ...(o.idleTimeout !== undefined ? { idle_timeout_s: assertIdleTimeout(o.idleTimeout) } : {}),
+      });
+    });
+  cli.command('tenant delete <id>', 'Delete a tenant: record, pod, secret, endpoint cache, wake lock, webhook')
+    .option('--purge-state', 'Also delete the saved agent state (brain.db) from S3')
+    .action((id: string, o: { purgeState?: boolean }) => run('tenant.delete', { tenant_id: assertTenantId(id), purge_state: o.purgeState === true }));
+  cli.command('tenant wake <id>', 'Wake a tenant now, without a Telegram message')
+    .action((id: string) => run('tenant.wake', { tenant_id: assertTenantId(id) }, 300));
+  cli.command('tenant sleep <id>', 'Stop a tenant gracefully, saving its state')
+    .action((id: string) => run('tenant.sleep', { tenant_id: assertTenantId(id) }, 300));
+  cli.command('webhook register <id>', 'Register (again) the tenant\'s Telegram webhook')
+    .action((id: string) => run('webhook.register', { tenant_id: assertTenantId(id) }));
+  cli.command('webhook info <id>', 'Show what Telegram knows of the tenant\'s webhook')
+    .action((id: string) => run('webhook.info', { tenant_id: assertTenantId(id) }));
+  cli.command('dead list', 'List updates whose delivery failed for good')
+    .option('--tenant <id>', 'Only this tenant')
+    .action((o: { tenant?: string }) => run('dead.list', o.tenant ? { tenant_id: assertTenantId(o.tenant) } : {}));
+  cli.command('dead retry [job_id]', 'Deliver a dead-lettered update again (or --all)')
+    .option('--all', 'Retry every dead letter')
+    .action((jobId: string | undefined, o: { all?: boolean }) => run('dead.retry', { ...(jobId ? { job_id: String(jobId) } : {}), all: o.all === true }));
+  cli.help();
+  return cli;
+}
+
+/** `tenant create …` → `tenant create` as one command name, so cac matches two-word commands. */
+function joinGroup(argv: string[]): string[] {
+  const [group, action, ...rest] = argv;
+  if (group && action && GROUPS.has(group) && !action.startsWith('-')) return [`${group} ${action}`, ...rest];
+  return argv;
+}
+
+export async function main(argv: string[], env: Env = process.env, io?: Partial<Printer>): Promise<number> {
+  const p: Printer = {
+    json: argv.includes('--json'),
+    out: io?.out ?? ((l) => process.stdout.write(`${l}\n`)),
+    err: io?.err ?? ((l) => process.stderr.write(`${l}\n`)),
+  };
+  let invocation: Invocation | undefined;
+  const cli = program((inv) => (invocation = inv));
+  try {
+    const parsed = cli.parse(['node', 'ztm', ...joinGroup(argv)], { run: false });
+    if (parsed.options.help || parsed.options.h) return 0;
+    if (!cli.matchedCommand) {
+      if (argv.length === 0) {
+        cli.outputHelp();
+        return EXIT_USAGE;
+      }
+      throw new ValidationError(`unknown command "${argv.slice(0, 2).join(' ')}": see ztm --help`);
+    }
+    await cli.runMatchedCommand();
+  } catch (err) {
+    const message = err instanceof Error ? err.message : String(err);
+    printError(p, err instanceof ZtmError ? err.code : 'E_USAGE', message);
+    return EXIT_USAGE;
+  }
+  if (!invocation) return 0;
+
+  let config;
+  try {
+    config = loadCliConfig(env);
+  } catch (err) {
+    printError(p, 'E_CONFIG', (err as Error).message);
+    return EXIT_USAGE;
+  }
+  const target = resolveTarget(config);
+  if (target.kind === 'kubectl') return runThroughKubectl(target, argv);
+
+  const timeout = Number(cli.options.timeout ?? 60);
+  const client = new AdminClient({ redisUrl: target.url, pickupTimeoutMs: config.pickupTimeoutS * 1000 });
+  try {
+    await client.connect();
+    const timeoutMs = (invocation.timeoutS ?? timeout) * 1000;
+    let result = await client.run(invocation.command, invocation.args, timeoutMs);
+    if (invocation.command === 'tenant.list') result = await allPages(client, result, invocation.args as AdminArgs['tenant.list'], timeoutMs);
+    if (p.json) printJson(p, invocation.command === 'tenant.list' ? (result as { items: unknown[] }).items : result);
+    else renderResult(p, invocation.command, result, { printTable, printRecord });
+    return exitCodeFor(invocation.command, result);
+  } catch (err) {
+    const code = err instanceof ZtmError ? err.code : 'E_INTERNAL';
+    printError(p, code, err instanceof Error ? err.message : String(err));
+    return EXIT_FAILED;
+  } finally {
+    await client.close();
+  }
+}
+
+/** The registry is read a page per admin job; the CLI follows the cursor to the end. */
+async function allPages(client: AdminClient, first: unknown, args: AdminArgs['tenant.list'], timeoutMs: number): Promise<unknown> {
+  const items: unknown[] = [];
+  let page = first as { items: unknown[]; cursor?: string };
+  for (let pages = 0; pages < 100_000; pages++) {
+    items.push(...page.items);
+    if (!page.cursor) break;
+    page = (await client.run('tenant.list', { ...args, cursor: page.cursor }, timeoutMs)) as typeof page;
+  }
+  return { items };
+}
+
+/** A create or token update whose webhook registration failed is a failure for scripts. */
+function exitCodeFor(command: AdminCommand, result: unknown): number {
+  if (command !== 'tenant.create' && command !== 'tenant.update') return 0;
+  const webhook = (result as { webhook?: { registered: boolean; reason?: string } }).webhook;
+  if (webhook && !webhook.registered && webhook.reason !== 'ROUTER_PUBLIC_URL is not set') return EXIT_FAILED;
+  return 0;
+}

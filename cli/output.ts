@@ -1,0 +1,38 @@
+/**
+ * Printing for `ztm`: human tables by default, JSON with --json. Everything printed passes through
+ * redaction, so a token can never reach a terminal or a script.
+ */
+import { redactDeep, redactSecrets } from '../lib/redact.js';
+
+export interface Printer {
+  json: boolean;
+  out: (line: string) => void;
+  err: (line: string) => void;
+}
+
+export function printJson(p: Printer, value: unknown): void {
+  p.out(JSON.stringify(redactDeep(value), null, 2));
+}
+
+export function printError(p: Printer, code: string, message: string): void {
+  const text = redactSecrets(message).replace(/\s*\n\s*/g, ' ');
+  if (p.json) p.err(JSON.stringify({ error: { code, message: text } }));
+  else p.err(`ztm: ${text}`);
+}
+
+/** A fixed-width table; `columns` picks and orders the fields. */
+export function printTable(p: Printer, rows: Array<Record<string, unknown>>, columns: string[]): void {
+  const cell = (v: unknown): string => (v === undefined || v === null || v === '' ? '-' : redactSecrets(String(v)));
+  const widths = columns.map((c) => Math.max(c.length, ...rows.map((r) => cell(r[c]).length)));
+  const line = (vals: string[]): string => vals.map((v, i) => v.padEnd(widths[i] ?? 0)).join('  ').trimEnd();
+  p.out(line(columns.map((c) => c.toUpperCase())));
+  for (const r of rows) p.out(line(columns.map((c) => cell(r[c]))));
+}
+
+/** One `key: value` per line, for a single record. */
+export function printRecord(p: Printer, record: Record<string, unknown>): void {
+  const width = Math.max(...Object.keys(record).map((k) => k.length));
+  for (const [k, v] of Object.entries(record)) {
+    p.out(`${k.padEnd(width)}  ${v === undefined || v === null || v === '' ? '-' : redactSecrets(typeof v === 'object' ? JSON.stringify(v) : String(v))}`);
+  }
+}

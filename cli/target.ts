@@ -1,0 +1,49 @@
+/**
+ * Where `ztm` sends its commands: ZTM_REDIS_URL / REDIS_URL; else the Redis of a platform started
+ * with `npm start` from this directory (DATA_DIR/platform.json); else, when kubectl is available
+ * and ZTM_KUBE_CONTEXT is set, itself inside the cluster through `kubectl exec`; else the local
+ * default redis://127.0.0.1:6379.
+ */
+import { spawnSync, spawn } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
+import type { CliConfig } from '../lib/config.js';
+
+export type CliTarget = { kind: 'redis'; url: string; source: string } | { kind: 'kubectl'; args: string[] };
+
+/** Deployment that runs the admin worker and has `ztm` in its image (see charts/). */
+export const KUBECTL_EXEC_TARGET = 'deployment/janitor';
+
+export function localPlatformRedis(dataDir: string): string | undefined {
+  try {
+    const info = JSON.parse(readFileSync(path.join(dataDir, 'platform.json'), 'utf8')) as { redisUrl?: unknown; pid?: unknown };
+    if (typeof info.redisUrl !== 'string' || typeof info.pid !== 'number') return undefined;
+    process.kill(info.pid, 0); // throws when that platform is no longer running
+    return info.redisUrl;
+  } catch {
+    return undefined;
+  }
+}
+
+function hasKubectl(): boolean {
+  return spawnSync('kubectl', ['version', '--client'], { stdio: 'ignore' }).status === 0;
+}
+
+export function resolveTarget(config: CliConfig): CliTarget {
+  if (config.redisUrl) return { kind: 'redis', url: config.redisUrl, source: 'ZTM_REDIS_URL/REDIS_URL' };
+  const local = localPlatformRedis(config.dataDir);
+  if (local) return { kind: 'redis', url: local, source: `${config.dataDir}/platform.json` };
+  if (config.kubeContext && hasKubectl()) {
+    return { kind: 'kubectl', args: ['--context', config.kubeContext, '-n', config.namespace, 'exec', '-i', KUBECTL_EXEC_TARGET, '--', 'ztm'] };
+  }
+  return { kind: 'redis', url: 'redis://127.0.0.1:6379', source: 'default' };
+}
+
+/** Runs the same ztm command inside the cluster; stdout, stderr and the exit code pass through. */
+export async function runThroughKubectl(target: { args: string[] }, argv: string[]): Promise<number> {
+  return new Promise((resolve) => {
+    const child = spawn('kubectl', [...target.args, ...argv], { stdio: 'inherit' });
+    child.once('error', () => resolve(127));
+    child.once('exit', (code) => resolve(code ?? 1));
+  });
+}

@@ -1,0 +1,206 @@
+/**
+ * The one place that reads the environment. Every variable of the brief is parsed and validated
+ * here, once, at start; a bad value throws a ConfigError naming the variable and what it accepts.
+ */
+import path from 'node:path';
+import { ConfigError } from './errors.js';
+
+export type Env = Record<string, string | undefined>;
+export type RuntimeKind = 'local' | 'kubernetes';
+export type AgentProtocol = 'zeroclaw' | 'telegram';
+export type LogLevel = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
+
+export interface Config {
+  runtime: RuntimeKind;
+  dataDir: string;
+  logLevel: LogLevel;
+  redisUrl: string;
+  /** True when neither REDIS_URL nor REDIS_ADDR was given (the embedded default may start one). */
+  redisUrlDefaulted: boolean;
+  redisCluster: boolean;
+  dynamodbTable: string;
+  dynamodbEndpoint: string | undefined;
+  s3Bucket: string;
+  s3Endpoint: string | undefined;
+  awsRegion: string;
+  k8sNamespace: string;
+  warmPoolTarget: number;
+  warmPoolSecret: string | undefined;
+  zeroclawImage: string;
+  kataRuntimeClass: string;
+  routerPublicUrl: string | undefined;
+  wakeLockTtlS: number;
+  reconcileIntervalS: number;
+  idleCheckIntervalS: number;
+  ingressPort: number;
+  ingressHost: string;
+  ingressBodyLimit: number;
+  telegramApiBase: string;
+  webhookSecret: string | undefined;
+  agentProtocol: AgentProtocol;
+  agentPort: number;
+  agentCommand: string | undefined;
+  agentTimeoutS: number;
+  forwarderConcurrency: number;
+  tenantConcurrency: number;
+  forwardAttempts: number;
+  adminPort: number;
+}
+
+export interface CliConfig {
+  redisUrl: string | undefined;
+  namespace: string;
+  kubeContext: string | undefined;
+  dataDir: string;
+  /** Seconds to wait for an admin worker to pick a command up before saying none is running. */
+  pickupTimeoutS: number;
+}
+
+const LOG_LEVELS: readonly LogLevel[] = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
+
+function str(env: Env, name: string): string | undefined {
+  const v = env[name];
+  return v === undefined || v.trim() === '' ? undefined : v.trim();
+}
+
+function int(env: Env, name: string, def: number, min: number, max: number): number {
+  const raw = str(env, name);
+  if (raw === undefined) return def;
+  if (!/^-?[0-9]+$/.test(raw)) throw new ConfigError(name, `must be a whole number from ${min} to ${max}, got ${JSON.stringify(raw.slice(0, 30))}`);
+  const n = Number(raw);
+  if (n < min || n > max) throw new ConfigError(name, `must be a whole number from ${min} to ${max}, got ${n}`);
+  return n;
+}
+
+function oneOf<T extends string>(env: Env, name: string, allowed: readonly T[], def: T): T {
+  const raw = str(env, name);
+  if (raw === undefined) return def;
+  if (!(allowed as readonly string[]).includes(raw)) {
+    throw new ConfigError(name, `must be one of ${allowed.join('|')}, got ${JSON.stringify(raw.slice(0, 30))}`);
+  }
+  return raw as T;
+}
+
+function bool(env: Env, name: string, def: boolean): boolean {
+  const raw = str(env, name);
+  if (raw === undefined) return def;
+  if (/^(1|true|yes|on)$/i.test(raw)) return true;
+  if (/^(0|false|no|off)$/i.test(raw)) return false;
+  throw new ConfigError(name, `must be true or false, got ${JSON.stringify(raw.slice(0, 30))}`);
+}
+
+function httpUrl(env: Env, name: string, def?: string): string | undefined {
+  const raw = str(env, name) ?? def;
+  if (raw === undefined) return undefined;
+  let u: URL;
+  try {
+    u = new URL(raw);
+  } catch {
+    throw new ConfigError(name, `must be an http(s) URL such as https://example.com, got ${JSON.stringify(raw.slice(0, 60))}`);
+  }
+  if (u.protocol !== 'http:' && u.protocol !== 'https:') {
+    throw new ConfigError(name, `must be an http(s) URL, got protocol ${u.protocol}`);
+  }
+  return raw.replace(/\/+$/, '');
+}
+
+function secret(env: Env, name: string): string | undefined {
+  const raw = str(env, name);
+  if (raw === undefined) return undefined;
+  if (raw.length < 16) throw new ConfigError(name, 'must be at least 16 characters (use e.g. `openssl rand -hex 32`)');
+  return raw;
+}
+
+function resolveRedisUrl(env: Env): { url: string; defaulted: boolean } {
+  const url = str(env, 'REDIS_URL');
+  if (url !== undefined) {
+    if (!/^rediss?:\/\//.test(url)) throw new ConfigError('REDIS_URL', 'must start with redis:// or rediss://');
+    try {
+      new URL(url);
+    } catch {
+      throw new ConfigError('REDIS_URL', 'is not a valid URL (redis://[user:password@]host:port[/db])');
+    }
+    return { url, defaulted: false };
+  }
+  const addr = str(env, 'REDIS_ADDR');
+  if (addr !== undefined) {
+    if (!/^[A-Za-z0-9.\-_:[\]]+:[0-9]{1,5}$/.test(addr)) throw new ConfigError('REDIS_ADDR', `must be host:port, got ${JSON.stringify(addr.slice(0, 60))}`);
+    return { url: `redis://${addr}`, defaulted: false };
+  }
+  return { url: 'redis://127.0.0.1:6379', defaulted: true };
+}
+
+/** Parses the platform's configuration. Throws ConfigError on the first bad variable. */
+export function loadConfig(env: Env): Config {
+  const runtime = oneOf<RuntimeKind>(env, 'RUNTIME', ['local', 'kubernetes'], 'local');
+  const redis = resolveRedisUrl(env);
+  const dataDir = path.resolve(str(env, 'DATA_DIR') ?? './.ztm');
+  const webhookSecret = secret(env, 'WEBHOOK_SECRET');
+  const warmPoolSecret = secret(env, 'WARM_POOL_SECRET');
+  if (runtime === 'kubernetes') {
+    // In production the secrets must be stable across replicas and restarts: no generated defaults.
+    if (!webhookSecret) throw new ConfigError('WEBHOOK_SECRET', 'is required when RUNTIME=kubernetes');
+    if (!warmPoolSecret) throw new ConfigError('WARM_POOL_SECRET', 'is required when RUNTIME=kubernetes');
+  }
+  const agentProtocol = oneOf<AgentProtocol>(env, 'AGENT_PROTOCOL', ['zeroclaw', 'telegram'], 'zeroclaw');
+  const k8sNamespace = str(env, 'K8S_NAMESPACE') ?? 'tenants';
+  if (!/^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/.test(k8sNamespace)) {
+    throw new ConfigError('K8S_NAMESPACE', 'must be a Kubernetes namespace name (lowercase letters, digits, -)');
+  }
+  const table = str(env, 'DYNAMODB_TABLE') ?? 'tenant-registry';
+  if (!/^[A-Za-z0-9_.-]{3,255}$/.test(table)) throw new ConfigError('DYNAMODB_TABLE', 'must be 3-255 characters of A-Z a-z 0-9 _ . -');
+  const bucket = str(env, 'S3_BUCKET') ?? 'zeroclaw-tenant-state';
+  if (!/^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/.test(bucket)) throw new ConfigError('S3_BUCKET', 'must be a valid S3 bucket name');
+
+  return {
+    runtime,
+    dataDir,
+    logLevel: oneOf<LogLevel>(env, 'LOG_LEVEL', LOG_LEVELS, 'info'),
+    redisUrl: redis.url,
+    redisUrlDefaulted: redis.defaulted,
+    redisCluster: bool(env, 'REDIS_CLUSTER', false),
+    dynamodbTable: table,
+    dynamodbEndpoint: httpUrl(env, 'DYNAMODB_ENDPOINT'),
+    s3Bucket: bucket,
+    s3Endpoint: httpUrl(env, 'S3_ENDPOINT'),
+    awsRegion: str(env, 'AWS_REGION') ?? str(env, 'AWS_DEFAULT_REGION') ?? 'us-east-1',
+    k8sNamespace,
+    warmPoolTarget: int(env, 'WARM_POOL_TARGET', runtime === 'local' ? 1 : 2, 0, 1000),
+    warmPoolSecret,
+    zeroclawImage: str(env, 'ZEROCLAW_IMAGE') ?? 'zeroclaw:latest',
+    kataRuntimeClass: str(env, 'KATA_RUNTIME_CLASS') ?? 'kata-qemu',
+    routerPublicUrl: httpUrl(env, 'ROUTER_PUBLIC_URL'),
+    wakeLockTtlS: int(env, 'WAKE_LOCK_TTL_S', 240, 5, 3600),
+    reconcileIntervalS: int(env, 'RECONCILE_INTERVAL_S', 60, 1, 86_400),
+    idleCheckIntervalS: int(env, 'IDLE_CHECK_INTERVAL_S', 30, 1, 86_400),
+    ingressPort: int(env, 'INGRESS_PORT', 8080, 0, 65_535),
+    ingressHost: str(env, 'INGRESS_HOST') ?? (runtime === 'local' ? '127.0.0.1' : '0.0.0.0'),
+    ingressBodyLimit: int(env, 'INGRESS_BODY_LIMIT', 1_048_576, 1024, 64 * 1_048_576),
+    telegramApiBase: httpUrl(env, 'TELEGRAM_API_BASE', 'https://api.telegram.org') as string,
+    webhookSecret,
+    agentProtocol,
+    agentPort: int(env, 'AGENT_PORT', 42_617, 1, 65_535),
+    agentCommand: str(env, 'AGENT_COMMAND'),
+    agentTimeoutS: int(env, 'AGENT_TIMEOUT_S', 120, 1, 3600),
+    forwarderConcurrency: int(env, 'FORWARDER_CONCURRENCY', 64, 1, 10_000),
+    tenantConcurrency: int(env, 'TENANT_CONCURRENCY', 4, 1, 1000),
+    forwardAttempts: int(env, 'FORWARD_ATTEMPTS', 8, 1, 100),
+    adminPort: int(env, 'ADMIN_PORT', 9090, 0, 65_535),
+  };
+}
+
+/** `ztm`'s own variables: ZTM_REDIS_URL (falls back to REDIS_URL / REDIS_ADDR), ZTM_NAMESPACE, ZTM_KUBE_CONTEXT. */
+export function loadCliConfig(env: Env): CliConfig {
+  let redisUrl = str(env, 'ZTM_REDIS_URL');
+  if (redisUrl !== undefined && !/^rediss?:\/\//.test(redisUrl)) {
+    throw new ConfigError('ZTM_REDIS_URL', 'must start with redis:// or rediss://');
+  }
+  if (redisUrl === undefined && (str(env, 'REDIS_URL') || str(env, 'REDIS_ADDR'))) redisUrl = resolveRedisUrl(env).url;
+  return {
+    redisUrl,
+    namespace: str(env, 'ZTM_NAMESPACE') ?? 'tenants',
+    kubeContext: str(env, 'ZTM_KUBE_CONTEXT'),
+    dataDir: path.resolve(str(env, 'DATA_DIR') ?? './.ztm'),
+    pickupTimeoutS: int(env, 'ZTM_PICKUP_TIMEOUT_S', 5, 1, 300),
+  };
+}

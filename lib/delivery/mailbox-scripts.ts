@@ -1,0 +1,102 @@
+/**
+ * Lua scripts of the per-chat mailbox. Each runs atomically in Redis; all keys share the `{mbox}`
+ * hash tag so they stay in one slot on a Redis Cluster. The invariants they keep are written down
+ * in docs/architecture.md ("Delivery: the mailbox").
+ */
+
+/**
+ * accept(KEYS: seen, mailbox, drain, scheduled, seq; ARGV: envelope, member, nowMs, seenTtlS)
+ * → { accepted (1|0), generation to schedule or '' }.
+ * A duplicate update_id is not enqueued again, but still reports the responsible generation so the
+ * caller can re-create a drain job that a crash may have lost between this script and queue.add.
+ */
+export const ACCEPT = `
+local fresh = redis.call('SET', KEYS[1], '1', 'NX', 'EX', tonumber(ARGV[4]))
+local gen = redis.call('GET', KEYS[3])
+if not fresh then
+  return {0, gen or ''}
+end
+redis.call('RPUSH', KEYS[2], ARGV[1])
+if gen then
+  return {1, ''}
+end
+gen = tostring(redis.call('INCR', KEYS[5]))
+redis.call('SET', KEYS[3], gen)
+redis.call('ZADD', KEYS[4], tonumber(ARGV[3]), ARGV[2])
+return {1, gen}
+`;
+
+/**
+ * claim(KEYS: drain, lease, tenantActive; ARGV: generation, token, nowMs, leaseMs, tenantLimit)
+ * → 'ok' | 'stale' (another generation is responsible) | 'busy' (chat leased) | 'full' (tenant at limit).
+ */
+export const CLAIM = `
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 'stale' end
+local now = tonumber(ARGV[3])
+local lease = tonumber(ARGV[4])
+if not redis.call('SET', KEYS[2], ARGV[2], 'NX', 'PX', lease) then return 'busy' end
+redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', now)
+if redis.call('ZCARD', KEYS[3]) >= tonumber(ARGV[5]) then
+  redis.call('DEL', KEYS[2])
+  return 'full'
+end
+redis.call('ZADD', KEYS[3], now + lease, ARGV[2])
+redis.call('PEXPIRE', KEYS[3], lease * 2)
+return 'ok'
+`;
+
+/** renew(KEYS: lease, tenantActive; ARGV: token, nowMs, leaseMs) → 1 if still held. */
+export const RENEW = `
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+local lease = tonumber(ARGV[3])
+redis.call('PEXPIRE', KEYS[1], lease)
+redis.call('ZADD', KEYS[2], tonumber(ARGV[2]) + lease, ARGV[1])
+redis.call('PEXPIRE', KEYS[2], lease * 2)
+return 1
+`;
+
+/** release(KEYS: lease, tenantActive; ARGV: token). */
+export const RELEASE = `
+if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end
+redis.call('ZREM', KEYS[2], ARGV[1])
+return 1
+`;
+
+/**
+ * pop(KEYS: mailbox, lease, scheduled; ARGV: envelope, token, member, nowMs) → 1 when the head was
+ * that envelope and this drainer still holds the lease (the fence against a drainer that lost it).
+ */
+export const POP = `
+if redis.call('GET', KEYS[2]) ~= ARGV[2] then return -1 end
+if redis.call('LINDEX', KEYS[1], 0) ~= ARGV[1] then return 0 end
+redis.call('LPOP', KEYS[1])
+redis.call('ZADD', KEYS[3], tonumber(ARGV[4]), ARGV[3])
+return 1
+`;
+
+/**
+ * finish(KEYS: mailbox, drain, scheduled; ARGV: generation, member) → 1 when the mailbox was empty
+ * and this generation gave up responsibility; 0 when mail arrived meanwhile (keep draining).
+ * Emptiness check and release are one step, so an update accepted concurrently either lands before
+ * it (and is drained by us) or sees no drain and schedules a new one: never stranded.
+ */
+export const FINISH = `
+if redis.call('LLEN', KEYS[1]) > 0 then return 0 end
+if redis.call('GET', KEYS[2]) == ARGV[1] then
+  redis.call('DEL', KEYS[2])
+  redis.call('ZREM', KEYS[3], ARGV[2])
+end
+return 1
+`;
+
+/**
+ * handoff(KEYS: drain, scheduled, seq; ARGV: generation, member, nowMs) → the new generation, or ''
+ * when this one is no longer responsible. Used to yield a chat to a fresh job (shutdown, fairness).
+ */
+export const HANDOFF = `
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return '' end
+local gen = tostring(redis.call('INCR', KEYS[3]))
+redis.call('SET', KEYS[1], gen)
+redis.call('ZADD', KEYS[2], tonumber(ARGV[3]), ARGV[2])
+return gen
+`;

@@ -1,0 +1,148 @@
+/**
+ * The per-chat mailbox: durable FIFO of accepted updates plus the bookkeeping that makes exactly
+ * one drain job responsible for a non-empty mailbox at any time (see docs/architecture.md).
+ * Used by the ingress (accept) and the forwarder (claim, pop, finish, hand off, sweep).
+ */
+import type { Queue } from 'bullmq';
+import type { RedisClient } from '../redis.js';
+import { chatLeaseKey, drainKey, mailboxKey, scheduledKey, seenKey } from '../keys.js';
+import { ACCEPT, CLAIM, FINISH, HANDOFF, POP, RELEASE, RENEW } from './mailbox-scripts.js';
+import { encodeEnvelope } from './update.js';
+
+const SEQ_KEY = '{mbox}:seq';
+const tenantActiveKey = (tenantId: string): string => `{mbox}:active:${tenantId}`;
+
+export interface DrainJobData {
+  t: string;
+  c: string;
+}
+
+export type ClaimResult = 'ok' | 'stale' | 'busy' | 'full';
+
+export interface MailboxOptions {
+  redis: RedisClient;
+  forwardQueue: Queue;
+  /** How long an update_id is remembered for dedup (Telegram retries for up to 24h). */
+  seenTtlS?: number;
+  leaseMs?: number;
+}
+
+type ScriptCaller = (...args: Array<string | number>) => Promise<unknown>;
+const SCRIPTS = { mbAccept: [5, ACCEPT], mbClaim: [3, CLAIM], mbRenew: [2, RENEW], mbRelease: [2, RELEASE], mbPop: [3, POP], mbFinish: [3, FINISH], mbHandoff: [3, HANDOFF] } as const;
+type ScriptName = keyof typeof SCRIPTS;
+
+/** Job id of a drain generation: unique per responsibility period, stable for idempotent re-adds. */
+export const drainJobId = (tenantId: string, chatId: string, gen: string): string => `${tenantId}.${chatId}.${gen}`;
+export const scheduledMember = (tenantId: string, chatId: string): string => `${tenantId}\n${chatId}`;
+
+export class Mailbox {
+  readonly leaseMs: number;
+  private readonly redis: RedisClient;
+  private readonly queue: Queue;
+  private readonly seenTtlS: number;
+
+  constructor(options: MailboxOptions) {
+    if (!options.redis || !options.forwardQueue) throw new TypeError('Mailbox: redis and forwardQueue are required');
+    this.redis = options.redis;
+    this.queue = options.forwardQueue;
+    this.seenTtlS = options.seenTtlS ?? 86_400;
+    this.leaseMs = options.leaseMs ?? 15_000;
+    if (!Number.isInteger(this.seenTtlS) || this.seenTtlS < 1) throw new TypeError('Mailbox: seenTtlS must be a positive integer');
+    for (const [name, [keys, lua]] of Object.entries(SCRIPTS)) {
+      if (!(name in this.redis)) this.redis.defineCommand(name, { numberOfKeys: keys, lua });
+    }
+  }
+
+  private call(name: ScriptName, ...args: Array<string | number>): Promise<unknown> {
+    return (this.redis as unknown as Record<ScriptName, ScriptCaller>)[name](...args);
+  }
+
+  /**
+   * Durably accepts an update. Resolves once it is in Redis and a drain job is responsible for the
+   * chat; `duplicate` when Telegram retried an update_id that was accepted before.
+   */
+  async accept(tenantId: string, chatId: string, updateId: number, raw: string, now = Date.now()): Promise<{ duplicate: boolean }> {
+    const envelope = encodeEnvelope(updateId, now, raw);
+    const [accepted, gen] = (await this.call('mbAccept',
+      seenKey(tenantId, updateId), mailboxKey(tenantId, chatId), drainKey(tenantId, chatId), scheduledKey, SEQ_KEY,
+      envelope, scheduledMember(tenantId, chatId), now, this.seenTtlS)) as [number, string];
+    if (gen) await this.schedule(tenantId, chatId, gen);
+    return { duplicate: accepted === 0 };
+  }
+
+  /** Adds the drain job of a generation; a no-op when it exists already (same job id). */
+  async schedule(tenantId: string, chatId: string, gen: string): Promise<void> {
+    const data: DrainJobData = { t: tenantId, c: chatId };
+    await this.queue.add('drain', data, { jobId: drainJobId(tenantId, chatId, gen), removeOnComplete: true, removeOnFail: 1000 });
+  }
+
+  async claim(tenantId: string, chatId: string, gen: string, token: string, tenantLimit: number): Promise<ClaimResult> {
+    return (await this.call('mbClaim', drainKey(tenantId, chatId), chatLeaseKey(tenantId, chatId), tenantActiveKey(tenantId),
+      gen, token, Date.now(), this.leaseMs, tenantLimit)) as ClaimResult;
+  }
+
+  async renew(tenantId: string, chatId: string, token: string): Promise<boolean> {
+    return (await this.call('mbRenew', chatLeaseKey(tenantId, chatId), tenantActiveKey(tenantId), token, Date.now(), this.leaseMs)) === 1;
+  }
+
+  async release(tenantId: string, chatId: string, token: string): Promise<void> {
+    await this.call('mbRelease', chatLeaseKey(tenantId, chatId), tenantActiveKey(tenantId), token);
+  }
+
+  /** The oldest pending envelope of the chat, without removing it (at-least-once). */
+  async head(tenantId: string, chatId: string): Promise<string | null> {
+    return this.redis.lindex(mailboxKey(tenantId, chatId), 0);
+  }
+
+  async depth(tenantId: string, chatId: string): Promise<number> {
+    return this.redis.llen(mailboxKey(tenantId, chatId));
+  }
+
+  /** Removes the head after it was delivered; -1 when the lease was lost (stop draining). */
+  async pop(tenantId: string, chatId: string, envelope: string, token: string): Promise<number> {
+    return (await this.call('mbPop', mailboxKey(tenantId, chatId), chatLeaseKey(tenantId, chatId), scheduledKey,
+      envelope, token, scheduledMember(tenantId, chatId), Date.now())) as number;
+  }
+
+  /** True when the mailbox is empty and this generation is released. */
+  async finish(tenantId: string, chatId: string, gen: string): Promise<boolean> {
+    return (await this.call('mbFinish', mailboxKey(tenantId, chatId), drainKey(tenantId, chatId), scheduledKey,
+      gen, scheduledMember(tenantId, chatId))) === 1;
+  }
+
+  /** Passes responsibility to a new generation and job (graceful shutdown, fairness). */
+  async handOff(tenantId: string, chatId: string, gen: string): Promise<string | undefined> {
+    const next = (await this.call('mbHandoff', drainKey(tenantId, chatId), scheduledKey, SEQ_KEY,
+      gen, scheduledMember(tenantId, chatId), Date.now())) as string;
+    if (!next) return undefined;
+    await this.schedule(tenantId, chatId, next);
+    return next;
+  }
+
+  /**
+   * Repairs responsibility lost to a crash: every chat whose drain made no progress for `staleMs`
+   * gets its drain job back if the job is gone, or retried if it failed. Idempotent; any replica.
+   */
+  async sweep(staleMs: number, limit = 200): Promise<{ checked: number; repaired: number }> {
+    const members = await this.redis.zrangebyscore(scheduledKey, '-inf', Date.now() - staleMs, 'LIMIT', 0, limit);
+    let repaired = 0;
+    for (const member of members) {
+      const [tenantId, chatId] = member.split('\n') as [string, string];
+      const gen = await this.redis.get(drainKey(tenantId, chatId));
+      if (!gen) {
+        await this.redis.zrem(scheduledKey, member);
+        continue;
+      }
+      const job = await this.queue.getJob(drainJobId(tenantId, chatId, gen));
+      if (!job) {
+        await this.schedule(tenantId, chatId, gen);
+        repaired++;
+      } else if (await job.isFailed()) {
+        await job.retry('failed');
+        repaired++;
+      }
+      await this.redis.zadd(scheduledKey, Date.now(), member);
+    }
+    return { checked: members.length, repaired };
+  }
+}

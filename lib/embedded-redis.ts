@@ -1,0 +1,106 @@
+/**
+ * Runs a real `redis-server` as a child process: used by the embedded default when nothing answers
+ * at REDIS_URL, and by the test harness (always on a free port, never the machine's 6379).
+ */
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { mkdirSync } from 'node:fs';
+import { Redis } from 'ioredis';
+import { RuntimeError } from './errors.js';
+import { freePort } from './util/free-port.js';
+
+export interface EmbeddedRedisOptions {
+  /** Working directory for its AOF; required when `persist` is true. */
+  dir: string;
+  port?: number;
+  host?: string;
+  /** appendonly yes with appendfsync `always` or `everysec`; off means memory only. */
+  persist?: false | 'always' | 'everysec';
+}
+
+export class EmbeddedRedis {
+  readonly host: string;
+  readonly port: number;
+  readonly url: string;
+  private child: ChildProcess | undefined;
+  private readonly options: EmbeddedRedisOptions;
+
+  private constructor(options: EmbeddedRedisOptions, port: number) {
+    this.options = options;
+    this.host = options.host ?? '127.0.0.1';
+    this.port = port;
+    this.url = `redis://${this.host}:${port}`;
+  }
+
+  static isInstalled(): boolean {
+    return spawnSync('redis-server', ['--version'], { stdio: 'ignore' }).status === 0;
+  }
+
+  static async start(options: EmbeddedRedisOptions): Promise<EmbeddedRedis> {
+    if (!EmbeddedRedis.isInstalled()) {
+      throw new RuntimeError('redis-server is not installed: install it (Debian/Ubuntu: `apt-get install redis-server`, macOS: `brew install redis`) or set REDIS_URL');
+    }
+    const port = options.port ?? (await freePort(options.host));
+    const redis = new EmbeddedRedis(options, port);
+    await redis.spawn();
+    return redis;
+  }
+
+  /** Starts (or restarts after stop()) the server on the same port and directory. */
+  async spawn(): Promise<void> {
+    if (this.child) return;
+    mkdirSync(this.options.dir, { recursive: true });
+    const persist = this.options.persist ?? false;
+    const args = [
+      '--port', String(this.port), '--bind', this.host, '--dir', this.options.dir,
+      '--save', '', '--protected-mode', 'no', '--daemonize', 'no', '--loglevel', 'warning',
+      '--appendonly', persist ? 'yes' : 'no',
+    ];
+    if (persist) args.push('--appendfsync', persist);
+    const child = spawn('redis-server', args, { stdio: ['ignore', 'ignore', 'pipe'] });
+    this.child = child;
+    let stderr = '';
+    child.stderr?.on('data', (d: Buffer) => (stderr = (stderr + d.toString()).slice(-2000)));
+    child.once('exit', () => {
+      if (this.child === child) this.child = undefined;
+    });
+    await this.waitReady(() => stderr);
+  }
+
+  private async waitReady(stderr: () => string): Promise<void> {
+    const deadline = Date.now() + 10_000;
+    while (Date.now() < deadline) {
+      if (!this.child) throw new RuntimeError(`redis-server exited at start: ${stderr().trim().split('\n').pop() ?? ''}`);
+      const probe = new Redis({ host: this.host, port: this.port, lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null });
+      probe.on('error', () => undefined);
+      try {
+        await probe.connect();
+        if ((await probe.ping()) === 'PONG') return;
+      } catch {
+        /* not yet */
+      } finally {
+        probe.disconnect();
+      }
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    throw new RuntimeError(`redis-server did not answer on port ${this.port} within 10s`);
+  }
+
+  get running(): boolean {
+    return this.child !== undefined;
+  }
+
+  /** Stops the server: SIGTERM (clean, fsyncs the AOF) or SIGKILL (a crash). */
+  async stop(signal: 'SIGTERM' | 'SIGKILL' = 'SIGTERM'): Promise<void> {
+    const child = this.child;
+    if (!child) return;
+    await new Promise<void>((resolve) => {
+      const timer = setTimeout(() => child.kill('SIGKILL'), 5000);
+      child.once('exit', () => {
+        clearTimeout(timer);
+        resolve();
+      });
+      child.kill(signal);
+    });
+    this.child = undefined;
+  }
+}

@@ -1,0 +1,29 @@
+/**
+ * Redis key names. The runbook's keys keep their exact names and meaning; everything new lives
+ * under the `{mbox}` hash tag so that the multi-key scripts of the delivery path stay in one slot
+ * on a Redis Cluster.
+ */
+
+/** `ip:port` of the tenant's live, ready pod (with a TTL). Runbook key. */
+export const endpointKey = (tenantId: string): string => `router:endpoint:${tenantId}`;
+/** Wake lock, `SET NX EX WAKE_LOCK_TTL_S`. Runbook key. */
+export const wakeLockKey = (tenantId: string): string => `tenant:waking:${tenantId}`;
+
+const MB = '{mbox}';
+/** Per-chat FIFO of accepted updates (a list of JSON envelopes). */
+export const mailboxKey = (tenantId: string, chatId: string): string => `${MB}:q:${tenantId}:${chatId}`;
+/** Drain generation of a chat: present while a drain job is responsible for its mailbox. */
+export const drainKey = (tenantId: string, chatId: string): string => `${MB}:drain:${tenantId}:${chatId}`;
+/** update_id already accepted for a tenant (dedup of Telegram retries), with a TTL. */
+export const seenKey = (tenantId: string, updateId: number): string => `${MB}:seen:${tenantId}:${updateId}`;
+/** Every chat with a responsible drain, scored by last progress: the sweeper's index. */
+export const scheduledKey = `${MB}:scheduled`;
+/** Lease that makes one drainer at a time own a chat. */
+export const chatLeaseKey = (tenantId: string, chatId: string): string => `${MB}:lease:${tenantId}:${chatId}`;
+
+/** Activity index: tenant id scored by last activity (ms). Read by the idle check. */
+export const activityKey = 'ztm:activity';
+/** "⏳ Starting up..." already sent for this wake of this tenant. */
+export const startingNoticeKey = (tenantId: string): string => `ztm:starting:${tenantId}`;
+/** Address of a local platform's Redis, written by `npm start` for `ztm` to find. */
+export const ADMIN_HEARTBEAT_KEY = 'ztm:admin:heartbeat';

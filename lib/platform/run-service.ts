@@ -1,0 +1,70 @@
+/**
+ * The shared skeleton of every `main.ts`: parse config once (a bad value prints one line naming the
+ * variable and exits 2), make the logger, start, and on SIGTERM/SIGINT stop taking work, finish or
+ * hand back in-flight jobs, close connections and exit.
+ */
+import { loadConfig, type Config } from '../config.js';
+import { ConfigError } from '../errors.js';
+import { createLogger, type Logger } from '../logger.js';
+import { redactSecrets } from '../redact.js';
+
+export interface Closeable {
+  close(): Promise<void>;
+}
+
+export interface ServiceContext {
+  config: Config;
+  log: Logger;
+}
+
+const SHUTDOWN_GRACE_MS = 25_000;
+
+export async function runService(service: string, start: (ctx: ServiceContext) => Promise<Closeable>): Promise<void> {
+  let config: Config;
+  try {
+    config = loadConfig(process.env);
+  } catch (err) {
+    const msg = err instanceof ConfigError ? err.message : redactSecrets(String(err));
+    process.stderr.write(`${service}: configuration error: ${msg}\n`);
+    process.exit(2);
+  }
+  const log = createLogger({ service, level: config.logLevel });
+  let running: Closeable;
+  try {
+    running = await start({ config, log });
+  } catch (err) {
+    log.fatal({ err }, `${service} failed to start`);
+    process.stderr.write(`${service}: failed to start: ${redactSecrets(err instanceof Error ? err.message : String(err))}\n`);
+    log.flush();
+    process.exit(1);
+  }
+  let stopping = false;
+  const stop = (signal: string): void => {
+    if (stopping) {
+      log.warn({ signal }, 'second signal: exiting now');
+      process.exit(1);
+    }
+    stopping = true;
+    log.info({ signal }, `${service} stopping`);
+    const force = setTimeout(() => {
+      log.error('shutdown took too long: exiting');
+      process.exit(1);
+    }, SHUTDOWN_GRACE_MS);
+    force.unref();
+    running.close().then(
+      () => {
+        log.info(`${service} stopped`);
+        log.flush();
+        process.exitCode = 0;
+        setTimeout(() => process.exit(0), 50).unref();
+      },
+      (err: unknown) => {
+        log.error({ err }, 'error while stopping');
+        log.flush();
+        process.exit(1);
+      },
+    );
+  };
+  process.on('SIGTERM', () => stop('SIGTERM'));
+  process.on('SIGINT', () => stop('SIGINT'));
+}

@@ -1,0 +1,18 @@
+/**
+ * Queue names and the shared BullMQ options. Each queue name carries its own hash tag so BullMQ
+ * works on a Redis Cluster (all of one queue's keys in one slot).
+ */
+export const QUEUE_PREFIX = 'ztm';
+
+export const QUEUES = {
+  /** Drain jobs: one per chat with pending updates; processed by the forwarder. */
+  forward: '{forward}',
+  /** Wake requests: processed by the waker. */
+  wake: '{wake}',
+  /** Admin commands from `ztm`: processed by the janitor's admin worker. */
+  admin: '{admin}',
+  /** Deliveries that exhausted their attempts; operators list and retry them. */
+  dead: '{dead-letter}',
+} as const;
+
+export type QueueName = (typeof QUEUES)[keyof typeof QUEUES];

@@ -1,0 +1,77 @@
+/**
+ * Redis connection factory. One node or a Redis Cluster (REDIS_CLUSTER=true), AUTH and TLS from
+ * the URL (`rediss://user:pass@host:port`). BullMQ workers need `maxRetriesPerRequest: null`.
+ */
+import { Redis, Cluster, type RedisOptions } from 'ioredis';
+
+export type RedisClient = Redis | Cluster;
+
+export interface RedisFactoryOptions {
+  url: string;
+  cluster?: boolean;
+  /** Connection name shown in CLIENT LIST. */
+  name?: string;
+  /** For BullMQ Worker/QueueEvents: block forever instead of failing commands while reconnecting. */
+  blocking?: boolean;
+  /** Batch concurrent commands into one round trip (the ingress hot path). */
+  autoPipelining?: boolean;
+  /** Give up commands quickly while Redis is down instead of queueing them. */
+  failFast?: boolean;
+  lazyConnect?: boolean;
+}
+
+function nodeOptions(url: URL): RedisOptions {
+  const opts: RedisOptions = {};
+  if (url.username) opts.username = decodeURIComponent(url.username);
+  if (url.password) opts.password = decodeURIComponent(url.password);
+  if (url.protocol === 'rediss:') opts.tls = { servername: url.hostname };
+  const db = url.pathname.replace('/', '');
+  if (db) opts.db = Number(db);
+  return opts;
+}
+
+export function createRedis(options: RedisFactoryOptions): RedisClient {
+  const url = new URL(options.url);
+  const common: RedisOptions = {
+    ...nodeOptions(url),
+    connectionName: options.name,
+    lazyConnect: options.lazyConnect ?? false,
+    enableAutoPipelining: options.autoPipelining ?? false,
+    maxRetriesPerRequest: options.blocking ? null : options.failFast ? 0 : 3,
+    enableOfflineQueue: !options.failFast,
+    // Reconnect forever with a capped backoff: a restarted Redis must be picked up again.
+    retryStrategy: (times) => Math.min(50 * 2 ** Math.min(times, 6), 2000),
+  };
+  if (options.cluster) {
+    return new Cluster([{ host: url.hostname, port: Number(url.port || 6379) }], {
+      redisOptions: common,
+      enableAutoPipelining: common.enableAutoPipelining,
+      enableOfflineQueue: common.enableOfflineQueue,
+      dnsLookup: (address, callback) => callback(null, address),
+    });
+  }
+  return new Redis({ ...common, host: url.hostname.replace(/^\[|\]$/g, ''), port: Number(url.port || 6379) });
+}
+
+/** Redacted form of a Redis URL for logs (password removed). */
+export function describeRedisUrl(raw: string): string {
+  try {
+    const u = new URL(raw);
+    if (u.password) u.password = '***';
+    return u.toString();
+  } catch {
+    return '<invalid redis url>';
+  }
+}
+
+/** Quits a client, falling back to disconnect when Redis is unreachable. Never throws. */
+export async function closeRedis(client: RedisClient | undefined): Promise<void> {
+  if (!client) return;
+  try {
+    if (client.status === 'end') return;
+    await Promise.race([client.quit(), new Promise((r) => setTimeout(r, 1000))]);
+  } catch {
+    /* already gone */
+  }
+  client.disconnect();
+}

@@ -1,0 +1,323 @@
+/**
+ * The pod shim as real child processes against s3rver: presigned state URLs, cold start →
+ * messages → SIGTERM → state in S3 → a new shim elsewhere continues the memory; warm pool claim
+ * (auth, conflict, readiness), periodic and forced checkpoints, crash of the agent, config errors,
+ * and no presigned URL or token in the pod's output.
+ */
+import t, { type Test } from 'tap';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { randomBytes } from 'node:crypto';
+import Database from 'better-sqlite3';
+import { request } from 'undici';
+import type { S3Client } from '@aws-sdk/client-s3';
+import { freePort } from '../lib/util/free-port.js';
+import { startEmbeddedS3, type EmbeddedS3 } from '../lib/state/embedded-s3.js';
+import { createS3Client } from '../lib/state/s3-client.js';
+import { StateStore, type PresignedState } from '../lib/state/state-store.js';
+
+const SHIM = fileURLToPath(new URL('../agent/shim.ts', import.meta.url));
+const TOKEN = `123456789:${'AAHdqTcvCH1vGWJxfSeofSAs0K5PALDsaw'}`;
+const SECRET = randomBytes(24).toString('hex');
+
+let s3: EmbeddedS3;
+let client: S3Client;
+let store: StateStore;
+const scratch = mkdtempSync(path.join(tmpdir(), 'ztm-shim-'));
+const shims: Shim[] = [];
+/** Every presigned URL handed to a shim: none may show up in any shim's output. */
+const handedOut: PresignedState[] = [];
+
+t.before(async () => {
+  s3 = await startEmbeddedS3({ port: await freePort() });
+  client = createS3Client({ endpoint: s3.endpoint, region: 'us-east-1' });
+  store = new StateStore({ s3: client, bucket: 'zeroclaw-tenant-state' });
+  await store.ensureBucket();
+});
+
+t.teardown(async () => {
+  for (const s of shims) s.kill();
+  client?.destroy();
+  await s3?.close();
+  rmSync(scratch, { recursive: true, force: true });
+});
+
+interface Shim {
+  port: number;
+  agentPort: number;
+  output: () => string;
+  exited: Promise<number | null>;
+  waitExit(ms?: number): Promise<number | null>;
+  signal(sig: NodeJS.Signals): void;
+  kill(): void;
+}
+
+async function startShim(env: Record<string, string>): Promise<Shim> {
+  const port = await freePort();
+  const agentPort = await freePort();
+  const child: ChildProcess = spawn(process.execPath, ['--import', 'tsx', SHIM], {
+    env: { ...process.env, SHIM_HOST: '127.0.0.1', SHIM_PORT: String(port), AGENT_PORT: String(agentPort), LOG_LEVEL: 'debug', ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let out = '';
+  child.stdout?.on('data', (d: Buffer) => (out += d.toString()));
+  child.stderr?.on('data', (d: Buffer) => (out += d.toString()));
+  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+  const shim: Shim = {
+    port,
+    agentPort,
+    output: () => out,
+    exited,
+    async waitExit(ms = 30_000) {
+      const timeout = new Promise<'timeout'>((r) => setTimeout(() => r('timeout'), ms).unref());
+      const result = await Promise.race([exited, timeout]);
+      if (result === 'timeout') throw new Error(`shim did not exit within ${ms}ms:\n${out}`);
+      return result;
+    },
+    signal(sig) {
+      child.kill(sig);
+    },
+    kill() {
+      // The agent runs in its own process group: take it down too.
+      for (const m of out.matchAll(/"pid":(\d+)/g)) try { process.kill(-Number(m[1]), 'SIGKILL'); } catch { /* gone */ }
+      if (child.exitCode === null) child.kill('SIGKILL');
+    },
+  };
+  shims.push(shim);
+  return shim;
+}
+
+async function http(port: number, p: string, init: { method?: string; body?: unknown; auth?: string } = {}) {
+  const res = await request(`http://127.0.0.1:${port}${p}`, {
+    method: (init.method ?? (init.body === undefined ? 'GET' : 'POST')) as 'GET',
+    body: init.body === undefined ? undefined : typeof init.body === 'string' ? init.body : JSON.stringify(init.body),
+    headers: { 'content-type': 'application/json', ...(init.auth ? { authorization: `Bearer ${init.auth}` } : {}) },
+    headersTimeout: 90_000,
+  });
+  const text = await res.body.text();
+  let json: Record<string, unknown> = {};
+  try { json = JSON.parse(text) as Record<string, unknown>; } catch { /* not JSON */ }
+  return { status: res.statusCode, json };
+}
+
+async function until<T>(what: string, ms: number, probe: () => Promise<T | undefined>): Promise<T> {
+  const deadline = Date.now() + ms;
+  for (;;) {
+    const v = await probe().catch(() => undefined);
+    if (v !== undefined) return v;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+const waitReady = (s: Shim) => until('shim ready', 30_000, async () => ((await http(s.port, '/readyz')).status === 200 ? true : undefined));
+const say = async (s: Shim, message: string) => (await http(s.agentPort, '/webhook', { body: { message } })).json.response;
+
+async function presign(tenant: string): Promise<PresignedState> {
+  const urls = await store.presign(tenant, { expiresInS: 600 });
+  handedOut.push(urls);
+  return urls;
+}
+
+/** Memories in the tenant's brain.db as stored in S3 (downloaded with the presigned GET). */
+async function memoriesInS3(tenant: string): Promise<number> {
+  const res = await request((await presign(tenant)).getUrl);
+  const file = path.join(scratch, `${tenant}-${Date.now()}.db`);
+  writeFileSync(file, Buffer.from(await res.body.arrayBuffer()));
+  const db = new Database(file, { readonly: true });
+  try {
+    return (db.prepare('SELECT count(*) AS n FROM memories').get() as { n: number }).n;
+  } finally {
+    db.close();
+  }
+}
+
+function assertNoSecrets(t: Test, s: Shim): void {
+  const out = s.output();
+  t.notMatch(out, /X-Amz-Signature/i, 'no signed query in the output');
+  for (const u of handedOut) {
+    t.notOk(out.includes(new URL(u.putUrl).search) || out.includes(new URL(u.getUrl).search), 'no presigned URL in the output');
+  }
+  t.notOk(out.includes(TOKEN.split(':')[1] ?? '-'), 'no bot token in the output');
+  t.notOk(out.includes(SECRET), 'no claim secret in the output');
+}
+
+t.test('presigned GET/PUT against s3rver, head, purge', async (t) => {
+  await store.ensureBucket(); // idempotent
+  const urls = await presign('carol');
+  t.match(new URL(urls.putUrl).pathname, /\/tenants\/carol\/brain\.db$/, 'URL for exactly that key');
+  t.ok(Date.parse(urls.expiresAt) > Date.now() + 590_000);
+  t.equal((await request(urls.getUrl).then(async (r) => (await r.body.dump(), r.statusCode))), 404, 'no state yet');
+  t.equal(await store.head('carol'), undefined);
+  const payload = randomBytes(6 * 1024 * 1024 + 3);
+  const put = await request(urls.putUrl, { method: 'PUT', body: payload, headers: { 'content-length': String(payload.length) } });
+  await put.body.dump();
+  t.equal(put.statusCode, 200, 'PUT multi-MB');
+  const got = Buffer.from(await (await request(urls.getUrl)).body.arrayBuffer());
+  t.ok(got.equals(payload), 'byte-identical round trip');
+  t.match(await store.head('carol'), { key: 'tenants/carol/brain.db', bytes: payload.length });
+  const other = await presign('car');
+  await (await request(other.putUrl, { method: 'PUT', body: 'x' })).body.dump();
+  t.equal(await store.purge('carol'), 1, 'purge deletes the tenant prefix only');
+  t.equal(await store.head('carol'), undefined);
+  t.ok(await store.head('car'), "a tenant whose id is a prefix keeps its state");
+  await t.rejects(store.presign('Not_Valid'), { code: 'E_VALIDATION' });
+  await t.rejects(store.presign('carol', { expiresInS: 0 }), { code: 'E_VALIDATION' });
+  t.throws(() => new StateStore({ s3: client, bucket: 'X' }), { code: 'E_VALIDATION' });
+});
+
+t.test('cold start, stop, state in S3, a new shim continues the memory', async (t) => {
+  const urls = await presign('alice');
+  const ws1 = path.join(scratch, 'alice-1');
+  const a = await startShim({ TENANT_ID: 'alice', BOT_TOKEN: TOKEN, STATE_GET_URL: urls.getUrl, STATE_PUT_URL: urls.putUrl, WORKSPACE: ws1 });
+  await waitReady(a);
+  t.equal(await say(a, 'one'), 'You said: one (memories: 1)');
+  t.equal(await say(a, 'two'), 'You said: two (memories: 2)');
+  t.equal(await say(a, 'three'), 'You said: three (memories: 3)');
+  t.equal((await http(a.port, '/healthz')).status, 200);
+  a.signal('SIGTERM');
+  t.equal(await a.waitExit(), 0, 'SIGTERM: exit 0');
+  t.match(a.output(), /"msg":"checkpoint saved"/);
+  t.match(a.output(), /"reason":"shutdown"[^\n]*checkpoint saved|checkpoint saved[^\n]*"reason":"shutdown"/);
+  t.match(a.output(), /"tenant_id":"alice"/, 'lines carry the tenant id');
+  t.ok(await store.head('alice'), 'brain.db is in S3');
+  t.equal(await memoriesInS3('alice'), 3);
+  assertNoSecrets(t, a);
+
+  // Elsewhere (new workspace, with a stale WAL lying around): the memory continues.
+  const ws2 = path.join(scratch, 'alice-2');
+  mkdirSync(path.join(ws2, 'memory'), { recursive: true });
+  writeFileSync(path.join(ws2, 'memory', 'brain.db-wal'), randomBytes(4096));
+  const urls2 = await presign('alice');
+  const b = await startShim({ TENANT_ID: 'alice', STATE_GET_URL: urls2.getUrl, STATE_PUT_URL: urls2.putUrl, WORKSPACE: ws2 });
+  await waitReady(b);
+  t.match(b.output(), /"msg":"state restored"/);
+  t.equal(await say(b, 'four'), 'You said: four (memories: 4)', 'memory count continues');
+  b.kill();
+  assertNoSecrets(t, b);
+});
+
+t.test('warm pool member: claim auth, readiness, conflict, periodic and forced checkpoints', async (t) => {
+  const w = await startShim({ WARM: '1', WARM_POOL_SECRET: SECRET, CHECKPOINT_INTERVAL_S: '1', WORKSPACE: path.join(scratch, 'bob') });
+  const health = await until('shim up', 30_000, async () => {
+    const h = await http(w.port, '/healthz');
+    return h.status === 200 ? h : undefined;
+  });
+  t.match(health.json, { status: 'ok', phase: 'warm' });
+  t.same(await http(w.port, '/readyz'), { status: 503, json: { ready: false, phase: 'warm' } }, 'not ready before a claim');
+  t.equal((await http(w.port, '/checkpoint', { body: {}, auth: SECRET })).status, 409, 'nothing to checkpoint yet');
+  t.equal((await http(w.port, '/state-urls', { body: { state_put_url: 'http://x/y' }, auth: SECRET })).status, 409);
+
+  const urls = await presign('bob');
+  const claim = { tenant_id: 'bob', bot_token: TOKEN, state_get_url: urls.getUrl, state_put_url: urls.putUrl };
+  t.equal((await http(w.port, '/claim', { body: claim })).status, 401, 'no bearer');
+  t.equal((await http(w.port, '/claim', { body: claim, auth: `${SECRET}x` })).status, 401, 'wrong secret');
+  t.equal((await http(w.port, '/claim', { body: { ...claim, tenant_id: 'Bad!' }, auth: SECRET })).status, 400, 'invalid tenant id');
+  t.equal((await http(w.port, '/claim', { body: 'not json', auth: SECRET })).status, 400);
+  t.equal((await http(w.port, '/readyz')).status, 503);
+
+  const ok = await http(w.port, '/claim', { body: claim, auth: SECRET });
+  t.same(ok, { status: 200, json: { status: 'ready', tenant_id: 'bob' } }, 'claim answers once the agent is ready');
+  t.equal((await http(w.port, '/readyz')).status, 200, 'ready right after the claim');
+  t.equal((await http(w.port, '/claim', { body: claim, auth: SECRET })).status, 409, 'second claim');
+  t.equal(await say(w, 'hi'), 'You said: hi (memories: 1)');
+
+  await until('periodic checkpoint in S3', 15_000, async () => (await store.head('bob')) ?? undefined);
+  t.match(w.output(), /"reason":"periodic"[^\n]*"msg":"checkpoint saved"/, 'periodic checkpoint uploaded without a stop');
+  t.equal(await memoriesInS3('bob'), 1);
+
+  t.equal((await http(w.port, '/checkpoint', { body: {} })).status, 401, 'checkpoint needs the secret');
+  await say(w, 'again');
+  const forced = await http(w.port, '/checkpoint', { body: {}, auth: SECRET });
+  t.equal(forced.status, 200);
+  t.match(forced.json, { uploaded: Boolean, bytes: Number, sha256: /^[0-9a-f]{64}$/ });
+  const repeat = await http(w.port, '/checkpoint', { body: {}, auth: SECRET });
+  t.same(repeat.json, { ...forced.json, uploaded: false }, 'unchanged: no second upload');
+  t.equal(await memoriesInS3('bob'), 2, 'forced checkpoint holds the latest message');
+
+  const fresh = await presign('bob');
+  t.equal((await http(w.port, '/state-urls', { body: { state_put_url: fresh.putUrl } })).status, 401);
+  t.equal((await http(w.port, '/state-urls', { body: { state_put_url: 'ftp://x' }, auth: SECRET })).status, 400);
+  t.equal((await http(w.port, '/state-urls', { body: {}, auth: SECRET })).status, 400);
+  t.equal((await http(w.port, '/state-urls', { body: { state_get_url: fresh.getUrl, state_put_url: fresh.putUrl }, auth: SECRET })).status, 200);
+  t.equal((await http(w.port, '/nope')).status, 404);
+
+  // Consistent copies while the agent writes (WAL mode): each one opens as a valid database.
+  const burst = Array.from({ length: 40 }, (_, i) => say(w, `burst ${i}`));
+  const during = await Promise.all([1, 2, 3].map(() => http(w.port, '/checkpoint', { body: {}, auth: SECRET })));
+  await Promise.all(burst);
+  t.ok(during.every((r) => r.status === 200), 'checkpoints while the agent writes');
+  const mid = await memoriesInS3('bob');
+  t.ok(mid >= 2 && mid <= 42, `a consistent snapshot (${mid} memories)`);
+
+  await say(w, 'last');
+  w.signal('SIGTERM');
+  t.equal(await w.waitExit(), 0);
+  t.equal(await memoriesInS3('bob'), 43, 'final checkpoint (through the replaced URL) holds everything');
+  assertNoSecrets(t, w);
+});
+
+t.test('the agent gets its tenant env and none of the shim secrets; one of two racing claims wins', async (t) => {
+  // A stand-in agent that reports its environment on /webhook.
+  const fixture = path.join(scratch, 'env-agent.mjs');
+  writeFileSync(fixture, `
+    import http from 'node:http';
+    http.createServer((req, res) => {
+      res.setHeader('content-type', 'application/json');
+      res.end(req.url === '/health' ? '{"status":"ok"}' : JSON.stringify({ response: process.env, cwd: process.cwd() }));
+    }).listen(Number(process.env.PORT), '127.0.0.1');
+    process.on('SIGTERM', () => process.exit(0));
+  `);
+  const ws = path.join(scratch, 'erin');
+  const w = await startShim({
+    WARM: '1', WARM_POOL_SECRET: SECRET, WORKSPACE: ws, AGENT_COMMAND: `exec "${process.execPath}" "${fixture}"`,
+    STATE_GET_URL: 'http://leak.invalid/x?X-Amz-Signature=nope', BOT_TOKEN: TOKEN, AWS_SECRET_ACCESS_KEY: 'nope',
+  });
+  await until('shim up', 30_000, async () => ((await http(w.port, '/healthz')).status === 200 ? true : undefined));
+  const claim = { tenant_id: 'erin', bot_token: TOKEN, env: { EXTRA: 'yes', PORT: '1' } };
+  const results = await Promise.all([1, 2].map(() => http(w.port, '/claim', { body: claim, auth: SECRET })));
+  t.same(results.map((r) => r.status).sort(), [200, 409], 'exactly one claim binds');
+  const env = (await http(w.agentPort, '/webhook', { body: { message: 'env?' } })).json.response as Record<string, string>;
+  t.match(env, { TENANT_ID: 'erin', TELEGRAM_BOT_TOKEN: TOKEN, PORT: String(w.agentPort), WORKSPACE: ws, EXTRA: 'yes', HOST: '127.0.0.1' });
+  for (const k of ['WARM_POOL_SECRET', 'STATE_GET_URL', 'STATE_PUT_URL', 'BOT_TOKEN', 'AWS_SECRET_ACCESS_KEY']) t.notOk(k in env, `agent has no ${k}`);
+  t.match(w.output(), /no STATE_PUT_URL: state is kept only in the local workspace/);
+  w.signal('SIGTERM');
+  t.equal(await w.waitExit(), 0);
+});
+
+t.test('an agent crash: what is on disk is checkpointed, the shim exits non-zero', async (t) => {
+  const urls = await presign('dave');
+  const d = await startShim({ TENANT_ID: 'dave', STATE_GET_URL: urls.getUrl, STATE_PUT_URL: urls.putUrl, CHECKPOINT_INTERVAL_S: '0', WORKSPACE: path.join(scratch, 'dave') });
+  await waitReady(d);
+  await say(d, 'one');
+  await say(d, 'two');
+  const agentPid = Number(/"pid":(\d+)[^\n]*"msg":"agent started"/.exec(d.output())?.[1]);
+  t.ok(agentPid > 0, 'agent pid from the shim log');
+  process.kill(agentPid, 'SIGKILL');
+  t.equal(await d.waitExit(), 1, 'non-zero exit');
+  t.match(d.output(), /"msg":"agent exited unexpectedly"/);
+  t.equal(await memoriesInS3('dave'), 2, 'messages acknowledged before the crash are in S3');
+});
+
+t.test('failures to start: bad config exits 2, an agent that dies before ready exits non-zero', async (t) => {
+  const noSecret = await startShim({ WARM: '1', WORKSPACE: path.join(scratch, 'x') });
+  t.equal(await noSecret.waitExit(), 2);
+  t.match(noSecret.output(), /WARM_POOL_SECRET: required when WARM=1/);
+  t.equal(noSecret.output().trim().split('\n').length, 1, 'one line');
+
+  const badTenant = await startShim({ TENANT_ID: 'Nope!', WORKSPACE: path.join(scratch, 'x') });
+  t.equal(await badTenant.waitExit(), 2);
+  t.match(badTenant.output(), /TENANT_ID: must be lowercase/);
+
+  const badUrl = await startShim({ TENANT_ID: 'frank', STATE_GET_URL: 'ftp://secret-place?X-Amz-Signature=abc', WORKSPACE: path.join(scratch, 'x') });
+  t.equal(await badUrl.waitExit(), 2);
+  t.notMatch(badUrl.output(), /secret-place|X-Amz/, 'a bad URL is not echoed');
+
+  const dies = await startShim({ TENANT_ID: 'frank', AGENT_COMMAND: 'echo agent-boom >&2; exit 3', WORKSPACE: path.join(scratch, 'frank') });
+  t.not(await dies.waitExit(), 0);
+  t.match(dies.output(), /agent-boom/, "the agent's output is in the pod's log");
+  t.match(dies.output(), /agent exited before ready \(code 3/);
+});
