@@ -150,7 +150,7 @@ export function loadConfig(env: Env): Config {
   const table = str(env, 'DYNAMODB_TABLE') ?? 'tenant-registry';
   if (!/^[A-Za-z0-9_.-]{3,255}$/.test(table)) throw new ConfigError('DYNAMODB_TABLE', 'must be 3-255 characters of A-Z a-z 0-9 _ . -');
   const bucket = str(env, 'S3_BUCKET') ?? 'zeroclaw-tenant-state';
-  if (!/^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/.test(bucket)) throw new ConfigError('S3_BUCKET', 'must be a valid S3 bucket name');
+  if (!/^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/.test(bucket)) throw new ConfigError('S3_BUCKET', 'must be a valid S3 bucket name: 3-63 characters of a-z 0-9 . -, starting and ending with a letter or digit');
 
   return {
     runtime,

@@ -53,6 +53,9 @@ export function createLogger(options: LoggerOptions): Logger {
           }
           method.apply(this, args as Parameters<typeof method>);
         },
+        // Last line of defence on the finished line: pino takes `msg` from an error's raw message
+        // (`log.error(err)`, `log.error({ err })`) and writes child bindings without the log formatter.
+        streamWrite: (line) => redactSecrets(line),
       },
     },
     options.destination ?? pino.destination({ dest: 1, sync: false }),

@@ -100,3 +100,17 @@ redis.call('SET', KEYS[1], gen)
 redis.call('ZADD', KEYS[2], tonumber(ARGV[3]), ARGV[2])
 return gen
 `;
+
+/**
+ * deadLetter(KEYS: mailbox, lease, deadIndex, deadData, scheduled; ARGV: envelope, token, id, json, nowMs, member)
+ * → 1 when the head was moved to the dead-letter store; the same fence as POP.
+ */
+export const DEAD_LETTER = `
+if redis.call('GET', KEYS[2]) ~= ARGV[2] then return -1 end
+if redis.call('LINDEX', KEYS[1], 0) ~= ARGV[1] then return 0 end
+redis.call('LPOP', KEYS[1])
+redis.call('HSET', KEYS[4], ARGV[3], ARGV[4])
+redis.call('ZADD', KEYS[3], tonumber(ARGV[5]), ARGV[3])
+redis.call('ZADD', KEYS[5], tonumber(ARGV[5]), ARGV[6])
+return 1
+`;

@@ -8,6 +8,7 @@ import type { RedisClient } from '../redis.js';
 import { chatLeaseKey, drainKey, mailboxKey, scheduledKey, seenKey } from '../keys.js';
 import { ACCEPT, CLAIM, FINISH, HANDOFF, POP, RELEASE, RENEW } from './mailbox-scripts.js';
 import { encodeEnvelope } from './update.js';
+import { callScript, defineScripts } from '../redis-scripts.js';
 
 const SEQ_KEY = '{mbox}:seq';
 const tenantActiveKey = (tenantId: string): string => `{mbox}:active:${tenantId}`;
@@ -27,8 +28,10 @@ export interface MailboxOptions {
   leaseMs?: number;
 }
 
-type ScriptCaller = (...args: Array<string | number>) => Promise<unknown>;
-const SCRIPTS = { mbAccept: [5, ACCEPT], mbClaim: [3, CLAIM], mbRenew: [2, RENEW], mbRelease: [2, RELEASE], mbPop: [3, POP], mbFinish: [3, FINISH], mbHandoff: [3, HANDOFF] } as const;
+const SCRIPTS = {
+  mbAccept: { keys: 5, lua: ACCEPT }, mbClaim: { keys: 3, lua: CLAIM }, mbRenew: { keys: 2, lua: RENEW }, mbRelease: { keys: 2, lua: RELEASE },
+  mbPop: { keys: 3, lua: POP }, mbFinish: { keys: 3, lua: FINISH }, mbHandoff: { keys: 3, lua: HANDOFF },
+};
 type ScriptName = keyof typeof SCRIPTS;
 
 /** Job id of a drain generation: unique per responsibility period, stable for idempotent re-adds. */
@@ -48,13 +51,11 @@ export class Mailbox {
     this.seenTtlS = options.seenTtlS ?? 86_400;
     this.leaseMs = options.leaseMs ?? 15_000;
     if (!Number.isInteger(this.seenTtlS) || this.seenTtlS < 1) throw new TypeError('Mailbox: seenTtlS must be a positive integer');
-    for (const [name, [keys, lua]] of Object.entries(SCRIPTS)) {
-      if (!(name in this.redis)) this.redis.defineCommand(name, { numberOfKeys: keys, lua });
-    }
+    defineScripts(this.redis, SCRIPTS);
   }
 
   private call(name: ScriptName, ...args: Array<string | number>): Promise<unknown> {
-    return (this.redis as unknown as Record<ScriptName, ScriptCaller>)[name](...args);
+    return callScript(this.redis, name, ...args);
   }
 
   /**
@@ -73,7 +74,11 @@ export class Mailbox {
   /** Adds the drain job of a generation; a no-op when it exists already (same job id). */
   async schedule(tenantId: string, chatId: string, gen: string): Promise<void> {
     const data: DrainJobData = { t: tenantId, c: chatId };
-    await this.queue.add('drain', data, { jobId: drainJobId(tenantId, chatId, gen), removeOnComplete: true, removeOnFail: 1000 });
+    // Attempts only matter for unexpected errors (a lost lease, Redis hiccups): parking does not count.
+    await this.queue.add('drain', data, {
+      jobId: drainJobId(tenantId, chatId, gen), removeOnComplete: true, removeOnFail: 1000,
+      attempts: 1000, backoff: { type: 'fixed', delay: 1000 },
+    });
   }
 
   async claim(tenantId: string, chatId: string, gen: string, token: string, tenantLimit: number): Promise<ClaimResult> {

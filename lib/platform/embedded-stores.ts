@@ -9,11 +9,13 @@ import { RuntimeError } from '../errors.js';
 import { EmbeddedRedis } from '../embedded-redis.js';
 import { isListening } from '../util/free-port.js';
 import { startEmbeddedDynamo } from '../registry/embedded-dynamodb.js';
+import { startEmbeddedS3 } from '../state/embedded-s3.js';
 import type { Closeable } from './run-service.js';
 
 export interface EmbeddedStores extends Closeable {
   redisUrl: string;
   dynamodbEndpoint: string | undefined;
+  s3Endpoint: string | undefined;
   started: string[];
 }
 
@@ -42,9 +44,18 @@ export async function startEmbeddedStores(config: Config, log: Logger): Promise<
     started.push(`dynalite ${dynamo.endpoint} (data in ${path.join(config.dataDir, 'dynamodb')})`);
     log.info({ endpoint: dynamo.endpoint }, 'started embedded DynamoDB (dynalite)');
   }
+  let s3Endpoint = config.s3Endpoint;
+  if (!s3Endpoint) {
+    const s3 = await startEmbeddedS3({ dataDir: config.dataDir });
+    closers.push(() => s3.close());
+    s3Endpoint = s3.endpoint;
+    started.push(`s3rver ${s3.endpoint} (data in ${path.join(config.dataDir, 's3')})`);
+    log.info({ endpoint: s3.endpoint }, 'started embedded S3 (s3rver)');
+  }
   return {
     redisUrl,
     dynamodbEndpoint,
+    s3Endpoint,
     started,
     async close() {
       for (const close of closers.reverse()) await close().catch(() => undefined);

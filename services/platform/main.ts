@@ -1,6 +1,7 @@
 /**
  * `npm start`: the embedded default, every service in one process on this host, with embedded
- * stores under DATA_DIR. A faithful miniature of production: same queues, same workers.
+ * stores under DATA_DIR and agents as local child processes. A faithful miniature of production:
+ * same queues, same workers, same keys.
  */
 import { writeFileSync, rmSync, mkdirSync } from 'node:fs';
 import path from 'node:path';
@@ -9,35 +10,38 @@ import { startEmbeddedStores } from '../../lib/platform/embedded-stores.js';
 import { createClients } from '../../lib/platform/clients.js';
 import { loadOrCreateSecrets } from '../../lib/local-secrets.js';
 import { describeRedisUrl } from '../../lib/redis.js';
-import { createJanitor } from '../janitor/janitor.js';
+import { startPlatform } from './platform.js';
 
 await runService('platform', async ({ config, log }) => {
   mkdirSync(config.dataDir, { recursive: true });
   const stores = await startEmbeddedStores(config, log);
   const secrets = loadOrCreateSecrets(config.dataDir, config);
-  const clients = createClients(config, { name: 'platform', redisUrl: stores.redisUrl, dynamodbEndpoint: stores.dynamodbEndpoint });
+  const clients = createClients(config, { name: 'platform', redisUrl: stores.redisUrl, dynamodbEndpoint: stores.dynamodbEndpoint, s3Endpoint: stores.s3Endpoint });
   await clients.registry.ensureTable();
-  const janitor = createJanitor({ config, log: log.child({ component: 'janitor' }), clients, webhookSecret: secrets.webhookSecret });
+  const platform = await startPlatform({ config, log, clients, secrets });
 
   const infoFile = path.join(config.dataDir, 'platform.json');
-  writeFileSync(infoFile, JSON.stringify({ pid: process.pid, redisUrl: stores.redisUrl, startedAt: new Date().toISOString() }));
+  const ingressUrl = `http://${config.ingressHost}:${platform.ingress.port}`;
+  writeFileSync(infoFile, JSON.stringify({ pid: process.pid, redisUrl: stores.redisUrl, ingressUrl, startedAt: new Date().toISOString() }));
   const lines = [
     'agentic-tenancy platform running (embedded default)',
-    `  data dir:   ${config.dataDir}`,
+    `  ingress:    ${ingressUrl}  (POST /tg/<tenant>, GET /healthz /readyz /metrics)`,
+    `  webhooks:   ${config.routerPublicUrl ? `${config.routerPublicUrl}/tg/<tenant>` : 'not registered: set ROUTER_PUBLIC_URL to the public URL of the ingress'}`,
+    `  telegram:   ${config.telegramApiBase}`,
     `  redis:      ${describeRedisUrl(stores.redisUrl)}`,
     `  registry:   DynamoDB table ${config.dynamodbTable} at ${stores.dynamodbEndpoint ?? 'AWS'}`,
-    `  telegram:   ${config.telegramApiBase}`,
-    `  webhooks:   ${config.routerPublicUrl ? `${config.routerPublicUrl}/tg/<tenant>` : 'not registered (set ROUTER_PUBLIC_URL)'}`,
+    `  state:      s3://${config.s3Bucket} at ${stores.s3Endpoint ?? 'AWS'}`,
+    `  agents:     local child processes (${config.agentCommand ? `AGENT_COMMAND=${config.agentCommand}` : 'reference agent'}), logs in ${path.join(config.dataDir, 'tenants', '<id>', 'agent.log')}`,
     ...stores.started.map((s) => `  started:    ${s}`),
-    '  started:    janitor (admin worker for ztm)',
+    '  started:    ingress, forwarder, waker, janitor (admin worker for ztm)',
     '  try:        npx ztm tenant list',
   ];
   process.stderr.write(`${lines.join('\n')}\n`);
-  log.info({ redis: describeRedisUrl(stores.redisUrl) }, 'platform started');
+  log.info({ ingress: ingressUrl, redis: describeRedisUrl(stores.redisUrl) }, 'platform started');
   return {
     async close() {
       rmSync(infoFile, { force: true });
-      await janitor.close();
+      await platform.close();
       await clients.close();
       await stores.close();
     },

@@ -4,7 +4,10 @@
  */
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
+import { mkdtempSync, rmSync } from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
+import { request } from 'undici';
 import { fileURLToPath } from 'node:url';
 import { loadConfig, type Config } from '../../lib/config.js';
 import { createClients, type PlatformClients } from '../../lib/platform/clients.js';
@@ -12,6 +15,9 @@ import { createJanitor, type Janitor } from '../../services/janitor/janitor.js';
 import { main as ztmMain } from '../../cli/main.js';
 import { startRedis, type TestRedis } from './redis.js';
 import { startDynamo } from './dynamo.js';
+import { startEmbeddedS3 } from '../../lib/state/embedded-s3.js';
+import { deriveWebhookSecret } from '../../lib/webhook-secret.js';
+import { startPlatform, type Platform } from '../../services/platform/platform.js';
 import { TelegramEmulator } from './telegram-emulator.js';
 import { LogCapture } from './log-capture.js';
 
@@ -31,6 +37,12 @@ export interface TestPlatform {
   janitor: Janitor;
   logs: LogCapture;
   webhookSecret: string;
+  /** The whole platform (ingress, forwarder, waker, local runtime) when started with `full`. */
+  platform?: Platform;
+  ingressUrl?: string;
+  /** POSTs an update to the ingress as Telegram would (with the tenant's secret unless given). */
+  forwarderDeadLetters(): Promise<number>;
+  postUpdate(tenantId: string, update: unknown, options?: { secret?: string | null }): Promise<{ status: number; body: string; headers: Record<string, unknown> }>;
   /** Runs ztm in this process (fast) against the test Redis. */
   ztm(...argv: string[]): Promise<ZtmResult>;
   /** Runs the real `ztm` binary as a child process. */
@@ -42,6 +54,8 @@ export interface TestPlatformOptions {
   env?: Record<string, string>;
   /** Start without the janitor (to test "no admin worker"). */
   withoutJanitor?: boolean;
+  /** Start every service (ingress, forwarder, waker, janitor) with the local runtime and s3rver. */
+  full?: boolean;
 }
 
 export async function startTestPlatform(options: TestPlatformOptions = {}): Promise<TestPlatform> {
@@ -49,23 +63,53 @@ export async function startTestPlatform(options: TestPlatformOptions = {}): Prom
   const dynamo = await startDynamo();
   const emulator = await TelegramEmulator.start();
   const webhookSecret = randomBytes(24).toString('base64url');
+  const warmPoolSecret = randomBytes(24).toString('base64url');
+  const dataDir = mkdtempSync(path.join(os.tmpdir(), 'ztm-platform-'));
+  const s3 = options.full ? await startEmbeddedS3({}) : undefined;
   const config = loadConfig({
     REDIS_URL: redis.url,
     DYNAMODB_ENDPOINT: dynamo.endpoint,
     DYNAMODB_TABLE: `t-${randomBytes(4).toString('hex')}`,
     TELEGRAM_API_BASE: emulator.url,
     WEBHOOK_SECRET: webhookSecret,
-    DATA_DIR: path.join(ROOT, '.ztm', 'test'),
+    WARM_POOL_SECRET: warmPoolSecret,
+    DATA_DIR: dataDir,
+    INGRESS_PORT: '0',
+    S3_BUCKET: `b-${randomBytes(4).toString('hex')}`,
+    ...(s3 ? { S3_ENDPOINT: s3.endpoint } : {}),
     ...options.env,
   });
   const logs = new LogCapture();
   const clients = createClients(config, { name: 'test' });
   await clients.registry.ensureTable();
-  const janitor = options.withoutJanitor ? (undefined as unknown as Janitor) : createJanitor({ config, log: logs.logger('janitor'), clients, webhookSecret });
+  let platform: Platform | undefined;
+  let janitor: Janitor;
+  if (options.full) {
+    platform = await startPlatform({ config, log: logs.logger('platform'), clients, secrets: { webhookSecret, warmPoolSecret } });
+    janitor = platform.janitor;
+  } else {
+    janitor = options.withoutJanitor ? (undefined as unknown as Janitor) : createJanitor({ config, log: logs.logger('janitor'), clients, webhookSecret });
+  }
+  const ingressUrl = platform ? `http://127.0.0.1:${platform.ingress.port}` : undefined;
   const cliEnv = { ZTM_REDIS_URL: redis.url };
 
   return {
-    config, redis, emulator, clients, janitor, logs, webhookSecret,
+    config, redis, emulator, clients, janitor, logs, webhookSecret, platform, ingressUrl,
+    async forwarderDeadLetters() {
+      return platform ? platform.forwarder.deadLetters.count() : 0;
+    },
+    async postUpdate(tenantId, update, o = {}) {
+      if (!ingressUrl) throw new Error('postUpdate needs a platform started with full: true');
+      const secret = o.secret === undefined ? deriveWebhookSecret(webhookSecret, tenantId) : o.secret;
+      const res = await request(`${ingressUrl}/tg/${tenantId}`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', ...(secret ? { 'x-telegram-bot-api-secret-token': secret } : {}) },
+        body: typeof update === 'string' ? update : JSON.stringify(update),
+        headersTimeout: 10_000,
+        bodyTimeout: 10_000,
+      });
+      return { status: res.statusCode, body: await res.body.text(), headers: res.headers };
+    },
     async ztm(...argv) {
       const out: string[] = [];
       const err: string[] = [];
@@ -92,8 +136,11 @@ export async function startTestPlatform(options: TestPlatformOptions = {}): Prom
       });
     },
     async close() {
-      await janitor?.close();
+      if (platform) await platform.close();
+      else await janitor?.close();
       await clients.close();
+      await s3?.close();
+      rmSync(dataDir, { recursive: true, force: true });
       await emulator.close();
       await dynamo.close();
       await redis.close();

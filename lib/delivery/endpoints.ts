@@ -1,0 +1,110 @@
+/**
+ * The runbook's endpoint cache (`router:endpoint:<id>`) and the hand-shake between drains waiting
+ * for a wake and the waker that completes it (parked drain jobs are promoted when the pod is ready).
+ */
+import type { Queue } from 'bullmq';
+import type { RedisClient } from '../redis.js';
+import { endpointKey, startingNoticeKey, wakeLockKey } from '../keys.js';
+import { callScript, defineScripts } from '../redis-scripts.js';
+
+const parkedKey = (tenantId: string): string => `ztm:parked:${tenantId}`;
+const wakeFailedKey = (tenantId: string): string => `ztm:wake-failed:${tenantId}`;
+
+/** Deletes a key only if it still holds the given value (an endpoint that failed, a lock we own). */
+export const COMPARE_AND_DELETE = `
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+`;
+
+export interface Endpoint {
+  host: string;
+  port: number;
+  /** `host:port` as stored. */
+  address: string;
+}
+
+export function parseEndpoint(address: string): Endpoint | undefined {
+  const i = address.lastIndexOf(':');
+  if (i <= 0) return undefined;
+  const port = Number(address.slice(i + 1));
+  if (!Number.isInteger(port) || port < 1 || port > 65_535) return undefined;
+  return { host: address.slice(0, i), port, address };
+}
+
+export class Endpoints {
+  private readonly redis: RedisClient;
+  readonly ttlS: number;
+
+  constructor(options: { redis: RedisClient; ttlS?: number }) {
+    if (!options.redis) throw new TypeError('Endpoints: redis is required');
+    this.redis = options.redis;
+    this.ttlS = options.ttlS ?? 86_400;
+    defineScripts(this.redis, { ztmCompareAndDelete: { keys: 1, lua: COMPARE_AND_DELETE } });
+  }
+
+  async get(tenantId: string): Promise<Endpoint | undefined> {
+    const address = await this.redis.get(endpointKey(tenantId));
+    return address ? parseEndpoint(address) : undefined;
+  }
+
+  async set(tenantId: string, address: string): Promise<void> {
+    await this.redis.set(endpointKey(tenantId), address, 'EX', this.ttlS);
+  }
+
+  async invalidate(tenantId: string, address: string): Promise<boolean> {
+    return (await callScript<number>(this.redis, 'ztmCompareAndDelete', endpointKey(tenantId), address)) === 1;
+  }
+
+  async drop(tenantId: string): Promise<void> {
+    await this.redis.del(endpointKey(tenantId));
+  }
+
+  /** True once per wake: the caller sends "⏳ Starting up..." to the triggering chat. */
+  async claimStartingNotice(tenantId: string, ttlS: number): Promise<boolean> {
+    return (await this.redis.set(startingNoticeKey(tenantId), '1', 'EX', ttlS, 'NX')) === 'OK';
+  }
+
+  async isWaking(tenantId: string): Promise<boolean> {
+    return (await this.redis.exists(wakeLockKey(tenantId))) === 1;
+  }
+
+  /** Registers a drain job to be promoted as soon as the wake completes. */
+  async park(tenantId: string, jobId: string): Promise<void> {
+    await this.redis.multi().sadd(parkedKey(tenantId), jobId).expire(parkedKey(tenantId), 3600).exec();
+  }
+
+  async recordWakeFailure(tenantId: string, reason: string): Promise<void> {
+    await this.redis.set(wakeFailedKey(tenantId), reason.slice(0, 300), 'EX', 120);
+  }
+
+  async lastWakeFailure(tenantId: string): Promise<string | undefined> {
+    return (await this.redis.get(wakeFailedKey(tenantId))) ?? undefined;
+  }
+
+  async clearWakeFailure(tenantId: string): Promise<void> {
+    await this.redis.del(wakeFailedKey(tenantId));
+  }
+
+  /**
+   * Wakes every drain parked on this tenant: called by the waker after a wake succeeded or failed.
+   * A drain that parked a moment ago may not be delayed yet; retry its promotion briefly.
+   */
+  async promoteParked(tenantId: string, forwardQueue: Queue): Promise<number> {
+    const [[, ids]] = (await this.redis.multi().smembers(parkedKey(tenantId)).del(parkedKey(tenantId)).exec()) as [[Error | null, string[]]];
+    let promoted = 0;
+    await Promise.all(ids.map(async (id) => {
+      for (let attempt = 0; attempt < 20; attempt++) {
+        const job = await forwardQueue.getJob(id);
+        if (!job) return;
+        const state = await job.getState();
+        if (state === 'delayed') {
+          await job.promote().then(() => promoted++, () => undefined);
+          return;
+        }
+        if (state !== 'active') return;
+        await new Promise((r) => setTimeout(r, 25));
+      }
+    }));
+    return promoted;
+  }
+}

@@ -1,0 +1,43 @@
+/**
+ * What the waker, janitor and delete path need from where agents run. Two implementations: the
+ * local runtime (child processes on 127.0.0.1, the embedded default) and Kubernetes pods.
+ */
+import type { Tenant } from '../registry/tenant.js';
+import type { PresignedState } from '../state/state-store.js';
+
+export interface TenantInstance {
+  tenantId: string;
+  /** `zeroclaw-<id>`: the pod name (local runtime: the same name for the child process). */
+  podName: string;
+  /** Where the forwarder reaches the agent: `ip:port`. */
+  address: string;
+  ip: string;
+}
+
+export interface StartResult {
+  instance: TenantInstance;
+  /** How it was started: a claimed warm pod, or a cold start. */
+  path: 'warm' | 'cold';
+}
+
+export interface StopOptions {
+  /** Grace for the final checkpoint; 0 kills at once (the runbook's force kill). */
+  graceS?: number;
+}
+
+export interface Runtime {
+  readonly kind: 'local' | 'kubernetes';
+  /** Starts the tenant's agent and resolves once it is ready (not merely running). */
+  start(tenant: Tenant, state: PresignedState): Promise<StartResult>;
+  /** The tenant's live and ready instance, if any. */
+  find(tenantId: string): Promise<TenantInstance | undefined>;
+  /** Gracefully stops the tenant's agent (state checkpointed) and resolves once it is gone. */
+  stop(tenantId: string, options?: StopOptions): Promise<boolean>;
+  /** Every tenant instance this runtime knows of (for the reconciler). */
+  list(): Promise<TenantInstance[]>;
+  /** Called when an instance dies on its own (crash): the platform drops its endpoint. */
+  onExit(listener: (tenantId: string, podName: string) => void): void;
+  close(): Promise<void>;
+}
+
+export const podNameOf = (tenantId: string): string => `zeroclaw-${tenantId}`;

@@ -1,0 +1,68 @@
+/**
+ * Manual wake and graceful sleep of a tenant (`ztm tenant wake|sleep`) and the runtime side of a
+ * delete. Wake goes through the wake queue like any message-triggered wake, so it shares the lock.
+ */
+import type { Queue } from 'bullmq';
+import type { Logger } from '../logger.js';
+import type { RedisClient } from '../redis.js';
+import { activityKey } from '../keys.js';
+import { NotFoundError, TimeoutError } from '../errors.js';
+import { Endpoints } from '../delivery/endpoints.js';
+import type { TenantRegistry } from '../registry/tenant-registry.js';
+import type { Runtime } from '../runtime/runtime.js';
+import type { StateStore } from '../state/state-store.js';
+import type { TenantLifecycle } from './tenant-admin.js';
+
+export interface LifecycleOptions {
+  registry: TenantRegistry;
+  runtime: Runtime;
+  state: StateStore;
+  redis: RedisClient;
+  wakeQueue: Queue;
+  log: Logger;
+  wakeTimeoutS: number;
+}
+
+export class RuntimeLifecycle implements TenantLifecycle {
+  private readonly endpoints: Endpoints;
+
+  constructor(private readonly o: LifecycleOptions) {
+    this.endpoints = new Endpoints({ redis: o.redis });
+  }
+
+  async wake(tenantId: string): Promise<{ tenant_id: string; address: string; ms: number }> {
+    await this.o.registry.require(tenantId);
+    const started = Date.now();
+    await this.o.wakeQueue.add('wake', { t: tenantId }, { jobId: `wake.${tenantId}`, removeOnComplete: true, removeOnFail: true });
+    const deadline = started + this.o.wakeTimeoutS * 1000;
+    while (Date.now() < deadline) {
+      const endpoint = await this.endpoints.get(tenantId);
+      if (endpoint) return { tenant_id: tenantId, address: endpoint.address, ms: Date.now() - started };
+      const failure = await this.endpoints.lastWakeFailure(tenantId);
+      if (failure) throw new TimeoutError(`wake of ${tenantId} failed: ${failure}`);
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    throw new TimeoutError(`${tenantId} was not ready within ${this.o.wakeTimeoutS}s`);
+  }
+
+  /** Graceful stop: routing stops first, then the agent checkpoints and exits, then status idle. */
+  async sleep(tenantId: string): Promise<{ tenant_id: string; stopped: boolean; status: string }> {
+    const tenant = await this.o.registry.get(tenantId);
+    if (!tenant) throw new NotFoundError(`tenant ${tenantId} not found`);
+    if (tenant.status === 'running' || tenant.status === 'provisioning') {
+      await this.o.registry.mutate(tenantId, (cur) => (cur.status === 'running' || cur.status === 'provisioning' ? { status: 'stopping' } : undefined));
+    }
+    await this.endpoints.drop(tenantId);
+    const stopped = await this.o.runtime.stop(tenantId);
+    await this.o.registry.mutate(tenantId, (cur) => (cur.status === 'idle' ? undefined : { status: 'idle', pod_name: null, pod_ip: null }));
+    await this.o.redis.zrem(activityKey, tenantId);
+    this.o.log.info({ tenant: tenantId, stopped }, 'tenant put to sleep: state saved');
+    return { tenant_id: tenantId, stopped, status: 'idle' };
+  }
+
+  async remove(tenantId: string, options: { purgeState: boolean }): Promise<void> {
+    await this.endpoints.drop(tenantId);
+    await this.o.runtime.stop(tenantId);
+    if (options.purgeState) await this.o.state.purge(tenantId);
+  }
+}

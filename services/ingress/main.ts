@@ -1,0 +1,48 @@
+/**
+ * The ingress as its own Deployment: `node services/ingress/main.ts`. It needs Redis only: no
+ * DynamoDB, no Telegram, so it builds its two Redis clients itself instead of the full client set.
+ */
+import { Queue } from 'bullmq';
+import { runService } from '../../lib/platform/run-service.js';
+import { ConfigError } from '../../lib/errors.js';
+import { createRedis, closeRedis, describeRedisUrl } from '../../lib/redis.js';
+import { QUEUES, QUEUE_PREFIX } from '../../lib/queues.js';
+import { Mailbox } from '../../lib/delivery/mailbox.js';
+import { createMetrics } from '../../lib/metrics.js';
+import { createIngress } from './ingress.js';
+
+await runService('ingress', async ({ config, log }) => {
+  if (!config.webhookSecret) throw new ConfigError('WEBHOOK_SECRET', 'is required to run the ingress on its own');
+  const url = config.redisUrl;
+  // The hot path: batched commands, and failing at once while Redis is down (→ 503, Telegram
+  // retries) rather than queueing writes that a crash would lose after we said 200.
+  const redis = createRedis({ url, cluster: config.redisCluster, name: 'ingress', autoPipelining: true, failFast: true });
+  // BullMQ's own connection: queue.add must not share the fail-fast client's semantics, and the
+  // ingress only adds jobs (never blocks), so it does not need a blocking connection either.
+  const bull = createRedis({ url, cluster: config.redisCluster, name: 'ingress-bull', blocking: false });
+  // Without listeners ioredis prints every reconnect error to stderr; the ingress warns once per
+  // outage itself (on the first failed write), so the per-attempt errors go to debug.
+  redis.on('error', (err) => log.debug({ err }, 'redis connection error'));
+  bull.on('error', (err) => log.debug({ err }, 'redis connection error (queue)'));
+  const queue = new Queue(QUEUES.forward, { connection: bull, prefix: QUEUE_PREFIX });
+  queue.on('error', (err) => log.debug({ err }, 'forward queue error'));
+  try {
+    const mailbox = new Mailbox({ redis, forwardQueue: queue });
+    const metrics = createMetrics({ service: 'ingress' });
+    const ingress = await createIngress({ config, log, redis, mailbox, webhookSecret: config.webhookSecret, metrics });
+    log.info({ redis: describeRedisUrl(url), port: ingress.port }, 'ingress started');
+    return {
+      async close() {
+        await ingress.close();
+        await queue.close();
+        await closeRedis(bull);
+        await closeRedis(redis);
+      },
+    };
+  } catch (err) {
+    await queue.close().catch(() => undefined);
+    await closeRedis(bull);
+    await closeRedis(redis);
+    throw err;
+  }
+});

@@ -1,0 +1,141 @@
+/**
+ * The waker: a BullMQ worker over `{wake}`. One wake per tenant at a time (the runbook's wake lock
+ * `tenant:waking:<id>`, SET NX EX); the agent is used only once ready; the endpoint is published in
+ * `router:endpoint:<id>`, the registry moves provisioning → running, and the drains that waited
+ * are promoted at once. A failed wake logs `wake failed`, releases the lock and lets them retry.
+ */
+import { randomUUID } from 'node:crypto';
+import { Queue, Worker, type Job } from 'bullmq';
+import type { Config } from '../../lib/config.js';
+import type { Logger } from '../../lib/logger.js';
+import type { Metrics } from '../../lib/metrics.js';
+import type { RedisClient } from '../../lib/redis.js';
+import { QUEUES, QUEUE_PREFIX } from '../../lib/queues.js';
+import { wakeLockKey, activityKey, startingNoticeKey } from '../../lib/keys.js';
+import { Endpoints } from '../../lib/delivery/endpoints.js';
+import { callScript } from '../../lib/redis-scripts.js';
+import type { TenantRegistry } from '../../lib/registry/tenant-registry.js';
+import type { Tenant } from '../../lib/registry/tenant.js';
+import type { StateStore } from '../../lib/state/state-store.js';
+import type { Runtime, TenantInstance } from '../../lib/runtime/runtime.js';
+import { TENANT_ID_PATTERN } from '../../lib/validate.js';
+
+/** Presigned state URLs outlive any pod's life between two checkpoints' refreshes. */
+const STATE_URL_TTL_S = 12 * 3600;
+
+export interface WakerOptions {
+  config: Config;
+  log: Logger;
+  redis: RedisClient;
+  bull: RedisClient;
+  registry: TenantRegistry;
+  runtime: Runtime;
+  state: StateStore;
+  metrics?: Metrics;
+}
+
+export interface WakeResult {
+  tenant_id: string;
+  pod_name: string;
+  address: string;
+  path: 'warm' | 'cold' | 'already-running' | 'in-progress';
+  ms: number;
+}
+
+export class Waker {
+  readonly worker: Worker;
+  readonly endpoints: Endpoints;
+  private readonly forwardQueue: Queue;
+  private readonly o: WakerOptions;
+
+  constructor(o: WakerOptions) {
+    for (const k of ['config', 'log', 'redis', 'bull', 'registry', 'runtime', 'state'] as const) {
+      if (!o[k]) throw new TypeError(`Waker: ${k} is required`);
+    }
+    this.o = o;
+    this.endpoints = new Endpoints({ redis: o.redis });
+    this.forwardQueue = new Queue(QUEUES.forward, { connection: o.bull, prefix: QUEUE_PREFIX });
+    this.worker = new Worker(QUEUES.wake, (job) => this.process(job), {
+      connection: o.bull,
+      prefix: QUEUE_PREFIX,
+      concurrency: 50,
+      lockDuration: 30_000,
+      maxStalledCount: 5,
+    });
+    this.worker.on('error', (err) => o.log.error({ err }, 'waker worker error'));
+    // A pod that dies by itself is no longer an endpoint: stop routing to it at once.
+    o.runtime.onExit((tenantId) => {
+      void this.endpoints.drop(tenantId).catch(() => undefined);
+    });
+  }
+
+  private async process(job: Job): Promise<WakeResult | string> {
+    const t = (job.data as { t?: unknown }).t;
+    if (typeof t !== 'string' || !TENANT_ID_PATTERN.test(t)) {
+      this.o.log.error({ job: job.id }, 'malformed wake job: dropped');
+      return 'malformed';
+    }
+    return this.wake(t);
+  }
+
+  /** Wakes a tenant (also used by `ztm tenant wake`); resolves once it is ready or another wake owns it. */
+  async wake(tenantId: string): Promise<WakeResult> {
+    const started = Date.now();
+    const log = this.o.log.child({ tenant: tenantId });
+    const lock = randomUUID();
+    const locked = (await this.o.redis.set(wakeLockKey(tenantId), lock, 'EX', this.o.config.wakeLockTtlS, 'NX')) === 'OK';
+    if (!locked) return { tenant_id: tenantId, pod_name: '', address: '', path: 'in-progress', ms: 0 };
+    try {
+      const tenant = await this.o.registry.get(tenantId);
+      if (!tenant) {
+        log.error('wake failed: unknown tenant');
+        await this.endpoints.recordWakeFailure(tenantId, 'unknown tenant');
+        this.o.metrics?.wakes.inc({ outcome: 'unknown-tenant' });
+        throw new Error(`unknown tenant ${tenantId}`);
+      }
+      const live = await this.o.runtime.find(tenantId);
+      if (live) return await this.publish(tenant, live, 'already-running', started, log);
+      await this.markProvisioning(tenant);
+      const state = await this.o.state.presign(tenantId, { expiresInS: STATE_URL_TTL_S });
+      const { instance, path } = await this.o.runtime.start(tenant, state);
+      return await this.publish(tenant, instance, path, started, log);
+    } catch (err) {
+      if (!(err instanceof Error && err.message.startsWith('unknown tenant'))) {
+        log.error({ err, ms: Date.now() - started }, 'wake failed');
+        this.o.metrics?.wakes.inc({ outcome: 'failed' });
+        await this.endpoints.recordWakeFailure(tenantId, err instanceof Error ? err.message : String(err));
+        await this.o.registry.update(tenantId, { status: 'idle', pod_name: null, pod_ip: null }).catch(() => undefined);
+      }
+      throw err;
+    } finally {
+      await callScript(this.o.redis, 'ztmCompareAndDelete', wakeLockKey(tenantId), lock);
+      await this.o.redis.del(startingNoticeKey(tenantId));
+      await this.endpoints.promoteParked(tenantId, this.forwardQueue);
+    }
+  }
+
+  private async markProvisioning(tenant: Tenant): Promise<void> {
+    // A stale `running` (its pod died) or an interrupted `provisioning` is woken again as well.
+    await this.o.registry.mutate(tenant.tenant_id, (cur) => (cur.status === 'provisioning' ? undefined : { status: 'provisioning' }));
+  }
+
+  private async publish(tenant: Tenant, instance: TenantInstance, path: WakeResult['path'], started: number, log: Logger): Promise<WakeResult> {
+    await this.endpoints.set(tenant.tenant_id, instance.address);
+    await this.endpoints.clearWakeFailure(tenant.tenant_id);
+    await this.o.redis.zadd(activityKey, Date.now(), tenant.tenant_id);
+    await this.o.registry.mutate(tenant.tenant_id, (cur) =>
+      cur.status === 'running' && cur.pod_name === instance.podName && cur.pod_ip === instance.ip
+        ? undefined
+        : { status: 'running', pod_name: instance.podName, pod_ip: instance.ip });
+    const ms = Date.now() - started;
+    this.o.metrics?.wakeLatency.observe({ path }, ms / 1000);
+    this.o.metrics?.wakes.inc({ outcome: path });
+    log.info({ pod: instance.podName, address: instance.address, path, ms }, 'tenant awake: agent ready');
+    return { tenant_id: tenant.tenant_id, pod_name: instance.podName, address: instance.address, path, ms };
+  }
+
+  async close(): Promise<void> {
+    await this.worker.close();
+    await this.forwardQueue.close();
+  }
+}
