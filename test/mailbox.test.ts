@@ -1,0 +1,156 @@
+/**
+ * The mailbox's invariants against a real redis-server: whenever a chat's mailbox holds an update,
+ * exactly one drain generation is responsible for it and its job exists; races between a drain
+ * finishing and an update arriving never strand an update; lost jobs are repaired by the sweeper.
+ */
+import t from 'tap';
+import { Queue, Worker, type Job } from 'bullmq';
+import { createRedis, closeRedis, type RedisClient } from '../lib/redis.js';
+import { QUEUES, QUEUE_PREFIX } from '../lib/queues.js';
+import { Mailbox, drainJobId } from '../lib/delivery/mailbox.js';
+import { drainKey, mailboxKey } from '../lib/keys.js';
+import { decodeEnvelope } from '../lib/delivery/update.js';
+import { startRedis, type TestRedis } from './support/redis.js';
+
+let server: TestRedis;
+let redis: RedisClient;
+let bull: RedisClient;
+let queue: Queue;
+let mailbox: Mailbox;
+
+t.before(async () => {
+  server = await startRedis();
+  redis = createRedis({ url: server.url });
+  bull = createRedis({ url: server.url, blocking: true });
+  queue = new Queue(QUEUES.forward, { connection: bull, prefix: QUEUE_PREFIX });
+  mailbox = new Mailbox({ redis, forwardQueue: queue, leaseMs: 5000 });
+});
+t.teardown(async () => {
+  await queue.close();
+  await closeRedis(redis);
+  await closeRedis(bull);
+  await server.close();
+});
+
+const update = (id: number) => JSON.stringify({ update_id: id, message: { chat: { id: 1 }, text: `m${id}` } });
+
+/** Asserts the invariant for one chat: mail pending ⇒ a responsible generation whose job exists. */
+async function responsible(tenant: string, chat: string): Promise<boolean> {
+  const pending = await redis.llen(mailboxKey(tenant, chat));
+  const gen = await redis.get(drainKey(tenant, chat));
+  if (pending === 0) return true;
+  if (!gen) return false;
+  return (await queue.getJob(drainJobId(tenant, chat, gen))) !== undefined;
+}
+
+t.test('accept: first update schedules one drain, later ones join it, duplicates are not enqueued', async (t) => {
+  t.same(await mailbox.accept('a1', '5', 1, update(1)), { duplicate: false });
+  t.same(await mailbox.accept('a1', '5', 2, update(2)), { duplicate: false });
+  t.same(await mailbox.accept('a1', '5', 1, update(1)), { duplicate: true });
+  t.equal(await redis.llen(mailboxKey('a1', '5')), 2);
+  const jobs = await queue.getJobs(['waiting', 'delayed', 'active']);
+  t.equal(jobs.filter((j) => j.id?.startsWith('a1.5.')).length, 1);
+  t.ok(await responsible('a1', '5'));
+});
+
+t.test('claim fences: stale generation, busy lease, tenant limit; pop needs the lease', async (t) => {
+  const gen = (await redis.get(drainKey('a1', '5'))) as string;
+  t.equal(await mailbox.claim('a1', '5', '999999', 'x', 4), 'stale');
+  t.equal(await mailbox.claim('a1', '5', gen, 'lease-1', 4), 'ok');
+  t.equal(await mailbox.claim('a1', '5', gen, 'lease-2', 4), 'busy');
+  await mailbox.accept('a1', '6', 10, update(10));
+  const gen6 = (await redis.get(drainKey('a1', '6'))) as string;
+  t.equal(await mailbox.claim('a1', '6', gen6, 'lease-3', 1), 'full', 'tenant limit 1 already used by chat 5');
+  const head = (await mailbox.head('a1', '5')) as string;
+  t.equal(decodeEnvelope(head).updateId, 1);
+  t.equal(await mailbox.pop('a1', '5', head, 'not-my-lease'), -1);
+  t.equal(await mailbox.pop('a1', '5', head, 'lease-1'), 1);
+  t.equal(decodeEnvelope((await mailbox.head('a1', '5')) as string).updateId, 2);
+  t.equal(await mailbox.finish('a1', '5', gen), false, 'not empty: keep draining');
+  await mailbox.pop('a1', '5', (await mailbox.head('a1', '5')) as string, 'lease-1');
+  t.equal(await mailbox.finish('a1', '5', gen), true);
+  await mailbox.release('a1', '5', 'lease-1');
+  t.equal(await redis.get(drainKey('a1', '5')), null);
+});
+
+t.test('hand-off passes responsibility to a new job; the old generation is stale', async (t) => {
+  await mailbox.accept('a2', '7', 1, update(1));
+  const gen = (await redis.get(drainKey('a2', '7'))) as string;
+  const next = await mailbox.handOff('a2', '7', gen);
+  t.ok(next && next !== gen);
+  t.equal(await mailbox.claim('a2', '7', gen, 'l', 4), 'stale');
+  t.ok(await queue.getJob(drainJobId('a2', '7', next as string)));
+  t.equal(await mailbox.handOff('a2', '7', gen), undefined, 'a stale generation cannot hand off');
+});
+
+t.test('the sweeper re-creates a drain job lost in a crash', async (t) => {
+  await mailbox.accept('a3', '8', 1, update(1));
+  const gen = (await redis.get(drainKey('a3', '8'))) as string;
+  await (await queue.getJob(drainJobId('a3', '8', gen)))?.remove();
+  t.notOk(await responsible('a3', '8'), 'stranded after the simulated crash');
+  const r = await mailbox.sweep(0);
+  t.ok(r.repaired >= 1);
+  t.ok(await responsible('a3', '8'), 'responsible again');
+  t.same(await mailbox.accept('a3', '8', 1, update(1)), { duplicate: true }, 'a Telegram retry after the crash stays deduplicated');
+});
+
+t.test('finish racing accept, 400 times: never a pending update without a responsible job', async (t) => {
+  let stranded = 0;
+  for (let i = 0; i < 400; i++) {
+    const chat = String(1000 + i);
+    await mailbox.accept('race', chat, 2 * i + 1, update(2 * i + 1));
+    const gen = (await redis.get(drainKey('race', chat))) as string;
+    t.equal(await mailbox.claim('race', chat, gen, 'L', 1000), 'ok');
+    await mailbox.pop('race', chat, (await mailbox.head('race', chat)) as string, 'L');
+    // The drainer sees an empty mailbox and finishes while the next update arrives.
+    const ops = [() => mailbox.finish('race', chat, gen), () => mailbox.accept('race', chat, 2 * i + 2, update(2 * i + 2))];
+    if (i % 2) ops.reverse();
+    await Promise.all(ops.map((op) => op()));
+    await mailbox.release('race', chat, 'L');
+    if (!(await responsible('race', chat))) stranded++;
+  }
+  t.equal(stranded, 0);
+});
+
+t.test('a real worker draining while 10 chats receive 1000 updates: all delivered once, in order', async (t) => {
+  const delivered = new Map<string, number[]>();
+  const worker = new Worker(QUEUES.forward, async (job: Job) => {
+    const { t: tenant, c: chat } = job.data as { t: string; c: string };
+    if (tenant !== 'live') return 'other';
+    const gen = String(job.id).split('.').pop() as string;
+    const lease = `w-${job.id}`;
+    const claim = await mailbox.claim(tenant, chat, gen, lease, 100);
+    if (claim !== 'ok') return claim;
+    try {
+      for (;;) {
+        const head = await mailbox.head(tenant, chat);
+        if (head === null) {
+          if (await mailbox.finish(tenant, chat, gen)) return 'drained';
+          continue;
+        }
+        const list = delivered.get(chat) ?? [];
+        list.push(decodeEnvelope(head).updateId);
+        delivered.set(chat, list);
+        await mailbox.pop(tenant, chat, head, lease);
+      }
+    } finally {
+      await mailbox.release(tenant, chat, lease);
+    }
+  }, { connection: bull, prefix: QUEUE_PREFIX, concurrency: 10 });
+  t.teardown(() => worker.close());
+  let id = 0;
+  await Promise.all(Array.from({ length: 10 }, async (_, c) => {
+    for (let i = 0; i < 100; i++) {
+      await mailbox.accept('live', String(c), ++id * 10 + c, update(id));
+      if (i % 7 === 0) await new Promise((r) => setTimeout(r, Math.random() * 3));
+    }
+  }));
+  const deadline = Date.now() + 30_000;
+  while (Date.now() < deadline && [...delivered.values()].reduce((n, l) => n + l.length, 0) < 1000) await new Promise((r) => setTimeout(r, 50));
+  for (let c = 0; c < 10; c++) {
+    const got = delivered.get(String(c)) ?? [];
+    t.equal(got.length, 100, `chat ${c}: every update once`);
+    t.same(got, [...got].sort((a, b) => a - b), `chat ${c}: in update_id order`);
+    t.equal(await redis.llen(mailboxKey('live', String(c))), 0);
+  }
+});
