@@ -39,6 +39,8 @@ export interface ShimConfig {
   agentReadyTimeoutS: number;
   /** How long the agent gets between SIGTERM and SIGKILL. */
   agentStopTimeoutS: number;
+  /** Where to write the agent's pid (= its process group): lets a local supervisor reap it if the shim dies hard. */
+  agentPidFile: string | undefined;
   warm: boolean;
   warmPoolSecret: string | undefined;
   /** Set for a cold start; undefined for a warm pool member until it is claimed. */
@@ -158,6 +160,7 @@ export function loadShimConfig(env: Env): ShimConfig {
     checkpointIntervalS: int(env, 'CHECKPOINT_INTERVAL_S', 60, 0, 86_400),
     agentReadyTimeoutS: int(env, 'AGENT_READY_TIMEOUT_S', 60, 1, 3_600),
     agentStopTimeoutS: int(env, 'AGENT_STOP_TIMEOUT_S', 20, 1, 3_600),
+    agentPidFile: str(env, 'AGENT_PID_FILE'),
     warm,
     warmPoolSecret,
     tenant,

@@ -4,6 +4,7 @@
  * exited, so nothing is written after the copy). Failures after the restore still checkpoint what
  * is on disk and end with a non-zero exit, so the platform notices.
  */
+import { writeFileSync } from 'node:fs';
 import { mkdir, rename, rm } from 'node:fs/promises';
 import path from 'node:path';
 import { RuntimeError } from '../lib/errors.js';
@@ -137,6 +138,7 @@ export class Shim implements ShimHandlers {
       log: this.log,
     });
     const agent = this.agent;
+    if (this.config.agentPidFile) writeFileSync(this.config.agentPidFile, String(agent.pid));
     this.log.info({ command: this.config.agentCommand.display, pid: agent.pid, port: this.config.agentPort }, 'agent started');
     await agent.waitReady(this.config.agentReadyTimeoutS * 1000);
     this.abortIfStopping();

@@ -41,6 +41,8 @@ export interface Config {
   agentPort: number;
   agentCommand: string | undefined;
   agentTimeoutS: number;
+  /** How long a woken agent may take to become ready before the wake fails (local runtime). */
+  agentReadyTimeoutS: number;
   forwarderConcurrency: number;
   tenantConcurrency: number;
   forwardAttempts: number;
@@ -182,6 +184,7 @@ export function loadConfig(env: Env): Config {
     agentPort: int(env, 'AGENT_PORT', 42_617, 1, 65_535),
     agentCommand: str(env, 'AGENT_COMMAND'),
     agentTimeoutS: int(env, 'AGENT_TIMEOUT_S', 120, 1, 3600),
+    agentReadyTimeoutS: int(env, 'AGENT_READY_TIMEOUT_S', 120, 1, 3600),
     forwarderConcurrency: int(env, 'FORWARDER_CONCURRENCY', 64, 1, 10_000),
     tenantConcurrency: int(env, 'TENANT_CONCURRENCY', 4, 1, 1000),
     forwardAttempts: int(env, 'FORWARD_ATTEMPTS', 8, 1, 100),

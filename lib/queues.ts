@@ -11,8 +11,8 @@ export const QUEUES = {
   wake: '{wake}',
   /** Admin commands from `ztm`: processed by the janitor's admin worker. */
   admin: '{admin}',
-  /** Deliveries that exhausted their attempts; operators list and retry them. */
-  dead: '{dead-letter}',
+  /** Lifecycle ticks (idle check, reconciler) from BullMQ job schedulers: one replica runs each tick. */
+  lifecycle: '{lifecycle}',
 } as const;
 
 export type QueueName = (typeof QUEUES)[keyof typeof QUEUES];

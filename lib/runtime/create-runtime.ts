@@ -1,7 +1,9 @@
 /** Picks the runtime named by RUNTIME. */
+import { KubeConfig } from '@kubernetes/client-node';
 import type { Config } from '../config.js';
 import type { Logger } from '../logger.js';
 import { ConfigError } from '../errors.js';
+import { KubernetesRuntime } from './kubernetes-runtime.js';
 import { LocalRuntime } from './local-runtime.js';
 import type { Runtime } from './runtime.js';
 
@@ -9,5 +11,26 @@ export function createRuntime(config: Config, log: Logger, warmPoolSecret: strin
   if (config.runtime === 'local') {
     return new LocalRuntime({ dataDir: config.dataDir, log: log.child({ component: 'runtime' }), warmPoolSecret, agentCommand: config.agentCommand, logLevel: config.logLevel });
   }
-  throw new ConfigError('RUNTIME', 'kubernetes is not available in this build yet (use RUNTIME=local)');
+  // KUBECONFIG or ~/.kube/config when present, else the pod's service account (in-cluster).
+  const kubeConfig = new KubeConfig();
+  try {
+    kubeConfig.loadFromDefault();
+  } catch (err) {
+    throw new ConfigError('RUNTIME', `kubernetes: cannot load a kubeconfig or the in-cluster service account (${(err as Error).message.split('\n', 1)[0]})`);
+  }
+  if (!kubeConfig.getCurrentCluster()) {
+    throw new ConfigError('RUNTIME', 'kubernetes: no cluster found (set KUBECONFIG, or run in a pod with a service account)');
+  }
+  return new KubernetesRuntime({
+    kubeConfig,
+    namespace: config.k8sNamespace,
+    image: config.zeroclawImage,
+    runtimeClassName: config.kataRuntimeClass,
+    agentPort: config.agentPort,
+    warmPoolSecret,
+    // A wake never outlives its lock (WAKE_LOCK_TTL_S, 240 s): a second waker could start a second pod.
+    readyTimeoutS: config.wakeLockTtlS,
+    extraEnv: { LOG_LEVEL: config.logLevel },
+    log: log.child({ component: 'runtime' }),
+  });
 }

@@ -1,21 +1,21 @@
 /**
- * The embedded default's runtime: each tenant's pod is the shim (agent/shim.ts) as a child process
- * on 127.0.0.1 with its own ports, its workspace under DATA_DIR, its log in
- * `DATA_DIR/tenants/<id>/agent.log` (the local `kubectl logs`).
+ * The embedded default's runtime: each tenant's "pod" is the shim (agent/shim.ts) as a child process
+ * on 127.0.0.1 with its own ports and workspace under DATA_DIR, and the warm pool is a set of spare
+ * shims waiting for an authenticated claim. Logs: `DATA_DIR/tenants/<id>/agent.log` and
+ * `DATA_DIR/warm/<name>/agent.log`.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
-import { createWriteStream, mkdirSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { request } from 'undici';
 import type { Logger } from '../logger.js';
 import { RuntimeError } from '../errors.js';
 import { freePort } from '../util/free-port.js';
 import type { Tenant } from '../registry/tenant.js';
 import type { PresignedState } from '../state/state-store.js';
 import { podNameOf, type Runtime, type StartResult, type StopOptions, type TenantInstance } from './runtime.js';
+import { ShimProcess } from './local-process.js';
 
-const SHIM_ENTRY = fileURLToPath(new URL('../../agent/shim.ts', import.meta.url));
+/** A shim whose start failed gets this long to stop its agent (which it gives 20 s by default). */
+const FAILED_START_GRACE_MS = 30_000;
 
 export interface LocalRuntimeOptions {
   dataDir: string;
@@ -28,24 +28,35 @@ export interface LocalRuntimeOptions {
   logLevel?: string;
 }
 
-interface Child {
-  tenantId: string;
-  process: ChildProcess;
+interface TenantChild {
+  shim: ShimProcess;
   instance: TenantInstance;
-  shimPort: number;
-  ready: boolean;
-  exited: Promise<void>;
 }
 
 export class LocalRuntime implements Runtime {
   readonly kind = 'local' as const;
-  private readonly children = new Map<string, Child>();
+  private readonly tenants = new Map<string, TenantChild>();
+  private readonly warm = new Map<string, ShimProcess>();
   private readonly exitListeners: Array<(tenantId: string, podName: string) => void> = [];
   /** Stops in progress: a new start of the same tenant waits for the old one's final checkpoint. */
   private readonly stopping = new Map<string, Promise<void>>();
 
   constructor(private readonly o: LocalRuntimeOptions) {
     if (!o.dataDir || !o.log || !o.warmPoolSecret) throw new TypeError('LocalRuntime: dataDir, log and warmPoolSecret are required');
+  }
+
+  private get readyTimeoutMs(): number {
+    return (this.o.readyTimeoutS ?? 60) * 1000;
+  }
+
+  private baseEnv(): Record<string, string> {
+    const env: Record<string, string> = {
+      CHECKPOINT_INTERVAL_S: String(this.o.checkpointIntervalS ?? 60),
+      AGENT_READY_TIMEOUT_S: String(this.o.readyTimeoutS ?? 60),
+      LOG_LEVEL: this.o.logLevel ?? 'info',
+    };
+    if (this.o.agentCommand) env.AGENT_COMMAND = this.o.agentCommand;
+    return env;
   }
 
   onExit(listener: (tenantId: string, podName: string) => void): void {
@@ -57,102 +68,125 @@ export class LocalRuntime implements Runtime {
     await this.stopping.get(id);
     const live = await this.find(id);
     if (live) return { instance: live, path: 'warm' };
+    const warm = await this.claimWarm(tenant, state);
+    if (warm) return { instance: warm, path: 'warm' };
+    this.o.log.info({ tenant: id }, 'warm pool miss: cold start');
     const dir = path.join(this.o.dataDir, 'tenants', id);
-    mkdirSync(path.join(dir, 'workspace'), { recursive: true });
-    const [shimPort, agentPort] = [await freePort(), await freePort()];
-    const env: Record<string, string> = {
-      PATH: process.env.PATH ?? '/usr/bin:/bin',
-      HOME: process.env.HOME ?? dir,
-      SHIM_PORT: String(shimPort), SHIM_HOST: '127.0.0.1', AGENT_PORT: String(agentPort),
-      WORKSPACE: path.join(dir, 'workspace'), TENANT_ID: id, BOT_TOKEN: tenant.bot_token,
+    const shim = new ShimProcess(podNameOf(id), await freePort(), await freePort(), {
+      ...this.baseEnv(), WORKSPACE: path.join(dir, 'workspace'), TENANT_ID: id, BOT_TOKEN: tenant.bot_token,
       STATE_GET_URL: state.getUrl, STATE_PUT_URL: state.putUrl, WARM_POOL_SECRET: this.o.warmPoolSecret,
-      CHECKPOINT_INTERVAL_S: String(this.o.checkpointIntervalS ?? 60),
-      AGENT_READY_TIMEOUT_S: String(this.o.readyTimeoutS ?? 60),
-      LOG_LEVEL: this.o.logLevel ?? 'info',
-    };
-    if (this.o.agentCommand) env.AGENT_COMMAND = this.o.agentCommand;
-    const logFile = createWriteStream(path.join(dir, 'agent.log'), { flags: 'a' });
-    const child = spawn(process.execPath, ['--import', import.meta.resolve('tsx'), SHIM_ENTRY], { env, stdio: ['ignore', 'pipe', 'pipe'] });
-    child.stdout?.pipe(logFile, { end: false });
-    child.stderr?.pipe(logFile, { end: false });
-    const instance: TenantInstance = { tenantId: id, podName: podNameOf(id), address: `127.0.0.1:${agentPort}`, ip: '127.0.0.1' };
-    const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
-    const entry: Child = { tenantId: id, process: child, instance, shimPort, ready: false, exited };
-    this.children.set(id, entry);
-    void exited.then(() => {
-      logFile.end();
-      if (this.children.get(id) !== entry) return;
-      this.children.delete(id);
-      if (entry.ready) {
-        this.o.log.warn({ tenant: id, code: child.exitCode, signal: child.signalCode }, 'agent process exited');
-        for (const l of this.exitListeners) l(id, instance.podName);
+    }, path.join(dir, 'agent.log'));
+    this.o.log.info({ tenant: id, pod: shim.name, address: shim.address }, 'starting agent process (cold)');
+    const outcome = await shim.waitFor(() => shim.ready(), this.readyTimeoutMs);
+    if (outcome !== 'ok') {
+      // SIGTERM, not SIGKILL: the agent runs in its own process group, which only the shim stops;
+      // a killed shim would leave it running (holding the workspace) after the failed start.
+      await shim.terminate(FAILED_START_GRACE_MS);
+      throw new RuntimeError(outcome === 'exited'
+        ? `agent process for ${id} exited before it was ready (exit code ${shim.child.exitCode ?? 'signal'}); see ${path.join(dir, 'agent.log')}`
+        : `agent for ${id} was not ready within ${Math.round(this.readyTimeoutMs / 1000)}s`);
+    }
+    return { instance: this.adopt(id, shim), path: 'cold' };
+  }
+
+  /** Takes a claimable warm member (synchronously: two wakers in this process never share one). */
+  private async claimWarm(tenant: Tenant, state: PresignedState): Promise<TenantInstance | undefined> {
+    for (const [name, shim] of this.warm) {
+      this.warm.delete(name);
+      // A member still starting is nearly ready: waiting for it beats a cold start.
+      if ((await shim.waitFor(() => shim.healthy(), 5000)) !== 'ok') {
+        void shim.terminate(0);
+        continue;
       }
+      const ok = await shim.claim(this.o.warmPoolSecret, {
+        tenant_id: tenant.tenant_id, bot_token: tenant.bot_token, state_get_url: state.getUrl, state_put_url: state.putUrl,
+      }, this.readyTimeoutMs);
+      if (!ok) {
+        this.o.log.warn({ pod: name, tenant: tenant.tenant_id }, 'warm claim refused: discarding that member');
+        void shim.terminate(FAILED_START_GRACE_MS); // its agent may be running: let the shim stop it
+        continue;
+      }
+      this.o.log.info({ tenant: tenant.tenant_id, pod: name, address: shim.address }, 'warm pool hit: reusing node');
+      return this.adopt(tenant.tenant_id, shim);
+    }
+    return undefined;
+  }
+
+  private adopt(tenantId: string, shim: ShimProcess): TenantInstance {
+    const instance: TenantInstance = { tenantId, podName: shim.name, address: shim.address, ip: '127.0.0.1' };
+    const entry = { shim, instance };
+    this.tenants.set(tenantId, entry);
+    void shim.exited.then(() => {
+      if (this.tenants.get(tenantId) !== entry) return; // a requested stop
+      this.tenants.delete(tenantId);
+      this.o.log.warn({ tenant: tenantId, pod: shim.name, code: shim.child.exitCode, signal: shim.child.signalCode }, 'agent process exited');
+      for (const l of this.exitListeners) l(tenantId, shim.name);
     });
-    this.o.log.info({ tenant: id, pod: instance.podName, address: instance.address, log: path.join(dir, 'agent.log') }, 'starting agent process (cold)');
-    await this.waitReady(entry, (this.o.readyTimeoutS ?? 60) * 1000);
-    entry.ready = true;
-    return { instance, path: 'cold' };
-  }
-
-  private async waitReady(entry: Child, timeoutMs: number): Promise<void> {
-    const deadline = Date.now() + timeoutMs;
-    let exited = false;
-    void entry.exited.then(() => (exited = true));
-    while (Date.now() < deadline) {
-      if (exited) throw new RuntimeError(`agent process for ${entry.tenantId} exited before it was ready (exit code ${entry.process.exitCode ?? 'signal'}); see its agent.log`);
-      if (await this.isReady(entry.shimPort)) return;
-      await new Promise((r) => setTimeout(r, 25));
-    }
-    entry.process.kill('SIGKILL');
-    throw new RuntimeError(`agent for ${entry.tenantId} was not ready within ${Math.round(timeoutMs / 1000)}s`);
-  }
-
-  private async isReady(shimPort: number): Promise<boolean> {
-    try {
-      const res = await request(`http://127.0.0.1:${shimPort}/readyz`, { headersTimeout: 1000, bodyTimeout: 1000 });
-      await res.body.dump();
-      return res.statusCode === 200;
-    } catch {
-      return false;
-    }
+    return instance;
   }
 
   async find(tenantId: string): Promise<TenantInstance | undefined> {
-    const entry = this.children.get(tenantId);
-    if (!entry || !entry.ready || entry.process.exitCode !== null || entry.process.signalCode !== null) return undefined;
-    return (await this.isReady(entry.shimPort)) ? entry.instance : undefined;
+    const entry = this.tenants.get(tenantId);
+    if (!entry || !entry.shim.alive) return undefined;
+    return (await entry.shim.ready()) ? entry.instance : undefined;
   }
 
   async stop(tenantId: string, options: StopOptions = {}): Promise<boolean> {
-    const entry = this.children.get(tenantId);
+    const entry = this.tenants.get(tenantId);
     if (!entry) {
       await this.stopping.get(tenantId);
       return false;
     }
-    this.children.delete(tenantId); // a requested stop is not a crash: no exit listeners
-    const graceMs = (options.graceS ?? 30) * 1000;
-    entry.process.kill(graceMs === 0 ? 'SIGKILL' : 'SIGTERM');
-    const killer = setTimeout(() => entry.process.kill('SIGKILL'), Math.max(graceMs, 1));
-    const done = entry.exited.finally(() => {
-      clearTimeout(killer);
-      this.stopping.delete(tenantId);
-    });
+    this.tenants.delete(tenantId); // a requested stop is not a crash: no exit listeners
+    const done = entry.shim.terminate((options.graceS ?? 30) * 1000).finally(() => this.stopping.delete(tenantId));
     this.stopping.set(tenantId, done);
     await done;
-    this.o.log.info({ tenant: tenantId, pod: entry.instance.podName }, 'agent process stopped');
+    this.o.log.info({ tenant: tenantId, pod: entry.shim.name }, 'agent process stopped');
     return true;
   }
 
   async list(): Promise<TenantInstance[]> {
-    return [...this.children.values()].filter((c) => c.ready).map((c) => c.instance);
+    return [...this.tenants.values()].map((c) => c.instance);
+  }
+
+  async countWarm(): Promise<number> {
+    for (const [name, shim] of this.warm) if (!shim.alive) this.warm.delete(name);
+    return this.warm.size;
+  }
+
+  async addWarm(n: number): Promise<void> {
+    for (let i = 0; i < n; i++) {
+      const name = `warm-pool-${randomBytes(3).toString('hex')}`;
+      const dir = path.join(this.o.dataDir, 'warm', name);
+      const shim = new ShimProcess(name, await freePort(), await freePort(), {
+        ...this.baseEnv(), WARM: '1', WARM_POOL_SECRET: this.o.warmPoolSecret, WORKSPACE: path.join(dir, 'workspace'),
+      }, path.join(dir, 'agent.log'));
+      this.warm.set(name, shim);
+      void shim.exited.then(() => this.warm.delete(name));
+    }
+  }
+
+  async removeWarm(n: number): Promise<void> {
+    const victims: ShimProcess[] = [];
+    // Not-yet-healthy members first: they are the furthest from being useful.
+    const members = [...this.warm.values()];
+    const health = await Promise.all(members.map((m) => m.healthy()));
+    const ordered = members.map((m, i) => ({ m, ok: health[i] })).sort((a, b) => Number(a.ok) - Number(b.ok));
+    for (const { m } of ordered.slice(0, n)) {
+      this.warm.delete(m.name);
+      victims.push(m);
+    }
+    await Promise.all(victims.map((v) => v.terminate(5000)));
   }
 
   /** Test and operator aid: the OS pid of a tenant's shim. */
   pidOf(tenantId: string): number | undefined {
-    return this.children.get(tenantId)?.process.pid;
+    return this.tenants.get(tenantId)?.shim.child.pid;
   }
 
   async close(): Promise<void> {
-    await Promise.all([...this.children.keys()].map((id) => this.stop(id)));
+    await Promise.all([...this.tenants.keys()].map((id) => this.stop(id)));
+    await Promise.all([...this.warm.values()].map((w) => w.terminate(5000)));
+    this.warm.clear();
   }
 }

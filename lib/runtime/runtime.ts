@@ -25,9 +25,28 @@ export interface StopOptions {
   graceS?: number;
 }
 
-export interface Runtime {
+/**
+ * The warm pool: pre-started shims waiting for an authenticated claim. The pool-keeper keeps its
+ * size at WARM_POOL_TARGET; `Runtime.start` claims from it first (atomically: no two wakers get the
+ * same member) and falls back to a cold start.
+ */
+export interface WarmPool {
+  /** Members counted toward the target, including those still starting. */
+  countWarm(): Promise<number>;
+  /** Starts `n` new members; resolves once they are created (not necessarily ready). */
+  addWarm(n: number): Promise<void>;
+  /** Removes `n` surplus members, not-ready ones first. */
+  removeWarm(n: number): Promise<void>;
+}
+
+export interface Runtime extends WarmPool {
   readonly kind: 'local' | 'kubernetes';
-  /** Starts the tenant's agent and resolves once it is ready (not merely running). */
+  /**
+   * Starts the tenant's agent and resolves once it is ready (not merely running): claims a warm
+   * member when one is ready (logs `warm pool hit: reusing node`), else starts cold (logs
+   * `warm pool miss: cold start`). Waits for a stop of the same tenant still in progress first, so
+   * the new agent restores the state the old one saved.
+   */
   start(tenant: Tenant, state: PresignedState): Promise<StartResult>;
   /** The tenant's live and ready instance, if any. */
   find(tenantId: string): Promise<TenantInstance | undefined>;

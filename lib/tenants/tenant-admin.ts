@@ -7,6 +7,7 @@ import type { Logger } from '../logger.js';
 import type { RedisClient } from '../redis.js';
 import { ZtmError, NotFoundError, ValidationError } from '../errors.js';
 import { endpointKey, wakeLockKey, activityKey, startingNoticeKey } from '../keys.js';
+import { Activity, IDLE_DEADLINE_KEY } from './activity.js';
 import { deriveWebhookSecret } from '../webhook-secret.js';
 import { redactSecrets } from '../redact.js';
 import type { TelegramClient } from '../telegram-client.js';
@@ -79,6 +80,7 @@ export class TenantAdmin {
     if (args.idle_timeout_s !== undefined) patch.idle_timeout_s = args.idle_timeout_s;
     const after = await this.o.registry.update(args.tenant_id, patch, { expectedVersion: before.version });
     this.o.log.info({ tenant: after.tenant_id, fields: Object.keys(patch) }, 'tenant updated');
+    if (patch.idle_timeout_s !== undefined) await new Activity(this.o.redis).retime(after.tenant_id, patch.idle_timeout_s);
     const tokenChanged = args.bot_token !== undefined && args.bot_token !== before.bot_token;
     if (!tokenChanged) return { tenant: toPublicTenant(after) };
     // The old bot must stop calling us; best effort, since a rotated token is usually revoked already.
@@ -130,6 +132,7 @@ export class TenantAdmin {
       .del(wakeLockKey(id))
       .del(startingNoticeKey(id))
       .zrem(activityKey, id)
+      .zrem(IDLE_DEADLINE_KEY, id)
       .exec();
     steps.push('endpoint cache and wake lock cleared');
     const existed = await this.o.registry.delete(id);

@@ -4,14 +4,20 @@
  */
 import type { TenantRegistry } from '../registry/tenant-registry.js';
 
+/** What the delivery path needs of a tenant. */
+export interface TenantFacts {
+  botToken: string;
+  idleTimeoutS: number;
+}
+
 interface Entry {
-  token: string | undefined;
+  facts: TenantFacts | undefined;
   expires: number;
 }
 
 export class TenantCache {
   private readonly entries = new Map<string, Entry>();
-  private readonly inflight = new Map<string, Promise<string | undefined>>();
+  private readonly inflight = new Map<string, Promise<TenantFacts | undefined>>();
   private readonly registry: TenantRegistry;
   private readonly ttlMs: number;
   private readonly maxEntries: number;
@@ -25,14 +31,20 @@ export class TenantCache {
 
   /** The tenant's bot token, or undefined when the tenant does not exist. */
   async botToken(tenantId: string): Promise<string | undefined> {
+    return (await this.facts(tenantId))?.botToken;
+  }
+
+  /** Token and idle timeout, or undefined when the tenant does not exist. */
+  async facts(tenantId: string): Promise<TenantFacts | undefined> {
     const hit = this.entries.get(tenantId);
-    if (hit && hit.expires > Date.now()) return hit.token;
+    if (hit && hit.expires > Date.now()) return hit.facts;
     let pending = this.inflight.get(tenantId);
     if (!pending) {
       pending = this.registry.get(tenantId).then((t) => {
         if (this.entries.size >= this.maxEntries) this.entries.delete(this.entries.keys().next().value as string);
-        this.entries.set(tenantId, { token: t?.bot_token, expires: Date.now() + this.ttlMs });
-        return t?.bot_token;
+        const facts = t ? { botToken: t.bot_token, idleTimeoutS: t.idle_timeout_s } : undefined;
+        this.entries.set(tenantId, { facts, expires: Date.now() + this.ttlMs });
+        return facts;
       }).finally(() => this.inflight.delete(tenantId));
       this.inflight.set(tenantId, pending);
     }

@@ -5,13 +5,13 @@
 import type { Queue } from 'bullmq';
 import type { Logger } from '../logger.js';
 import type { RedisClient } from '../redis.js';
-import { activityKey } from '../keys.js';
 import { NotFoundError, TimeoutError } from '../errors.js';
 import { Endpoints } from '../delivery/endpoints.js';
 import type { TenantRegistry } from '../registry/tenant-registry.js';
 import type { Runtime } from '../runtime/runtime.js';
 import type { StateStore } from '../state/state-store.js';
 import type { TenantLifecycle } from './tenant-admin.js';
+import { Activity } from './activity.js';
 
 export interface LifecycleOptions {
   registry: TenantRegistry;
@@ -25,9 +25,11 @@ export interface LifecycleOptions {
 
 export class RuntimeLifecycle implements TenantLifecycle {
   private readonly endpoints: Endpoints;
+  private readonly activity: Activity;
 
   constructor(private readonly o: LifecycleOptions) {
     this.endpoints = new Endpoints({ redis: o.redis });
+    this.activity = new Activity(o.redis);
   }
 
   async wake(tenantId: string): Promise<{ tenant_id: string; address: string; ms: number }> {
@@ -45,24 +47,31 @@ export class RuntimeLifecycle implements TenantLifecycle {
     throw new TimeoutError(`${tenantId} was not ready within ${this.o.wakeTimeoutS}s`);
   }
 
-  /** Graceful stop: routing stops first, then the agent checkpoints and exits, then status idle. */
+  /**
+   * Graceful stop: routing stops first (a new message wakes a new agent, which waits for this
+   * stop's checkpoint), then the agent checkpoints and exits, then status idle unless a wake
+   * already took the tenant over.
+   */
   async sleep(tenantId: string): Promise<{ tenant_id: string; stopped: boolean; status: string }> {
     const tenant = await this.o.registry.get(tenantId);
     if (!tenant) throw new NotFoundError(`tenant ${tenantId} not found`);
     if (tenant.status === 'running' || tenant.status === 'provisioning') {
       await this.o.registry.mutate(tenantId, (cur) => (cur.status === 'running' || cur.status === 'provisioning' ? { status: 'stopping' } : undefined));
     }
+    const lastActive = await this.activity.lastActive(tenantId);
     await this.endpoints.drop(tenantId);
     const stopped = await this.o.runtime.stop(tenantId);
-    await this.o.registry.mutate(tenantId, (cur) => (cur.status === 'idle' ? undefined : { status: 'idle', pod_name: null, pod_ip: null }));
-    await this.o.redis.zrem(activityKey, tenantId);
-    this.o.log.info({ tenant: tenantId, stopped }, 'tenant put to sleep: state saved');
-    return { tenant_id: tenantId, stopped, status: 'idle' };
+    const after = await this.o.registry.mutate(tenantId, (cur) => (cur.status === 'stopping' ? { status: 'idle', pod_name: null, pod_ip: null } : undefined));
+    if (after.status === 'idle') await this.activity.clear(tenantId);
+    if (lastActive !== undefined) await this.o.registry.touchLastActive(tenantId, new Date(lastActive)).catch(() => undefined);
+    this.o.log.info({ tenant: tenantId, stopped, status: after.status }, 'tenant put to sleep: state saved');
+    return { tenant_id: tenantId, stopped, status: after.status };
   }
 
   async remove(tenantId: string, options: { purgeState: boolean }): Promise<void> {
     await this.endpoints.drop(tenantId);
     await this.o.runtime.stop(tenantId);
+    await this.activity.clear(tenantId);
     if (options.purgeState) await this.o.state.purge(tenantId);
   }
 }

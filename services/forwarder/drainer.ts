@@ -9,7 +9,7 @@ import type { Config } from '../../lib/config.js';
 import type { Logger } from '../../lib/logger.js';
 import type { Metrics } from '../../lib/metrics.js';
 import type { RedisClient } from '../../lib/redis.js';
-import { activityKey } from '../../lib/keys.js';
+import { Activity } from '../../lib/tenants/activity.js';
 import type { Mailbox } from '../../lib/delivery/mailbox.js';
 import type { Endpoints, Endpoint } from '../../lib/delivery/endpoints.js';
 import type { DeadLetterStore } from '../../lib/delivery/dead-letters.js';
@@ -223,7 +223,10 @@ export class Drainer {
   private async pop(tenantId: string, chatId: string, raw: string, lease: string, env: Envelope): Promise<void> {
     const popped = await this.d.mailbox.pop(tenantId, chatId, raw, lease);
     if (popped === -1) throw new Error('chat lease lost while draining');
-    await this.d.redis.multi().hdel(ATTEMPTS_KEY, `${tenantId}.${chatId}.${env.updateId}`).zadd(activityKey, Date.now(), tenantId).exec();
+    const facts = await this.d.tenants.facts(tenantId);
+    const tx = this.d.redis.multi().hdel(ATTEMPTS_KEY, `${tenantId}.${chatId}.${env.updateId}`);
+    if (facts) Activity.record(tx, tenantId, facts.idleTimeoutS);
+    await tx.exec();
   }
 
   private async deadLetter(tenantId: string, chatId: string, raw: string, lease: string, attempts: number, reason: string, log: Logger): Promise<void> {

@@ -1,29 +1,36 @@
 /**
- * The janitor: runs `ztm`'s admin commands (and, with the lifecycle issue, idle shutdown and the
- * reconciler). Built from clients passed in, so tests run it against their own servers.
+ * The janitor: runs `ztm`'s admin commands, and with a runtime also idle shutdown and the
+ * reconciler (lifecycle-worker.ts). Built from clients passed in, so tests run it against their
+ * own servers.
  */
 import type { Config } from '../../lib/config.js';
 import type { Logger } from '../../lib/logger.js';
 import type { PlatformClients } from '../../lib/platform/clients.js';
 import type { Closeable } from '../../lib/platform/run-service.js';
-import { TenantAdmin, type TenantLifecycle } from '../../lib/tenants/tenant-admin.js';
+import type { Runtime } from '../../lib/runtime/runtime.js';
+import { TenantAdmin } from '../../lib/tenants/tenant-admin.js';
+import type { RuntimeLifecycle } from '../../lib/tenants/tenant-lifecycle.js';
 import { AdminWorker, type ExtraAdminHandlers } from './admin-worker.js';
+import { LifecycleWorker } from './lifecycle-worker.js';
 
 export interface JanitorOptions {
   config: Config;
   log: Logger;
   clients: Pick<PlatformClients, 'redis' | 'bull' | 'registry' | 'telegram'>;
   webhookSecret: string;
-  lifecycle?: TenantLifecycle;
+  /** With both, the janitor also runs idle shutdown and the reconciler. */
+  runtime?: Runtime;
+  lifecycle?: RuntimeLifecycle;
   handlers?: ExtraAdminHandlers;
 }
 
 export interface Janitor extends Closeable {
   admin: TenantAdmin;
   adminWorker: AdminWorker;
+  lifecycleWorker?: LifecycleWorker;
 }
 
-export function createJanitor(o: JanitorOptions): Janitor {
+export async function createJanitor(o: JanitorOptions): Promise<Janitor> {
   const admin = new TenantAdmin({
     registry: o.clients.registry,
     telegram: o.clients.telegram,
@@ -33,12 +40,28 @@ export function createJanitor(o: JanitorOptions): Janitor {
     routerPublicUrl: o.config.routerPublicUrl,
     ...(o.lifecycle ? { lifecycle: o.lifecycle } : {}),
   });
-  const adminWorker = new AdminWorker({ connection: o.clients.bull, log: o.log.child({ component: 'admin' }), admin, ...(o.handlers ? { handlers: o.handlers } : {}) });
+  const handlers: ExtraAdminHandlers = { ...o.handlers };
+  if (o.lifecycle) {
+    const lifecycle = o.lifecycle;
+    handlers['tenant.wake'] ??= (a) => lifecycle.wake(a.tenant_id);
+    handlers['tenant.sleep'] ??= (a) => lifecycle.sleep(a.tenant_id);
+  }
+  const adminWorker = new AdminWorker({ connection: o.clients.bull, log: o.log.child({ component: 'admin' }), admin, handlers });
+  let lifecycleWorker: LifecycleWorker | undefined;
+  if (o.runtime && o.lifecycle) {
+    lifecycleWorker = new LifecycleWorker({
+      config: o.config, log: o.log.child({ component: 'lifecycle' }), redis: o.clients.redis, bull: o.clients.bull,
+      registry: o.clients.registry, runtime: o.runtime, lifecycle: o.lifecycle,
+    });
+    await lifecycleWorker.start();
+  }
   return {
     admin,
     adminWorker,
+    ...(lifecycleWorker ? { lifecycleWorker } : {}),
     async close() {
       await adminWorker.close();
+      await lifecycleWorker?.close();
     },
   };
 }

@@ -19,6 +19,7 @@ import { createIngress, type Ingress } from '../ingress/ingress.js';
 import { createForwarder, type Forwarder } from '../forwarder/forwarder.js';
 import { Waker } from '../waker/waker.js';
 import { createJanitor, type Janitor } from '../janitor/janitor.js';
+import { PoolKeeper } from '../pool-keeper/pool-keeper.js';
 
 export interface PlatformOptions {
   config: Config;
@@ -36,6 +37,8 @@ export interface Platform {
   waker: Waker;
   janitor: Janitor;
   runtime: Runtime;
+  poolKeeper: PoolKeeper;
+  lifecycle: RuntimeLifecycle;
   metrics: Metrics;
   close(): Promise<void>;
 }
@@ -46,7 +49,7 @@ export async function startPlatform(o: PlatformOptions): Promise<Platform> {
   await clients.state.ensureBucket();
   const runtime = o.runtime ?? new LocalRuntime({
     dataDir: config.dataDir, log: log.child({ component: 'runtime' }), warmPoolSecret: secrets.warmPoolSecret,
-    agentCommand: config.agentCommand, logLevel: config.logLevel,
+    agentCommand: config.agentCommand, logLevel: config.logLevel, readyTimeoutS: config.agentReadyTimeoutS,
   });
   const forwarder = createForwarder({
     config, log: log.child({ component: 'forwarder' }), redis: clients.redis, bull: clients.bull,
@@ -61,15 +64,15 @@ export async function startPlatform(o: PlatformOptions): Promise<Platform> {
     registry: clients.registry, runtime, state: clients.state, redis: clients.redis, wakeQueue,
     log: log.child({ component: 'lifecycle' }), wakeTimeoutS: config.wakeLockTtlS,
   });
-  const janitor = createJanitor({
-    config, log: log.child({ component: 'janitor' }), clients, webhookSecret: secrets.webhookSecret, lifecycle,
+  const janitor = await createJanitor({
+    config, log: log.child({ component: 'janitor' }), clients, webhookSecret: secrets.webhookSecret, runtime, lifecycle,
     handlers: {
       'dead.list': async (a) => ({ items: await forwarder.deadLetters.list({ ...(a.tenant_id ? { tenantId: a.tenant_id } : {}), ...(a.limit ? { limit: a.limit } : {}) }) }),
       'dead.retry': async (a) => (a.all ? forwarder.deadLetters.retryAll(forwarder.mailbox) : forwarder.deadLetters.retry(forwarder.mailbox, a.job_id as string)),
-      'tenant.wake': (a) => lifecycle.wake(a.tenant_id),
-      'tenant.sleep': (a) => lifecycle.sleep(a.tenant_id),
     },
   });
+  const poolKeeper = new PoolKeeper({ pool: runtime, redis: clients.redis, log: log.child({ component: 'pool-keeper' }), target: config.warmPoolTarget, metrics, intervalMs: 1000 });
+  poolKeeper.start();
   // The ingress gets its own connections: auto-pipelined, failing fast while Redis is down (→ 503).
   const ingressRedis = createRedis({ url: clients.redisUrl, cluster: config.redisCluster, name: 'ingress', autoPipelining: true, failFast: true });
   ingressRedis.on('error', () => undefined);
@@ -80,11 +83,12 @@ export async function startPlatform(o: PlatformOptions): Promise<Platform> {
   const ingress = await createIngress({ config, log: log.child({ component: 'ingress' }), redis: ingressRedis, mailbox, webhookSecret: secrets.webhookSecret, metrics });
 
   return {
-    ingress, forwarder, waker, janitor, runtime, metrics,
+    ingress, forwarder, waker, janitor, runtime, poolKeeper, lifecycle, metrics,
     async close() {
       // Stop taking work first, then hand back in-flight drains, then stop agents (checkpointing).
       await ingress.close();
       await janitor.close();
+      await poolKeeper.close();
       await forwarder.close();
       await waker.close();
       await runtime.close();

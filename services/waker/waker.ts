@@ -11,7 +11,8 @@ import type { Logger } from '../../lib/logger.js';
 import type { Metrics } from '../../lib/metrics.js';
 import type { RedisClient } from '../../lib/redis.js';
 import { QUEUES, QUEUE_PREFIX } from '../../lib/queues.js';
-import { wakeLockKey, activityKey, startingNoticeKey } from '../../lib/keys.js';
+import { wakeLockKey, startingNoticeKey } from '../../lib/keys.js';
+import { Activity } from '../../lib/tenants/activity.js';
 import { Endpoints } from '../../lib/delivery/endpoints.js';
 import { callScript } from '../../lib/redis-scripts.js';
 import type { TenantRegistry } from '../../lib/registry/tenant-registry.js';
@@ -45,6 +46,7 @@ export interface WakeResult {
 export class Waker {
   readonly worker: Worker;
   readonly endpoints: Endpoints;
+  private readonly activity: Activity;
   private readonly forwardQueue: Queue;
   private readonly o: WakerOptions;
 
@@ -54,6 +56,7 @@ export class Waker {
     }
     this.o = o;
     this.endpoints = new Endpoints({ redis: o.redis });
+    this.activity = new Activity(o.redis);
     this.forwardQueue = new Queue(QUEUES.forward, { connection: o.bull, prefix: QUEUE_PREFIX });
     this.worker = new Worker(QUEUES.wake, (job) => this.process(job), {
       connection: o.bull,
@@ -122,7 +125,7 @@ export class Waker {
   private async publish(tenant: Tenant, instance: TenantInstance, path: WakeResult['path'], started: number, log: Logger): Promise<WakeResult> {
     await this.endpoints.set(tenant.tenant_id, instance.address);
     await this.endpoints.clearWakeFailure(tenant.tenant_id);
-    await this.o.redis.zadd(activityKey, Date.now(), tenant.tenant_id);
+    await this.activity.touch(tenant.tenant_id, tenant.idle_timeout_s);
     await this.o.registry.mutate(tenant.tenant_id, (cur) =>
       cur.status === 'running' && cur.pod_name === instance.podName && cur.pod_ip === instance.ip
         ? undefined

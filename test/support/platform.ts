@@ -88,7 +88,7 @@ export async function startTestPlatform(options: TestPlatformOptions = {}): Prom
     platform = await startPlatform({ config, log: logs.logger('platform'), clients, secrets: { webhookSecret, warmPoolSecret } });
     janitor = platform.janitor;
   } else {
-    janitor = options.withoutJanitor ? (undefined as unknown as Janitor) : createJanitor({ config, log: logs.logger('janitor'), clients, webhookSecret });
+    janitor = options.withoutJanitor ? (undefined as unknown as Janitor) : await createJanitor({ config, log: logs.logger('janitor'), clients, webhookSecret });
   }
   const ingressUrl = platform ? `http://127.0.0.1:${platform.ingress.port}` : undefined;
   const cliEnv = { ZTM_REDIS_URL: redis.url };

@@ -1,0 +1,115 @@
+/**
+ * One shim child process of the local runtime: spawned with its env, output appended to a log file
+ * (the local `kubectl logs`), readiness and liveness read from the shim's own HTTP endpoints.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { createWriteStream, mkdirSync, readFileSync, rmSync } from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { request } from 'undici';
+
+const SHIM_ENTRY = fileURLToPath(new URL('../../agent/shim.ts', import.meta.url));
+
+/**
+ * A shim that died hard (SIGKILL, crash) could not stop its agent, which runs in its own process
+ * group: kill that group, as a pod's death takes every process of its container with it.
+ */
+function reapAgent(pidFile: string): void {
+  try {
+    const pid = Number(readFileSync(pidFile, 'utf8'));
+    if (Number.isInteger(pid) && pid > 1) process.kill(-pid, 'SIGKILL');
+  } catch {
+    /* no agent was started, or it is gone already */
+  }
+  rmSync(pidFile, { force: true });
+}
+
+export class ShimProcess {
+  readonly child: ChildProcess;
+  readonly exited: Promise<void>;
+  private done = false;
+
+  constructor(readonly name: string, readonly shimPort: number, readonly agentPort: number, env: Record<string, string>, logPath: string) {
+    mkdirSync(path.dirname(logPath), { recursive: true });
+    const log = createWriteStream(logPath, { flags: 'a' });
+    const pidFile = path.join(path.dirname(logPath), 'agent.pid');
+    this.child = spawn(process.execPath, ['--import', import.meta.resolve('tsx'), SHIM_ENTRY], {
+      env: { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: process.env.HOME ?? '/tmp', SHIM_HOST: '127.0.0.1', SHIM_PORT: String(shimPort), AGENT_PORT: String(agentPort), AGENT_PID_FILE: pidFile, ...env },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    this.child.stdout?.pipe(log, { end: false });
+    this.child.stderr?.pipe(log, { end: false });
+    this.exited = new Promise((resolve) => this.child.once('exit', () => {
+      this.done = true;
+      reapAgent(pidFile);
+      log.end();
+      resolve();
+    }));
+  }
+
+  get alive(): boolean {
+    return !this.done;
+  }
+
+  get address(): string {
+    return `127.0.0.1:${this.agentPort}`;
+  }
+
+  /** `/readyz`: the agent answers. */
+  ready(): Promise<boolean> {
+    return this.probe('/readyz');
+  }
+
+  /** `/healthz`: the shim itself is up (a warm member is claimable once this answers). */
+  healthy(): Promise<boolean> {
+    return this.probe('/healthz');
+  }
+
+  private async probe(p: string): Promise<boolean> {
+    if (this.done) return false;
+    try {
+      const res = await request(`http://127.0.0.1:${this.shimPort}${p}`, { headersTimeout: 1000, bodyTimeout: 1000 });
+      await res.body.dump();
+      return res.statusCode === 200;
+    } catch {
+      return false;
+    }
+  }
+
+  /** Polls `check` until true, the process exits, or the deadline passes. */
+  async waitFor(check: () => Promise<boolean>, timeoutMs: number): Promise<'ok' | 'exited' | 'timeout'> {
+    const deadline = Date.now() + timeoutMs;
+    while (Date.now() < deadline) {
+      if (this.done) return 'exited';
+      if (await check()) return 'ok';
+      await new Promise((r) => setTimeout(r, 25));
+    }
+    return 'timeout';
+  }
+
+  /** SIGTERM (the shim checkpoints and exits), SIGKILL after `graceMs`; resolves once it exited. */
+  async terminate(graceMs: number): Promise<void> {
+    if (this.done) return;
+    this.child.kill(graceMs === 0 ? 'SIGKILL' : 'SIGTERM');
+    const killer = setTimeout(() => this.child.kill('SIGKILL'), Math.max(graceMs, 1));
+    await this.exited;
+    clearTimeout(killer);
+  }
+
+  /** POST /claim: binds a warm shim to a tenant; resolves true once its agent is ready. */
+  async claim(secret: string, body: Record<string, unknown>, timeoutMs: number): Promise<boolean> {
+    try {
+      const res = await request(`http://127.0.0.1:${this.shimPort}/claim`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${secret}`, 'content-type': 'application/json' },
+        body: JSON.stringify(body),
+        headersTimeout: timeoutMs,
+        bodyTimeout: timeoutMs,
+      });
+      await res.body.dump();
+      return res.statusCode === 200;
+    } catch {
+      return false;
+    }
+  }
+}

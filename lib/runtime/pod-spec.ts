@@ -1,0 +1,366 @@
+/**
+ * The Kubernetes objects the Kubernetes runtime creates, as pure functions (no I/O), so every field
+ * of a tenant pod can be checked by a unit test.
+ *
+ * - Cold pod `zeroclaw-<id>` (labels `app=zeroclaw,tenant=<id>`): the shim with the tenant in its
+ *   environment; the bot token comes from the Secret `zeroclaw-<id>-token` through
+ *   `valueFrom.secretKeyRef`, never as a plain value in the pod spec.
+ * - Warm pod (generateName `warm-pool-`, label `app=warm-pool`): the shim with `WARM=1`, waiting for
+ *   an authenticated `POST /claim`; its claim secret comes from the Secret `zeroclaw-warm-pool`.
+ *
+ * Kata nodes (assumption, the Go system's Karpenter NodePool `kata-metal`): nodes that can run the
+ * kata RuntimeClass carry the label `katacontainers.io/kata-runtime=true` (kata-deploy sets the same
+ * label) and the taint `kata-runtime=true:NoSchedule`, so nothing else lands on the expensive metal
+ * nodes. Both are options (`nodeSelector`, `tolerations`) for clusters that label them differently;
+ * a RuntimeClass with its own `scheduling` section is also honoured by Kubernetes on top of these.
+ */
+import type {
+  V1Container,
+  V1EnvVar,
+  V1Pod,
+  V1PodSecurityContext,
+  V1Probe,
+  V1ResourceRequirements,
+  V1Secret,
+  V1Toleration,
+} from '@kubernetes/client-node';
+import { ValidationError } from '../errors.js';
+import { assertTenantId } from '../validate.js';
+import { podNameOf } from './runtime.js';
+
+export const LABEL_APP = 'app';
+export const LABEL_TENANT = 'tenant';
+export const LABEL_MANAGED_BY = 'app.kubernetes.io/managed-by';
+export const MANAGED_BY = 'agentic-tenancy';
+/** `app` of a tenant pod (the runbook's `kubectl get pods -l app=zeroclaw`). */
+export const TENANT_APP = 'zeroclaw';
+/** `app` of a warm pool member (`kubectl get pods -l app=warm-pool`). */
+export const WARM_APP = 'warm-pool';
+export const WARM_POD_PREFIX = 'warm-pool-';
+/** Set on a warm pod when a waker claims it for a tenant: ISO time of the claim. */
+export const CLAIMED_AT_ANNOTATION = 'agentic-tenancy/claimed-at';
+
+export const TENANT_SELECTOR = `${LABEL_APP}=${TENANT_APP}`;
+export const WARM_SELECTOR = `${LABEL_APP}=${WARM_APP}`;
+export const tenantSelector = (tenantId: string): string => `${LABEL_APP}=${TENANT_APP},${LABEL_TENANT}=${tenantId}`;
+
+export const BOT_TOKEN_KEY = 'BOT_TOKEN';
+export const WARM_POOL_SECRET_NAME = 'zeroclaw-warm-pool';
+export const WARM_POOL_SECRET_KEY = 'WARM_POOL_SECRET';
+export const tokenSecretName = (tenantId: string): string => `zeroclaw-${assertTenantId(tenantId)}-token`;
+
+export const CONTAINER_NAME = 'shim';
+export const WORKSPACE_PATH = '/workspace';
+export const WORKSPACE_VOLUME = 'workspace';
+
+export const DEFAULT_KATA_NODE_SELECTOR: Readonly<Record<string, string>> = Object.freeze({ 'katacontainers.io/kata-runtime': 'true' });
+export const DEFAULT_KATA_TOLERATIONS: readonly V1Toleration[] = Object.freeze([
+  Object.freeze({ key: 'kata-runtime', operator: 'Equal', value: 'true', effect: 'NoSchedule' }),
+]);
+/** The Go system's sizing of a ZeroClaw pod; Kata adds the VM overhead of its RuntimeClass. */
+export const DEFAULT_RESOURCES: Readonly<PodResources> = Object.freeze({
+  requests: Object.freeze({ cpu: '100m', memory: '384Mi' }),
+  limits: Object.freeze({ cpu: '500m', memory: '512Mi' }),
+});
+/** A non-root uid (distroless `nonroot`); the image must not need root. */
+export const DEFAULT_RUN_AS_USER = 65_532;
+
+/** Variables the runtime sets itself; `extraEnv` may not override them. */
+export const RESERVED_ENV: ReadonlySet<string> = new Set([
+  'TENANT_ID', 'BOT_TOKEN', 'SHIM_PORT', 'SHIM_HOST', 'AGENT_PORT', 'WORKSPACE', 'STATE_GET_URL', 'STATE_PUT_URL',
+  'WARM', 'WARM_POOL_SECRET',
+]);
+
+export interface PodResources {
+  requests?: Record<string, string>;
+  limits?: Record<string, string>;
+}
+
+export interface PodSpecOptions {
+  namespace: string;
+  image: string;
+  runtimeClassName: string;
+  shimPort: number;
+  agentPort: number;
+  priorityClassName: string;
+  warmPriorityClassName: string;
+  terminationGracePeriodSeconds: number;
+  resources: PodResources;
+  nodeSelector: Record<string, string>;
+  tolerations: V1Toleration[];
+  runAsUser: number;
+  imagePullPolicy?: 'Always' | 'IfNotPresent' | 'Never' | undefined;
+  serviceAccountName?: string | undefined;
+  /** emptyDir size limit of /workspace, e.g. `2Gi`; none when unset. */
+  workspaceSizeLimit?: string | undefined;
+  /** Extra plain variables for the shim and agent (e.g. LOG_LEVEL, CHECKPOINT_INTERVAL_S). Not for secrets. */
+  extraEnv?: Record<string, string> | undefined;
+}
+
+/** Where a cold pod's shim restores and saves the tenant's brain.db (presigned, scoped to the tenant). */
+export interface PodStateUrls {
+  getUrl?: string | undefined;
+  putUrl?: string | undefined;
+}
+
+const DNS_LABEL = /^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/;
+const DNS_SUBDOMAIN = /^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$/;
+const QUANTITY = /^[0-9]+(\.[0-9]+)?(m|k|Ki|Mi|Gi|Ti|Pi|Ei|M|G|T|P|E)?$/;
+const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
+const LABEL_KEY = /^([a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?\/)?[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$/;
+const LABEL_VALUE = /^(([A-Za-z0-9][-A-Za-z0-9_.]{0,61})?[A-Za-z0-9])?$/;
+
+function fail(msg: string): never {
+  throw new ValidationError(msg);
+}
+
+export function assertDnsLabel(what: string, value: unknown): string {
+  if (typeof value !== 'string' || !DNS_LABEL.test(value)) fail(`${what}: expected a DNS label (lowercase letters, digits, '-', at most 63)`);
+  return value;
+}
+
+export function assertDnsSubdomain(what: string, value: unknown): string {
+  if (typeof value !== 'string' || !DNS_SUBDOMAIN.test(value)) fail(`${what}: expected a Kubernetes object name (lowercase letters, digits, '-', '.')`);
+  return value;
+}
+
+export function assertPort(what: string, value: unknown): number {
+  if (typeof value !== 'number' || !Number.isInteger(value) || value < 1 || value > 65_535) fail(`${what}: expected a port 1-65535`);
+  return value;
+}
+
+function assertResources(value: unknown): PodResources {
+  if (value === null || typeof value !== 'object' || Array.isArray(value)) fail('resources: expected { requests?, limits? }');
+  const out: PodResources = {};
+  for (const [kind, list] of Object.entries(value as Record<string, unknown>)) {
+    if (kind !== 'requests' && kind !== 'limits') fail(`resources: unknown field ${JSON.stringify(kind.slice(0, 30))}`);
+    if (list === undefined) continue;
+    if (list === null || typeof list !== 'object' || Array.isArray(list)) fail(`resources.${kind}: expected an object of quantities`);
+    const copy: Record<string, string> = {};
+    for (const [name, q] of Object.entries(list as Record<string, unknown>)) {
+      if (!LABEL_KEY.test(name)) fail(`resources.${kind}: invalid resource name ${JSON.stringify(name.slice(0, 40))}`);
+      if (typeof q !== 'string' || !QUANTITY.test(q)) fail(`resources.${kind}.${name}: expected a quantity such as 500m or 512Mi`);
+      copy[name] = q;
+    }
+    out[kind] = copy;
+  }
+  return out;
+}
+
+/** Checks every option once (the runtime calls this at construction); returns a normalised copy. */
+export function validatePodSpecOptions(o: PodSpecOptions): PodSpecOptions {
+  if (o === null || typeof o !== 'object') fail('pod spec options: expected an object');
+  assertDnsLabel('namespace', o.namespace);
+  if (typeof o.image !== 'string' || o.image === '' || /\s/.test(o.image) || o.image.length > 512) fail('image: expected an image reference such as zeroclaw:latest');
+  assertDnsSubdomain('runtimeClassName', o.runtimeClassName);
+  assertPort('shimPort', o.shimPort);
+  assertPort('agentPort', o.agentPort);
+  if (o.shimPort === o.agentPort) fail(`agentPort must differ from shimPort (${o.shimPort})`);
+  assertDnsSubdomain('priorityClassName', o.priorityClassName);
+  assertDnsSubdomain('warmPriorityClassName', o.warmPriorityClassName);
+  const g = o.terminationGracePeriodSeconds;
+  if (typeof g !== 'number' || !Number.isInteger(g) || g < 0 || g > 86_400) fail('terminationGracePeriodSeconds: expected a whole number of seconds 0-86400');
+  const resources = assertResources(o.resources);
+  if (o.nodeSelector === null || typeof o.nodeSelector !== 'object' || Array.isArray(o.nodeSelector)) fail('nodeSelector: expected an object of labels');
+  for (const [k, v] of Object.entries(o.nodeSelector)) {
+    if (!LABEL_KEY.test(k) || typeof v !== 'string' || !LABEL_VALUE.test(v)) fail(`nodeSelector: invalid label ${JSON.stringify(k.slice(0, 60))}`);
+  }
+  if (!Array.isArray(o.tolerations)) fail('tolerations: expected an array');
+  for (const t of o.tolerations) {
+    if (t === null || typeof t !== 'object') fail('tolerations: expected objects');
+    if (t.operator !== undefined && t.operator !== 'Exists' && t.operator !== 'Equal') fail('tolerations: operator must be Exists or Equal');
+    if (t.effect !== undefined && !['NoSchedule', 'PreferNoSchedule', 'NoExecute'].includes(t.effect)) fail('tolerations: effect must be NoSchedule, PreferNoSchedule or NoExecute');
+  }
+  if (typeof o.runAsUser !== 'number' || !Number.isInteger(o.runAsUser) || o.runAsUser < 1 || o.runAsUser > 2_147_483_647) fail('runAsUser: expected a non-root uid (1 or more)');
+  if (o.imagePullPolicy !== undefined && !['Always', 'IfNotPresent', 'Never'].includes(o.imagePullPolicy)) fail('imagePullPolicy: expected Always, IfNotPresent or Never');
+  if (o.serviceAccountName !== undefined) assertDnsSubdomain('serviceAccountName', o.serviceAccountName);
+  if (o.workspaceSizeLimit !== undefined && (typeof o.workspaceSizeLimit !== 'string' || !QUANTITY.test(o.workspaceSizeLimit))) fail('workspaceSizeLimit: expected a quantity such as 2Gi');
+  const extraEnv: Record<string, string> = {};
+  for (const [k, v] of Object.entries(o.extraEnv ?? {})) {
+    if (!ENV_NAME.test(k)) fail(`extraEnv: invalid variable name ${JSON.stringify(k.slice(0, 40))}`);
+    if (RESERVED_ENV.has(k)) fail(`extraEnv: ${k} is set by the runtime`);
+    if (typeof v !== 'string') fail(`extraEnv.${k}: expected a string`);
+    extraEnv[k] = v;
+  }
+  return {
+    ...o,
+    resources,
+    nodeSelector: { ...o.nodeSelector },
+    tolerations: o.tolerations.map((t) => ({ ...t })),
+    extraEnv,
+  };
+}
+
+function resourcesOf(r: PodResources): V1ResourceRequirements {
+  const out: V1ResourceRequirements = {};
+  if (r.requests && Object.keys(r.requests).length > 0) out.requests = { ...r.requests };
+  if (r.limits && Object.keys(r.limits).length > 0) out.limits = { ...r.limits };
+  return out;
+}
+
+function podSecurityContext(o: PodSpecOptions): V1PodSecurityContext {
+  return {
+    runAsNonRoot: true,
+    runAsUser: o.runAsUser,
+    runAsGroup: o.runAsUser,
+    // emptyDir /workspace group-writable for the non-root user.
+    fsGroup: o.runAsUser,
+    seccompProfile: { type: 'RuntimeDefault' },
+  };
+}
+
+function probe(path: string, port: number): V1Probe {
+  // Fast: a wake waits for this; readiness never restarts anything.
+  return { httpGet: { path, port, scheme: 'HTTP' }, periodSeconds: 1, timeoutSeconds: 2, failureThreshold: 3, successThreshold: 1 };
+}
+
+function container(o: PodSpecOptions, env: V1EnvVar[], readinessPath: string): V1Container {
+  const c: V1Container = {
+    name: CONTAINER_NAME,
+    image: o.image,
+    ports: [
+      { name: 'shim', containerPort: o.shimPort, protocol: 'TCP' },
+      { name: 'agent', containerPort: o.agentPort, protocol: 'TCP' },
+    ],
+    env,
+    readinessProbe: probe(readinessPath, o.shimPort),
+    resources: resourcesOf(o.resources),
+    securityContext: {
+      allowPrivilegeEscalation: false,
+      privileged: false,
+      runAsNonRoot: true,
+      capabilities: { drop: ['ALL'] },
+      seccompProfile: { type: 'RuntimeDefault' },
+    },
+    volumeMounts: [{ name: WORKSPACE_VOLUME, mountPath: WORKSPACE_PATH }],
+    terminationMessagePolicy: 'FallbackToLogsOnError',
+  };
+  if (o.imagePullPolicy) c.imagePullPolicy = o.imagePullPolicy;
+  return c;
+}
+
+function baseEnv(o: PodSpecOptions): V1EnvVar[] {
+  return [
+    { name: 'SHIM_PORT', value: String(o.shimPort) },
+    { name: 'AGENT_PORT', value: String(o.agentPort) },
+    { name: 'WORKSPACE', value: WORKSPACE_PATH },
+  ];
+}
+
+function extraEnvOf(o: PodSpecOptions): V1EnvVar[] {
+  return Object.entries(o.extraEnv ?? {}).map(([name, value]) => ({ name, value }));
+}
+
+function podBody(o: PodSpecOptions, priorityClassName: string, c: V1Container): NonNullable<V1Pod['spec']> {
+  const spec: NonNullable<V1Pod['spec']> = {
+    runtimeClassName: o.runtimeClassName,
+    priorityClassName,
+    nodeSelector: { ...o.nodeSelector },
+    tolerations: o.tolerations.map((t) => ({ ...t })),
+    restartPolicy: 'Never',
+    terminationGracePeriodSeconds: o.terminationGracePeriodSeconds,
+    // An untrusted agent gets no API credentials and no view of the cluster's services.
+    automountServiceAccountToken: false,
+    enableServiceLinks: false,
+    securityContext: podSecurityContext(o),
+    containers: [c],
+    volumes: [{ name: WORKSPACE_VOLUME, emptyDir: o.workspaceSizeLimit ? { sizeLimit: o.workspaceSizeLimit } : {} }],
+  };
+  if (o.serviceAccountName) spec.serviceAccountName = o.serviceAccountName;
+  return spec;
+}
+
+/** The cold pod `zeroclaw-<id>`: the tenant, its token (by Secret reference) and state URLs in the env. */
+export function coldPodManifest(o: PodSpecOptions, tenantId: string, state: PodStateUrls = {}): V1Pod {
+  const id = assertTenantId(tenantId);
+  const env: V1EnvVar[] = [
+    { name: 'TENANT_ID', value: id },
+    ...baseEnv(o),
+    { name: 'BOT_TOKEN', valueFrom: { secretKeyRef: { name: tokenSecretName(id), key: BOT_TOKEN_KEY, optional: false } } },
+  ];
+  if (state.getUrl) env.push({ name: 'STATE_GET_URL', value: state.getUrl });
+  if (state.putUrl) env.push({ name: 'STATE_PUT_URL', value: state.putUrl });
+  env.push(...extraEnvOf(o));
+  return {
+    apiVersion: 'v1',
+    kind: 'Pod',
+    metadata: {
+      name: podNameOf(id),
+      namespace: o.namespace,
+      labels: { [LABEL_APP]: TENANT_APP, [LABEL_TENANT]: id, [LABEL_MANAGED_BY]: MANAGED_BY },
+    },
+    spec: podBody(o, o.priorityClassName, container(o, env, '/readyz')),
+  };
+}
+
+/**
+ * A warm pool member. Its readiness probe is the shim's `/healthz` (listening, claimable): the
+ * shim's `/readyz` only answers 200 once an agent runs, which a warm pod has not until its claim.
+ * After a claim the agent's readiness is what the claim's 200 answer says (and `find` re-checks it).
+ */
+export function warmPodManifest(o: PodSpecOptions): V1Pod {
+  const env: V1EnvVar[] = [
+    { name: 'WARM', value: '1' },
+    ...baseEnv(o),
+    { name: 'WARM_POOL_SECRET', valueFrom: { secretKeyRef: { name: WARM_POOL_SECRET_NAME, key: WARM_POOL_SECRET_KEY, optional: false } } },
+    ...extraEnvOf(o),
+  ];
+  return {
+    apiVersion: 'v1',
+    kind: 'Pod',
+    metadata: {
+      generateName: WARM_POD_PREFIX,
+      namespace: o.namespace,
+      labels: { [LABEL_APP]: WARM_APP, [LABEL_MANAGED_BY]: MANAGED_BY },
+    },
+    spec: podBody(o, o.warmPriorityClassName, container(o, env, '/healthz')),
+  };
+}
+
+const b64 = (s: string): string => Buffer.from(s, 'utf8').toString('base64');
+
+/** `zeroclaw-<id>-token` with the bot token under BOT_TOKEN (base64, as Secret data is). */
+export function tokenSecretManifest(namespace: string, tenantId: string, botToken: string): V1Secret {
+  const id = assertTenantId(tenantId);
+  if (typeof botToken !== 'string' || botToken === '') fail('bot token: expected a non-empty string');
+  return {
+    apiVersion: 'v1',
+    kind: 'Secret',
+    type: 'Opaque',
+    metadata: {
+      name: tokenSecretName(id),
+      namespace: assertDnsLabel('namespace', namespace),
+      labels: { [LABEL_TENANT]: id, [LABEL_MANAGED_BY]: MANAGED_BY },
+    },
+    data: { [BOT_TOKEN_KEY]: b64(botToken) },
+  };
+}
+
+/** `zeroclaw-warm-pool`: the claim secret every warm pod checks `Authorization: Bearer` against. */
+export function warmPoolSecretManifest(namespace: string, secret: string): V1Secret {
+  if (typeof secret !== 'string' || secret.length < 16) fail('warm pool secret: expected at least 16 characters');
+  return {
+    apiVersion: 'v1',
+    kind: 'Secret',
+    type: 'Opaque',
+    metadata: {
+      name: WARM_POOL_SECRET_NAME,
+      namespace: assertDnsLabel('namespace', namespace),
+      labels: { [LABEL_MANAGED_BY]: MANAGED_BY },
+    },
+    data: { [WARM_POOL_SECRET_KEY]: b64(secret) },
+  };
+}
+
+/** The JSON merge patch that binds a warm pod to a tenant; the resourceVersion makes it conditional. */
+export function claimPatch(tenantId: string, resourceVersion: string, claimedAt: Date): Record<string, unknown> {
+  const id = assertTenantId(tenantId);
+  if (typeof resourceVersion !== 'string' || resourceVersion === '') fail('claim patch: resourceVersion is required (optimistic concurrency)');
+  return {
+    metadata: {
+      resourceVersion,
+      labels: { [LABEL_APP]: TENANT_APP, [LABEL_TENANT]: id },
+      annotations: { [CLAIMED_AT_ANNOTATION]: claimedAt.toISOString() },
+    },
+  };
+}

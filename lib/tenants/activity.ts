@@ -1,0 +1,57 @@
+/**
+ * The activity index the idle check reads instead of scanning the registry: two sorted sets,
+ * last activity (ms) per awake tenant and its idle deadline (last activity + idle_timeout_s).
+ * Written with one ZADD pair per delivery; DynamoDB's last_active_at is written lazily at stop.
+ */
+import type { ChainableCommander } from 'ioredis';
+import type { RedisClient } from '../redis.js';
+import { activityKey } from '../keys.js';
+import { callScript, defineScripts } from '../redis-scripts.js';
+
+export const IDLE_DEADLINE_KEY = 'ztm:idle-deadline';
+
+/** Takes up to N tenants whose deadline passed, removing them in the same step (one stopper each). */
+const TAKE_EXPIRED = `
+local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[2]))
+for _, id in ipairs(ids) do redis.call('ZREM', KEYS[1], id) end
+return ids
+`;
+
+export class Activity {
+  constructor(private readonly redis: RedisClient) {
+    defineScripts(redis, { ztmTakeExpired: { keys: 1, lua: TAKE_EXPIRED } });
+  }
+
+  /** Adds the activity writes to a MULTI/pipeline the caller runs anyway (no extra round trip). */
+  static record(tx: ChainableCommander, tenantId: string, idleTimeoutS: number, now = Date.now()): ChainableCommander {
+    return tx.zadd(activityKey, now, tenantId).zadd(IDLE_DEADLINE_KEY, now + idleTimeoutS * 1000, tenantId);
+  }
+
+  async touch(tenantId: string, idleTimeoutS: number, now = Date.now()): Promise<void> {
+    await Activity.record(this.redis.multi(), tenantId, idleTimeoutS, now).exec();
+  }
+
+  /** Moves the deadline when an operator changes the idle timeout of an awake tenant. */
+  async retime(tenantId: string, idleTimeoutS: number): Promise<void> {
+    const last = await this.redis.zscore(activityKey, tenantId);
+    if (last !== null) await this.redis.zadd(IDLE_DEADLINE_KEY, Number(last) + idleTimeoutS * 1000, tenantId);
+  }
+
+  async lastActive(tenantId: string): Promise<number | undefined> {
+    const v = await this.redis.zscore(activityKey, tenantId);
+    return v === null ? undefined : Number(v);
+  }
+
+  async takeExpired(now: number, limit: number): Promise<string[]> {
+    return callScript<string[]>(this.redis, 'ztmTakeExpired', IDLE_DEADLINE_KEY, now, limit);
+  }
+
+  /** Tenants the platform believes awake (for the reconciler), oldest activity first. */
+  async awake(limit = 100_000): Promise<string[]> {
+    return this.redis.zrange(activityKey, 0, limit - 1);
+  }
+
+  async clear(tenantId: string): Promise<void> {
+    await this.redis.multi().zrem(activityKey, tenantId).zrem(IDLE_DEADLINE_KEY, tenantId).exec();
+  }
+}

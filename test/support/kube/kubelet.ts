@@ -1,0 +1,212 @@
+/**
+ * A simulated scheduler + kubelet for the stand-in apiserver: binds each new pod to its node, then
+ * really runs the pod's containers as child processes (by default every container is the agent
+ * shim, as in production), each pod on its own loopback IP so every pod can listen on the same
+ * ports. It reports status like the real kubelet: Pending → Running with podIP, readiness from the
+ * readinessProbe (Ready/ContainersReady), restarts per restartPolicy, terminal phases, graceful
+ * deletion (SIGTERM, SIGKILL after the grace period, then the pod object is removed).
+ * Container mechanics (env, volumes, probes, processes): container.ts.
+ */
+import type { ChildProcess } from 'node:child_process';
+import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { randomInt, randomBytes } from 'node:crypto';
+import { fileURLToPath } from 'node:url';
+import type { KubeApiServer } from './api-server.js';
+import { RESOURCES, timestamp, type KubeObject, type ResourceType } from './objects.js';
+import type { StoreEvent } from './store.js';
+import { PodWorker, type ContainerRun } from './pod-worker.js';
+import { portsFree, type Container } from './container.js';
+
+export interface KubeletOptions {
+  nodeName?: string;
+  /** Pending (scheduled, ContainerCreating) for this long before the containers start. Default 50. */
+  startDelayMs?: number;
+  /** Probe period (stands in for periodSeconds). Default 50. */
+  probeIntervalMs?: number;
+  /** First restart back-off for restartPolicy Always/OnFailure, doubling up to 5 s. Default 100. */
+  restartBackoffMs?: number;
+  /** Pod IPs are `<ipPrefix>2`, `<ipPrefix>3`, …; default a random `127.a.b.` per kubelet so test files in parallel do not collide. */
+  ipPrefix?: string;
+  /** argv for a container; default: the agent shim (`node --import tsx agent/shim.ts`) for every container. */
+  command?: (pod: KubeObject, container: Container) => string[];
+  /** The image's ENV (before the container's env). Default: PATH, HOME=/home/node, WORKSPACE=/workspace. */
+  imageEnv?: Record<string, string>;
+  /** Image paths given a per-pod host directory (env values under them are rewritten). Default ['/workspace', '/home/node']. */
+  imagePaths?: string[];
+  /** Where pod directories and PVC contents live; default a new temp dir (removed on close). */
+  dataDir?: string;
+}
+
+export const SHIM_PATH = fileURLToPath(new URL('../../../agent/shim.ts', import.meta.url));
+export const shimCommand = (): string[] => [process.execPath, '--import', import.meta.resolve('tsx'), SHIM_PATH];
+const PODS = RESOURCES.find((r) => r.resource === 'pods') as ResourceType;
+
+export interface KubeletSettings {
+  nodeName: string;
+  startDelayMs: number;
+  probeIntervalMs: number;
+  restartBackoffMs: number;
+  command: (pod: KubeObject, container: Container) => string[];
+  imageEnv: Record<string, string>;
+  imagePaths: string[];
+  dataDir: string;
+}
+
+export class Kubelet {
+  readonly settings: KubeletSettings;
+  private readonly workers = new Map<string, PodWorker>();
+  /** Logs by `ns/name`, kept after the pod is gone (until a pod of that name starts again). */
+  private readonly logs = new Map<string, Map<string, ContainerRun['logs']>>();
+  private readonly ownDataDir: boolean;
+  private cursor: number;
+  private scheduled = false;
+  private closed = false;
+  private prefix: string;
+  private nextHost = 2;
+  private readonly onEvent = (): void => {
+    if (this.scheduled || this.closed) return;
+    this.scheduled = true;
+    setImmediate(() => {
+      this.scheduled = false;
+      this.drain();
+    });
+  };
+
+  constructor(readonly api: KubeApiServer, options: KubeletOptions = {}) {
+    this.ownDataDir = options.dataDir === undefined;
+    this.settings = {
+      nodeName: options.nodeName ?? 'stand-in-node',
+      startDelayMs: options.startDelayMs ?? 50,
+      probeIntervalMs: options.probeIntervalMs ?? 50,
+      restartBackoffMs: options.restartBackoffMs ?? 100,
+      command: options.command ?? (() => shimCommand()),
+      imageEnv: options.imageEnv ?? { PATH: process.env.PATH ?? '/usr/local/bin:/usr/bin:/bin', HOME: '/home/node', WORKSPACE: '/workspace' },
+      imagePaths: options.imagePaths ?? ['/workspace', '/home/node'],
+      dataDir: options.dataDir ?? mkdtempSync(path.join(tmpdir(), 'kubelet-')),
+    };
+    this.prefix = options.ipPrefix ?? `127.${1 + randomInt(254)}.${randomInt(256)}.`;
+    this.cursor = api.store.currentRv();
+    api.store.on('event', this.onEvent);
+    api.setLogSource((ns, pod, container) => {
+      const byContainer = this.logs.get(`${ns}/${pod}`);
+      const w = [...this.workers.values()].find((x) => x.ns === ns && x.name === pod);
+      if (!byContainer || (w && !w.started(container))) return undefined;
+      return byContainer.get(container ?? '')?.toString();
+    });
+    for (const pod of api.store.list(PODS, undefined).items) this.reconcile(pod.metadata.uid ?? '', pod.metadata.namespace ?? '', pod.metadata.name ?? '');
+  }
+
+  private drain(): void {
+    if (this.closed) return;
+    for (const ev of this.api.store.eventsAfter(this.cursor)) {
+      this.cursor = ev.rv;
+      if (ev.rt === PODS) this.handle(ev);
+    }
+  }
+
+  private handle(ev: StoreEvent): void {
+    const uid = ev.object.metadata.uid ?? '';
+    if (ev.type === 'DELETED') {
+      const w = this.workers.get(uid);
+      if (w) {
+        this.workers.delete(uid);
+        w.gone();
+      }
+      return;
+    }
+    this.reconcile(uid, ev.namespace, ev.object.metadata.name ?? '');
+  }
+
+  /** Acts on the pod's current state (events may be stale by the time they are handled). */
+  private reconcile(uid: string, ns: string, name: string): void {
+    const pod = this.api.store.find(PODS, ns, name);
+    if (!pod || pod.metadata.uid !== uid) return;
+    const spec = (pod.spec ?? {}) as { nodeName?: string };
+    if (spec.nodeName === undefined || spec.nodeName === '') {
+      if (pod.metadata.deletionTimestamp !== undefined) return;
+      // The scheduler's Binding: nodeName plus the PodScheduled condition.
+      this.api.store.mutate(PODS, ns, name, (p) => {
+        (p.spec as { nodeName?: string }).nodeName = this.settings.nodeName;
+        const status = (p.status ?? {}) as { conditions?: unknown[] };
+        status.conditions = [{ type: 'PodScheduled', status: 'True', lastProbeTime: null, lastTransitionTime: timestamp() }];
+        p.status = status;
+      });
+      return;
+    }
+    if (spec.nodeName !== this.settings.nodeName) return;
+    let w = this.workers.get(uid);
+    if (!w) {
+      const logs = new Map<string, ContainerRun['logs']>();
+      this.logs.set(`${ns}/${name}`, logs);
+      w = new PodWorker(this, pod, logs);
+      this.workers.set(uid, w);
+      w.begin();
+    }
+    w.observe(pod);
+  }
+
+  /** The next free pod IP on which all `ports` can be bound. */
+  async allocateIp(ports: number[]): Promise<string> {
+    for (let attempt = 0; attempt < 200; attempt++) {
+      if (this.nextHost > 254) {
+        const [a, b, c] = this.prefix.split('.');
+        this.prefix = `${a}.${b}.${(Number(c) + 1) % 256}.`;
+        this.nextHost = 2;
+      }
+      const ip = `${this.prefix}${this.nextHost++}`;
+      if (await portsFree(ip, ports)) return ip;
+    }
+    throw new Error('kubelet: no free pod IP');
+  }
+
+  /** A per-pod directory (emptyDir volumes and image paths), removed with the pod. */
+  podDir(ns: string, name: string): string {
+    const dir = path.join(this.settings.dataDir, 'pods', `${ns}_${name}_${randomBytes(3).toString('hex')}`);
+    mkdirSync(dir, { recursive: true });
+    return dir;
+  }
+
+  private worker(name: string, namespace?: string): PodWorker | undefined {
+    return [...this.workers.values()].find((w) => w.name === name && (namespace === undefined || w.ns === namespace));
+  }
+
+  /** The container's output so far (all restarts); after the pod is gone, its last output. */
+  logsOf(name: string, options: { namespace?: string; container?: string } = {}): string {
+    const key = [...this.logs.keys()].find((k) => k.endsWith(`/${name}`) && (options.namespace === undefined || k === `${options.namespace}/${name}`));
+    const byContainer = key === undefined ? undefined : this.logs.get(key);
+    if (!byContainer) return '';
+    const buf = options.container === undefined ? [...byContainer.values()][0] : byContainer.get(options.container);
+    return buf?.toString() ?? '';
+  }
+
+  /** Sends a signal to a running container's process (a crash, for tests); false if none runs. */
+  killContainer(name: string, signal: NodeJS.Signals = 'SIGKILL', options: { namespace?: string; container?: string } = {}): boolean {
+    const child: ChildProcess | undefined = this.worker(name, options.namespace)?.child(options.container);
+    if (!child || child.exitCode !== null || child.signalCode !== null) return false;
+    return child.kill(signal);
+  }
+
+  /** The pid of a running container's process. */
+  pidOf(name: string, options: { namespace?: string; container?: string } = {}): number | undefined {
+    return this.worker(name, options.namespace)?.child(options.container)?.pid;
+  }
+
+  /** Pods this kubelet is running (not yet removed). */
+  get podCount(): number {
+    return this.workers.size;
+  }
+
+  /** Kills every container (SIGKILL), waits for them to exit (bounded), removes its directories. */
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    this.api.store.off('event', this.onEvent);
+    this.api.setLogSource(undefined);
+    const workers = [...this.workers.values()];
+    this.workers.clear();
+    await Promise.all(workers.map((w) => w.gone()));
+    if (this.ownDataDir) rmSync(this.settings.dataDir, { recursive: true, force: true });
+  }
+}
