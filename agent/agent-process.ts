@@ -56,6 +56,8 @@ export class AgentProcess {
   readonly exited: Promise<AgentExit>;
   private readonly child: ChildProcess;
   private readonly port: number;
+  /** Where the agent listens: its HOST (the pod IP under the simulated kubelet), loopback for any-address. */
+  private readonly probeHost: string;
   private exit: AgentExit | undefined;
 
   constructor(options: AgentProcessOptions) {
@@ -64,6 +66,8 @@ export class AgentProcess {
     // the shim's stdout/stderr (the pod's log), unprefixed.
     this.child = spawn(command.file, command.args, { cwd, env, stdio: ['ignore', 'inherit', 'inherit'], detached: true });
     this.port = port;
+    const host = env.HOST?.trim();
+    this.probeHost = !host || host === '0.0.0.0' || host === '::' ? '127.0.0.1' : host;
     this.exited = new Promise<AgentExit>((resolve) => {
       this.child.once('exit', (code, signal) => {
         this.exit = { code, signal };
@@ -86,7 +90,7 @@ export class AgentProcess {
   /** Polls `GET /health` every 50ms until 200; rejects when the agent exits or time runs out. */
   async waitReady(timeoutMs: number): Promise<void> {
     const deadline = Date.now() + timeoutMs;
-    const url = `http://127.0.0.1:${this.port}/health`;
+    const url = `http://${this.probeHost.includes(':') ? `[${this.probeHost}]` : this.probeHost}:${this.port}/health`;
     while (Date.now() < deadline) {
       if (this.exit) throw new RuntimeError(`agent exited before ready (code ${this.exit.code}, signal ${this.exit.signal})`);
       try {

@@ -24,13 +24,14 @@ import {
   type PodSpecOptions,
 } from '../lib/runtime/pod-spec.js';
 import { KubernetesRuntime, type KubernetesRuntimeOptions } from '../lib/runtime/kubernetes-runtime.js';
+import { apiStatus, PodWatch } from '../lib/runtime/kube-client.js';
 import type { Tenant } from '../lib/registry/tenant.js';
 import { startEmbeddedS3, type EmbeddedS3 } from '../lib/state/embedded-s3.js';
 import { createS3Client } from '../lib/state/s3-client.js';
 import { StateStore } from '../lib/state/state-store.js';
 import { freePort } from '../lib/util/free-port.js';
 import { KubeApiServer } from './support/kube/api-server.js';
-import { Kubelet } from './support/kube/kubelet.js';
+import { Kubelet, SHIM_PATH } from './support/kube/kubelet.js';
 import { LogCapture } from './support/log-capture.js';
 
 const TOKEN = '123456789:AAHdqTcvCH1vGWJxfSeofSAs0K5PALDsaw';
@@ -237,10 +238,27 @@ async function warmReady(core: CoreV1Api, n: number): Promise<V1Pod[]> {
   }, 30_000);
 }
 
+/**
+ * Work-around, test-only: the stand-in kubelet gives each pod its own loopback IP and sets
+ * SHIM_HOST/HOST to it, so the reference agent listens on <podIP>:AGENT_PORT, but the shim's agent
+ * health check (agent/agent-process.ts waitReady) dials 127.0.0.1:AGENT_PORT and never succeeds.
+ * In a real pod SHIM_HOST is 0.0.0.0 and 127.0.0.1 reaches the agent. This preload, loaded into
+ * each shim process only, redirects the shim's connections to 127.0.0.1:AGENT_PORT to the pod IP.
+ * Drop it once the health check dials the host the agent listens on.
+ */
+const LOOPBACK_TO_POD_IP = `import net from 'node:net';
+const host = process.env.SHIM_HOST, port = Number(process.env.AGENT_PORT), connect = net.Socket.prototype.connect;
+net.Socket.prototype.connect = function (...args) {
+  const o = Array.isArray(args[0]) ? args[0][0] : args[0];
+  if (host && o && typeof o === 'object' && Number(o.port) === port && (o.host === '127.0.0.1' || o.host === 'localhost')) o.host = host;
+  return connect.apply(this, args);
+};`;
+const shimInPod = (): string[] => [process.execPath, '--import', import.meta.resolve('tsx'), '--import', `data:text/javascript,${encodeURIComponent(LOOPBACK_TO_POD_IP)}`, SHIM_PATH];
+
 t.test('KubernetesRuntime against the stand-in apiserver and kubelet', async (t) => {
   const logs = new LogCapture();
   const api = await KubeApiServer.start({ namespaces: [NS] });
-  const kubelet = new Kubelet(api);
+  const kubelet = new Kubelet(api, { command: shimInPod });
   const s3 = await startEmbeddedS3({ port: await freePort() });
   const s3client = createS3Client({ endpoint: s3.endpoint, region: 'us-east-1' });
   const store = new StateStore({ s3: s3client, bucket: 'zeroclaw-tenant-state' });
@@ -389,6 +407,26 @@ t.test('KubernetesRuntime against the stand-in apiserver and kubelet', async (t)
     await Promise.all([runtime.stop('carol'), runtime.stop('dave')]);
   });
 
+  t.test('five replicas wake five tenants at once with two warm members: two hits, three cold', async (t) => {
+    await runtime.addWarm(2);
+    await warmReady(core, 2);
+    const ids = ['h1', 'h2', 'h3', 'h4', 'h5'];
+    const replicas = ids.map(() => makeRuntime(e));
+    t.teardown(() => Promise.all(replicas.map((r) => r.close())));
+    const patchesBefore = api.requests.filter((q) => q.method === 'PATCH').length;
+    const results = await Promise.all(ids.map(async (id, i) => replicas[i]!.start(tenant(id), await store.presign(id))));
+    t.same(results.map((r) => r.path).filter((p) => p === 'warm').length, 2, 'each member claimed once');
+    t.equal(new Set(results.map((r) => r.instance.podName)).size, 5, 'five distinct pods');
+    for (const [i, id] of ids.entries()) {
+      t.same((await podsOf(core, `tenant=${id}`)).map((p) => p.metadata?.name), [results[i]!.instance.podName], `${id}: exactly one pod`);
+    }
+    const patches = api.requests.filter((q) => q.method === 'PATCH').slice(patchesBefore);
+    t.comment(`relabel attempts: ${patches.length}, refused with 409: ${patches.filter((q) => q.status === 409).length}`);
+    t.equal(patches.filter((q) => q.status === 200).length, 2, 'exactly two relabels succeeded');
+    t.equal(await runtime.countWarm(), 0);
+    await Promise.all(ids.map((id) => runtime.stop(id, { graceS: 0 })));
+  });
+
   t.test('removeWarm removes not-ready members first', async (t) => {
     await runtime.addWarm(1);
     const [first] = await warmReady(core, 1);
@@ -461,4 +499,50 @@ t.test('KubernetesRuntime against the stand-in apiserver and kubelet', async (t)
     await until('no open watch of the runtime', async () => (api.openWatches === 0 ? true : undefined), 5000);
     await t.rejects(runtime.start(tenant('zed'), await store.presign('zed')), { code: 'E_RUNTIME' });
   });
+});
+
+t.test('PodWatch: re-watches after a server timeout, backs off on errors, re-lists on 410 Gone', async (t) => {
+  const api = await KubeApiServer.start({ namespaces: [NS] });
+  const kc = api.kubeConfig();
+  const core = kc.makeApiClient(CoreV1Api);
+  const syncs: string[][] = [];
+  const events: string[] = [];
+  const errors: Array<number | undefined> = [];
+  const watch = new PodWatch(core, kc, { namespace: NS, labelSelector: 'app=probe', watchTimeoutS: 1, minBackoffMs: 20, maxBackoffMs: 100 }, {
+    onSync: (pods) => syncs.push(pods.map((p) => p.metadata?.name ?? '')),
+    onEvent: (type, pod) => events.push(`${type} ${pod.metadata?.name}`),
+    onError: (err) => errors.push(apiStatus(err)),
+  });
+  t.teardown(async () => {
+    watch.stop();
+    await api.close();
+  });
+  // Bound to another node: no kubelet runs these.
+  const probe = (name: string): V1Pod => ({ metadata: { name, labels: { app: 'probe' } }, spec: { nodeName: 'elsewhere', containers: [{ name: 'c', image: 'x' }] } });
+  await core.createNamespacedPod({ namespace: NS, body: probe('p0') });
+  watch.start();
+  await until('first sync', async () => (syncs.length > 0 ? true : undefined));
+  t.same(syncs[0], ['p0']);
+  await core.createNamespacedPod({ namespace: NS, body: probe('p1') });
+  await until('ADDED p1', async () => (events.includes('ADDED p1') ? true : undefined));
+
+  // The next watch request fails: back off, re-list, carry on.
+  api.failNext('GET', /\/pods$/, 500);
+  await until('error seen', async () => (errors.includes(500) ? true : undefined), 5000);
+  await core.createNamespacedPod({ namespace: NS, body: probe('p2') });
+  await until('ADDED p2 after the error', async () => (events.includes('ADDED p2') || syncs.some((s) => s.includes('p2')) ? true : undefined), 5000);
+
+  // History compacted past our version: the next watch gets 410 Expired → a fresh list.
+  await core.deleteNamespacedPod({ name: 'p0', namespace: NS, gracePeriodSeconds: 0 });
+  await until('DELETED p0', async () => (events.includes('DELETED p0') ? true : undefined), 5000);
+  const syncsBefore = syncs.length;
+  await core.createNamespacedSecret({ namespace: NS, body: { metadata: { name: 'unrelated' }, data: {} } });
+  api.store.compact();
+  await until('re-list after 410', async () => (syncs.length > syncsBefore ? true : undefined), 5000);
+  t.notOk(syncs[syncs.length - 1]?.includes('p0'), 'the re-list no longer has the deleted pod');
+  await core.createNamespacedPod({ namespace: NS, body: probe('p3') });
+  await until('ADDED p3 after the re-list', async () => (events.includes('ADDED p3') ? true : undefined), 5000);
+  watch.stop();
+  await until('watch closed', async () => (api.openWatches === 0 ? true : undefined), 5000);
+  t.pass('stopped');
 });

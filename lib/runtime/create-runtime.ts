@@ -18,7 +18,10 @@ export function createRuntime(config: Config, log: Logger, warmPoolSecret: strin
   } catch (err) {
     throw new ConfigError('RUNTIME', `kubernetes: cannot load a kubeconfig or the in-cluster service account (${(err as Error).message.split('\n', 1)[0]})`);
   }
-  if (!kubeConfig.getCurrentCluster()) {
+  const cluster = kubeConfig.getCurrentCluster();
+  // With nothing to load, the client falls back to an unauthenticated http://localhost:8080.
+  const fallback = cluster?.name === 'cluster' && cluster.server === 'http://localhost:8080' && kubeConfig.getCurrentUser()?.name === 'user';
+  if (!cluster || fallback) {
     throw new ConfigError('RUNTIME', 'kubernetes: no cluster found (set KUBECONFIG, or run in a pod with a service account)');
   }
   return new KubernetesRuntime({

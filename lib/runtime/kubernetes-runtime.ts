@@ -752,9 +752,15 @@ export class KubernetesRuntime implements Runtime {
     return this.ownDeletes.has(uid);
   }
 
-  /** Resolves once this pod (by uid) no longer exists; bounded by its grace period plus slack. */
+  /**
+   * Resolves once this pod (by uid) no longer exists; bounded by the longest grace period that can
+   * apply (the one just asked for, the one of a deletion already under way, the pod's own) plus slack.
+   */
   private async waitGone(pod: V1Pod, graceS?: number): Promise<void> {
-    const grace = graceS ?? pod.metadata?.deletionGracePeriodSeconds ?? pod.spec?.terminationGracePeriodSeconds ?? this.spec.terminationGracePeriodSeconds;
+    const grace = Math.max(
+      graceS ?? pod.spec?.terminationGracePeriodSeconds ?? this.spec.terminationGracePeriodSeconds,
+      pod.metadata?.deletionGracePeriodSeconds ?? 0,
+    );
     const boundS = grace + this.deleteSlackS;
     await this.observePod(pod, boundS * 1000, (p) => (p ? undefined : true),
       (last) => `pod ${nameOf(pod)} still exists ${boundS}s after its deletion (${last ? describePod(last) : 'unknown'})`);
@@ -809,7 +815,6 @@ export class KubernetesRuntime implements Runtime {
         const why = lastError !== undefined ? `; last API error: ${describeKubeError(lastError)}` : '';
         abort(new RuntimeError(`${timeoutMessage(last)}${why}`));
       }, timeoutMs);
-      timer.unref?.();
       this.waits.add(abort);
       watch.start();
     });

@@ -46,11 +46,11 @@ export async function createJanitor(o: JanitorOptions): Promise<Janitor> {
     handlers['tenant.wake'] ??= (a) => lifecycle.wake(a.tenant_id);
     handlers['tenant.sleep'] ??= (a) => lifecycle.sleep(a.tenant_id);
   }
-  const adminWorker = new AdminWorker({ connection: o.clients.bull, log: o.log.child({ component: 'admin' }), admin, handlers });
+  const adminWorker = new AdminWorker({ connection: o.clients.bull, log: o.log.child({ worker: 'admin' }), admin, handlers });
   let lifecycleWorker: LifecycleWorker | undefined;
   if (o.runtime && o.lifecycle) {
     lifecycleWorker = new LifecycleWorker({
-      config: o.config, log: o.log.child({ component: 'lifecycle' }), redis: o.clients.redis, bull: o.clients.bull,
+      config: o.config, log: o.log.child({ worker: 'lifecycle' }), redis: o.clients.redis, bull: o.clients.bull,
       registry: o.clients.registry, runtime: o.runtime, lifecycle: o.lifecycle,
     });
     await lifecycleWorker.start();

@@ -33,7 +33,7 @@ await runService('platform', async ({ config, log }) => {
     `  state:      s3://${config.s3Bucket} at ${stores.s3Endpoint ?? 'AWS'}`,
     `  agents:     local child processes (${config.agentCommand ? `AGENT_COMMAND=${config.agentCommand}` : 'reference agent'}), logs in ${path.join(config.dataDir, 'tenants', '<id>', 'agent.log')}`,
     ...stores.started.map((s) => `  started:    ${s}`),
-    '  started:    ingress, forwarder, waker, janitor (admin worker for ztm)',
+    `  started:    ingress, forwarder, waker, janitor (ztm admin, idle check every ${config.idleCheckIntervalS}s, reconciler every ${config.reconcileIntervalS}s), pool-keeper (warm pool target ${config.warmPoolTarget})`,
     '  try:        npx ztm tenant list',
   ];
   process.stderr.write(`${lines.join('\n')}\n`);

@@ -17,7 +17,7 @@ import type { KubeApiServer } from './api-server.js';
 import { RESOURCES, timestamp, type KubeObject, type ResourceType } from './objects.js';
 import type { StoreEvent } from './store.js';
 import { PodWorker, type ContainerRun } from './pod-worker.js';
-import { portsFree, type Container } from './container.js';
+import { portsFree, startReaper, type Container } from './container.js';
 
 export interface KubeletOptions {
   nodeName?: string;
@@ -56,6 +56,9 @@ export interface KubeletSettings {
 
 export class Kubelet {
   readonly settings: KubeletSettings;
+  /** Marks this kubelet's container processes (see startReaper). */
+  readonly id = randomBytes(8).toString('hex');
+  private readonly reaper: ChildProcess;
   private readonly workers = new Map<string, PodWorker>();
   /** Logs by `ns/name`, kept after the pod is gone (until a pod of that name starts again). */
   private readonly logs = new Map<string, Map<string, ContainerRun['logs']>>();
@@ -86,6 +89,7 @@ export class Kubelet {
       imagePaths: options.imagePaths ?? ['/workspace', '/home/node'],
       dataDir: options.dataDir ?? mkdtempSync(path.join(tmpdir(), 'kubelet-')),
     };
+    this.reaper = startReaper(this.id);
     this.prefix = options.ipPrefix ?? `127.${1 + randomInt(254)}.${randomInt(256)}.`;
     this.cursor = api.store.currentRv();
     api.store.on('event', this.onEvent);
@@ -207,6 +211,13 @@ export class Kubelet {
     const workers = [...this.workers.values()];
     this.workers.clear();
     await Promise.all(workers.map((w) => w.gone()));
+    const reaped = new Promise<void>((resolve) => {
+      if (this.reaper.exitCode !== null || this.reaper.signalCode !== null) resolve();
+      else this.reaper.once('exit', () => resolve());
+      setTimeout(resolve, 5000).unref();
+    });
+    this.reaper.stdin?.end();
+    await reaped;
     if (this.ownDataDir) rmSync(this.settings.dataDir, { recursive: true, force: true });
   }
 }

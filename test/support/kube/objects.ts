@@ -225,7 +225,9 @@ export function applyCreateDefaults(rt: ResourceType, obj: KubeObject): void {
     spec.securityContext ??= {};
     spec.enableServiceLinks ??= true;
     for (const c of (spec.containers as unknown[]).map(rec)) {
-      c.imagePullPolicy ??= /:latest$|^[^:]*$/.test(str(c.image)) ? 'Always' : 'IfNotPresent';
+      const image = str(c.image);
+      const tag = /@/.test(image) ? 'digest' : /:([^/:]+)$/.exec(image)?.[1];
+      c.imagePullPolicy ??= tag === undefined || tag === 'latest' ? 'Always' : 'IfNotPresent';
       c.terminationMessagePath ??= '/dev/termination-log';
       c.terminationMessagePolicy ??= 'File';
       c.resources ??= {};

@@ -10,7 +10,7 @@ import path from 'node:path';
 import { constants } from 'node:os';
 import { RESOURCES, timestamp, type KubeObject, type ResourceType } from './objects.js';
 import {
-  CONTAINER_MARK, ContainerConfigError, LogBuffer, killMarked, httpProbe, mapPaths, portsOf, resolveEnv, rewritePaths, startProcess, type Container,
+  CONTAINER_MARK, ContainerConfigError, KUBELET_MARK, LogBuffer, killMarked, httpProbe, mapPaths, portsOf, resolveEnv, rewritePaths, startProcess, type Container,
 } from './container.js';
 import type { Kubelet } from './kubelet.js';
 
@@ -162,6 +162,7 @@ export class PodWorker {
       ...s.imageEnv, ...resolveEnv(this.kubelet.api.store, pod, run.spec), HOSTNAME: this.name, SHIM_HOST: this.ip ?? '', HOST: this.ip ?? '',
     }, mounts);
     env[CONTAINER_MARK] = mark;
+    env[KUBELET_MARK] = this.kubelet.id;
     const cwd = path.join(dir, 'rootfs');
     const child = startProcess(s.command(this.pod, run.spec), env, cwd, run.logs);
     const startedAt = timestamp();
