@@ -8,7 +8,9 @@ import { fileURLToPath } from 'node:url';
 import { ConfigError, ValidationError } from '../lib/errors.js';
 import { BOT_TOKEN_PATTERN, TENANT_ID_PATTERN } from '../lib/validate.js';
 
-export type Env = Record<string, string | undefined>;
+import { envInt as int, envStr as str, type Env } from '../lib/util/env.js';
+
+export type { Env };
 
 /** What to exec: a file and its arguments (never through a shell unless AGENT_COMMAND says so). */
 export interface AgentCommand {
@@ -53,20 +55,7 @@ const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]{0,127}$/;
 const MAX_CLAIM_ENV = 100;
 const MAX_ENV_VALUE = 32 * 1024;
 
-function str(env: Env, name: string): string | undefined {
-  const v = env[name];
-  return v === undefined || v.trim() === '' ? undefined : v.trim();
-}
 
-function int(env: Env, name: string, def: number, min: number, max: number): number {
-  const raw = str(env, name);
-  if (raw === undefined) return def;
-  const n = Number(raw);
-  if (!/^[0-9]+$/.test(raw) || n < min || n > max) {
-    throw new ConfigError(name, `must be a whole number from ${min} to ${max}, got ${JSON.stringify(raw.slice(0, 30))}`);
-  }
-  return n;
-}
 
 /** A presigned URL is a credential: say what is wrong with it, never what it is. */
 function checkUrl(name: string, value: unknown, fail: (name: string, msg: string) => Error): string | undefined {

@@ -5,7 +5,9 @@
 import path from 'node:path';
 import { ConfigError } from './errors.js';
 
-export type Env = Record<string, string | undefined>;
+import { envInt as int, envStr as str, type Env } from './util/env.js';
+
+export type { Env };
 export type RuntimeKind = 'local' | 'kubernetes';
 export type AgentProtocol = 'zeroclaw' | 'telegram';
 export type LogLevel = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
@@ -60,19 +62,7 @@ export interface CliConfig {
 
 const LOG_LEVELS: readonly LogLevel[] = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
 
-function str(env: Env, name: string): string | undefined {
-  const v = env[name];
-  return v === undefined || v.trim() === '' ? undefined : v.trim();
-}
 
-function int(env: Env, name: string, def: number, min: number, max: number): number {
-  const raw = str(env, name);
-  if (raw === undefined) return def;
-  if (!/^-?[0-9]+$/.test(raw)) throw new ConfigError(name, `must be a whole number from ${min} to ${max}, got ${JSON.stringify(raw.slice(0, 30))}`);
-  const n = Number(raw);
-  if (n < min || n > max) throw new ConfigError(name, `must be a whole number from ${min} to ${max}, got ${n}`);
-  return n;
-}
 
 function oneOf<T extends string>(env: Env, name: string, allowed: readonly T[], def: T): T {
   const raw = str(env, name);

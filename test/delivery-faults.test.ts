@@ -10,6 +10,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { ROOT, startTestPlatform, type TestPlatform } from './support/platform.js';
 import { STARTING_UP_TEXT } from '../services/forwarder/drainer.js';
+import { sleep, waitUntil } from './support/wait.js';
 
 const TOKEN = '222222222:AAHdqTcvCH1vGWJxfSeofSAs0K5PALDsaw2';
 const REFERENCE_AGENT = `${shq(process.execPath)} --import ${shq(import.meta.resolve('tsx'))} ${shq(path.join(ROOT, 'agent/reference-agent.ts'))}`;
@@ -28,16 +29,7 @@ const message = (chatId: number, text: string, updateId = nextUpdateId++) => ({
 const answersTo = (p: TestPlatform, chatId: number): string[] => p.emulator.sentMessages(TOKEN).filter((m) => m.chat_id === chatId).map((m) => m.text);
 const sendCallsTo = (p: TestPlatform, chatId: number) => p.emulator.callsTo('sendMessage', TOKEN).filter((c) => String(c.params.chat_id) === String(chatId));
 const memoriesIn = (text: string): number => Number(/\(memories: (\d+)\)$/.exec(text)?.[1] ?? NaN);
-const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
-async function waitUntil(what: string, check: () => boolean | Promise<boolean>, timeoutMs = 20_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (Date.now() < deadline) {
-    if (await check()) return;
-    await sleep(50);
-  }
-  throw new Error(`timed out after ${timeoutMs} ms waiting for: ${what}`);
-}
 
 /** A full platform with its own env, one bot and one tenant; closed (and `dirs` removed) at the end of `t`. */
 async function platformWithTenant(t: Test, tenantId: string, env: Record<string, string>, dirs: string[] = []): Promise<TestPlatform> {

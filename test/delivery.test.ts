@@ -7,6 +7,7 @@ import { execFileSync } from 'node:child_process';
 import { startTestPlatform, type TestPlatform } from './support/platform.js';
 import { STARTING_UP_TEXT } from '../services/forwarder/drainer.js';
 import type { LocalRuntime } from '../lib/runtime/local-runtime.js';
+import { waitUntil } from './support/wait.js';
 
 const TOKEN = '111111111:AAHdqTcvCH1vGWJxfSeofSAs0K5PALDsaw1';
 let p: TestPlatform;
@@ -20,14 +21,6 @@ const message = (chatId: number, text: string, updateId = nextUpdateId++) => ({
 const answersTo = (chatId: number) => p.emulator.sentMessages(TOKEN).filter((m) => m.chat_id === chatId).map((m) => m.text);
 const memoriesIn = (text: string) => Number(/memories: (\d+)\)/.exec(text)?.[1] ?? NaN);
 
-async function waitUntil(what: string, check: () => boolean | Promise<boolean>, timeoutMs = 30_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (Date.now() < deadline) {
-    if (await check()) return;
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  throw new Error(`timed out waiting for: ${what}`);
-}
 
 t.before(async () => {
   p = await startTestPlatform({ full: true, env: { ROUTER_PUBLIC_URL: 'https://bots.example.test' } });

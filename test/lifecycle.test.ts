@@ -6,6 +6,7 @@ import t from 'tap';
 import { startTestPlatform, type TestPlatform } from './support/platform.js';
 import { PoolKeeper } from '../services/pool-keeper/pool-keeper.js';
 import type { LocalRuntime } from '../lib/runtime/local-runtime.js';
+import { waitUntil } from './support/wait.js';
 
 const TOKEN = '222222222:AAHdqTcvCH1vGWJxfSeofSAs0K5PALDsaw1';
 let p: TestPlatform;
@@ -18,14 +19,6 @@ const replies = (chatId: number) => p.emulator.sentMessages(TOKEN).filter((m) =>
 const memoriesIn = (text: string) => Number(/memories: (\d+)\)/.exec(text)?.[1] ?? NaN);
 const status = async (id: string) => (await p.clients.registry.get(id))?.status;
 
-async function waitUntil(what: string, check: () => boolean | Promise<boolean>, timeoutMs = 30_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (Date.now() < deadline) {
-    if (await check()) return;
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  throw new Error(`timed out waiting for: ${what}`);
-}
 
 async function ask(tenant: string, chat: number, text: string): Promise<string> {
   const before = replies(chat).length;
