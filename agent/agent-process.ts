@@ -19,7 +19,7 @@ export interface AgentExit {
  * these open the warm pool (claim secret), the tenant's state (presigned URLs) or AWS.
  */
 const SHIM_ONLY = new Set(['WARM_POOL_SECRET', 'STATE_GET_URL', 'STATE_PUT_URL', 'BOT_TOKEN', 'WARM',
-  'SHIM_PORT', 'SHIM_HOST', 'AGENT_COMMAND', 'CHECKPOINT_INTERVAL_S', 'AGENT_READY_TIMEOUT_S', 'AGENT_STOP_TIMEOUT_S']);
+  'SHIM_PORT', 'SHIM_HOST', 'SHIM_SUPERVISOR_PID', 'AGENT_COMMAND', 'CHECKPOINT_INTERVAL_S', 'AGENT_READY_TIMEOUT_S', 'AGENT_STOP_TIMEOUT_S']);
 
 export function buildAgentEnv(
   base: NodeJS.ProcessEnv,

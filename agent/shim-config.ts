@@ -43,6 +43,12 @@ export interface ShimConfig {
   agentStopTimeoutS: number;
   /** Where to write the agent's pid (= its process group): lets a local supervisor reap it if the shim dies hard. */
   agentPidFile: string | undefined;
+  /**
+   * The local runtime's process (SHIM_SUPERVISOR_PID): when it is gone the shim stops gracefully
+   * (final checkpoint), since a restarted runtime cannot adopt it and would start a second agent on
+   * the same workspace. Unset in a pod, where the shim outlives the platform's workers.
+   */
+  supervisorPid: number | undefined;
   warm: boolean;
   warmPoolSecret: string | undefined;
   /** Set for a cold start; undefined for a warm pool member until it is claimed. */
@@ -150,6 +156,7 @@ export function loadShimConfig(env: Env): ShimConfig {
     agentReadyTimeoutS: int(env, 'AGENT_READY_TIMEOUT_S', 60, 1, 3_600),
     agentStopTimeoutS: int(env, 'AGENT_STOP_TIMEOUT_S', 20, 1, 3_600),
     agentPidFile: str(env, 'AGENT_PID_FILE'),
+    supervisorPid: str(env, 'SHIM_SUPERVISOR_PID') === undefined ? undefined : int(env, 'SHIM_SUPERVISOR_PID', 0, 1, 4_194_304),
     warm,
     warmPoolSecret,
     tenant,

@@ -42,6 +42,7 @@ function main(): void {
     },
   });
   process.on('exit', () => shim.killAgentNow());
+  if (config.supervisorPid !== undefined) watchSupervisor(config.supervisorPid, log, shim);
   for (const signal of ['SIGTERM', 'SIGINT'] as const) {
     process.on(signal, () => {
       log.info({ signal }, 'signal received');
@@ -65,6 +66,21 @@ function main(): void {
     }, config.warm ? 'shim listening: warm pool member, waiting for a claim' : 'shim listening: cold start');
     if (config.tenant) shim.startCold(config.tenant);
   });
+}
+
+/**
+ * Locally the shim is a child of the runtime's process. If that process dies (kill -9, crash), the
+ * restarted runtime knows nothing of this shim: stop gracefully (agent, final checkpoint) rather
+ * than live on as a ghost holding the tenant's port and workspace while a new agent is started.
+ */
+function watchSupervisor(supervisorPid: number, log: Logger, shim: Shim): void {
+  const timer = setInterval(() => {
+    if (process.ppid === supervisorPid) return;
+    clearInterval(timer);
+    log.warn({ supervisor_pid: supervisorPid }, 'supervisor process gone: stopping');
+    void shim.shutdown('supervisor process gone', 0);
+  }, 250);
+  timer.unref();
 }
 
 main();

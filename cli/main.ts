@@ -11,21 +11,30 @@ import { assertBotToken, assertIdleTimeout, assertTenantId } from '../lib/valida
 import { printError, printJson, printRecord, printTable, type Printer } from './output.js';
 import { resolveTarget, runThroughKubectl } from './target.js';
 import { renderResult } from './render.js';
+import { runStatus } from './status.js';
+import { runDashboard, type DashboardInvocation } from './dashboard.js';
+import { DEFAULT_DASHBOARD_PORT } from '../lib/ops/dashboard.js';
 
 const GROUPS = new Set(['tenant', 'webhook', 'dead']);
 const EXIT_USAGE = 2;
 const EXIT_FAILED = 1;
 
-interface Invocation {
-  command: AdminCommand;
-  args: AdminArgs[AdminCommand];
-  timeoutS?: number;
+/** An admin job for the janitor, or one of the commands ztm runs itself against Redis. */
+type Invocation =
+  | { kind: 'admin'; command: AdminCommand; args: AdminArgs[AdminCommand]; timeoutS?: number }
+  | { kind: 'status' }
+  | ({ kind: 'dashboard' } & DashboardInvocation);
+
+function portOption(v: unknown): number {
+  const n = Number(v);
+  if (!/^[0-9]{1,5}$/.test(String(v)) || n > 65_535) throw new ValidationError(`invalid port ${JSON.stringify(String(v))}: a whole number from 0 to 65535`);
+  return n;
 }
 
 /** Builds the cac program; each action records what to run instead of running it. */
 function program(onRun: (inv: Invocation) => void) {
   const cli = cac('ztm');
-  const run = <C extends AdminCommand>(command: C, args: AdminArgs[C], timeoutS?: number): void => onRun({ command, args, timeoutS });
+  const run = <C extends AdminCommand>(command: C, args: AdminArgs[C], timeoutS?: number): void => onRun({ kind: 'admin', command, args, timeoutS });
   cli.option('--json', 'Print JSON instead of a table');
   cli.option('--timeout <secs>', 'How long to wait for the command to finish', { default: 60 });
 
@@ -69,6 +78,12 @@ function program(onRun: (inv: Invocation) => void) {
   cli.command('dead retry [job_id]', 'Deliver a dead-lettered update again (or --all)')
     .option('--all', 'Retry every dead letter')
     .action((jobId: string | undefined, o: { all?: boolean }) => run('dead.retry', { ...(jobId ? { job_id: String(jobId) } : {}), all: o.all === true }));
+  cli.command('status', 'Jobs per queue and state, tenants awake, warm pool, dead letters')
+    .action(() => onRun({ kind: 'status' }));
+  cli.command('dashboard', 'Serve Bull Board over every queue and the dead letters until Ctrl-C')
+    .option('--port <port>', 'Port to listen on', { default: DEFAULT_DASHBOARD_PORT })
+    .option('--host <host>', 'Interface to listen on', { default: '127.0.0.1' })
+    .action((o: { port: unknown; host: unknown }) => onRun({ kind: 'dashboard', port: portOption(o.port), host: String(o.host) }));
   cli.help();
   return cli;
 }
@@ -114,7 +129,9 @@ export async function main(argv: string[], env: Env = process.env, io?: Partial<
     return EXIT_USAGE;
   }
   const target = resolveTarget(config);
+  if (invocation.kind === 'dashboard') return runDashboard(invocation, target, config, p);
   if (target.kind === 'kubectl') return runThroughKubectl(target, argv);
+  if (invocation.kind === 'status') return runStatus(target.url, p);
 
   const timeout = Number(cli.options.timeout ?? 60);
   const client = new AdminClient({ redisUrl: target.url, pickupTimeoutMs: config.pickupTimeoutS * 1000 });

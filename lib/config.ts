@@ -49,6 +49,15 @@ export interface Config {
   tenantConcurrency: number;
   forwardAttempts: number;
   adminPort: number;
+  /** Bull Board port: the dashboard service's listener (default 3001); `npm start` serves it only when set. */
+  dashboardPort: number | undefined;
+  /** Basic auth of the dashboard (DASHBOARD_USER + DASHBOARD_PASSWORD, both or neither). */
+  dashboardAuth: DashboardCredentials | undefined;
+}
+
+export interface DashboardCredentials {
+  user: string;
+  password: string;
 }
 
 export interface CliConfig {
@@ -58,6 +67,8 @@ export interface CliConfig {
   dataDir: string;
   /** Seconds to wait for an admin worker to pick a command up before saying none is running. */
   pickupTimeoutS: number;
+  /** Basic auth for `ztm dashboard` (DASHBOARD_USER + DASHBOARD_PASSWORD). */
+  dashboardAuth: DashboardCredentials | undefined;
 }
 
 const LOG_LEVELS: readonly LogLevel[] = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
@@ -101,6 +112,17 @@ function secret(env: Env, name: string): string | undefined {
   if (raw === undefined) return undefined;
   if (raw.length < 16) throw new ConfigError(name, 'must be at least 16 characters (use e.g. `openssl rand -hex 32`)');
   return raw;
+}
+
+function dashboardAuth(env: Env): DashboardCredentials | undefined {
+  const user = str(env, 'DASHBOARD_USER');
+  const password = str(env, 'DASHBOARD_PASSWORD');
+  if (user === undefined && password === undefined) return undefined;
+  if (user === undefined) throw new ConfigError('DASHBOARD_USER', 'must be set when DASHBOARD_PASSWORD is (basic auth needs both)');
+  if (password === undefined) throw new ConfigError('DASHBOARD_PASSWORD', 'must be set when DASHBOARD_USER is (basic auth needs both)');
+  if (user.includes(':')) throw new ConfigError('DASHBOARD_USER', 'must not contain ":" (basic auth separates user and password with it)');
+  if (password.length < 12) throw new ConfigError('DASHBOARD_PASSWORD', 'must be at least 12 characters (use e.g. `openssl rand -hex 16`)');
+  return { user, password };
 }
 
 function resolveRedisUrl(env: Env): { url: string; defaulted: boolean } {
@@ -179,6 +201,8 @@ export function loadConfig(env: Env): Config {
     tenantConcurrency: int(env, 'TENANT_CONCURRENCY', 4, 1, 1000),
     forwardAttempts: int(env, 'FORWARD_ATTEMPTS', 8, 1, 100),
     adminPort: int(env, 'ADMIN_PORT', 9090, 0, 65_535),
+    dashboardPort: str(env, 'DASHBOARD_PORT') === undefined ? undefined : int(env, 'DASHBOARD_PORT', 3001, 0, 65_535),
+    dashboardAuth: dashboardAuth(env),
   };
 }
 
@@ -195,5 +219,6 @@ export function loadCliConfig(env: Env): CliConfig {
     kubeContext: str(env, 'ZTM_KUBE_CONTEXT'),
     dataDir: path.resolve(str(env, 'DATA_DIR') ?? './.ztm'),
     pickupTimeoutS: int(env, 'ZTM_PICKUP_TIMEOUT_S', 5, 1, 300),
+    dashboardAuth: dashboardAuth(env),
   };
 }

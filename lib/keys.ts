@@ -25,5 +25,7 @@ export const chatLeaseKey = (tenantId: string, chatId: string): string => `${MB}
 export const activityKey = 'ztm:activity';
 /** "⏳ Starting up..." already sent for this wake of this tenant. */
 export const startingNoticeKey = (tenantId: string): string => `ztm:starting:${tenantId}`;
+/** Hash {size, target, at}: the warm pool as the pool-keeper last counted it (ztm status, metrics). */
+export const warmPoolKey = 'ztm:warm-pool';
 /** Address of a local platform's Redis, written by `npm start` for `ztm` to find. */
 export const ADMIN_HEARTBEAT_KEY = 'ztm:admin:heartbeat';

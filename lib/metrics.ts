@@ -17,6 +17,13 @@ export interface Metrics {
   queueDepth: Gauge<'queue' | 'state'>;
   warmPoolSize: Gauge;
   telegramCalls: Counter<'method' | 'outcome'>;
+  tenantsAwake: Gauge;
+  /**
+   * Sets the function that refreshes the cluster-wide gauges (queue jobs, dead letters, warm pool,
+   * tenants awake) from Redis. It runs on each scrape, once for all of them
+   * (lib/ops/queue-metrics.ts).
+   */
+  setCollector(collect: (() => Promise<void>) | undefined): void;
 }
 
 export function createMetrics(options: { service: string; defaultMetrics?: boolean }): Metrics {
@@ -24,6 +31,14 @@ export function createMetrics(options: { service: string; defaultMetrics?: boole
   registry.setDefaultLabels({ service: options.service });
   if (options.defaultMetrics !== false) collectDefaultMetrics({ register: registry });
   const r = [registry];
+  // One refresh per scrape shared by the gauges that read Redis (prom-client collects them in parallel).
+  let collector: (() => Promise<void>) | undefined;
+  let inflight: Promise<void> | undefined;
+  const collect = (): Promise<void> | undefined => {
+    if (!collector) return undefined;
+    inflight ??= collector().catch(() => undefined).finally(() => (inflight = undefined));
+    return inflight;
+  };
   return {
     registry,
     ingressRequests: new Counter({ name: 'ztm_ingress_requests_total', help: 'Webhook requests by HTTP status', labelNames: ['status'], registers: r }),
@@ -42,9 +57,16 @@ export function createMetrics(options: { service: string; defaultMetrics?: boole
       buckets: [0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 120, 300],
     }),
     wakes: new Counter({ name: 'ztm_wakes_total', help: 'Wakes by outcome', labelNames: ['outcome'], registers: r }),
-    deadLetters: new Gauge({ name: 'ztm_dead_letters', help: 'Updates in the dead-letter store', registers: r }),
-    queueDepth: new Gauge({ name: 'ztm_queue_jobs', help: 'Jobs per queue and state (waiting includes prioritized)', labelNames: ['queue', 'state'], registers: r }),
-    warmPoolSize: new Gauge({ name: 'ztm_warm_pool_size', help: 'Warm pods ready to be claimed', registers: r }),
+    deadLetters: new Gauge({ name: 'ztm_dead_letters', help: 'Updates in the dead-letter store (read from Redis on scrape)', registers: r, collect }),
+    queueDepth: new Gauge({
+      name: 'ztm_queue_jobs', labelNames: ['queue', 'state'], registers: r, collect,
+      help: 'Jobs per queue and state, read from Redis on scrape (BullMQ keeps prioritized and delayed jobs in sorted sets: backlog = waiting + prioritized + delayed)',
+    }),
+    warmPoolSize: new Gauge({ name: 'ztm_warm_pool_size', help: 'Warm pods counted by the pool-keeper at its last tick (NaN when it has not reported for a minute)', registers: r, collect }),
+    tenantsAwake: new Gauge({ name: 'ztm_tenants_awake', help: 'Tenants with an awake agent (the activity index)', registers: r, collect }),
     telegramCalls: new Counter({ name: 'ztm_telegram_calls_total', help: 'Telegram Bot API calls by method and outcome', labelNames: ['method', 'outcome'], registers: r }),
+    setCollector(fn) {
+      collector = fn;
+    },
   };
 }

@@ -5,7 +5,8 @@
 import type { RedisClient } from './redis.js';
 
 export interface ScriptDef {
-  keys: number;
+  /** Number of keys; 'variable' when each call passes its key count first (a batch of any size). */
+  keys: number | 'variable';
   lua: string;
 }
 
@@ -13,7 +14,8 @@ type Caller = (...args: Array<string | number>) => Promise<unknown>;
 
 export function defineScripts(redis: RedisClient, scripts: Record<string, ScriptDef>): void {
   for (const [name, def] of Object.entries(scripts)) {
-    if (!(name in redis)) redis.defineCommand(name, { numberOfKeys: def.keys, lua: def.lua });
+    if (name in redis) continue;
+    redis.defineCommand(name, def.keys === 'variable' ? { lua: def.lua } : { numberOfKeys: def.keys, lua: def.lua });
   }
 }
 

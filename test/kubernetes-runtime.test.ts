@@ -31,7 +31,7 @@ import { createS3Client } from '../lib/state/s3-client.js';
 import { StateStore } from '../lib/state/state-store.js';
 import { freePort } from '../lib/util/free-port.js';
 import { KubeApiServer } from './support/kube/api-server.js';
-import { Kubelet, SHIM_PATH } from './support/kube/kubelet.js';
+import { Kubelet } from './support/kube/kubelet.js';
 import { LogCapture } from './support/log-capture.js';
 
 const TOKEN = '123456789:AAHdqTcvCH1vGWJxfSeofSAs0K5PALDsaw';
@@ -238,27 +238,10 @@ async function warmReady(core: CoreV1Api, n: number): Promise<V1Pod[]> {
   }, 30_000);
 }
 
-/**
- * Work-around, test-only: the stand-in kubelet gives each pod its own loopback IP and sets
- * SHIM_HOST/HOST to it, so the reference agent listens on <podIP>:AGENT_PORT, but the shim's agent
- * health check (agent/agent-process.ts waitReady) dials 127.0.0.1:AGENT_PORT and never succeeds.
- * In a real pod SHIM_HOST is 0.0.0.0 and 127.0.0.1 reaches the agent. This preload, loaded into
- * each shim process only, redirects the shim's connections to 127.0.0.1:AGENT_PORT to the pod IP.
- * Drop it once the health check dials the host the agent listens on.
- */
-const LOOPBACK_TO_POD_IP = `import net from 'node:net';
-const host = process.env.SHIM_HOST, port = Number(process.env.AGENT_PORT), connect = net.Socket.prototype.connect;
-net.Socket.prototype.connect = function (...args) {
-  const o = Array.isArray(args[0]) ? args[0][0] : args[0];
-  if (host && o && typeof o === 'object' && Number(o.port) === port && (o.host === '127.0.0.1' || o.host === 'localhost')) o.host = host;
-  return connect.apply(this, args);
-};`;
-const shimInPod = (): string[] => [process.execPath, '--import', import.meta.resolve('tsx'), '--import', `data:text/javascript,${encodeURIComponent(LOOPBACK_TO_POD_IP)}`, SHIM_PATH];
-
 t.test('KubernetesRuntime against the stand-in apiserver and kubelet', async (t) => {
   const logs = new LogCapture();
   const api = await KubeApiServer.start({ namespaces: [NS] });
-  const kubelet = new Kubelet(api, { command: shimInPod });
+  const kubelet = new Kubelet(api);
   const s3 = await startEmbeddedS3({ port: await freePort() });
   const s3client = createS3Client({ endpoint: s3.endpoint, region: 'us-east-1' });
   const store = new StateStore({ s3: s3client, bucket: 'zeroclaw-tenant-state' });
@@ -424,7 +407,7 @@ t.test('KubernetesRuntime against the stand-in apiserver and kubelet', async (t)
     t.comment(`relabel attempts: ${patches.length}, refused with 409: ${patches.filter((q) => q.status === 409).length}`);
     t.equal(patches.filter((q) => q.status === 200).length, 2, 'exactly two relabels succeeded');
     t.equal(await runtime.countWarm(), 0);
-    await Promise.all(ids.map((id) => runtime.stop(id, { graceS: 0 })));
+    await Promise.all(ids.map((id) => runtime.stop(id)));
   });
 
   t.test('removeWarm removes not-ready members first', async (t) => {

@@ -10,7 +10,9 @@ import { callScript, defineScripts } from '../redis-scripts.js';
 import { scheduledMember, type Mailbox } from './mailbox.js';
 import { decodeEnvelope } from './update.js';
 
-const INDEX = '{mbox}:dead';
+/** Zset of dead-letter ids scored by failure time (ms); exported for the status and metrics readers. */
+export const DEAD_LETTER_INDEX = '{mbox}:dead';
+const INDEX = DEAD_LETTER_INDEX;
 const DATA = '{mbox}:dead:data';
 
 export interface DeadLetter {
@@ -48,6 +50,20 @@ export class DeadLetterStore {
 
   async count(): Promise<number> {
     return this.redis.zcard(INDEX);
+  }
+
+  /** One dead letter with its stored update (envelope), for the dashboard. */
+  async get(id: string): Promise<DeadLetter | undefined> {
+    const raw = await this.redis.hget(DATA, id);
+    return raw ? (JSON.parse(raw) as DeadLetter) : undefined;
+  }
+
+  /** Dead letters newest first, positions `start`..`end` inclusive, with their envelopes. */
+  async page(start: number, end: number): Promise<DeadLetter[]> {
+    const ids = await this.redis.zrevrange(INDEX, start, end);
+    if (ids.length === 0) return [];
+    const values = await this.redis.hmget(DATA, ...ids);
+    return values.filter((v): v is string => Boolean(v)).map((v) => JSON.parse(v) as DeadLetter);
   }
 
   async list(options: { tenantId?: string; limit?: number } = {}): Promise<PublicDeadLetter[]> {

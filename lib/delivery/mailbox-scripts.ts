@@ -5,25 +5,40 @@
  */
 
 /**
- * accept(KEYS: seen, mailbox, drain, scheduled, seq; ARGV: envelope, member, nowMs, seenTtlS)
- * → { accepted (1|0), generation to schedule or '' }.
- * A duplicate update_id is not enqueued again, but still reports the responsible generation so the
- * caller can re-create a drain job that a crash may have lost between this script and queue.add.
+ * accept(KEYS: scheduled, seq, then per update: seen, mailbox, drain;
+ *        ARGV: seenTtlS, then per update: envelope, member, nowMs)
+ * → per update two entries: accepted (1|0), generation to schedule or ''.
+ * One call accepts a batch of updates (the ingress batches what arrives in one event-loop turn), in
+ * order, each exactly as if alone: a later update of the same chat joins the generation an earlier
+ * one created, a repeated update_id is a duplicate. A duplicate is not enqueued again, but still
+ * reports the responsible generation so the caller can re-create a drain job that a crash may have
+ * lost between this script and queue.add.
  */
 export const ACCEPT = `
-local fresh = redis.call('SET', KEYS[1], '1', 'NX', 'EX', tonumber(ARGV[4]))
-local gen = redis.call('GET', KEYS[3])
-if not fresh then
-  return {0, gen or ''}
+local ttl = tonumber(ARGV[1])
+local out = {}
+for i = 0, (#KEYS - 2) / 3 - 1 do
+  local k, a = 3 + i * 3, 2 + i * 3
+  local fresh = redis.call('SET', KEYS[k], '1', 'NX', 'EX', ttl)
+  local gen = redis.call('GET', KEYS[k + 2])
+  if not fresh then
+    out[#out + 1] = 0
+    out[#out + 1] = gen or ''
+  else
+    redis.call('RPUSH', KEYS[k + 1], ARGV[a])
+    if gen then
+      out[#out + 1] = 1
+      out[#out + 1] = ''
+    else
+      gen = tostring(redis.call('INCR', KEYS[2]))
+      redis.call('SET', KEYS[k + 2], gen)
+      redis.call('ZADD', KEYS[1], tonumber(ARGV[a + 2]), ARGV[a + 1])
+      out[#out + 1] = 1
+      out[#out + 1] = gen
+    end
+  end
 end
-redis.call('RPUSH', KEYS[2], ARGV[1])
-if gen then
-  return {1, ''}
-end
-gen = tostring(redis.call('INCR', KEYS[5]))
-redis.call('SET', KEYS[3], gen)
-redis.call('ZADD', KEYS[4], tonumber(ARGV[3]), ARGV[2])
-return {1, gen}
+return out
 `;
 
 /**

@@ -8,7 +8,7 @@ import type { RedisClient } from '../redis.js';
 import { chatLeaseKey, drainKey, mailboxKey, scheduledKey, seenKey } from '../keys.js';
 import { ACCEPT, CLAIM, FINISH, HANDOFF, POP, RELEASE, RENEW } from './mailbox-scripts.js';
 import { encodeEnvelope } from './update.js';
-import { callScript, defineScripts } from '../redis-scripts.js';
+import { callScript, defineScripts, type ScriptDef } from '../redis-scripts.js';
 
 const SEQ_KEY = '{mbox}:seq';
 const tenantActiveKey = (tenantId: string): string => `{mbox}:active:${tenantId}`;
@@ -26,13 +26,34 @@ export interface MailboxOptions {
   /** How long an update_id is remembered for dedup (Telegram retries for up to 24h). */
   seenTtlS?: number;
   leaseMs?: number;
+  /** Most updates one accept script takes (see accept()); a fuller batch is sent at once. */
+  acceptBatch?: number;
 }
 
-const SCRIPTS = {
-  mbAccept: { keys: 5, lua: ACCEPT }, mbClaim: { keys: 3, lua: CLAIM }, mbRenew: { keys: 2, lua: RENEW }, mbRelease: { keys: 2, lua: RELEASE },
+/** One update waiting for its batch to be written. */
+interface PendingAccept {
+  tenantId: string;
+  chatId: string;
+  updateId: number;
+  raw: string;
+  now: number;
+  resolve: (r: { duplicate: boolean }) => void;
+  reject: (err: unknown) => void;
+}
+
+const SCRIPTS: Record<string, ScriptDef> = {
+  mbAcceptBatch: { keys: 'variable', lua: ACCEPT }, mbClaim: { keys: 3, lua: CLAIM }, mbRenew: { keys: 2, lua: RENEW }, mbRelease: { keys: 2, lua: RELEASE },
   mbPop: { keys: 3, lua: POP }, mbFinish: { keys: 3, lua: FINISH }, mbHandoff: { keys: 3, lua: HANDOFF },
 };
-type ScriptName = keyof typeof SCRIPTS;
+type ScriptName = 'mbAcceptBatch' | 'mbClaim' | 'mbRenew' | 'mbRelease' | 'mbPop' | 'mbFinish' | 'mbHandoff';
+
+/**
+ * Options of every drain job (schedule() and the batched adds of accept). Attempts only matter for
+ * unexpected errors (a lost lease, Redis hiccups): parking does not count.
+ */
+const drainJobOpts = (jobId: string) => ({
+  jobId, removeOnComplete: true, removeOnFail: 1000, attempts: 1000, backoff: { type: 'fixed' as const, delay: 1000 },
+});
 
 /** Job id of a drain generation: unique per responsibility period, stable for idempotent re-adds. */
 export const drainJobId = (tenantId: string, chatId: string, gen: string): string => `${tenantId}.${chatId}.${gen}`;
@@ -43,6 +64,13 @@ export class Mailbox {
   private readonly redis: RedisClient;
   private readonly queue: Queue;
   private readonly seenTtlS: number;
+  private readonly acceptBatch: number;
+  private pending: PendingAccept[] = [];
+  private flushScheduled = false;
+  private readonly flushPending = (): void => {
+    this.flushScheduled = false;
+    if (this.pending.length) this.writeBatch(this.pending.splice(0, this.pending.length));
+  };
 
   constructor(options: MailboxOptions) {
     if (!options.redis || !options.forwardQueue) throw new TypeError('Mailbox: redis and forwardQueue are required');
@@ -50,6 +78,8 @@ export class Mailbox {
     this.queue = options.forwardQueue;
     this.seenTtlS = options.seenTtlS ?? 86_400;
     this.leaseMs = options.leaseMs ?? 15_000;
+    this.acceptBatch = options.acceptBatch ?? 128;
+    if (!Number.isInteger(this.acceptBatch) || this.acceptBatch < 1) throw new TypeError('Mailbox: acceptBatch must be a positive integer');
     if (!Number.isInteger(this.seenTtlS) || this.seenTtlS < 1) throw new TypeError('Mailbox: seenTtlS must be a positive integer');
     defineScripts(this.redis, SCRIPTS);
   }
@@ -61,24 +91,62 @@ export class Mailbox {
   /**
    * Durably accepts an update. Resolves once it is in Redis and a drain job is responsible for the
    * chat; `duplicate` when Telegram retried an update_id that was accepted before.
+   *
+   * Updates accepted in the same event-loop turn are written together (the ingress answers many
+   * webhooks per turn under load): one accept script for the batch (up to `acceptBatch`), then one
+   * round trip that adds the drain jobs of the chats the batch opened. Each update's outcome is
+   * exactly what accepting it alone would give; a failure of a write rejects the updates it
+   * carried (the ingress answers 503 and Telegram's retry is recognised as a duplicate).
    */
-  async accept(tenantId: string, chatId: string, updateId: number, raw: string, now = Date.now()): Promise<{ duplicate: boolean }> {
-    const envelope = encodeEnvelope(updateId, now, raw);
-    const [accepted, gen] = (await this.call('mbAccept',
-      seenKey(tenantId, updateId), mailboxKey(tenantId, chatId), drainKey(tenantId, chatId), scheduledKey, SEQ_KEY,
-      envelope, scheduledMember(tenantId, chatId), now, this.seenTtlS)) as [number, string];
-    if (gen) await this.schedule(tenantId, chatId, gen);
-    return { duplicate: accepted === 0 };
+  accept(tenantId: string, chatId: string, updateId: number, raw: string, now = Date.now()): Promise<{ duplicate: boolean }> {
+    return new Promise((resolve, reject) => {
+      this.pending.push({ tenantId, chatId, updateId, raw, now, resolve, reject });
+      if (this.pending.length >= this.acceptBatch) {
+        this.writeBatch(this.pending.splice(0, this.pending.length));
+      } else if (!this.flushScheduled) {
+        this.flushScheduled = true;
+        setImmediate(this.flushPending);
+      }
+    });
+  }
+
+  private writeBatch(batch: PendingAccept[]): void {
+    const keys: string[] = [scheduledKey, SEQ_KEY];
+    const argv: Array<string | number> = [this.seenTtlS];
+    for (const p of batch) {
+      keys.push(seenKey(p.tenantId, p.updateId), mailboxKey(p.tenantId, p.chatId), drainKey(p.tenantId, p.chatId));
+      argv.push(encodeEnvelope(p.updateId, p.now, p.raw), scheduledMember(p.tenantId, p.chatId), p.now);
+    }
+    let written: Promise<unknown>;
+    try {
+      written = this.call('mbAcceptBatch', keys.length, ...keys, ...argv);
+    } catch (err) {
+      written = Promise.reject(err);
+    }
+    written.then((reply) => {
+      const out = reply as Array<number | string>;
+      const scheduling: Array<{ p: PendingAccept; duplicate: boolean }> = [];
+      const jobs: Array<{ name: string; data: DrainJobData; opts: ReturnType<typeof drainJobOpts> }> = [];
+      batch.forEach((p, i) => {
+        const duplicate = out[2 * i] === 0;
+        const gen = out[2 * i + 1];
+        if (!gen) return p.resolve({ duplicate });
+        scheduling.push({ p, duplicate });
+        jobs.push({ name: 'drain', data: { t: p.tenantId, c: p.chatId }, opts: drainJobOpts(drainJobId(p.tenantId, p.chatId, String(gen))) });
+      });
+      if (!jobs.length) return;
+      // One round trip for all of them; an existing job id is a no-op (idempotent re-add).
+      this.queue.addBulk(jobs).then(
+        () => scheduling.forEach(({ p, duplicate }) => p.resolve({ duplicate })),
+        (err: unknown) => scheduling.forEach(({ p }) => p.reject(err)),
+      );
+    }, (err: unknown) => batch.forEach((p) => p.reject(err)));
   }
 
   /** Adds the drain job of a generation; a no-op when it exists already (same job id). */
   async schedule(tenantId: string, chatId: string, gen: string): Promise<void> {
     const data: DrainJobData = { t: tenantId, c: chatId };
-    // Attempts only matter for unexpected errors (a lost lease, Redis hiccups): parking does not count.
-    await this.queue.add('drain', data, {
-      jobId: drainJobId(tenantId, chatId, gen), removeOnComplete: true, removeOnFail: 1000,
-      attempts: 1000, backoff: { type: 'fixed', delay: 1000 },
-    });
+    await this.queue.add('drain', data, drainJobOpts(drainJobId(tenantId, chatId, gen)));
   }
 
   async claim(tenantId: string, chatId: string, gen: string, token: string, tenantLimit: number): Promise<ClaimResult> {

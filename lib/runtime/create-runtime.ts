@@ -8,9 +8,18 @@ import { LocalRuntime } from './local-runtime.js';
 import type { Runtime } from './runtime.js';
 
 export function createRuntime(config: Config, log: Logger, warmPoolSecret: string): Runtime {
-  if (config.runtime === 'local') {
-    return new LocalRuntime({ dataDir: config.dataDir, log: log.child({ component: 'runtime' }), warmPoolSecret, agentCommand: config.agentCommand, logLevel: config.logLevel });
-  }
+  if (config.runtime === 'local') return createLocalRuntime(config, log, warmPoolSecret);
+  return createKubernetesRuntime(config, log, warmPoolSecret, loadKubeConfig());
+}
+
+export function createLocalRuntime(config: Config, log: Logger, warmPoolSecret: string): LocalRuntime {
+  return new LocalRuntime({
+    dataDir: config.dataDir, log: log.child({ component: 'runtime' }), warmPoolSecret,
+    agentCommand: config.agentCommand, logLevel: config.logLevel, readyTimeoutS: config.agentReadyTimeoutS,
+  });
+}
+
+function loadKubeConfig(): KubeConfig {
   // KUBECONFIG or ~/.kube/config when present, else the pod's service account (in-cluster).
   const kubeConfig = new KubeConfig();
   try {
@@ -24,6 +33,11 @@ export function createRuntime(config: Config, log: Logger, warmPoolSecret: strin
   if (!cluster || fallback) {
     throw new ConfigError('RUNTIME', 'kubernetes: no cluster found (set KUBECONFIG, or run in a pod with a service account)');
   }
+  return kubeConfig;
+}
+
+/** The Kubernetes runtime from config, against a given cluster (tests pass their API server's). */
+export function createKubernetesRuntime(config: Config, log: Logger, warmPoolSecret: string, kubeConfig: KubeConfig): KubernetesRuntime {
   return new KubernetesRuntime({
     kubeConfig,
     namespace: config.k8sNamespace,

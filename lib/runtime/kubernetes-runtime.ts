@@ -527,6 +527,10 @@ export class KubernetesRuntime implements Runtime {
 
   // ---------------------------------------------------------------- warm pool
 
+  async countReadyWarm(): Promise<number> {
+    return (await this.listPods(WARM_SELECTOR)).filter((p) => podLive(p)).length;
+  }
+
   async countWarm(): Promise<number> {
     return (await this.listPods(WARM_SELECTOR)).filter((p) => !podDeleting(p) && !podTerminated(p)).length;
   }
@@ -632,6 +636,10 @@ export class KubernetesRuntime implements Runtime {
    * at once with `purge`, whose caller then removes the saved state), its token Secret and the PVCs
    * labelled tenant=<id>. Idempotent: what is already gone is skipped.
    */
+  async removeTenant(tenantId: string): Promise<void> {
+    await this.deleteTenantResources(tenantId);
+  }
+
   async deleteTenantResources(tenantId: string, options: { purge?: boolean } = {}): Promise<DeleteTenantResult> {
     const id = assertTenantId(tenantId);
     const pods = await this.stop(id, options.purge ? { graceS: 0 } : {});

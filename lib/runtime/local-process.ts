@@ -3,7 +3,7 @@
  * (the local `kubectl logs`), readiness and liveness read from the shim's own HTTP endpoints.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { createWriteStream, mkdirSync, readFileSync, rmSync } from 'node:fs';
+import { closeSync, mkdirSync, openSync, readFileSync, rmSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { request } from 'undici';
@@ -31,18 +31,24 @@ export class ShimProcess {
 
   constructor(readonly name: string, readonly shimPort: number, readonly agentPort: number, env: Record<string, string>, logPath: string) {
     mkdirSync(path.dirname(logPath), { recursive: true });
-    const log = createWriteStream(logPath, { flags: 'a' });
     const pidFile = path.join(path.dirname(logPath), 'agent.pid');
-    this.child = spawn(process.execPath, ['--import', import.meta.resolve('tsx'), SHIM_ENTRY], {
-      env: { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: process.env.HOME ?? '/tmp', SHIM_HOST: '127.0.0.1', SHIM_PORT: String(shimPort), AGENT_PORT: String(agentPort), AGENT_PID_FILE: pidFile, ...env },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    this.child.stdout?.pipe(log, { end: false });
-    this.child.stderr?.pipe(log, { end: false });
+    // The shim (and the agent, which inherits its stdout) write the log file directly, not through
+    // a pipe to this process: if this process dies, their next log line must not die of EPIPE.
+    const logFd = openSync(logPath, 'a');
+    try {
+      this.child = spawn(process.execPath, ['--import', import.meta.resolve('tsx'), SHIM_ENTRY], {
+        env: {
+          PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: process.env.HOME ?? '/tmp', SHIM_HOST: '127.0.0.1', SHIM_PORT: String(shimPort),
+          AGENT_PORT: String(agentPort), AGENT_PID_FILE: pidFile, SHIM_SUPERVISOR_PID: String(process.pid), ...env,
+        },
+        stdio: ['ignore', logFd, logFd],
+      });
+    } finally {
+      closeSync(logFd);
+    }
     this.exited = new Promise((resolve) => this.child.once('exit', () => {
       this.done = true;
       reapAgent(pidFile);
-      log.end();
       resolve();
     }));
   }

@@ -5,6 +5,7 @@
  * `DATA_DIR/warm/<name>/agent.log`.
  */
 import { randomBytes } from 'node:crypto';
+import { rmSync } from 'node:fs';
 import path from 'node:path';
 import type { Logger } from '../logger.js';
 import { RuntimeError } from '../errors.js';
@@ -145,6 +146,13 @@ export class LocalRuntime implements Runtime {
     return true;
   }
 
+  async removeTenant(tenantId: string): Promise<void> {
+    const entry = this.tenants.get(tenantId);
+    await this.stop(tenantId);
+    rmSync(path.join(this.o.dataDir, 'tenants', tenantId), { recursive: true, force: true });
+    if (entry?.shim.name.startsWith('warm-pool-')) rmSync(path.join(this.o.dataDir, 'warm', entry.shim.name), { recursive: true, force: true });
+  }
+
   async list(): Promise<TenantInstance[]> {
     return [...this.tenants.values()].map((c) => c.instance);
   }
@@ -152,6 +160,11 @@ export class LocalRuntime implements Runtime {
   async countWarm(): Promise<number> {
     for (const [name, shim] of this.warm) if (!shim.alive) this.warm.delete(name);
     return this.warm.size;
+  }
+
+  async countReadyWarm(): Promise<number> {
+    const health = await Promise.all([...this.warm.values()].map((m) => m.healthy()));
+    return health.filter(Boolean).length;
   }
 
   async addWarm(n: number): Promise<void> {

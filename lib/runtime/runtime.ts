@@ -33,6 +33,8 @@ export interface StopOptions {
 export interface WarmPool {
   /** Members counted toward the target, including those still starting. */
   countWarm(): Promise<number>;
+  /** Members ready to be claimed now (the warm pool size operators care about). */
+  countReadyWarm(): Promise<number>;
   /** Starts `n` new members; resolves once they are created (not necessarily ready). */
   addWarm(n: number): Promise<void>;
   /** Removes `n` surplus members, not-ready ones first. */
@@ -52,6 +54,11 @@ export interface Runtime extends WarmPool {
   find(tenantId: string): Promise<TenantInstance | undefined>;
   /** Gracefully stops the tenant's agent (state checkpointed) and resolves once it is gone. */
   stop(tenantId: string, options?: StopOptions): Promise<boolean>;
+  /**
+   * The delete path: stops the agent and removes everything the runtime holds for the tenant (pod,
+   * token Secret, volumes; local: its workspace). Idempotent.
+   */
+  removeTenant(tenantId: string): Promise<void>;
   /** Every tenant instance this runtime knows of (for the reconciler). */
   list(): Promise<TenantInstance[]>;
   /** Called when an instance dies on its own (crash): the platform drops its endpoint. */

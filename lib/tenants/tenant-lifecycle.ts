@@ -70,7 +70,7 @@ export class RuntimeLifecycle implements TenantLifecycle {
 
   async remove(tenantId: string, options: { purgeState: boolean }): Promise<void> {
     await this.endpoints.drop(tenantId);
-    await this.o.runtime.stop(tenantId);
+    await this.o.runtime.removeTenant(tenantId);
     await this.activity.clear(tenantId);
     if (options.purgeState) await this.o.state.purge(tenantId);
   }

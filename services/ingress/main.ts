@@ -10,6 +10,7 @@ import { QUEUES, QUEUE_PREFIX } from '../../lib/queues.js';
 import { Mailbox } from '../../lib/delivery/mailbox.js';
 import { createMetrics } from '../../lib/metrics.js';
 import { createIngress } from './ingress.js';
+import { instrumentQueueMetrics } from '../../lib/ops/queue-metrics.js';
 
 await runService('ingress', async ({ config, log }) => {
   if (!config.webhookSecret) throw new ConfigError('WEBHOOK_SECRET', 'is required to run the ingress on its own');
@@ -29,11 +30,14 @@ await runService('ingress', async ({ config, log }) => {
   try {
     const mailbox = new Mailbox({ redis, forwardQueue: queue });
     const metrics = createMetrics({ service: 'ingress' });
+    // The cluster-wide gauges (queue jobs, dead letters, warm pool) read through the queue client.
+    const queueMetrics = instrumentQueueMetrics(metrics, bull);
     const ingress = await createIngress({ config, log, redis, mailbox, webhookSecret: config.webhookSecret, metrics });
     log.info({ redis: describeRedisUrl(url), port: ingress.port }, 'ingress started');
     return {
       async close() {
         await ingress.close();
+        await queueMetrics.close();
         await queue.close();
         await closeRedis(bull);
         await closeRedis(redis);

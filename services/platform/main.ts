@@ -11,6 +11,7 @@ import { createClients } from '../../lib/platform/clients.js';
 import { loadOrCreateSecrets } from '../../lib/local-secrets.js';
 import { describeRedisUrl } from '../../lib/redis.js';
 import { startPlatform } from './platform.js';
+import { serveDashboard, type ServedDashboard } from '../../lib/ops/dashboard.js';
 
 await runService('platform', async ({ config, log }) => {
   mkdirSync(config.dataDir, { recursive: true });
@@ -19,6 +20,14 @@ await runService('platform', async ({ config, log }) => {
   const clients = createClients(config, { name: 'platform', redisUrl: stores.redisUrl, dynamodbEndpoint: stores.dynamodbEndpoint, s3Endpoint: stores.s3Endpoint });
   await clients.registry.ensureTable();
   const platform = await startPlatform({ config, log, clients, secrets });
+  // Bull Board in-process only when DASHBOARD_PORT is set; otherwise `npx ztm dashboard` serves it.
+  let dashboard: ServedDashboard | undefined;
+  if (config.dashboardPort !== undefined) {
+    dashboard = await serveDashboard({
+      redis: clients.redis, log, port: config.dashboardPort, host: config.ingressHost,
+      ...(config.dashboardAuth ? { auth: config.dashboardAuth } : {}),
+    });
+  }
 
   const infoFile = path.join(config.dataDir, 'platform.json');
   const ingressUrl = `http://${config.ingressHost}:${platform.ingress.port}`;
@@ -34,13 +43,15 @@ await runService('platform', async ({ config, log }) => {
     `  agents:     local child processes (${config.agentCommand ? `AGENT_COMMAND=${config.agentCommand}` : 'reference agent'}), logs in ${path.join(config.dataDir, 'tenants', '<id>', 'agent.log')}`,
     ...stores.started.map((s) => `  started:    ${s}`),
     `  started:    ingress, forwarder, waker, janitor (ztm admin, idle check every ${config.idleCheckIntervalS}s, reconciler every ${config.reconcileIntervalS}s), pool-keeper (warm pool target ${config.warmPoolTarget})`,
-    '  try:        npx ztm tenant list',
+    `  dashboard:  ${dashboard ? dashboard.url : 'npx ztm dashboard (or set DASHBOARD_PORT to serve it here)'}`,
+    '  try:        npx ztm tenant list; npx ztm status',
   ];
   process.stderr.write(`${lines.join('\n')}\n`);
   log.info({ ingress: ingressUrl, redis: describeRedisUrl(stores.redisUrl) }, 'platform started');
   return {
     async close() {
       rmSync(infoFile, { force: true });
+      await dashboard?.close();
       await platform.close();
       await clients.close();
       await stores.close();

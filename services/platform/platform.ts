@@ -12,7 +12,7 @@ import { createRedis, closeRedis } from '../../lib/redis.js';
 import type { PlatformClients } from '../../lib/platform/clients.js';
 import type { PlatformSecrets } from '../../lib/local-secrets.js';
 import { Mailbox } from '../../lib/delivery/mailbox.js';
-import { LocalRuntime } from '../../lib/runtime/local-runtime.js';
+import { createLocalRuntime } from '../../lib/runtime/create-runtime.js';
 import type { Runtime } from '../../lib/runtime/runtime.js';
 import { RuntimeLifecycle } from '../../lib/tenants/tenant-lifecycle.js';
 import { createIngress, type Ingress } from '../ingress/ingress.js';
@@ -20,6 +20,7 @@ import { createForwarder, type Forwarder } from '../forwarder/forwarder.js';
 import { Waker } from '../waker/waker.js';
 import { createJanitor, type Janitor } from '../janitor/janitor.js';
 import { PoolKeeper } from '../pool-keeper/pool-keeper.js';
+import { instrumentQueueMetrics } from '../../lib/ops/queue-metrics.js';
 
 export interface PlatformOptions {
   config: Config;
@@ -47,10 +48,8 @@ export async function startPlatform(o: PlatformOptions): Promise<Platform> {
   const { config, log, clients, secrets } = o;
   const metrics = o.metrics ?? createMetrics({ service: 'platform' });
   await clients.state.ensureBucket();
-  const runtime = o.runtime ?? new LocalRuntime({
-    dataDir: config.dataDir, log: log.child({ component: 'runtime' }), warmPoolSecret: secrets.warmPoolSecret,
-    agentCommand: config.agentCommand, logLevel: config.logLevel, readyTimeoutS: config.agentReadyTimeoutS,
-  });
+  const queueMetrics = instrumentQueueMetrics(metrics, clients.redis);
+  const runtime = o.runtime ?? createLocalRuntime(config, log, secrets.warmPoolSecret);
   const forwarder = createForwarder({
     config, log: log.child({ component: 'forwarder' }), redis: clients.redis, bull: clients.bull,
     registry: clients.registry, telegram: clients.telegram, webhookSecret: secrets.webhookSecret, metrics,
@@ -92,7 +91,7 @@ export async function startPlatform(o: PlatformOptions): Promise<Platform> {
       await forwarder.close();
       await waker.close();
       await runtime.close();
-      await Promise.allSettled([wakeQueue.close(), ingressQueue.close()]);
+      await Promise.allSettled([wakeQueue.close(), ingressQueue.close(), queueMetrics.close()]);
       await closeRedis(ingressRedis);
     },
   };

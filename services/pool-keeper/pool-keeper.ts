@@ -10,6 +10,7 @@ import type { RedisClient } from '../../lib/redis.js';
 import { callScript } from '../../lib/redis-scripts.js';
 import { Endpoints } from '../../lib/delivery/endpoints.js';
 import type { WarmPool } from '../../lib/runtime/runtime.js';
+import { reportWarmPool } from '../../lib/ops/queue-stats.js';
 
 export const POOL_KEEPER_LOCK = 'ztm:pool-keeper:lock';
 
@@ -55,7 +56,9 @@ export class PoolKeeper {
     if ((await this.o.redis.set(POOL_KEEPER_LOCK, token, 'PX', 30_000, 'NX')) !== 'OK') return undefined;
     try {
       const before = await this.o.pool.countWarm();
-      this.o.metrics?.warmPoolSize.set(before);
+      this.o.metrics?.warmPoolSize.set(await this.o.pool.countReadyWarm());
+      // What `ztm status` and every service's ztm_warm_pool_size show (lib/ops/queue-stats.ts).
+      await reportWarmPool(this.o.redis, before, this.target);
       const diff = this.target - before;
       if (diff > 0) {
         await this.o.pool.addWarm(diff);

@@ -5,6 +5,7 @@ import { ConfigError } from '../../lib/errors.js';
 import { serveMetrics } from '../../lib/platform/metrics-server.js';
 import { createRuntime } from '../../lib/runtime/create-runtime.js';
 import { Waker } from './waker.js';
+import { instrumentQueueMetrics } from '../../lib/ops/queue-metrics.js';
 
 await runService('waker', async ({ config, log }) => {
   if (!config.warmPoolSecret) throw new ConfigError('WARM_POOL_SECRET', 'is required to run the waker on its own');
@@ -12,12 +13,14 @@ await runService('waker', async ({ config, log }) => {
   const metrics = createMetrics({ service: 'waker' });
   const runtime = createRuntime(config, log, config.warmPoolSecret);
   const waker = new Waker({ config, log, redis: clients.redis, bull: clients.bull, registry: clients.registry, runtime, state: clients.state, metrics });
+  const queueMetrics = instrumentQueueMetrics(metrics, clients.redis);
   const http = await serveMetrics({ port: config.adminPort, metrics, ready: () => clients.redis.status === 'ready' });
   log.info({ metrics_port: http.port, runtime: runtime.kind }, 'waker started');
   return {
     async close() {
       await waker.close();
       await http.close();
+      await queueMetrics.close();
       await runtime.close();
       await clients.close();
     },

@@ -18,6 +18,11 @@ import { startDynamo } from './dynamo.js';
 import { startEmbeddedS3 } from '../../lib/state/embedded-s3.js';
 import { deriveWebhookSecret } from '../../lib/webhook-secret.js';
 import { startPlatform, type Platform } from '../../services/platform/platform.js';
+import { execFileSync } from 'node:child_process';
+import { createKubernetesRuntime } from '../../lib/runtime/create-runtime.js';
+import type { LocalRuntime } from '../../lib/runtime/local-runtime.js';
+import { KubeApiServer } from './kube/api-server.js';
+import { Kubelet } from './kube/kubelet.js';
 import { TelegramEmulator } from './telegram-emulator.js';
 import { LogCapture } from './log-capture.js';
 
@@ -42,6 +47,11 @@ export interface TestPlatform {
   ingressUrl?: string;
   /** POSTs an update to the ingress as Telegram would (with the tenant's secret unless given). */
   forwarderDeadLetters(): Promise<number>;
+  /** The OS pid of the agent process (the shim's child) serving a tenant, on either runtime. */
+  agentPidOf(tenantId: string): Promise<number | undefined>;
+  /** Kills a tenant's whole pod at once (local: SIGKILL to its shim), as a crash or a forced delete. */
+  killPod(tenantId: string): Promise<boolean>;
+  kube?: { api: KubeApiServer; kubelet: Kubelet };
   postUpdate(tenantId: string, update: unknown, options?: { secret?: string | null }): Promise<{ status: number; body: string; headers: Record<string, unknown> }>;
   /** Runs ztm in this process (fast) against the test Redis. */
   ztm(...argv: string[]): Promise<ZtmResult>;
@@ -56,6 +66,8 @@ export interface TestPlatformOptions {
   withoutJanitor?: boolean;
   /** Start every service (ingress, forwarder, waker, janitor) with the local runtime and s3rver. */
   full?: boolean;
+  /** With `full`: agents as local processes, or as pods on the Kubernetes API stand-in + simulated kubelet. */
+  runtime?: 'local' | 'kubernetes';
 }
 
 export async function startTestPlatform(options: TestPlatformOptions = {}): Promise<TestPlatform> {
@@ -84,8 +96,15 @@ export async function startTestPlatform(options: TestPlatformOptions = {}): Prom
   await clients.registry.ensureTable();
   let platform: Platform | undefined;
   let janitor: Janitor;
+  let kube: { api: KubeApiServer; kubelet: Kubelet } | undefined;
   if (options.full) {
-    platform = await startPlatform({ config, log: logs.logger('platform'), clients, secrets: { webhookSecret, warmPoolSecret } });
+    let runtime;
+    if (options.runtime === 'kubernetes') {
+      const api = await KubeApiServer.start({ namespaces: [config.k8sNamespace] });
+      kube = { api, kubelet: new Kubelet(api) };
+      runtime = createKubernetesRuntime(config, logs.logger('platform'), warmPoolSecret, api.kubeConfig(config.k8sNamespace));
+    }
+    platform = await startPlatform({ config, log: logs.logger('platform'), clients, secrets: { webhookSecret, warmPoolSecret }, ...(runtime ? { runtime } : {}) });
     janitor = platform.janitor;
   } else {
     janitor = options.withoutJanitor ? (undefined as unknown as Janitor) : await createJanitor({ config, log: logs.logger('janitor'), clients, webhookSecret });
@@ -94,7 +113,33 @@ export async function startTestPlatform(options: TestPlatformOptions = {}): Prom
   const cliEnv = { ZTM_REDIS_URL: redis.url };
 
   return {
-    config, redis, emulator, clients, janitor, logs, webhookSecret, platform, ingressUrl,
+    config, redis, emulator, clients, janitor, logs, webhookSecret, platform, ingressUrl, ...(kube ? { kube } : {}),
+    async killPod(tenantId) {
+      if (kube) {
+        const pod = (await clients.registry.get(tenantId))?.pod_name;
+        return pod ? kube.kubelet.killContainer(pod, 'SIGKILL') : false;
+      }
+      const pid = (platform?.runtime as unknown as LocalRuntime | undefined)?.pidOf(tenantId);
+      if (!pid) return false;
+      process.kill(pid, 'SIGKILL');
+      return true;
+    },
+    async agentPidOf(tenantId) {
+      let shimPid: number | undefined;
+      if (kube) {
+        const pod = (await clients.registry.get(tenantId))?.pod_name;
+        shimPid = pod ? kube.kubelet.pidOf(pod) : undefined;
+      } else {
+        shimPid = (platform?.runtime as unknown as LocalRuntime | undefined)?.pidOf(tenantId);
+      }
+      if (!shimPid) return undefined;
+      try {
+        const child = execFileSync('ps', ['-o', 'pid=', '--ppid', String(shimPid)]).toString().trim().split('\n')[0];
+        return child ? Number(child) : undefined;
+      } catch {
+        return undefined; // no child: the agent is not running
+      }
+    },
     async forwarderDeadLetters() {
       return platform ? platform.forwarder.deadLetters.count() : 0;
     },
@@ -138,6 +183,10 @@ export async function startTestPlatform(options: TestPlatformOptions = {}): Prom
     async close() {
       if (platform) await platform.close();
       else await janitor?.close();
+      if (kube) {
+        await kube.kubelet.close();
+        await kube.api.close();
+      }
       await clients.close();
       await s3?.close();
       rmSync(dataDir, { recursive: true, force: true });

@@ -1,0 +1,80 @@
+/**
+ * `ztm status`: jobs per queue and state, connected workers, tenants awake, the warm pool as the
+ * pool-keeper last counted it, dead letters. Computed here from Redis (lib/ops/queue-stats.ts), not
+ * by an admin job: it must answer when the janitor is down, which is when it is wanted. In cluster
+ * mode without a Redis URL it runs inside the janitor pod through `kubectl exec`, like every command.
+ */
+import { NoWorkerError, ZtmError } from '../lib/errors.js';
+import { closeRedis, createRedis, describeRedisUrl, type RedisClient } from '../lib/redis.js';
+import { QueueStats, type PlatformStatus, type WarmPoolReport } from '../lib/ops/queue-stats.js';
+import { printError, printJson, printTable, type Printer } from './output.js';
+
+/** Connects to `url` or throws one clear line within 3 s. The caller closes the client. */
+export async function connectRedis(url: string, name: string): Promise<RedisClient> {
+  const probe = createRedis({ url, name: `${name}-probe`, failFast: true, lazyConnect: true });
+  probe.on('error', () => undefined);
+  try {
+    await Promise.race([
+      probe.connect().then(() => probe.ping()),
+      new Promise((_, reject) => setTimeout(() => reject(new Error('timeout')), 3000).unref()),
+    ]);
+  } catch {
+    throw new NoWorkerError(`cannot reach Redis at ${describeRedisUrl(url)}: is the platform running (npm start) and ZTM_REDIS_URL right?`);
+  } finally {
+    probe.disconnect();
+  }
+  const redis = createRedis({ url, name });
+  redis.on('error', () => undefined);
+  return redis;
+}
+
+function ago(iso: string, now: number): string {
+  const s = Math.max(0, Math.round((now - Date.parse(iso)) / 1000));
+  return s < 120 ? `${s}s ago` : s < 7200 ? `${Math.round(s / 60)}m ago` : `${Math.round(s / 3600)}h ago`;
+}
+
+function warmLine(w: WarmPoolReport, now: number): string {
+  if (w.size === null || w.reported_at === null) return 'unknown: no pool-keeper has reported (is it running?)';
+  const base = `${w.size} (target ${w.target}, counted ${ago(w.reported_at, now)})`;
+  return w.stale ? `${base}: STALE, is the pool-keeper running?` : base;
+}
+
+export function renderStatus(p: Printer, s: PlatformStatus, now = Date.now()): void {
+  printTable(p, s.queues.map((q) => ({
+    queue: q.queue,
+    // "waiting" for an operator: the wait list and the prioritized set (BullMQ keeps them apart).
+    waiting: q.waiting + q.prioritized,
+    delayed: q.delayed,
+    active: q.active,
+    failed: q.failed,
+    paused: q.paused,
+    workers: q.workers ?? '-',
+  })), ['queue', 'waiting', 'delayed', 'active', 'failed', 'paused', 'workers']);
+  p.out('');
+  const rows: Array<[string, string]> = [
+    ['tenants awake', String(s.tenants_awake)],
+    ['warm pool', warmLine(s.warm_pool, now)],
+    ['dead letters', s.dead_letters > 0 ? `${s.dead_letters}  (ztm dead list; ztm dead retry --all)` : '0'],
+  ];
+  const width = Math.max(...rows.map(([k]) => k.length));
+  for (const [k, v] of rows) p.out(`${k.padEnd(width)}  ${v}`);
+}
+
+export async function runStatus(url: string, p: Printer): Promise<number> {
+  let redis: RedisClient | undefined;
+  let stats: QueueStats | undefined;
+  try {
+    redis = await connectRedis(url, 'ztm-status');
+    stats = new QueueStats(redis);
+    const status = await stats.status({ workers: true });
+    if (p.json) printJson(p, status);
+    else renderStatus(p, status);
+    return 0;
+  } catch (err) {
+    printError(p, err instanceof ZtmError ? err.code : 'E_INTERNAL', err instanceof Error ? err.message : String(err));
+    return 1;
+  } finally {
+    await stats?.close();
+    await closeRedis(redis);
+  }
+}

@@ -1,0 +1,163 @@
+/**
+ * Bull Board over every queue of the platform (`{forward}`, `{wake}`, `{admin}`, `{lifecycle}`
+ * under the `ztm` prefix) plus the dead letters (a read-only view: lib/ops/dead-letter-adapter.ts).
+ * Served by `ztm dashboard` (locally, against the Redis ztm talks to), by the `dashboard` service
+ * in the chart, and by `npm start` when DASHBOARD_PORT is set.
+ *
+ * Job data is redacted before it reaches the browser (admin jobs carry bot tokens while they run).
+ * The admin and lifecycle queues are read-only on the board: replaying an admin command or a
+ * lifecycle tick by hand is not something a button should do. Basic auth protects everything but
+ * `/healthz` and `/readyz` when a user and password are given.
+ */
+import { createHash, timingSafeEqual } from 'node:crypto';
+import http from 'node:http';
+import express, { type NextFunction, type Request, type Response } from 'express';
+import { createBullBoard } from '@bull-board/api';
+import { BullMQAdapter } from '@bull-board/api/bullMQAdapter';
+import { ExpressAdapter } from '@bull-board/express';
+import type { Logger } from '../logger.js';
+import type { Metrics } from '../metrics.js';
+import type { RedisClient } from '../redis.js';
+import { REDACTED, maskToken, redactDeep } from '../redact.js';
+import { DeadLetterStore } from '../delivery/dead-letters.js';
+import { QueueStats, type QueueLabel } from './queue-stats.js';
+import { DeadLetterAdapter } from './dead-letter-adapter.js';
+
+/** Port of `ztm dashboard` and of the dashboard service unless DASHBOARD_PORT / --port say otherwise. */
+export const DEFAULT_DASHBOARD_PORT = 3001;
+
+export interface DashboardAuth {
+  user: string;
+  password: string;
+}
+
+export interface DashboardOptions {
+  /** A non-blocking Redis client (queue reads, dead letters). The caller owns it. */
+  redis: RedisClient;
+  /** Where the board is mounted, e.g. `/` or `/queues`. */
+  basePath?: string;
+  auth?: DashboardAuth;
+  log?: Logger;
+  /** When given, `/metrics` serves this registry (the dashboard service). */
+  metrics?: Metrics;
+}
+
+export interface Dashboard {
+  app: express.Express;
+  close(): Promise<void>;
+}
+
+const DESCRIPTIONS: Record<QueueLabel, { name: string; text: string; readOnly: boolean }> = {
+  forward: { name: 'forward', text: 'Drain jobs: one per chat with pending updates (forwarder). Delayed = parked while the tenant wakes, or backing off.', readOnly: false },
+  wake: { name: 'wake', text: 'Wake requests, one pending per tenant (waker).', readOnly: false },
+  admin: { name: 'admin', text: 'ztm commands (janitor). Removed on completion; read-only here.', readOnly: true },
+  lifecycle: { name: 'lifecycle', text: 'Idle check, reconciler and stale-lock repair ticks from job schedulers (janitor). Read-only here.', readOnly: true },
+};
+
+const SECRET_FIELD = /token|secret|password|authorization/i;
+
+/** Job data as the board may show it: secret-named fields masked, token-shaped strings scrubbed. */
+export function redactJobData(value: unknown, depth = 0): unknown {
+  if (value === null || typeof value !== 'object' || depth > 8) return redactDeep(value);
+  if (Array.isArray(value)) return value.map((v) => redactJobData(v, depth + 1));
+  const out: Record<string, unknown> = {};
+  for (const [k, v] of Object.entries(value)) {
+    if (SECRET_FIELD.test(k) && v !== null && v !== undefined && v !== '') {
+      out[k] = /bot_?token/i.test(k) && typeof v === 'string' ? maskToken(v) : REDACTED;
+    } else {
+      out[k] = redactJobData(v, depth + 1);
+    }
+  }
+  return out;
+}
+
+function digest(s: string): Buffer {
+  return createHash('sha256').update(s).digest();
+}
+
+/** Express middleware: HTTP basic auth, compared in constant time. */
+export function basicAuth(auth: DashboardAuth): (req: Request, res: Response, next: NextFunction) => void {
+  const want = digest(`${auth.user}:${auth.password}`);
+  return (req, res, next) => {
+    const header = req.headers.authorization ?? '';
+    const m = /^Basic\s+([A-Za-z0-9+/=]+)\s*$/i.exec(header);
+    const given = m?.[1] ? Buffer.from(m[1], 'base64').toString('utf8') : '';
+    if (given && timingSafeEqual(digest(given), want)) return next();
+    res.set('WWW-Authenticate', 'Basic realm="ztm dashboard", charset="UTF-8"').status(401).type('text/plain').send('authentication required\n');
+  };
+}
+
+export function createDashboard(o: DashboardOptions): Dashboard {
+  if (!o.redis) throw new TypeError('createDashboard: redis is required');
+  const basePath = `/${(o.basePath ?? '/').replace(/^\/+|\/+$/g, '')}`;
+  const stats = new QueueStats(o.redis);
+  const adapters = stats.bullQueues.map(({ label, queue }) => {
+    const d = DESCRIPTIONS[label];
+    const adapter = new BullMQAdapter(queue, { readOnlyMode: d.readOnly, description: d.text, displayName: d.name, prefix: '' });
+    adapter.setFormatter('data', (data: unknown) => redactJobData(data));
+    adapter.setFormatter('returnValue', (rv: unknown) => redactJobData(rv));
+    adapter.setFormatter('name', (job: { name?: string }) => String(redactDeep(job.name ?? '')));
+    return adapter;
+  });
+  const dead = new DeadLetterAdapter(new DeadLetterStore({ redis: o.redis }));
+  dead.setFormatter('data', (data: unknown) => redactJobData(data));
+
+  const serverAdapter = new ExpressAdapter();
+  serverAdapter.setBasePath(basePath === '/' ? '' : basePath);
+  createBullBoard({
+    queues: [...adapters, dead],
+    serverAdapter,
+    options: { uiConfig: { boardTitle: 'Agentic Tenancy' } },
+  });
+
+  const app = express();
+  app.disable('x-powered-by');
+  app.get('/healthz', (_req, res) => void res.type('text/plain').send('ok'));
+  app.get('/readyz', (_req, res) => {
+    const ok = o.redis.status === 'ready';
+    res.status(ok ? 200 : 503).type('text/plain').send(ok ? 'ready' : 'not ready');
+  });
+  if (o.metrics) {
+    const registry = o.metrics.registry;
+    app.get('/metrics', (_req, res) => {
+      registry.metrics().then((text) => res.type(registry.contentType).send(text), () => res.status(500).end());
+    });
+  }
+  if (o.auth) app.use(basicAuth(o.auth));
+  app.use(basePath, serverAdapter.getRouter() as express.Router);
+  app.use((err: unknown, _req: Request, res: Response, _next: NextFunction) => {
+    o.log?.warn({ err }, 'dashboard request failed');
+    if (!res.headersSent) res.status(500).type('text/plain').send('dashboard error\n');
+  });
+  return { app, close: () => stats.close() };
+}
+
+export interface ServedDashboard {
+  url: string;
+  port: number;
+  close(): Promise<void>;
+}
+
+/** Starts the board on `host:port` (port 0: a free one). */
+export async function serveDashboard(o: DashboardOptions & { port: number; host?: string }): Promise<ServedDashboard> {
+  const dashboard = createDashboard(o);
+  const server = http.createServer(dashboard.app);
+  const host = o.host ?? '127.0.0.1';
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(o.port, host, () => resolve());
+  });
+  const address = server.address();
+  const port = typeof address === 'object' && address ? address.port : o.port;
+  const shownHost = host === '0.0.0.0' || host === '::' ? '127.0.0.1' : host.includes(':') ? `[${host}]` : host;
+  const base = (o.basePath ?? '/').replace(/^\/+|\/+$/g, '');
+  return {
+    url: `http://${shownHost}:${port}/${base ? `${base}/` : ''}`,
+    port,
+    async close() {
+      server.closeAllConnections();
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+      await dashboard.close();
+    },
+  };
+}

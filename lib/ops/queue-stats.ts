@@ -1,0 +1,132 @@
+/**
+ * The platform's figures, read from Redis: jobs per queue and state, tenants awake, dead letters and
+ * the warm pool as the pool-keeper last counted it. One reader for `ztm status`, the Prometheus
+ * gauges every service exports on scrape (lib/ops/queue-metrics.ts) and the dashboard.
+ *
+ * Everything here is in Redis on purpose: `ztm status` must answer when the janitor is down (that
+ * is when it is needed), and every replica of every service exports the same values.
+ */
+import { Queue } from 'bullmq';
+import type { RedisClient } from '../redis.js';
+import { QUEUES, QUEUE_PREFIX } from '../queues.js';
+import { activityKey, warmPoolKey } from '../keys.js';
+import { DEAD_LETTER_INDEX } from '../delivery/dead-letters.js';
+
+/** Queue label values: the keys of QUEUES (`forward`, not `{forward}`). */
+export type QueueLabel = keyof typeof QUEUES;
+export const QUEUE_LABELS = Object.keys(QUEUES) as QueueLabel[];
+
+/**
+ * States counted per queue. BullMQ keeps `prioritized` and `delayed` jobs in sorted sets, not in the
+ * wait list, so work waiting for a worker is waiting + prioritized + delayed (what KEDA scales on).
+ */
+export const QUEUE_STATES = ['waiting', 'prioritized', 'delayed', 'active', 'failed', 'paused', 'waiting-children'] as const;
+export type QueueState = (typeof QUEUE_STATES)[number];
+
+export type QueueCounts = Record<QueueState, number>;
+
+export interface QueueDepth extends QueueCounts {
+  queue: QueueLabel;
+  /** Redis-side name of the queue (`ztm:{forward}`). */
+  key: string;
+  /** Connected workers (CLIENT LIST); null when Redis refuses CLIENT LIST. */
+  workers: number | null;
+}
+
+export interface WarmPoolReport {
+  /** Warm members (starting ones included) at the pool-keeper's last tick; null when never reported. */
+  size: number | null;
+  target: number | null;
+  reported_at: string | null;
+  /** No report within WARM_POOL_STALE_MS: the pool-keeper is not running (or cannot reach Redis). */
+  stale: boolean;
+}
+
+export interface PlatformStatus {
+  at: string;
+  queues: QueueDepth[];
+  /** Tenants with an awake agent (entries of the activity index `ztm:activity`). */
+  tenants_awake: number;
+  dead_letters: number;
+  warm_pool: WarmPoolReport;
+}
+
+/** A pool-keeper report older than this is shown as stale (keepers tick every 1-5 s). */
+export const WARM_POOL_STALE_MS = 60_000;
+
+/** Written by the pool-keeper after each count: what `ztm status` and `ztm_warm_pool_size` show. */
+export async function reportWarmPool(redis: RedisClient, size: number, target: number, now = Date.now()): Promise<void> {
+  await redis.hset(warmPoolKey, { size: String(size), target: String(target), at: String(now) });
+}
+
+export async function readWarmPool(redis: RedisClient, now = Date.now()): Promise<WarmPoolReport> {
+  const h = await redis.hgetall(warmPoolKey);
+  const at = Number(h.at);
+  if (!h.at || !Number.isFinite(at)) return { size: null, target: null, reported_at: null, stale: true };
+  return {
+    size: Number(h.size),
+    target: Number(h.target),
+    reported_at: new Date(at).toISOString(),
+    stale: now - at > WARM_POOL_STALE_MS,
+  };
+}
+
+export class QueueStats {
+  private readonly queues: Array<{ label: QueueLabel; queue: Queue }>;
+
+  /**
+   * `connection` is any non-blocking client; queues opened on it share it (closing them leaves it
+   * open). The caller owns the connection.
+   */
+  constructor(private readonly connection: RedisClient) {
+    if (!connection) throw new TypeError('QueueStats: connection is required');
+    this.queues = QUEUE_LABELS.map((label) => {
+      const queue = new Queue(QUEUES[label], { connection, prefix: QUEUE_PREFIX });
+      queue.on('error', () => undefined); // surfaced by the calls that fail
+      return { label, queue };
+    });
+  }
+
+  /** Jobs per queue and state (one round trip per queue). */
+  async depths(options: { workers?: boolean } = {}): Promise<QueueDepth[]> {
+    return Promise.all(this.queues.map(async ({ label, queue }) => {
+      const raw = await queue.getJobCounts(...QUEUE_STATES);
+      const counts = Object.fromEntries(QUEUE_STATES.map((s) => [s, Number(raw[s] ?? 0)])) as QueueCounts;
+      const workers = options.workers ? await queue.getWorkersCount().catch(() => null) : null;
+      return { queue: label, key: `${QUEUE_PREFIX}:${QUEUES[label]}`, ...counts, workers };
+    }));
+  }
+
+  async tenantsAwake(): Promise<number> {
+    return this.connection.zcard(activityKey);
+  }
+
+  async deadLetters(): Promise<number> {
+    return this.connection.zcard(DEAD_LETTER_INDEX);
+  }
+
+  async warmPool(): Promise<WarmPoolReport> {
+    return readWarmPool(this.connection);
+  }
+
+  async status(options: { workers?: boolean } = {}): Promise<PlatformStatus> {
+    const [queues, tenants_awake, dead_letters, warm_pool] = await Promise.all([
+      this.depths(options), this.tenantsAwake(), this.deadLetters(), this.warmPool(),
+    ]);
+    return { at: new Date().toISOString(), queues, tenants_awake, dead_letters, warm_pool };
+  }
+
+  /** The BullMQ queues (for the dashboard). */
+  get bullQueues(): ReadonlyArray<{ label: QueueLabel; queue: Queue }> {
+    return this.queues;
+  }
+
+  async close(): Promise<void> {
+    await Promise.allSettled(this.queues.map(({ queue }) => queue.close()));
+  }
+}
+
+/** Work that waits for a worker: what the autoscaler and the status table call "backlog". */
+export function backlog(d: QueueCounts): number {
+  return d.waiting + d.prioritized + d.delayed;
+}

@@ -1,0 +1,6 @@
+/**
+ * The delivery scenarios (test/support/delivery-scenarios.ts) on the kubernetes runtime: pods on the Kubernetes API stand-in, started by the simulated kubelet.
+ */
+import { deliveryScenarios } from './support/delivery-scenarios.js';
+
+deliveryScenarios('kubernetes');

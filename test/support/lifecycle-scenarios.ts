@@ -1,0 +1,128 @@
+/**
+ * Lifecycle on the embedded default: idle shutdown with state saved, the reconciler's repairs, the
+ * warm pool (hit, replenish, shrink, no overshoot), the stop/wake race, and the delete path.
+ */
+import t from 'tap';
+import { startTestPlatform, type TestPlatform } from './platform.js';
+import { PoolKeeper } from '../../services/pool-keeper/pool-keeper.js';
+import { waitUntil } from './wait.js';
+
+/** The scenarios, run once per runtime by test/lifecycle*.test.ts. */
+export function lifecycleScenarios(runtime: 'local' | 'kubernetes'): void {
+
+  const TOKEN = '222222222:AAHdqTcvCH1vGWJxfSeofSAs0K5PALDsaw1';
+  let p: TestPlatform;
+  let nextUpdateId = 5000;
+  const message = (chatId: number, text: string) => {
+    const id = nextUpdateId++;
+    return { update_id: id, message: { message_id: id, date: 1, chat: { id: chatId, type: 'private' }, text } };
+  };
+  const replies = (chatId: number) => p.emulator.sentMessages(TOKEN).filter((m) => m.chat_id === chatId && m.text.startsWith('You said')).map((m) => m.text);
+  const memoriesIn = (text: string) => Number(/memories: (\d+)\)/.exec(text)?.[1] ?? NaN);
+  const status = async (id: string) => (await p.clients.registry.get(id))?.status;
+
+
+  async function ask(tenant: string, chat: number, text: string): Promise<string> {
+    const before = replies(chat).length;
+    const res = await p.postUpdate(tenant, message(chat, text));
+    if (res.status !== 200) throw new Error(`ingress answered ${res.status}`);
+    await waitUntil(`answer to ${text}`, () => replies(chat).length > before);
+    return replies(chat)[before] as string;
+  }
+
+  t.before(async () => {
+    p = await startTestPlatform({ full: true, runtime, env: { IDLE_CHECK_INTERVAL_S: '1', RECONCILE_INTERVAL_S: '1', WARM_POOL_TARGET: '1' } });
+    p.emulator.addBot(TOKEN);
+    for (const id of ['idler', 'crashy', 'racer', 'doomed']) {
+      const r = await p.ztm('tenant', 'create', id, TOKEN, '--idle-timeout', id === 'idler' ? '2' : '3600');
+      if (r.code !== 0) throw new Error(r.stderr);
+    }
+    await waitUntil('a claimable warm member', async () => (await p.platform!.runtime.countReadyWarm()) === 1);
+  });
+  t.teardown(async () => {
+    const s = Date.now();
+    await p.close();
+    t.comment(`teardown ${Date.now() - s} ms`);
+  });
+
+  t.test('a message wakes from the warm pool; silence stops it with state saved; the next wakes with memory', async (t) => {
+    t.equal(memoriesIn(await ask('idler', 1, 'one')), 1);
+    t.ok(p.logs.find('warm pool hit: reusing node').length >= 1, 'woken from the warm pool');
+    await waitUntil('idle shutdown', async () => (await status('idler')) === 'idle', 20_000);
+    t.ok(p.logs.find('idle check: terminating idle tenant').some((l) => l.tenant === 'idler'));
+    t.ok(await p.clients.state.head('idler'), 'brain.db saved in S3');
+    t.equal(await p.clients.redis.get('router:endpoint:idler'), null);
+    t.ok((await p.clients.registry.get('idler'))?.last_active_at, 'last_active_at written at stop');
+    t.equal(memoriesIn(await ask('idler', 1, 'two')), 2, 'memory intact after sleep');
+    await waitUntil('a claimable warm member again', async () => (await p.platform!.runtime.countReadyWarm()) === 1);
+  });
+
+  t.test('an agent killed by hand is repaired by the reconciler within an interval', async (t) => {
+    await ask('crashy', 2, 'hi');
+    t.equal(await status('crashy'), 'running');
+    t.ok(await p.killPod('crashy'), 'pod killed by hand');
+    await waitUntil('reconciler reset', async () => (await status('crashy')) === 'idle', 10_000);
+    t.ok(p.logs.find('reconciler: pod missing, resetting state').some((l) => l.tenant === 'crashy'));
+    t.match(await ask('crashy', 2, 'again'), /You said: again/);
+  });
+
+  t.test('the reconciler clears stale wake locks and deletes agents of tenants that are not running', async (t) => {
+    await p.clients.redis.set('tenant:waking:nobody', 'x', 'EX', 100);
+    await waitUntil('lock cleared', async () => (await p.clients.redis.exists('tenant:waking:nobody')) === 0, 10_000);
+    t.pass('stale wake lock cleared');
+    await ask('doomed', 3, 'hi');
+    await p.clients.registry.update('doomed', { status: 'idle' });
+    await waitUntil('orphan agent stopped', async () => !(await p.platform!.runtime.list()).some((i) => i.tenantId === 'doomed'), 10_000);
+    t.ok(p.logs.find('reconciler: pod without a running tenant').length >= 1);
+  });
+
+  t.test('warm pool: never overshoots with two keepers; shrinks when the target drops', async (t) => {
+    const runtime = p.platform!.runtime;
+    const log = p.logs.logger('keeper-test');
+    const a = new PoolKeeper({ pool: runtime, redis: p.clients.redis, log, target: 3 });
+    const b = new PoolKeeper({ pool: runtime, redis: p.clients.redis, log, target: 3 });
+    p.platform!.poolKeeper.setTarget(3);
+    for (let i = 0; i < 10; i++) {
+      await Promise.all([a.tick(), b.tick()]);
+      t.ok((await runtime.countWarm()) <= 3, 'never above the target');
+    }
+    t.equal(await runtime.countWarm(), 3);
+    for (const k of [a, b]) k.setTarget(1);
+    p.platform!.poolKeeper.setTarget(1);
+    await a.tick();
+    t.equal(await runtime.countWarm(), 1, 'shrunk to the new target');
+    t.ok(p.logs.find('warm pool: shrunk').length >= 1);
+  });
+
+  t.test('stop/wake race, 50 rapid cycles: never delivered to a dying agent, memory never goes back', async (t) => {
+    let last = memoriesIn(await ask('racer', 4, 'start'));
+    let regressions = 0;
+    for (let i = 0; i < 50; i++) {
+      const before = replies(4).length;
+      const [res] = await Promise.all([
+        p.postUpdate('racer', message(4, `r${i}`)),
+        p.platform!.lifecycle.sleep('racer').catch(() => undefined),
+      ]);
+      t.equal(res.status, 200);
+      await waitUntil(`answer ${i}`, () => replies(4).length > before, 30_000);
+      const count = memoriesIn(replies(4)[before] as string);
+      if (count !== last + 1) regressions++;
+      last = count;
+    }
+    t.equal(regressions, 0, 'each answer shows exactly one more memory than the one before');
+    t.equal(replies(4).length, 51, 'every message answered exactly once');
+  });
+
+  t.test('delete: agent, state, cache, lock, record; twice is harmless', async (t) => {
+    await ask('doomed', 5, 'last words');
+    const r = await p.ztm('tenant', 'delete', 'doomed', '--purge-state');
+    t.equal(r.code, 0, r.stderr);
+    t.notOk((await p.platform!.runtime.list()).some((i) => i.tenantId === 'doomed'), 'agent stopped');
+    t.equal(await p.clients.state.head('doomed'), undefined, 'state purged');
+    t.equal(await p.clients.redis.get('router:endpoint:doomed'), null);
+    t.equal(await p.clients.registry.get('doomed'), undefined);
+    const again = await p.ztm('tenant', 'delete', 'doomed');
+    t.equal(again.code, 1);
+    t.match(again.stderr, /not found/);
+  });
+}
