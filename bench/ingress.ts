@@ -322,6 +322,9 @@ interface RunResult {
   redisCores: number;
   generatorCores: number;
   serverRssMiB: number;
+  /** EVALSHA calls per acknowledged update during the measured phase (< 1: accept scripts carry batches). */
+  evalshaPerUpdate: number;
+  redisCalls: number;
   verify?: Verify;
   counters: Record<string, number>;
 }
@@ -337,11 +340,16 @@ async function runOnce(generator: Generator, scenario: Scenario, repeat: number)
     if (WARMUP > 0) await load(url, scenario, ids, WARMUP);
     const before = await server.call<{ cpu: NodeJS.CpuUsage }>('usage');
     const redisBefore = await redis.cpuSeconds();
+    const callsBefore = await redis.commandCalls();
     const selfBefore = process.cpuUsage();
     const result = await load(url, scenario, ids, DURATION);
     const selfCpu = cpuSecondsSince(selfBefore);
     const after = await server.call<{ cpu: NodeJS.CpuUsage; mem: NodeJS.MemoryUsage }>('usage');
     const redisCores = ((await redis.cpuSeconds()) - redisBefore) / result.elapsed;
+    const callsAfter = await redis.commandCalls();
+    const calls = (c: string): number => (callsAfter[c] ?? 0) - (callsBefore[c] ?? 0);
+    // Every command Redis executed in the phase (inside scripts too), minus our own probes.
+    const redisCalls = Object.keys(callsAfter).filter((c) => c !== 'info').reduce((n, c) => n + calls(c), 0);
     const serverCores = (after.cpu.user + after.cpu.system - before.cpu.user - before.cpu.system) / 1e6 / result.elapsed;
     const generatorCores = ('cpuSeconds' in result ? (result.cpuSeconds as number) : selfCpu) / result.elapsed;
     // Writes of requests cut off by the end of the run may still complete: let them.
@@ -351,6 +359,7 @@ async function runOnce(generator: Generator, scenario: Scenario, repeat: number)
     return {
       generator, scenario: scenario.name, repeat, rps: result.ok / result.elapsed, ...result.latencies, ok: result.ok, non2xx: result.non2xx,
       errors: result.errors, serverCores, redisCores, generatorCores, serverRssMiB: after.mem.rss / 2 ** 20, verify, counters,
+      evalshaPerUpdate: calls('evalsha') / result.ok, redisCalls,
     };
   } finally {
     await server.stop();
@@ -378,7 +387,9 @@ try {
         results.push(r);
         console.log(`${generator.padEnd(10)} ${r.scenario.padEnd(10)} #${repeat}: ${fmt.int(r.rps)} req/s  p50 ${fmt.ms(r.p50)} ms  p99 ${fmt.ms(r.p99)} ms  ` +
           `p99.9 ${fmt.ms(r.p999)} ms  non-2xx ${r.non2xx} errors ${r.errors}  ` +
-          `cpu: server ${r.serverCores.toFixed(2)} redis ${r.redisCores.toFixed(2)} generator ${r.generatorCores.toFixed(2)} cores`);
+          `cpu: server ${r.serverCores.toFixed(2)} redis ${r.redisCores.toFixed(2)} generator ${r.generatorCores.toFixed(2)} cores ` +
+          `(µs per request: server ${fmt.int((r.serverCores / r.rps) * 1e6)}, redis ${fmt.int((r.redisCores / r.rps) * 1e6)})` +
+          (r.scenario === 'ceiling' ? '' : `  evalsha/update ${r.evalshaPerUpdate.toFixed(3)}`));
         if (r.verify) {
           console.log(`${' '.repeat(22)}verify: ${describeVerify(r.verify)}`);
           if (!verified(r.verify)) failed = true;

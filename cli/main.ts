@@ -138,7 +138,9 @@ export async function main(argv: string[], env: Env = process.env, io?: Partial<
   try {
     await client.connect();
     const timeoutMs = (invocation.timeoutS ?? timeout) * 1000;
-    let result = await client.run(invocation.command, invocation.args, timeoutMs);
+    // Long commands (a wake) report their steps on stderr, so stdout stays the result alone.
+    const onProgress = p.json ? undefined : (message: string) => p.err(`… ${message}`);
+    let result = await client.run(invocation.command, invocation.args, timeoutMs, onProgress);
     if (invocation.command === 'tenant.list') result = await allPages(client, result, invocation.args as AdminArgs['tenant.list'], timeoutMs);
     if (p.json) printJson(p, invocation.command === 'tenant.list' ? (result as { items: unknown[] }).items : result);
     else renderResult(p, invocation.command, result, { printTable, printRecord });

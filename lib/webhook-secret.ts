@@ -17,3 +17,25 @@ export function verifyWebhookSecret(masterSecret: string, tenantId: string, pres
   if (given.length !== expected.length) return false;
   return timingSafeEqual(given, expected);
 }
+
+/**
+ * verifyWebhookSecret for one master secret that remembers the expected secret of tenants it has
+ * verified successfully, so a busy tenant costs one HMAC per process, not one per webhook. Only a
+ * correct secret enters the cache (forged requests cannot churn it); bounded: when `maxTenants`
+ * are cached it starts over. The comparison stays constant-time.
+ */
+export function createWebhookSecretVerifier(masterSecret: string, maxTenants = 100_000): (tenantId: string, presented: string | undefined) => boolean {
+  const known = new Map<string, Buffer>();
+  return (tenantId, presented) => {
+    if (!presented) return false;
+    const given = Buffer.from(presented);
+    const cached = known.get(tenantId);
+    const expected = cached ?? Buffer.from(deriveWebhookSecret(masterSecret, tenantId));
+    if (given.length !== expected.length || !timingSafeEqual(given, expected)) return false;
+    if (!cached) {
+      if (known.size >= maxTenants) known.clear();
+      known.set(tenantId, expected);
+    }
+    return true;
+  };
+}

@@ -114,6 +114,8 @@ export interface BenchRedis {
   server: EmbeddedRedis;
   /** CPU seconds (user + sys) redis-server has used so far, from INFO. */
   cpuSeconds(): Promise<number>;
+  /** Calls per command so far (INFO commandstats), e.g. { evalsha: 1234 }. */
+  commandCalls(): Promise<Record<string, number>>;
   client(): Redis;
   close(): Promise<void>;
 }
@@ -131,6 +133,11 @@ export async function startBenchRedis(persist: false | 'always' | 'everysec' = '
       const info = await probe.info('cpu');
       const num = (k: string): number => Number(new RegExp(`^${k}:([0-9.]+)`, 'm').exec(info)?.[1] ?? 'NaN');
       return num('used_cpu_user') + num('used_cpu_sys');
+    },
+    async commandCalls() {
+      const out: Record<string, number> = {};
+      for (const m of (await probe.info('commandstats')).matchAll(/^cmdstat_([^:]+):calls=(\d+)/gm)) out[m[1] as string] = Number(m[2]);
+      return out;
     },
     client() {
       const c = new Redis(server.url, { maxRetriesPerRequest: 3 });

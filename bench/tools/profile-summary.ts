@@ -10,8 +10,8 @@ interface Node {
   hitCount?: number;
   children?: number[];
 }
-const [file, topArg] = process.argv.slice(2);
-if (!file) throw new Error('usage: profile-summary <file.cpuprofile> [top]');
+const [file, topArg, callersOf] = process.argv.slice(2);
+if (!file) throw new Error('usage: profile-summary <file.cpuprofile> [top] [function name: print its callers]');
 const top = Number(topArg ?? 30);
 const prof = JSON.parse(readFileSync(file, 'utf8')) as { nodes: Node[]; samples: number[]; timeDeltas: number[] };
 const byId = new Map(prof.nodes.map((n) => [n.id, n]));
@@ -36,3 +36,24 @@ console.log(`total sampled ${(total / 1000).toFixed(0)} ms\n-- by package/file`)
 show(fileTime);
 console.log('-- by function');
 show(fnTime);
+
+if (callersOf) {
+  // Self time of `callersOf` attributed to its call paths (3 frames up).
+  const parent = new Map<number, number>();
+  for (const n of prof.nodes) for (const c of n.children ?? []) parent.set(c, n.id);
+  const paths = new Map<string, number>();
+  for (const [id, t] of self) {
+    const n = byId.get(id);
+    if (!n || n.callFrame.functionName !== callersOf) continue;
+    const chain: string[] = [];
+    let p = parent.get(id);
+    for (let i = 0; i < Number(process.env.DEPTH ?? 4) && p !== undefined; i++, p = parent.get(p)) {
+      const f = byId.get(p)?.callFrame;
+      chain.push(`${f?.functionName || '(anon)'}@${(f?.url ?? '').split('/').slice(-2).join('/')}:${(f?.lineNumber ?? 0) + 1}`);
+    }
+    const key = chain.join(' < ');
+    paths.set(key, (paths.get(key) ?? 0) + t);
+  }
+  console.log(`-- callers of ${callersOf}`);
+  show(paths);
+}

@@ -90,10 +90,15 @@ export class AdminClient {
     await this.eventsInstance.waitUntilReady();
   }
 
-  async run<C extends AdminCommand>(command: C, args: AdminArgs[C], runTimeoutMs = this.options.runTimeoutMs): Promise<unknown> {
+  async run<C extends AdminCommand>(command: C, args: AdminArgs[C], runTimeoutMs = this.options.runTimeoutMs, onProgress?: (message: string) => void): Promise<unknown> {
     // Our own job id, so we listen for its events before it exists and cannot miss a fast reply.
     const jobId = `ztm-${randomUUID()}`;
     const outcome = this.outcomeOf(jobId);
+    const progressListener = (e: { jobId: string; data: unknown }): void => {
+      const message = (e.data as { message?: unknown } | undefined)?.message;
+      if (e.jobId === jobId && typeof message === 'string') onProgress?.(message);
+    };
+    if (onProgress) this.events.on('progress', progressListener);
     try {
       const job = await this.queue.add(command, args, { jobId, removeOnComplete: true, removeOnFail: true, attempts: 1 });
       await this.awaitPickup(job, outcome.active);
@@ -103,6 +108,7 @@ export class AdminClient {
       return reply.result;
     } finally {
       outcome.dispose();
+      this.events.off('progress', progressListener);
     }
   }
 

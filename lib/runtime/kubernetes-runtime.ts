@@ -636,6 +636,10 @@ export class KubernetesRuntime implements Runtime {
    * at once with `purge`, whose caller then removes the saved state), its token Secret and the PVCs
    * labelled tenant=<id>. Idempotent: what is already gone is skipped.
    */
+  async updateToken(tenantId: string, token: string): Promise<void> {
+    await this.ensureTokenSecret(tenantId, token);
+  }
+
   async removeTenant(tenantId: string): Promise<void> {
     await this.deleteTenantResources(tenantId);
   }

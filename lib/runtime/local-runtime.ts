@@ -146,6 +146,9 @@ export class LocalRuntime implements Runtime {
     return true;
   }
 
+  /** Local agents get the token in their environment at start: nothing to rotate until the next wake. */
+  async updateToken(): Promise<void> {}
+
   async removeTenant(tenantId: string): Promise<void> {
     const entry = this.tenants.get(tenantId);
     await this.stop(tenantId);

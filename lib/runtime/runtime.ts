@@ -59,6 +59,8 @@ export interface Runtime extends WarmPool {
    * token Secret, volumes; local: its workspace). Idempotent.
    */
   removeTenant(tenantId: string): Promise<void>;
+  /** A token change: the runtime's copy (Kubernetes: the tenant's Secret) is rotated now; a running agent keeps the old token until restarted. */
+  updateToken(tenantId: string, token: string): Promise<void>;
   /** Every tenant instance this runtime knows of (for the reconciler). */
   list(): Promise<TenantInstance[]>;
   /** Called when an instance dies on its own (crash): the platform drops its endpoint. */

@@ -24,6 +24,8 @@ export interface TenantLifecycle {
   sleep?(tenantId: string): Promise<unknown>;
   /** Stops and removes the tenant's pod, Secret and volume; with purge also its saved state. */
   remove?(tenantId: string, options: { purgeState: boolean }): Promise<void>;
+  /** Rotates the runtime's copy of the bot token (Kubernetes: the tenant's Secret). */
+  tokenChanged?(tenantId: string, token: string): Promise<void>;
 }
 
 export interface TenantAdminOptions {
@@ -83,6 +85,7 @@ export class TenantAdmin {
     if (patch.idle_timeout_s !== undefined) await new Activity(this.o.redis).retime(after.tenant_id, patch.idle_timeout_s);
     const tokenChanged = args.bot_token !== undefined && args.bot_token !== before.bot_token;
     if (!tokenChanged) return { tenant: toPublicTenant(after) };
+    await this.o.lifecycle?.tokenChanged?.(after.tenant_id, after.bot_token);
     // The old bot must stop calling us; best effort, since a rotated token is usually revoked already.
     await this.o.telegram.deleteWebhook(before.bot_token).catch((err: unknown) =>
       this.o.log.warn({ tenant: after.tenant_id, err }, 'deleteWebhook on the old token failed (ignored)'),

@@ -32,17 +32,24 @@ export class RuntimeLifecycle implements TenantLifecycle {
     this.activity = new Activity(o.redis);
   }
 
-  async wake(tenantId: string): Promise<{ tenant_id: string; address: string; ms: number }> {
+  async wake(tenantId: string, progress: (message: string) => void = () => undefined): Promise<{ tenant_id: string; address: string; ms: number }> {
     await this.o.registry.require(tenantId);
     const started = Date.now();
     await this.o.wakeQueue.add('wake', { t: tenantId }, { jobId: `wake.${tenantId}`, removeOnComplete: true, removeOnFail: true });
+    progress('wake requested');
     const deadline = started + this.o.wakeTimeoutS * 1000;
+    let lastStatus = '';
     while (Date.now() < deadline) {
       const endpoint = await this.endpoints.get(tenantId);
       if (endpoint) return { tenant_id: tenantId, address: endpoint.address, ms: Date.now() - started };
       const failure = await this.endpoints.lastWakeFailure(tenantId);
       if (failure) throw new TimeoutError(`wake of ${tenantId} failed: ${failure}`);
-      await new Promise((r) => setTimeout(r, 100));
+      const tenant = await this.o.registry.get(tenantId);
+      if (tenant && tenant.status !== lastStatus) {
+        lastStatus = tenant.status;
+        progress(`status ${tenant.status}${tenant.pod_name ? ` (pod ${tenant.pod_name})` : ''}`);
+      }
+      await new Promise((r) => setTimeout(r, 200));
     }
     throw new TimeoutError(`${tenantId} was not ready within ${this.o.wakeTimeoutS}s`);
   }
@@ -66,6 +73,10 @@ export class RuntimeLifecycle implements TenantLifecycle {
     if (lastActive !== undefined) await this.o.registry.touchLastActive(tenantId, new Date(lastActive)).catch(() => undefined);
     this.o.log.info({ tenant: tenantId, stopped, status: after.status }, 'tenant put to sleep: state saved');
     return { tenant_id: tenantId, stopped, status: after.status };
+  }
+
+  async tokenChanged(tenantId: string, token: string): Promise<void> {
+    await this.o.runtime.updateToken(tenantId, token);
   }
 
   async remove(tenantId: string, options: { purgeState: boolean }): Promise<void> {

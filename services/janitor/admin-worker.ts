@@ -12,7 +12,9 @@ import { isAdminCommand, parseAdminArgs, type AdminArgs, type AdminCommand, type
 import type { TenantAdmin } from '../../lib/tenants/tenant-admin.js';
 
 /** Commands served by other components (dead letters by the forwarder's store, wake/sleep by lifecycle). */
-export type ExtraAdminHandlers = Partial<{ [C in AdminCommand]: (args: AdminArgs[C]) => Promise<unknown> }>;
+/** Reports a step of a long command (e.g. a wake) to the waiting `ztm`. */
+export type ProgressReporter = (message: string) => void;
+export type ExtraAdminHandlers = Partial<{ [C in AdminCommand]: (args: AdminArgs[C], progress: ProgressReporter) => Promise<unknown> }>;
 
 export interface AdminWorkerOptions {
   connection: RedisClient;
@@ -48,7 +50,8 @@ export class AdminWorker {
     const started = Date.now();
     try {
       if (!isAdminCommand(job.name)) throw new ValidationError(`unknown admin command ${JSON.stringify(job.name.slice(0, 40))}`);
-      const result = await this.dispatch(job.name, job.data);
+      const progress: ProgressReporter = (message) => void job.updateProgress({ message: redactSecrets(message).slice(0, 300) }).catch(() => undefined);
+      const result = await this.dispatch(job.name, job.data, progress);
       log.info({ ms: Date.now() - started }, 'admin command done');
       return { ok: true, result };
     } catch (err) {
@@ -61,10 +64,10 @@ export class AdminWorker {
     }
   }
 
-  private async dispatch(command: AdminCommand, data: unknown): Promise<unknown> {
+  private async dispatch(command: AdminCommand, data: unknown, progress: ProgressReporter): Promise<unknown> {
     const args = parseAdminArgs(command, data);
-    const extra = this.handlers[command] as ((a: typeof args) => Promise<unknown>) | undefined;
-    if (extra) return extra(args);
+    const extra = this.handlers[command] as ((a: typeof args, p: ProgressReporter) => Promise<unknown>) | undefined;
+    if (extra) return extra(args, progress);
     switch (command) {
       case 'tenant.create': return this.admin.create(args as AdminArgs['tenant.create']);
       case 'tenant.get': return this.admin.get((args as AdminArgs['tenant.get']).tenant_id);

@@ -43,7 +43,7 @@ export async function createJanitor(o: JanitorOptions): Promise<Janitor> {
   const handlers: ExtraAdminHandlers = { ...o.handlers };
   if (o.lifecycle) {
     const lifecycle = o.lifecycle;
-    handlers['tenant.wake'] ??= (a) => lifecycle.wake(a.tenant_id);
+    handlers['tenant.wake'] ??= (a, progress) => lifecycle.wake(a.tenant_id, progress);
     handlers['tenant.sleep'] ??= (a) => lifecycle.sleep(a.tenant_id);
   }
   const adminWorker = new AdminWorker({ connection: o.clients.bull, log: o.log.child({ worker: 'admin' }), admin, handlers });

@@ -129,6 +129,11 @@ export function deliveryScenarios(runtime: 'local' | 'kubernetes'): void {
     const r = await p.ztm('tenant', 'wake', 'alice', '--json');
     t.equal(r.code, 0, r.stderr);
     t.match(JSON.parse(r.stdout), { tenant_id: 'alice', address: /^127\.\d+\.\d+\.\d+:\d+$/ });
+    t.equal((await p.ztm('tenant', 'sleep', 'alice')).code, 0);
+    const human = await p.ztm('tenant', 'wake', 'alice');
+    t.equal(human.code, 0, human.stderr);
+    t.match(human.stderr, /… wake requested/, 'progress is shown while waking');
+    t.match(human.stdout, /address\s+127\./);
   });
 
   t.test('an unknown tenant: updates are dead-lettered, listable and retryable', async (t) => {

@@ -3,6 +3,7 @@
  * warm pool (hit, replenish, shrink, no overshoot), the stop/wake race, and the delete path.
  */
 import t from 'tap';
+import { CoreV1Api } from '@kubernetes/client-node';
 import { startTestPlatform, type TestPlatform } from './platform.js';
 import { PoolKeeper } from '../../services/pool-keeper/pool-keeper.js';
 import { waitUntil } from './wait.js';
@@ -115,12 +116,26 @@ export function lifecycleScenarios(runtime: 'local' | 'kubernetes'): void {
 
   t.test('delete: agent, state, cache, lock, record; twice is harmless', async (t) => {
     await ask('doomed', 5, 'last words');
+    const core = p.kube?.api.kubeConfig(p.config.k8sNamespace).makeApiClient(CoreV1Api);
+    const secretName = 'zeroclaw-doomed-token';
+    if (core) {
+      const rotated = '333333333:AAHrotatedtokenAAAAAAAAAAAAAAAAAAAAA';
+      p.emulator.addBot(rotated);
+      t.equal((await p.ztm('tenant', 'update', 'doomed', '--bot-token', rotated)).code, 0);
+      const secret = await core.readNamespacedSecret({ name: secretName, namespace: p.config.k8sNamespace });
+      t.equal(Buffer.from(secret.data?.BOT_TOKEN ?? '', 'base64').toString(), rotated, 'token Secret rotated on update');
+    }
     const r = await p.ztm('tenant', 'delete', 'doomed', '--purge-state');
     t.equal(r.code, 0, r.stderr);
     t.notOk((await p.platform!.runtime.list()).some((i) => i.tenantId === 'doomed'), 'agent stopped');
     t.equal(await p.clients.state.head('doomed'), undefined, 'state purged');
     t.equal(await p.clients.redis.get('router:endpoint:doomed'), null);
     t.equal(await p.clients.registry.get('doomed'), undefined);
+    if (core) {
+      await t.rejects(core.readNamespacedSecret({ name: secretName, namespace: p.config.k8sNamespace }), 'token Secret deleted');
+      const pods = await core.listNamespacedPod({ namespace: p.config.k8sNamespace, labelSelector: 'tenant=doomed' });
+      t.equal(pods.items.length, 0, 'no pod left');
+    }
     const again = await p.ztm('tenant', 'delete', 'doomed');
     t.equal(again.code, 1);
     t.match(again.stderr, /not found/);
