@@ -96,7 +96,8 @@ t.test('cold pod spec: identity, kata scheduling, hardening, probe, env', async 
   t.equal(env.get('STATE_PUT_URL')?.value, 'https://s3.example.com/put?X-Amz-Signature=p');
   t.equal(env.get('LOG_LEVEL')?.value, 'debug', 'extra env passed through');
   t.notOk(env.has('WARM'), 'a cold pod is not warm');
-  t.notOk(env.has('WARM_POOL_SECRET'), 'a cold pod gets no claim secret');
+  t.notOk(env.get('WARM_POOL_SECRET')?.value, 'the control secret is never a plain value');
+  t.same(env.get('WARM_POOL_SECRET')?.valueFrom, { secretKeyRef: { name: 'zeroclaw-warm-pool', key: 'WARM_POOL_SECRET', optional: false } }, 'control calls to a cold shim are authenticated');
   const token = env.get('BOT_TOKEN');
   t.notOk(token?.value, 'BOT_TOKEN has no plain value');
   t.same(token?.valueFrom, { secretKeyRef: { name: 'zeroclaw-alice-token', key: 'BOT_TOKEN', optional: false } }, 'BOT_TOKEN from the tenant Secret');

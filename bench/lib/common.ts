@@ -123,6 +123,12 @@ export interface BenchRedis {
 export async function startBenchRedis(persist: false | 'always' | 'everysec' = 'everysec'): Promise<BenchRedis> {
   const dir = mkdtempSync(path.join(os.tmpdir(), 'ztm-bench-redis-'));
   const server = await EmbeddedRedis.start({ dir, persist });
+  // A benchmark that dies must not leave its redis-server behind.
+  const onExit = (): void => {
+    void server.stop('SIGKILL');
+    rmSync(dir, { recursive: true, force: true });
+  };
+  process.once('exit', onExit);
   const probe = new Redis(server.url, { lazyConnect: false, maxRetriesPerRequest: 3 });
   const clients: Redis[] = [probe];
   return {
@@ -145,6 +151,7 @@ export async function startBenchRedis(persist: false | 'always' | 'everysec' = '
       return c;
     },
     async close() {
+      process.off('exit', onExit);
       for (const c of clients) c.disconnect();
       await server.stop('SIGKILL');
       rmSync(dir, { recursive: true, force: true });

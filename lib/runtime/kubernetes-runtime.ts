@@ -368,6 +368,7 @@ export class KubernetesRuntime implements Runtime {
     const id = tenant.tenant_id;
     const name = podNameOf(id);
     await this.ensureTokenSecret(id, tenant.bot_token);
+    await this.ensureWarmPoolSecret(); // the cold shim's control secret comes from it too
     let pod: V1Pod | undefined;
     for (let attempt = 0; !pod; attempt++) {
       this.assertOpen();
@@ -600,7 +601,7 @@ export class KubernetesRuntime implements Runtime {
     }
   }
 
-  /** `zeroclaw-warm-pool` with WARM_POOL_SECRET, created if missing, corrected if it differs. */
+  /** `zeroclaw-warm-pool` with WARM_POOL_SECRET (claims, and control calls to every shim), created if missing, corrected if it differs. */
   private ensureWarmPoolSecret(): Promise<void> {
     this.warmSecret ??= this.upsertSecret(warmPoolSecretManifest(this.namespace, this.warmPoolSecret), WARM_POOL_SECRET_KEY, 'warm pool secret')
       .catch((err: unknown) => {
@@ -636,6 +637,24 @@ export class KubernetesRuntime implements Runtime {
    * at once with `purge`, whose caller then removes the saved state), its token Secret and the PVCs
    * labelled tenant=<id>. Idempotent: what is already gone is skipped.
    */
+  async refreshState(tenantId: string, state: PresignedState): Promise<boolean> {
+    const live = await this.find(tenantId);
+    if (!live) return false;
+    try {
+      const res = await request(`http://${hostOf(live.ip)}:${this.shimPort}/state-urls`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${this.warmPoolSecret}`, 'content-type': 'application/json' },
+        body: JSON.stringify({ state_get_url: state.getUrl, state_put_url: state.putUrl }),
+        headersTimeout: 5000,
+        bodyTimeout: 5000,
+      });
+      await res.body.dump();
+      return res.statusCode === 200;
+    } catch {
+      return false;
+    }
+  }
+
   async updateToken(tenantId: string, token: string): Promise<void> {
     await this.ensureTokenSecret(tenantId, token);
   }

@@ -102,6 +102,23 @@ export class ShimProcess {
     clearTimeout(killer);
   }
 
+  /** POST /state-urls: fresh presigned URLs for the checkpoints to come. */
+  async refreshState(secret: string, body: Record<string, unknown>): Promise<boolean> {
+    try {
+      const res = await request(`http://127.0.0.1:${this.shimPort}/state-urls`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${secret}`, 'content-type': 'application/json' },
+        body: JSON.stringify(body),
+        headersTimeout: 5000,
+        bodyTimeout: 5000,
+      });
+      await res.body.dump();
+      return res.statusCode === 200;
+    } catch {
+      return false;
+    }
+  }
+
   /** POST /claim: binds a warm shim to a tenant; resolves true once its agent is ready. */
   async claim(secret: string, body: Record<string, unknown>, timeoutMs: number): Promise<boolean> {
     try {

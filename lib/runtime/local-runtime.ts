@@ -146,6 +146,12 @@ export class LocalRuntime implements Runtime {
     return true;
   }
 
+  async refreshState(tenantId: string, state: PresignedState): Promise<boolean> {
+    const entry = this.tenants.get(tenantId);
+    if (!entry?.shim.alive) return false;
+    return entry.shim.refreshState(this.o.warmPoolSecret, { state_get_url: state.getUrl, state_put_url: state.putUrl });
+  }
+
   /** Local agents get the token in their environment at start: nothing to rotate until the next wake. */
   async updateToken(): Promise<void> {}
 

@@ -277,6 +277,8 @@ export function coldPodManifest(o: PodSpecOptions, tenantId: string, state: PodS
     { name: 'TENANT_ID', value: id },
     ...baseEnv(o),
     { name: 'BOT_TOKEN', valueFrom: { secretKeyRef: { name: tokenSecretName(id), key: BOT_TOKEN_KEY, optional: false } } },
+    // Authenticates the platform's control calls to the shim (/checkpoint, /state-urls refresh).
+    { name: 'WARM_POOL_SECRET', valueFrom: { secretKeyRef: { name: WARM_POOL_SECRET_NAME, key: WARM_POOL_SECRET_KEY, optional: false } } },
   ];
   if (state.getUrl) env.push({ name: 'STATE_GET_URL', value: state.getUrl });
   if (state.putUrl) env.push({ name: 'STATE_PUT_URL', value: state.putUrl });

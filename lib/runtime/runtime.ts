@@ -59,6 +59,11 @@ export interface Runtime extends WarmPool {
    * token Secret, volumes; local: its workspace). Idempotent.
    */
   removeTenant(tenantId: string): Promise<void>;
+  /**
+   * Hands the tenant's running shim fresh presigned state URLs (`POST /state-urls`, authenticated),
+   * before the ones it got at wake expire. False when no live agent runs for the tenant.
+   */
+  refreshState(tenantId: string, state: PresignedState): Promise<boolean>;
   /** A token change: the runtime's copy (Kubernetes: the tenant's Secret) is rotated now; a running agent keeps the old token until restarted. */
   updateToken(tenantId: string, token: string): Promise<void>;
   /** Every tenant instance this runtime knows of (for the reconciler). */

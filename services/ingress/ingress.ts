@@ -9,6 +9,10 @@
  * - `onData` chunks are neutered when the callback returns, so they are copied (or decoded) inside it.
  * - writes from async callbacks go through `res.cork` (one syscall per response).
  * - an exception thrown from a handler kills the process, so every handler catches.
+ * The hot path allocates little per request: secrets are verified against a per-tenant cache of
+ * derived secrets, the Redis write is batched by the mailbox with the others of the same event-loop
+ * turn, and the 2 s bound on a write is one timer for all requests (a sweep over the in-flight
+ * requests in arrival order), not a timer and a Promise.race per request.
  * The order of checks is deliberate: tenant id and secret are verified before a single body byte is
  * read or any I/O happens, so unauthenticated traffic costs one HMAC and never touches Redis.
  */
@@ -21,7 +25,7 @@ import type { RedisClient } from '../../lib/redis.js';
 import type { Mailbox } from '../../lib/delivery/mailbox.js';
 import { chatIdOf, parseUpdate } from '../../lib/delivery/update.js';
 import { TENANT_ID_PATTERN } from '../../lib/validate.js';
-import { verifyWebhookSecret } from '../../lib/webhook-secret.js';
+import { createWebhookSecretVerifier } from '../../lib/webhook-secret.js';
 
 export interface IngressOptions {
   config: Pick<Config, 'ingressPort' | 'ingressHost' | 'ingressBodyLimit'>;
@@ -124,6 +128,7 @@ export async function createIngress(options: IngressOptions): Promise<Ingress> {
   const acceptedDuplicate = metrics.ingressAccepted.labels('true');
   // Decided once: building a debug object per request is wasted work at 25k req/s when off.
   const debug = log.isLevelEnabled('debug');
+  const verifySecret = createWebhookSecretVerifier(webhookSecret);
 
   /** Answers a webhook request: counted by status; debug-logged only when debug is on. */
   const reply = (res: HttpResponse, a: Answer, tenant: string): void => {
@@ -151,41 +156,77 @@ export async function createIngress(options: IngressOptions): Promise<Ingress> {
   let inflight = 0;
   let drained: (() => void) | undefined;
 
-  /** Durable write bounded in time: a hung Redis must yield 503, not a hung request. */
-  const acceptBounded = (tenant: string, chat: string, updateId: number, raw: string): Promise<{ duplicate: boolean }> => {
-    let timer: NodeJS.Timeout | undefined;
-    const timeout = new Promise<never>((_, reject) => {
-      timer = setTimeout(() => reject(new RedisTimeoutError(redisTimeoutMs)), redisTimeoutMs);
-      // Only bounds a wait: must not keep a closed ingress's process alive.
-      timer.unref();
-    });
-    return Promise.race([mailbox.accept(tenant, chat, updateId, raw), timeout]).finally(() => clearTimeout(timer));
+  /** A webhook whose durable write is in flight: answered once, by the write or by the deadline. */
+  interface Pending {
+    res: HttpResponse;
+    state: { aborted: boolean };
+    tenant: string;
+    deadline: number;
+    answered: boolean;
+  }
+  // In arrival order, hence in deadline order (one bound for all): the sweep only looks at the head.
+  let pending: Array<Pending | undefined> = [];
+  let pendingHead = 0;
+
+  const settle = (p: Pending, a: Answer): void => {
+    if (p.answered) return;
+    p.answered = true;
+    try {
+      // Aborted: Telegram will retry and a completed write is then acknowledged as a duplicate.
+      if (p.state.aborted) countStatus('aborted');
+      else p.res.cork(() => reply(p.res, a, p.tenant));
+    } catch (err) {
+      log.error({ err }, 'webhook answer failed');
+    }
+    inflight--;
+    if (inflight === 0 && drained) drained();
   };
+
+  /** A hung Redis must yield 503 (Telegram retries), not a hung request: answers writes past the bound. */
+  const sweep = (): void => {
+    const now = Date.now();
+    while (pendingHead < pending.length) {
+      const p = pending[pendingHead] as Pending;
+      if (!p.answered) {
+        if (p.deadline > now) break;
+        const err = new RedisTimeoutError(redisTimeoutMs);
+        redisFailed(err);
+        if (debug) log.debug({ tenant: p.tenant, reason: err.message }, 'webhook write failed');
+        settle(p, A.unavailable);
+      }
+      pending[pendingHead++] = undefined;
+    }
+    if (pendingHead === pending.length) {
+      pending = [];
+      pendingHead = 0;
+    } else if (pendingHead > 1024 && pendingHead * 2 > pending.length) {
+      pending = pending.slice(pendingHead);
+      pendingHead = 0;
+    }
+  };
+  const sweeper = setInterval(sweep, Math.min(100, Math.max(5, Math.floor(redisTimeoutMs / 10))));
+  // Only bounds waits: must not keep a closed ingress's process alive.
+  sweeper.unref();
 
   /** The body is complete and within the limit: validate, write durably, answer. */
   const handleBody = (res: HttpResponse, state: { aborted: boolean }, tenant: string, body: string): void => {
     const update = parseUpdate(body);
     if (!update) return reply(res, A.badUpdate, tenant);
+    const p: Pending = { res, state, tenant, deadline: Date.now() + redisTimeoutMs, answered: false };
     inflight++;
-    acceptBounded(tenant, chatIdOf(update), update.update_id as number, body).then(
+    pending.push(p);
+    mailbox.accept(tenant, chatIdOf(update), update.update_id as number, body).then(
       ({ duplicate }) => {
         redisOk();
         (duplicate ? acceptedDuplicate : acceptedFresh).inc();
-        return A.ok;
+        settle(p, A.ok);
       },
       (err: unknown) => {
         redisFailed(err);
         if (debug) log.debug({ tenant, reason: err instanceof Error ? err.message : String(err) }, 'webhook write failed');
-        return A.unavailable;
+        settle(p, A.unavailable);
       },
-    ).then((a) => {
-      // Aborted: Telegram will retry and a completed write is then acknowledged as a duplicate.
-      if (state.aborted) countStatus('aborted');
-      else res.cork(() => reply(res, a, tenant));
-    }).catch((err: unknown) => log.error({ err }, 'webhook answer failed')).finally(() => {
-      inflight--;
-      if (inflight === 0 && drained) drained();
-    });
+    );
   };
 
   const onWebhook = (res: HttpResponse, req: HttpRequest): void => {
@@ -193,7 +234,7 @@ export async function createIngress(options: IngressOptions): Promise<Ingress> {
     if (closing) return reply(res, A.closing, tenant);
     if (!TENANT_ID_PATTERN.test(tenant)) return reply(res, A.notFound, '');
     // Before the body and before any I/O: a wrong secret closes the connection unread.
-    if (!verifyWebhookSecret(webhookSecret, tenant, req.getHeader(SECRET_HEADER))) return reply(res, A.unauthorized, tenant);
+    if (!verifySecret(tenant, req.getHeader(SECRET_HEADER))) return reply(res, A.unauthorized, tenant);
     const declared = req.getHeader('content-length');
     if (declared !== '' && Number(declared) > bodyLimit) return reply(res, A.tooLarge, tenant);
 
@@ -282,6 +323,7 @@ export async function createIngress(options: IngressOptions): Promise<Ingress> {
   });
   const socket = listenSocket as us_listen_socket | false;
   if (!socket) {
+    clearInterval(sweeper);
     closeApp(app);
     throw new Error(`ingress could not listen on ${config.ingressHost}:${config.ingressPort} (address in use or not available)`);
   }
@@ -306,6 +348,7 @@ export async function createIngress(options: IngressOptions): Promise<Ingress> {
           });
           if (inflight > 0) log.warn({ inflight }, 'ingress closed with webhook writes still in flight');
         }
+        clearInterval(sweeper);
         // Keep-alive connections outlive the listen socket and keep the event loop alive.
         closeApp(app);
         log.info('ingress closed');

@@ -16,7 +16,7 @@ import { LifecycleWorker } from './lifecycle-worker.js';
 export interface JanitorOptions {
   config: Config;
   log: Logger;
-  clients: Pick<PlatformClients, 'redis' | 'bull' | 'registry' | 'telegram'>;
+  clients: Pick<PlatformClients, 'redis' | 'bull' | 'registry' | 'telegram' | 'state'>;
   webhookSecret: string;
   /** With both, the janitor also runs idle shutdown and the reconciler. */
   runtime?: Runtime;
@@ -51,7 +51,7 @@ export async function createJanitor(o: JanitorOptions): Promise<Janitor> {
   if (o.runtime && o.lifecycle) {
     lifecycleWorker = new LifecycleWorker({
       config: o.config, log: o.log.child({ worker: 'lifecycle' }), redis: o.clients.redis, bull: o.clients.bull,
-      registry: o.clients.registry, runtime: o.runtime, lifecycle: o.lifecycle,
+      registry: o.clients.registry, runtime: o.runtime, lifecycle: o.lifecycle, state: o.clients.state,
     });
     await lifecycleWorker.start();
   }

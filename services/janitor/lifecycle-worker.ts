@@ -16,6 +16,8 @@ import { Endpoints } from '../../lib/delivery/endpoints.js';
 import type { RuntimeLifecycle } from '../../lib/tenants/tenant-lifecycle.js';
 import type { TenantRegistry } from '../../lib/registry/tenant-registry.js';
 import type { Runtime } from '../../lib/runtime/runtime.js';
+import type { StateStore } from '../../lib/state/state-store.js';
+import { STATE_URL_REFRESH_AFTER_MS, STATE_URL_TTL_S, StateUrlLedger } from '../../lib/state/state-urls.js';
 
 const AWAKE_STATUSES = new Set(['running', 'provisioning', 'stopping']);
 /** Every Nth reconcile also walks the registry page by page (catches state Redis lost). */
@@ -30,10 +32,11 @@ export interface LifecycleWorkerOptions {
   registry: TenantRegistry;
   runtime: Runtime;
   lifecycle: RuntimeLifecycle;
+  state: StateStore;
 }
 
 export interface IdleCheckResult { checked: number; stopped: string[]; ms: number }
-export interface ReconcileResult { reset: string[]; deleted: string[]; locksCleared: string[]; fullPass: boolean }
+export interface ReconcileResult { reset: string[]; deleted: string[]; locksCleared: string[]; stateUrlsRefreshed: string[]; fullPass: boolean }
 
 export class LifecycleWorker {
   readonly queue: Queue;
@@ -122,7 +125,26 @@ export class LifecycleWorker {
       deleted.push(instance.tenantId);
     }
     const locksCleared = await this.clearStaleWakeLocks();
-    return { reset, deleted, locksCleared, fullPass };
+    const stateUrlsRefreshed = await this.refreshStateUrls();
+    return { reset, deleted, locksCleared, stateUrlsRefreshed, fullPass };
+  }
+
+  /** Running agents whose presigned state URLs are older than `olderThanMs` get fresh ones. */
+  async refreshStateUrls(olderThanMs = STATE_URL_REFRESH_AFTER_MS): Promise<string[]> {
+    const ledger = new StateUrlLedger(this.o.redis);
+    const refreshed: string[] = [];
+    for (const instance of await this.o.runtime.list()) {
+      const issued = await ledger.issuedAt(instance.tenantId);
+      if (issued !== undefined && Date.now() - issued < olderThanMs) continue;
+      const urls = await this.o.state.presign(instance.tenantId, { expiresInS: STATE_URL_TTL_S });
+      if (await this.o.runtime.refreshState(instance.tenantId, urls)) {
+        await ledger.issued(instance.tenantId);
+        refreshed.push(instance.tenantId);
+      } else {
+        this.o.log.warn({ tenant: instance.tenantId, pod: instance.podName }, 'state URL refresh failed: will retry next reconcile');
+      }
+    }
+    return refreshed;
   }
 
   private async clearStaleWakeLocks(): Promise<string[]> {

@@ -18,11 +18,10 @@ import { callScript } from '../../lib/redis-scripts.js';
 import type { TenantRegistry } from '../../lib/registry/tenant-registry.js';
 import type { Tenant } from '../../lib/registry/tenant.js';
 import type { StateStore } from '../../lib/state/state-store.js';
+import { STATE_URL_TTL_S, StateUrlLedger } from '../../lib/state/state-urls.js';
 import type { Runtime, TenantInstance } from '../../lib/runtime/runtime.js';
 import { TENANT_ID_PATTERN } from '../../lib/validate.js';
 
-/** Presigned state URLs outlive any pod's life between two checkpoints' refreshes. */
-const STATE_URL_TTL_S = 12 * 3600;
 
 export interface WakerOptions {
   config: Config;
@@ -101,6 +100,7 @@ export class Waker {
       await this.markProvisioning(tenant);
       const state = await this.o.state.presign(tenantId, { expiresInS: STATE_URL_TTL_S });
       const { instance, path } = await this.o.runtime.start(tenant, state);
+      await new StateUrlLedger(this.o.redis).issued(tenantId);
       return await this.publish(tenant, instance, path, started, log);
     } catch (err) {
       if (!(err instanceof Error && err.message.startsWith('unknown tenant'))) {

@@ -58,6 +58,13 @@ export function lifecycleScenarios(runtime: 'local' | 'kubernetes'): void {
     await waitUntil('a claimable warm member again', async () => (await p.platform!.runtime.countReadyWarm()) === 1);
   });
 
+  t.test('running agents get fresh presigned state URLs before theirs expire', async (t) => {
+    await ask('crashy', 2, 'before refresh');
+    const refreshed = await p.platform!.janitor.lifecycleWorker!.refreshStateUrls(0);
+    t.ok(refreshed.includes('crashy'), 'the shim accepted fresh URLs (authenticated)');
+    t.same(await p.platform!.janitor.lifecycleWorker!.refreshStateUrls(), [], 'fresh URLs are not refreshed again');
+  });
+
   t.test('an agent killed by hand is repaired by the reconciler within an interval', async (t) => {
     await ask('crashy', 2, 'hi');
     t.equal(await status('crashy'), 'running');

@@ -1,0 +1,113 @@
+#!/usr/bin/env bash
+# build-and-deploy.sh: build, push and roll out platform components.
+#
+#   ./scripts/build-and-deploy.sh all|ingress|forwarder|waker|janitor|pool-keeper|dashboard|zeroclaw ...
+#
+# Services share one multi-arch image (Dockerfile; the Deployment's args pick the service), so
+# building any service builds that image and restarts the named Deployment(s); `all` builds it once
+# and restarts every service. `zeroclaw` builds the tenant pod image (agent/Dockerfile, amd64 only:
+# kata-qemu nodes are amd64 metal): ZeroClaw from ZEROCLAW_DIR when that directory exists, else the
+# reference agent. No rollout for it: tenant pods are ephemeral and the next wake uses the new image
+# (warm pool members are replaced as they are claimed; `kubectl delete pod -l app=warm-pool` to
+# refresh them at once).
+#
+# Environment (the Go system's names):
+#   ECR_REGISTRY  <AWS_ACCOUNT_ID>.dkr.ecr.<AWS_REGION>.amazonaws.com   registry to push to
+#   AWS_REGION    us-east-1                      region (ECR login when the registry is ECR)
+#   KUBE_CONTEXT  current kubectl context        context of the rollouts
+#   NAMESPACE     tenants                        namespace of the Deployments
+#   PLATFORMS     linux/amd64,linux/arm64        platforms of the services image
+#   ZEROCLAW_DIR  ./zeroclaw                     checkout of zeroclaw-labs/zeroclaw
+#   TAG           latest                         image tag (also: SERVICES_IMAGE, AGENT_IMAGE names)
+#   DRY_RUN       unset                          1: print the commands instead of running them
+set -euo pipefail
+
+ECR_REGISTRY="${ECR_REGISTRY:-<AWS_ACCOUNT_ID>.dkr.ecr.<AWS_REGION>.amazonaws.com}"
+AWS_REGION="${AWS_REGION:-us-east-1}"
+KUBE_CONTEXT="${KUBE_CONTEXT:-}"
+NAMESPACE="${NAMESPACE:-tenants}"
+PLATFORMS="${PLATFORMS:-linux/amd64,linux/arm64}"
+ZEROCLAW_DIR="${ZEROCLAW_DIR:-./zeroclaw}"
+TAG="${TAG:-latest}"
+SERVICES_IMAGE="${SERVICES_IMAGE:-agentic-tenancy}"
+AGENT_IMAGE="${AGENT_IMAGE:-zeroclaw}"
+DRY_RUN="${DRY_RUN:-}"
+
+SERVICES=(ingress forwarder waker janitor pool-keeper dashboard)
+PROJECT_DIR="$(cd "$(dirname "$0")/.." && pwd)"
+
+info() { printf '==> %s\n' "$*"; }
+die() { printf 'build-and-deploy: %s\n' "$*" >&2; exit 1; }
+run() {
+  if [ -n "$DRY_RUN" ]; then printf '+ %s\n' "$*"; else "$@"; fi
+}
+kube() {
+  if [ -n "$KUBE_CONTEXT" ]; then run kubectl --context "$KUBE_CONTEXT" -n "$NAMESPACE" "$@"; else run kubectl -n "$NAMESPACE" "$@"; fi
+}
+
+usage() {
+  echo "usage: $0 all|ingress|forwarder|waker|janitor|pool-keeper|dashboard|zeroclaw ..." >&2
+  exit 2
+}
+
+preflight() {
+  [ -n "$DRY_RUN" ] && return 0
+  case "$ECR_REGISTRY" in *'<'*) die "set ECR_REGISTRY (e.g. 123456789012.dkr.ecr.${AWS_REGION}.amazonaws.com)" ;; esac
+  command -v docker >/dev/null || die "docker is not installed"
+  docker buildx version >/dev/null 2>&1 || die "docker buildx is required (multi-arch builds)"
+  if [[ "$ECR_REGISTRY" == *.dkr.ecr.*.amazonaws.com ]]; then
+    command -v aws >/dev/null || die "the aws CLI is required to log in to ECR"
+    aws ecr get-login-password --region "$AWS_REGION" | docker login --username AWS --password-stdin "$ECR_REGISTRY" >/dev/null
+  fi
+}
+
+built_services=""
+build_services_image() {
+  [ -n "$built_services" ] && return 0
+  local image="${ECR_REGISTRY}/${SERVICES_IMAGE}:${TAG}"
+  info "building ${image} (${PLATFORMS})"
+  run docker buildx build --platform "$PLATFORMS" -f "$PROJECT_DIR/Dockerfile" -t "$image" --push "$PROJECT_DIR"
+  built_services=1
+}
+
+rollout() {
+  local deployment="$1"
+  info "rolling out deployment/${deployment}"
+  kube rollout restart "deployment/${deployment}"
+  kube rollout status "deployment/${deployment}" --timeout=180s
+}
+
+build_zeroclaw() {
+  local image="${ECR_REGISTRY}/${AGENT_IMAGE}:${TAG}"
+  local extra=()
+  if [ -d "$ZEROCLAW_DIR" ]; then
+    info "building ${image} (linux/amd64): shim + ZeroClaw from ${ZEROCLAW_DIR}"
+    extra=(--build-arg "ZEROCLAW_DIR=${ZEROCLAW_DIR}" --build-context "zeroclaw=${ZEROCLAW_DIR}")
+  else
+    info "building ${image} (linux/amd64): shim + reference agent (no ZeroClaw checkout at ${ZEROCLAW_DIR})"
+  fi
+  run docker buildx build --platform linux/amd64 -f "$PROJECT_DIR/agent/Dockerfile" "${extra[@]}" -t "$image" --push "$PROJECT_DIR"
+  info "tenant pods are ephemeral: the next wake uses ${image}"
+}
+
+[ "$#" -gt 0 ] || usage
+for target in "$@"; do
+  case "$target" in
+    all|zeroclaw) ;;
+    *) [[ " ${SERVICES[*]} " == *" ${target} "* ]] || { echo "unknown target: ${target}" >&2; usage; } ;;
+  esac
+done
+preflight
+for target in "$@"; do
+  case "$target" in
+    all)
+      build_services_image
+      for s in "${SERVICES[@]}"; do rollout "$s"; done
+      build_zeroclaw ;;
+    zeroclaw) build_zeroclaw ;;
+    *)
+      build_services_image
+      rollout "$target" ;;
+  esac
+done
+info "done"
