@@ -38,7 +38,9 @@ async function real(): Promise<{ port: number; close(): Promise<void>; stats(): 
   redis.on('error', () => undefined);
   bull.on('error', () => undefined);
   const queue = new Queue(QUEUES.forward, { connection: bull, prefix: QUEUE_PREFIX });
-  const mailbox = new Mailbox({ redis, forwardQueue: queue });
+  // BENCH_ACCEPT_BATCH=1: one accept script per update (the design before batching), for comparison.
+  const acceptBatch = process.env.BENCH_ACCEPT_BATCH ? Number(process.env.BENCH_ACCEPT_BATCH) : undefined;
+  const mailbox = new Mailbox({ redis, forwardQueue: queue, ...(acceptBatch ? { acceptBatch } : {}) });
   const metrics = createMetrics({ service: 'ingress' });
   if (redis.status !== 'ready') await new Promise((resolve) => redis.once('ready', resolve));
   const ingress: Ingress = await createIngress({

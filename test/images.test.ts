@@ -17,6 +17,9 @@ import { startDynamo } from './support/dynamo.js';
 import { waitUntil } from './support/wait.js';
 import { parseDockerfile, runProcess, startProcess, type Dockerfile } from './support/dockerfile.js';
 
+// A compile and a dozen real processes: more than the default per-file budget on a busy machine.
+t.setTimeout(360_000);
+
 const OUT = path.join(ROOT, 'node_modules/.cache/ztm-image-test');
 const SERVICES = ['ingress', 'forwarder', 'waker', 'janitor', 'pool-keeper', 'dashboard'];
 const SECRETS = { WEBHOOK_SECRET: 'w'.repeat(32), WARM_POOL_SECRET: 'p'.repeat(32) };
@@ -85,7 +88,7 @@ t.test('each service with only the image environment: the one-line configuration
   SERVICES.forEach((s, i) => {
     const r = results[i]!;
     t.equal(r.code, 2, `${s} exits 2`);
-    t.equal(r.stderr.trim(), `${s}: configuration error: WEBHOOK_SECRET is required when RUNTIME=kubernetes`, s);
+    t.equal(r.stderr.trim(), `${s}: configuration error: WEBHOOK_SECRET: is required when RUNTIME=kubernetes`, s);
   });
   const none = await runProcess('sh', command(platform), { env: { ...baseEnv(), ...platform.env } });
   t.equal(none.code, 2);
@@ -93,11 +96,13 @@ t.test('each service with only the image environment: the one-line configuration
 });
 
 t.test('the Kubernetes services outside a cluster say so in one line', async (t) => {
-  for (const s of ['waker', 'janitor', 'pool-keeper']) {
-    const r = await runProcess('sh', [...command(platform), s], { env: { ...baseEnv(), ...platform.env, ...SECRETS, REDIS_URL: redis.url, DYNAMODB_ENDPOINT: dynamo.endpoint, KUBECONFIG: path.join(scratch, 'none') } });
-    t.equal(r.code, 1, `${s} exits 1`);
-    t.match(r.stderr, new RegExp(`${s}: failed to start: RUNTIME kubernetes: no cluster found|${s}: failed to start: .*kube`, 'i'), s);
-  }
+  const names = ['waker', 'janitor', 'pool-keeper'];
+  const env = { ...baseEnv(), ...platform.env, ...SECRETS, REDIS_URL: redis.url, DYNAMODB_ENDPOINT: dynamo.endpoint, KUBECONFIG: path.join(scratch, 'none') };
+  const results = await Promise.all(names.map((s) => runProcess('sh', [...command(platform), s], { env })));
+  names.forEach((s, i) => {
+    t.equal(results[i]!.code, 1, `${s} exits 1`);
+    t.match(results[i]!.stderr, new RegExp(`^${s}: failed to start: RUNTIME: kubernetes: `, 'm'), s);
+  });
 });
 
 t.test('each service starts from the image entrypoint: probes, metrics, HEALTHCHECK, SIGTERM', async (t) => {

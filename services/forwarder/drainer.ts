@@ -121,7 +121,8 @@ export class Drainer {
     const started = Date.now();
     const outcome = await this.d.agents.deliver({
       address: endpoint.address, tenantId, updateId: env.updateId, text, raw: env.raw,
-      secret: deriveWebhookSecret(this.d.webhookSecret, tenantId),
+      // Only the telegram protocol sends it: no HMAC per delivery for zeroclaw agents.
+      ...(this.d.config.agentProtocol === 'telegram' ? { secret: deriveWebhookSecret(this.d.webhookSecret, tenantId) } : {}),
     });
     this.d.metrics?.forwardLatency.observe({ protocol: this.d.config.agentProtocol }, (Date.now() - started) / 1000);
     switch (outcome.kind) {

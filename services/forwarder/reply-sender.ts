@@ -1,6 +1,9 @@
 /**
  * Sends the agent's answer to the chat: split at Telegram's 4096-character limit, 429 honoured by
- * waiting `retry_after` (short waits inline, long ones hand the update back for later).
+ * waiting `retry_after` (short waits inline, long ones hand the update back for later). A 429 is
+ * Telegram telling the *bot* to slow down: until its retry_after has passed, no call of this
+ * process goes to that bot, whichever chat it is for (other bots are not held back). Each
+ * forwarder replica learns it from its own first 429.
  */
 import type { Logger } from '../../lib/logger.js';
 import type { Metrics } from '../../lib/metrics.js';
@@ -16,7 +19,19 @@ export type SendOutcome =
 const MAX_INLINE_WAIT_MS = 5_000;
 
 export class ReplySender {
+  /** Per bot token: no call before this time (ms since the epoch), from a 429's retry_after. */
+  private readonly quietUntil = new Map<string, number>();
+
   constructor(private readonly o: { telegram: TelegramClient; log: Logger; metrics?: Metrics | undefined }) {}
+
+  /** Milliseconds this bot must still stay quiet (0 when it may call). */
+  private quietFor(token: string): number {
+    const until = this.quietUntil.get(token);
+    if (until === undefined) return 0;
+    const left = until - Date.now();
+    if (left <= 0) this.quietUntil.delete(token);
+    return Math.max(0, left);
+  }
 
   /** At-least-once: an answer retried after a partial send may repeat its first chunks. */
   async send(token: string, chatId: string, text: string): Promise<SendOutcome> {
@@ -30,6 +45,12 @@ export class ReplySender {
 
   private async sendOne(token: string, chatId: string, text: string): Promise<'ok' | Exclude<SendOutcome, { kind: 'sent' }>> {
     for (let attempt = 0; attempt < 3; attempt++) {
+      // Another chat of this bot may have been told to wait: so is this one (re-checked after each
+      // wait, as a 429 to yet another chat may have extended it).
+      for (let quiet = this.quietFor(token); quiet > 0; quiet = this.quietFor(token)) {
+        if (quiet > MAX_INLINE_WAIT_MS) return { kind: 'later', delayMs: quiet, reason: 'telegram rate limit: bot is waiting retry_after' };
+        await new Promise((r) => setTimeout(r, quiet));
+      }
       try {
         await this.o.telegram.sendMessage(token, { chat_id: chatId, text });
         this.o.metrics?.telegramCalls.inc({ method: 'sendMessage', outcome: 'ok' });
@@ -38,10 +59,10 @@ export class ReplySender {
         if (err instanceof TelegramApiError && err.errorCode === 429) {
           this.o.metrics?.telegramCalls.inc({ method: 'sendMessage', outcome: '429' });
           const waitMs = (err.retryAfter ?? 1) * 1000;
+          this.quietUntil.set(token, Math.max(this.quietUntil.get(token) ?? 0, Date.now() + waitMs));
           if (waitMs > MAX_INLINE_WAIT_MS) return { kind: 'later', delayMs: waitMs, reason: `telegram 429, retry after ${err.retryAfter}s` };
           this.o.log.warn({ retry_after: err.retryAfter }, 'telegram rate limit: waiting retry_after');
-          await new Promise((r) => setTimeout(r, waitMs));
-          continue;
+          continue; // the wait is at the top of the loop, shared with this bot's other chats
         }
         if (err instanceof TelegramApiError && !err.retryable) {
           this.o.metrics?.telegramCalls.inc({ method: 'sendMessage', outcome: 'refused' });

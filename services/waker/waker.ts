@@ -14,7 +14,7 @@ import { QUEUES, QUEUE_PREFIX } from '../../lib/queues.js';
 import { wakeLockKey, startingNoticeKey } from '../../lib/keys.js';
 import { Activity } from '../../lib/tenants/activity.js';
 import { Endpoints } from '../../lib/delivery/endpoints.js';
-import { callScript } from '../../lib/redis-scripts.js';
+import { callScript, defineScripts } from '../../lib/redis-scripts.js';
 import type { TenantRegistry } from '../../lib/registry/tenant-registry.js';
 import type { Tenant } from '../../lib/registry/tenant.js';
 import type { StateStore } from '../../lib/state/state-store.js';
@@ -22,6 +22,20 @@ import { STATE_URL_TTL_S, StateUrlLedger } from '../../lib/state/state-urls.js';
 import type { Runtime, TenantInstance } from '../../lib/runtime/runtime.js';
 import { TENANT_ID_PATTERN } from '../../lib/validate.js';
 
+/**
+ * Takes the wake lock over from an earlier run of the same wake job (its value starts with the
+ * job's id): BullMQ gives a job back only once its previous run stopped renewing its job lock, i.e.
+ * that waker died (or hung) mid-wake and will not release the wake lock. Without this, a waker
+ * killed mid-wake would block the tenant for the lock's whole TTL (WAKE_LOCK_TTL_S, 240 s).
+ */
+const TAKE_OVER_LOCK = `
+local cur = redis.call('GET', KEYS[1])
+if cur and string.sub(cur, 1, string.len(ARGV[1])) == ARGV[1] then
+  redis.call('SET', KEYS[1], ARGV[2], 'EX', ARGV[3])
+  return 1
+end
+return 0
+`;
 
 export interface WakerOptions {
   config: Config;
@@ -57,11 +71,15 @@ export class Waker {
     this.endpoints = new Endpoints({ redis: o.redis });
     this.activity = new Activity(o.redis);
     this.forwardQueue = new Queue(QUEUES.forward, { connection: o.bull, prefix: QUEUE_PREFIX });
+    defineScripts(o.redis, { ztmTakeOverWakeLock: { keys: 1, lua: TAKE_OVER_LOCK } });
     this.worker = new Worker(QUEUES.wake, (job) => this.process(job), {
       connection: o.bull,
       prefix: QUEUE_PREFIX,
       concurrency: 50,
-      lockDuration: 30_000,
+      // A killed waker's wake comes back to another within ~15 s (the job lock is renewed while a
+      // wake runs, however long it takes), which then takes its wake lock over (TAKE_OVER_LOCK).
+      lockDuration: 10_000,
+      stalledInterval: 5_000,
       maxStalledCount: 5,
     });
     this.worker.on('error', (err) => o.log.error({ err }, 'waker worker error'));
@@ -77,15 +95,24 @@ export class Waker {
       this.o.log.error({ job: job.id }, 'malformed wake job: dropped');
       return 'malformed';
     }
-    return this.wake(t);
+    return this.wake(t, job.id);
   }
 
-  /** Wakes a tenant (also used by `ztm tenant wake`); resolves once it is ready or another wake owns it. */
-  async wake(tenantId: string): Promise<WakeResult> {
+  /**
+   * Wakes a tenant (also used by `ztm tenant wake`); resolves once it is ready or another wake owns
+   * it. `jobId`: the wake job this runs for; a later run of the same job may take its lock over.
+   */
+  async wake(tenantId: string, jobId?: string): Promise<WakeResult> {
     const started = Date.now();
     const log = this.o.log.child({ tenant: tenantId });
-    const lock = randomUUID();
-    const locked = (await this.o.redis.set(wakeLockKey(tenantId), lock, 'EX', this.o.config.wakeLockTtlS, 'NX')) === 'OK';
+    const owner = jobId ? `job:${jobId}:` : undefined;
+    const lock = `${owner ?? ''}${randomUUID()}`;
+    const ttl = this.o.config.wakeLockTtlS;
+    let locked = (await this.o.redis.set(wakeLockKey(tenantId), lock, 'EX', ttl, 'NX')) === 'OK';
+    if (!locked && owner && (await callScript<number>(this.o.redis, 'ztmTakeOverWakeLock', wakeLockKey(tenantId), owner, lock, ttl)) === 1) {
+      log.warn({ job: jobId }, 'wake lock left by an earlier run of this wake job (its waker died): taking over');
+      locked = true;
+    }
     if (!locked) return { tenant_id: tenantId, pod_name: '', address: '', path: 'in-progress', ms: 0 };
     try {
       const tenant = await this.o.registry.get(tenantId);
@@ -124,6 +151,10 @@ export class Waker {
 
   private async publish(tenant: Tenant, instance: TenantInstance, path: WakeResult['path'], started: number, log: Logger): Promise<WakeResult> {
     await this.endpoints.set(tenant.tenant_id, instance.address);
+    // The agent is ready and routable: resume the parked drains now, not after the bookkeeping
+    // below (a registry write is a DynamoDB round trip the first message need not wait for). The
+    // promotion in wake()'s finally still catches drains parked after this one.
+    await this.endpoints.promoteParked(tenant.tenant_id, this.forwardQueue);
     await this.endpoints.clearWakeFailure(tenant.tenant_id);
     await this.activity.touch(tenant.tenant_id, tenant.idle_timeout_s);
     await this.o.registry.mutate(tenant.tenant_id, (cur) =>

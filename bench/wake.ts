@@ -1,0 +1,240 @@
+/**
+ * Wake benchmark: sleeping tenants woken by one message each, with a warm pool big enough for every
+ * wake and with an empty pool (cold), through the whole platform as `npm start` runs it (ingress,
+ * forwarder, waker, pool-keeper, local runtime with one shim process per tenant).
+ *
+ *   node --import tsx bench/wake.ts [--tenants 200] [--wave 20] [--modes warm,cold]
+ *
+ * Measured per tenant: from the update's send (stamped in its text, a moment before it reaches the
+ * ingress) to the agent receiving it, minus the agent's own start (its process birth to listening,
+ * reported by the agent). What remains is the platform's part: the drain finding no endpoint, the
+ * wake job, the claim (warm) or the shim's start (cold), state restore from S3, readiness, the
+ * endpoint, promoting the parked drain and the delivery.
+ *
+ * The agent is bench/wake-agent.mjs (plain JavaScript, fast to start; see there). A local warm
+ * member is a shim process (~100 MB with tsx): two hundred shims plus two hundred agents do not fit
+ * beside other work, so tenants are woken in waves of --wave at once, the pool holding --wave ready
+ * members before each warm wave ("big enough": every wake of the wave finds one); after a wave its
+ * tenants are put back to sleep. Warm and cold waves alternate, so the machine's drift hits both.
+ */
+import { randomBytes } from 'node:crypto';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { parseArgs } from 'node:util';
+import pino from 'pino';
+import { Pool } from 'undici';
+import { BENCH_DIR, fmt, machineInfo, printMachine, sleep, spawnChild, startBenchRedis, table, type ChildHandle } from './lib/common.js';
+import { makeUpdateFactory } from './lib/updates.js';
+import { loadConfig } from '../lib/config.js';
+import { createLogger } from '../lib/logger.js';
+import { createClients } from '../lib/platform/clients.js';
+import { startPlatform } from '../services/platform/platform.js';
+import { deriveWebhookSecret } from '../lib/webhook-secret.js';
+
+const { values: opts } = parseArgs({
+  options: {
+    tenants: { type: 'string', default: '200' },
+    wave: { type: 'string', default: '20' },
+    modes: { type: 'string', default: 'warm,cold' },
+    'wave-timeout': { type: 'string', default: '300' },
+    /** info (default): the platform's and the shims' log lines give each wake's timeline (breakdown). */
+    'log-level': { type: 'string', default: 'info' },
+    'keep-data': { type: 'boolean', default: false },
+  },
+});
+const TENANTS = Number(opts.tenants);
+const WAVE = Number(opts.wave);
+const MODES = (opts.modes ?? '').split(',').filter(Boolean) as Array<'warm' | 'cold'>;
+const WAVE_TIMEOUT_MS = Number(opts['wave-timeout']) * 1000;
+const now = (): number => performance.timeOrigin + performance.now();
+
+function percentiles(values: number[], ...ps: number[]): number[] {
+  const sorted = [...values].sort((a, b) => a - b);
+  return ps.map((p) => (sorted.length ? (sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1))] as number) : Number.NaN));
+}
+
+const machine = machineInfo();
+printMachine(machine);
+console.log(`# ${TENANTS} sleeping tenants per mode (${MODES.join(', ')}), woken in waves of ${WAVE}, one message each`);
+
+const dataDir = mkdtempSync(path.join(os.tmpdir(), 'ztm-bench-wake-'));
+const results = path.join(dataDir, 'agent-results.jsonl');
+writeFileSync(results, '');
+const children: ChildHandle[] = [];
+const redisServer = await startBenchRedis('everysec');
+try {
+  const stores = await spawnChild(path.join(BENCH_DIR, 'lib/dynamo-server.ts'), { args: ['s3'] });
+  children.push(stores);
+  const telegram = await spawnChild(path.join(BENCH_DIR, 'e2e-agents.ts'), { args: ['0', '1', '1', '1'] });
+  children.push(telegram);
+  const webhookSecret = randomBytes(24).toString('base64url');
+  const warmPoolSecret = randomBytes(24).toString('base64url');
+  const config = loadConfig({
+    REDIS_URL: redisServer.url, DYNAMODB_ENDPOINT: stores.ready.endpoint as string, DYNAMODB_TABLE: `wake-${randomBytes(4).toString('hex')}`,
+    S3_ENDPOINT: stores.ready.s3Endpoint as string, S3_BUCKET: `wake-${randomBytes(4).toString('hex')}`,
+    TELEGRAM_API_BASE: `http://127.0.0.1:${telegram.ready.telegramPort as number}`, WEBHOOK_SECRET: webhookSecret, WARM_POOL_SECRET: warmPoolSecret,
+    DATA_DIR: dataDir, INGRESS_PORT: '0', ADMIN_PORT: '0', WARM_POOL_TARGET: '0', LOG_LEVEL: opts['log-level'] as string,
+    AGENT_COMMAND: `${process.execPath} ${path.join(BENCH_DIR, 'wake-agent.mjs')} ${results}`,
+    IDLE_CHECK_INTERVAL_S: '86400', RECONCILE_INTERVAL_S: '86400',
+  });
+  const platformLog = path.join(dataDir, 'platform.log');
+  const log = createLogger({ service: 'platform', level: opts['log-level'] as string, destination: pino.destination({ dest: platformLog, sync: true }) });
+  const clients = createClients(config, { name: 'bench' });
+  await clients.registry.ensureTable();
+  const ids: Record<string, string[]> = {};
+  for (const mode of MODES) {
+    ids[mode] = Array.from({ length: TENANTS }, (_, i) => `wake-${mode}-${String(i).padStart(4, '0')}`);
+    for (let i = 0; i < TENANTS; i += 20) {
+      await Promise.all((ids[mode] as string[]).slice(i, i + 20).map((id, k) => clients.registry.create({
+        tenant_id: id, bot_token: `${300_000_000 + i + k}:AA${randomBytes(25).toString('base64url').slice(0, 33)}`,
+      })));
+    }
+  }
+  const platform = await startPlatform({ config, log, clients, secrets: { webhookSecret, warmPoolSecret } });
+  const ingress = new Pool(`http://127.0.0.1:${platform.ingress.port}`, { connections: 16 });
+  const makeUpdate = makeUpdateFactory(512);
+  let updateId = 1;
+
+  const poolReady = async (mode: 'warm' | 'cold'): Promise<void> => {
+    platform.poolKeeper.setTarget(mode === 'warm' ? WAVE : 0);
+    const deadline = Date.now() + WAVE_TIMEOUT_MS;
+    for (;;) {
+      const ready = await platform.runtime.countReadyWarm();
+      const all = await platform.runtime.countWarm();
+      if (mode === 'warm' ? ready >= WAVE : all === 0) return;
+      if (Date.now() > deadline) throw new Error(`warm pool did not reach its target (${ready} ready of ${all})`);
+      await sleep(100);
+    }
+  };
+  const received = (): Map<string, { sent: number; arrival: number; born: number; listening: number }> => {
+    const out = new Map<string, { sent: number; arrival: number; born: number; listening: number }>();
+    if (!existsSync(results)) return out;
+    for (const line of readFileSync(results, 'utf8').split('\n')) {
+      if (!line) continue;
+      const r = JSON.parse(line) as { tenant: string; sent: number; arrival: number; born: number; listening: number };
+      if (!out.has(r.tenant)) out.set(r.tenant, r);
+    }
+    return out;
+  };
+
+  interface Wake { mode: 'warm' | 'cold'; tenant: string; total: number; agentStart: number; platform: number; sent: number; arrival: number; listening: number }
+  const wakes: Wake[] = [];
+  const waves = Math.ceil(TENANTS / WAVE);
+  for (let w = 0; w < waves; w++) {
+    for (const mode of MODES) {
+      const wave = (ids[mode] as string[]).slice(w * WAVE, (w + 1) * WAVE);
+      await poolReady(mode);
+      await Promise.all(wave.map(async (tenant, i) => {
+        const id = updateId++;
+        const body = makeUpdate(id, 5000 + i, `s${now().toFixed(3)};`);
+        const res = await ingress.request({
+          method: 'POST', path: `/tg/${tenant}`, body,
+          headers: { 'content-type': 'application/json', 'x-telegram-bot-api-secret-token': deriveWebhookSecret(webhookSecret, tenant) },
+        });
+        await res.body.dump();
+        if (res.statusCode !== 200) throw new Error(`ingress answered ${res.statusCode} for ${tenant}`);
+      }));
+      const deadline = Date.now() + WAVE_TIMEOUT_MS;
+      let got = received();
+      while (wave.some((t) => !got.has(t)) && Date.now() < deadline) {
+        await sleep(20);
+        got = received();
+      }
+      const missing = wave.filter((t) => !got.has(t));
+      if (missing.length) throw new Error(`${mode} wave ${w + 1}: ${missing.length} tenants never received their message`);
+      for (const tenant of wave) {
+        const r = got.get(tenant) as { sent: number; arrival: number; born: number; listening: number };
+        const agentStart = r.listening - r.born;
+        wakes.push({ mode, tenant, total: r.arrival - r.sent, agentStart, platform: r.arrival - r.sent - agentStart, sent: r.sent, arrival: r.arrival, listening: r.listening });
+      }
+      const mine = wakes.filter((x) => x.mode === mode && wave.includes(x.tenant)).map((x) => x.platform);
+      const [p50] = percentiles(mine, 50);
+      console.log(`${mode} wave ${w + 1}/${waves}: ${wave.length} woken, platform part p50 ${fmt.ms(p50 as number)} ms, max ${fmt.ms(Math.max(...mine))} ms`);
+      // Back to sleep (graceful: state saved), freeing the processes before the next wave.
+      await Promise.all(wave.map((t) => platform.lifecycle.sleep(t)));
+    }
+  }
+
+  const rows = MODES.map((mode) => {
+    const of = wakes.filter((x) => x.mode === mode);
+    const [p50, p99, max] = percentiles(of.map((x) => x.platform), 50, 99, 100) as [number, number, number];
+    const [t50, t99] = percentiles(of.map((x) => x.total), 50, 99) as [number, number];
+    const [s50] = percentiles(of.map((x) => x.agentStart), 50) as [number];
+    return { mode, n: of.length, p50, p99, max, t50, t99, s50 };
+  });
+  console.log(`\n${table(['pool', 'wakes', 'platform p50 ms', 'platform p99 ms', 'max ms', 'arrival → agent p50 / p99 ms', "agent's own start p50 ms"],
+    rows.map((r) => [r.mode, r.n, fmt.ms(r.p50), fmt.ms(r.p99), fmt.ms(r.max), `${fmt.ms(r.t50)} / ${fmt.ms(r.t99)}`, fmt.ms(r.s50)]))}`);
+  const warm = rows.find((r) => r.mode === 'warm');
+  const cold = rows.find((r) => r.mode === 'cold');
+  if (warm && cold) console.log(`\ncold / warm (platform part): p50 ${fmt.ratio(cold.p50 / warm.p50)}, p99 ${fmt.ratio(cold.p99 / warm.p99)}`);
+  if (warm) console.log(`targets (warm, platform part): p50 ≤ 50 ms ${warm.p50 <= 50 ? 'met' : 'NOT met'}, p99 ≤ 250 ms ${warm.p99 <= 250 ? 'met' : 'NOT met'}`);
+  await ingress.close();
+  await platform.close();
+  await clients.close();
+  if (opts['log-level'] === 'info') printBreakdown(wakes, dataDir, platformLog);
+} finally {
+  for (const c of children.reverse()) await c.stop().catch(() => undefined);
+  await redisServer.close();
+  if (opts['keep-data']) console.log(`data (shim logs under tenants/<id>/agent.log): ${dataDir}`);
+  else rmSync(dataDir, { recursive: true, force: true });
+}
+
+/**
+ * Where a wake's time goes, from the log lines (ms resolution) of the shims (DATA_DIR/warm/<pod>/
+ * agent.log, DATA_DIR/tenants/<id>/agent.log) and the platform, medians per pool mode.
+ */
+function printBreakdown(wakes: Array<{ mode: 'warm' | 'cold'; tenant: string; sent: number; arrival: number; listening: number }>, dir: string, platformLog: string): void {
+  type Line = { time: string; msg: string; tenant_id?: string; tenant?: string };
+  const parse = (file: string): Line[] => (existsSync(file) ? readFileSync(file, 'utf8').split('\n').flatMap((l) => {
+    try {
+      return [JSON.parse(l) as Line];
+    } catch {
+      return [];
+    }
+  }) : []);
+  const shimLines = new Map<string, Line[]>();
+  const files = [
+    ...(existsSync(path.join(dir, 'warm')) ? readdirSync(path.join(dir, 'warm')).map((p) => path.join(dir, 'warm', p, 'agent.log')) : []),
+    ...(existsSync(path.join(dir, 'tenants')) ? readdirSync(path.join(dir, 'tenants')).map((p) => path.join(dir, 'tenants', p, 'agent.log')) : []),
+  ];
+  for (const f of files) {
+    const lines = parse(f);
+    // A cold shim knows its tenant from the start; a warm one from its claim on.
+    const coldTenant = f.includes(`${path.sep}tenants${path.sep}`) ? path.basename(path.dirname(f)) : undefined;
+    for (const l of lines) {
+      const t = l.tenant_id ?? coldTenant;
+      if (t) shimLines.set(t, [...(shimLines.get(t) ?? []), l]);
+    }
+  }
+  const platformLines = parse(platformLog);
+  const at = (lines: Line[] | undefined, msg: RegExp): number | undefined => {
+    const l = lines?.find((x) => msg.test(x.msg));
+    return l ? Date.parse(l.time) : undefined;
+  };
+  const segments = ['update sent → the pod has the tenant (claim / cold shim up)', 'state restore from S3', "agent's own start (spawn → listening)",
+    'agent listening → the shim reports ready (readiness probe)', 'shim ready → the waker has it ready (claim answer, endpoint, promote)', 'waker ready → the agent has the update (forwarder)'];
+  const rows: Array<Array<string | number>> = [];
+  for (const mode of ['warm', 'cold'] as const) {
+    const cols: number[][] = segments.map(() => []);
+    for (const w of wakes.filter((x) => x.mode === mode)) {
+      const shim = shimLines.get(w.tenant);
+      const bound = mode === 'warm' ? at(shim, /^claimed/) : at(shim, /^shim listening/);
+      const r0 = at(shim, /^restoring state/);
+      const r1 = at(shim, /^(no saved state|state restored)/);
+      const spawned = at(shim, /^agent started/);
+      const shimReady = at(shim, /^agent ready/);
+      const wakerReady = at(platformLines.filter((l) => l.tenant === w.tenant), /^tenant awake/);
+      const values = [
+        bound !== undefined ? bound - w.sent : NaN, r0 !== undefined && r1 !== undefined ? r1 - r0 : NaN,
+        spawned !== undefined ? w.listening - spawned : NaN, shimReady !== undefined ? shimReady - w.listening : NaN,
+        shimReady !== undefined && wakerReady !== undefined ? wakerReady - shimReady : NaN, wakerReady !== undefined ? w.arrival - wakerReady : NaN,
+      ];
+      values.forEach((v, i) => Number.isFinite(v) && cols[i]?.push(v));
+    }
+    if (cols.every((c) => c.length === 0)) continue;
+    segments.forEach((name, i) => rows.push([mode, name, fmt.ms(percentiles(cols[i] as number[], 50)[0] as number), fmt.ms(percentiles(cols[i] as number[], 99)[0] as number)]));
+  }
+  console.log(`\nbreakdown (log timestamps, ms resolution; segments overlap little but are not exactly additive)\n`);
+  console.log(table(['pool', 'segment', 'p50 ms', 'p99 ms'], rows));
+}
