@@ -45,6 +45,7 @@ const { values: opts } = parseArgs({
     expired: { type: 'string', default: '100,1000,10000' },
     repeats: { type: 'string', default: '5' },
     'real-stops': { type: 'string', default: '100' },
+    'scan-baseline': { type: 'boolean', default: true },
   },
 });
 const REGISTERED = Number(opts.registered);
@@ -194,6 +195,16 @@ try {
     const realCases = cases.splice(-reps);
     cases.push({ ...realCases[realCases.length - 1] as Case, ms: realCases.flatMap((c) => c.ms) });
   }
+  // Baseline: what a check that scans the registry (the design the brief rules out) costs here.
+  let baseline: { ms: number; scans: number; running: number } | undefined;
+  if (opts['scan-baseline']) {
+    const before = { ...commands };
+    const t0 = performance.now();
+    let running = 0;
+    for await (const t of registry.iterate({ pageSize: 1000 })) if (t.status === 'running') running++;
+    baseline = { ms: performance.now() - t0, scans: countsSince(before).ScanCommand ?? 0, running };
+    console.log(`baseline: one full registry Scan (pages of 1,000): ${fmt.ms(baseline.ms)} ms, ${baseline.scans} Scan commands, ${fmt.int(running)} running found`);
+  }
   const dyn = await dynamo.call<{ mem: NodeJS.MemoryUsage }>('usage');
   const redisMem = Number(/used_memory:(\d+)/.exec(await redis.info('memory'))?.[1]);
   console.log(`\n${table(['case', 'median ms', 'min-max ms', 'DynamoDB commands (last check)', 'janitor RSS / heap'], cases.map((c) => [
@@ -205,6 +216,7 @@ try {
   const zero = cases.find((c) => c.name === '0 expired') as Case;
   console.log(`targets: one idle check ≤ 200 ms: ${median(zero.ms) <= 200 ? 'met' : 'NOT met'} (0 expired, median ${fmt.ms(median(zero.ms))} ms); ` +
     `no DynamoDB Scan per check: ${scans === 0 ? 'met (0 Scan commands in every check)' : `NOT met (${scans} Scans)`}`);
+  if (baseline) console.log(`ratio: full-Scan check / index check (0 expired): ${fmt.ratio(baseline.ms / median(zero.ms))}`);
   if (scans) process.exitCode = 1;
 } finally {
   await recording.close();

@@ -35,7 +35,8 @@ function ago(iso: string, now: number): string {
 
 function warmLine(w: WarmPoolReport, now: number): string {
   if (w.size === null || w.reported_at === null) return 'unknown: no pool-keeper has reported (is it running?)';
-  const base = `${w.size} (target ${w.target}, counted ${ago(w.reported_at, now)})`;
+  const starting = w.members !== null && w.members > w.size ? `, ${w.members - w.size} starting` : '';
+  const base = `${w.size} ready (target ${w.target}${starting}, counted ${ago(w.reported_at, now)})`;
   return w.stale ? `${base}: STALE, is the pool-keeper running?` : base;
 }
 

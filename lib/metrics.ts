@@ -62,7 +62,7 @@ export function createMetrics(options: { service: string; defaultMetrics?: boole
       name: 'ztm_queue_jobs', labelNames: ['queue', 'state'], registers: r, collect,
       help: 'Jobs per queue and state, read from Redis on scrape (BullMQ keeps prioritized and delayed jobs in sorted sets: backlog = waiting + prioritized + delayed)',
     }),
-    warmPoolSize: new Gauge({ name: 'ztm_warm_pool_size', help: 'Warm pods counted by the pool-keeper at its last tick (NaN when it has not reported for a minute)', registers: r, collect }),
+    warmPoolSize: new Gauge({ name: 'ztm_warm_pool_size', help: 'Warm pods ready to be claimed, as the pool-keeper last counted them (NaN when it has not reported for a minute)', registers: r, collect }),
     tenantsAwake: new Gauge({ name: 'ztm_tenants_awake', help: 'Tenants with an awake agent (the activity index)', registers: r, collect }),
     telegramCalls: new Counter({ name: 'ztm_telegram_calls_total', help: 'Telegram Bot API calls by method and outcome', labelNames: ['method', 'outcome'], registers: r }),
     setCollector(fn) {

@@ -28,7 +28,7 @@ t.before(async () => {
   await p.clients.redis.zadd(activityKey, Date.now(), 'alice', Date.now(), 'bob');
   const letter = { id: 'ghost.7.1', tenant_id: 'ghost', chat_id: '7', update_id: 1, failed_at: new Date().toISOString(), attempts: 8, reason: 'unknown tenant', envelope: '1|0|{"update_id":1}' };
   await p.clients.redis.multi().zadd(DEAD_LETTER_INDEX, Date.now(), letter.id).hset('{mbox}:dead:data', letter.id, JSON.stringify(letter)).exec();
-  await reportWarmPool(p.clients.redis, 3, 4);
+  await reportWarmPool(p.clients.redis, { ready: 3, members: 4, target: 4 });
 });
 t.teardown(async () => {
   await admin.obliterate({ force: true }).catch(() => undefined);
@@ -45,7 +45,7 @@ t.test('ztm status --json: every queue, state and figure', async (t) => {
   t.match(a, { key: 'ztm:{admin}', waiting: 2, prioritized: 1, delayed: 1, active: 0, failed: 0, workers: 0 });
   t.equal(s.tenants_awake, 2);
   t.equal(s.dead_letters, 1);
-  t.match(s.warm_pool, { size: 3, target: 4, stale: false });
+  t.match(s.warm_pool, { size: 3, members: 4, target: 4, stale: false });
 });
 
 t.test('ztm status: a table an operator reads (waiting includes prioritized)', async (t) => {
@@ -56,15 +56,15 @@ t.test('ztm status: a table an operator reads (waiting includes prioritized)', a
   t.match(r.stdout, /^admin\s+3\s+1\s+0\s+0\s+0\s+0$/m);
   t.match(r.stdout, /^forward\s+0\s+0\s+0\s+0\s+0\s+0$/m);
   t.match(r.stdout, /^tenants awake\s+2$/m);
-  t.match(r.stdout, /^warm pool\s+3 \(target 4, counted \d+s ago\)$/m);
+  t.match(r.stdout, /^warm pool\s+3 ready \(target 4, 1 starting, counted \d+s ago\)$/m);
   t.match(r.stdout, /^dead letters\s+1\s+\(ztm dead list/m);
 });
 
 t.test('a warm pool report older than a minute is shown as stale', async (t) => {
-  await reportWarmPool(p.clients.redis, 1, 2, Date.now() - 300_000);
+  await reportWarmPool(p.clients.redis, { ready: 1, members: 1, target: 2 }, Date.now() - 300_000);
   const r = await p.ztm('status');
-  t.match(r.stdout, /^warm pool\s+1 \(target 2, counted 5m ago\): STALE, is the pool-keeper running\?$/m);
-  await reportWarmPool(p.clients.redis, 3, 4);
+  t.match(r.stdout, /^warm pool\s+1 ready \(target 2, counted 5m ago\): STALE, is the pool-keeper running\?$/m);
+  await reportWarmPool(p.clients.redis, { ready: 3, members: 4, target: 4 });
 });
 
 t.test('ztm status needs no admin worker, and fails in one line without Redis', async (t) => {

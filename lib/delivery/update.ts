@@ -29,6 +29,17 @@ export function parseUpdate(body: string): Obj | undefined {
   return value;
 }
 
+/**
+ * A chat id usable as a mailbox key: an integer (Telegram's ids are; strings of digits pass too).
+ * Anything else (a float, 1e21, "abc", a line break) would make a key the forwarder refuses as
+ * malformed, stranding the update in a mailbox nobody drains: such an id is ignored here instead.
+ */
+function chatKey(id: unknown): string | undefined {
+  if (typeof id === 'number') return Number.isSafeInteger(id) ? String(id) : undefined;
+  if (typeof id === 'string' && /^-?[0-9]{1,20}$/.test(id)) return id;
+  return undefined;
+}
+
 const CHAT_CARRIERS = ['message', 'edited_message', 'channel_post', 'edited_channel_post', 'business_message',
   'edited_business_message', 'my_chat_member', 'chat_member', 'chat_join_request', 'message_reaction',
   'message_reaction_count', 'chat_boost', 'removed_chat_boost'];
@@ -37,17 +48,18 @@ const CHAT_CARRIERS = ['message', 'edited_message', 'channel_post', 'edited_chan
 export function chatIdOf(update: Obj): string {
   for (const field of CHAT_CARRIERS) {
     const carrier = update[field];
-    if (isObj(carrier) && isObj(carrier.chat) && (typeof carrier.chat.id === 'number' || typeof carrier.chat.id === 'string')) {
-      return String(carrier.chat.id);
-    }
+    const key = isObj(carrier) && isObj(carrier.chat) ? chatKey(carrier.chat.id) : undefined;
+    if (key !== undefined) return key;
   }
   const cq = update.callback_query;
   if (isObj(cq)) {
-    if (isObj(cq.message) && isObj(cq.message.chat) && typeof cq.message.chat.id === 'number') return String(cq.message.chat.id);
-    if (isObj(cq.from) && typeof cq.from.id === 'number') return String(cq.from.id);
+    const key = (isObj(cq.message) && isObj(cq.message.chat) ? chatKey(cq.message.chat.id) : undefined)
+      ?? (isObj(cq.from) ? chatKey(cq.from.id) : undefined);
+    if (key !== undefined) return key;
   }
   for (const v of Object.values(update)) {
-    if (isObj(v) && isObj(v.from) && typeof v.from.id === 'number') return String(v.from.id);
+    const key = isObj(v) && isObj(v.from) ? chatKey(v.from.id) : undefined;
+    if (key !== undefined) return key;
   }
   return NO_CHAT;
 }

@@ -34,8 +34,10 @@ export interface QueueDepth extends QueueCounts {
 }
 
 export interface WarmPoolReport {
-  /** Warm members (starting ones included) at the pool-keeper's last tick; null when never reported. */
+  /** Warm members ready to be claimed at the pool-keeper's last tick; null when never reported. */
   size: number | null;
+  /** Warm members counted toward the target, starting ones included. */
+  members: number | null;
   target: number | null;
   reported_at: string | null;
   /** No report within WARM_POOL_STALE_MS: the pool-keeper is not running (or cannot reach Redis). */
@@ -55,16 +57,17 @@ export interface PlatformStatus {
 export const WARM_POOL_STALE_MS = 60_000;
 
 /** Written by the pool-keeper after each count: what `ztm status` and `ztm_warm_pool_size` show. */
-export async function reportWarmPool(redis: RedisClient, size: number, target: number, now = Date.now()): Promise<void> {
-  await redis.hset(warmPoolKey, { size: String(size), target: String(target), at: String(now) });
+export async function reportWarmPool(redis: RedisClient, r: { ready: number; members: number; target: number }, now = Date.now()): Promise<void> {
+  await redis.hset(warmPoolKey, { size: String(r.ready), members: String(r.members), target: String(r.target), at: String(now) });
 }
 
 export async function readWarmPool(redis: RedisClient, now = Date.now()): Promise<WarmPoolReport> {
   const h = await redis.hgetall(warmPoolKey);
   const at = Number(h.at);
-  if (!h.at || !Number.isFinite(at)) return { size: null, target: null, reported_at: null, stale: true };
+  if (!h.at || !Number.isFinite(at)) return { size: null, members: null, target: null, reported_at: null, stale: true };
   return {
     size: Number(h.size),
+    members: h.members === undefined ? null : Number(h.members),
     target: Number(h.target),
     reported_at: new Date(at).toISOString(),
     stale: now - at > WARM_POOL_STALE_MS,

@@ -3,7 +3,7 @@
  * (the local `kubectl logs`), readiness and liveness read from the shim's own HTTP endpoints.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { closeSync, mkdirSync, openSync, readFileSync, rmSync } from 'node:fs';
+import { closeSync, mkdirSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { request } from 'undici';
@@ -22,6 +22,40 @@ function reapAgent(pidFile: string): void {
     /* no agent was started, or it is gone already */
   }
   rmSync(pidFile, { force: true });
+}
+
+/** True while `pid` is a live shim process (on Linux checked by its command line, so a reused pid is not). */
+function isShim(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+  } catch {
+    return false;
+  }
+  try {
+    return readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes(SHIM_ENTRY);
+  } catch {
+    return true; // no /proc: trust the pid
+  }
+}
+
+/**
+ * A shim of this workspace left by a previous runtime process that died (its `shim.pid` is still
+ * there, its process still alive): it is stopping on its own (it watches its supervisor, see
+ * agent/shim.ts) and saves the tenant's state on the way out. Waits, bounded, until it is gone, so
+ * that a new agent restores that state and not an older one. Resolves with its pid if there was one.
+ */
+export async function waitForOrphanShim(dir: string, timeoutMs: number): Promise<number | undefined> {
+  const file = path.join(dir, 'shim.pid');
+  let pid: number;
+  try {
+    pid = Number(readFileSync(file, 'utf8'));
+  } catch {
+    return undefined;
+  }
+  const deadline = Date.now() + timeoutMs;
+  const found = Number.isInteger(pid) && pid > 1 && isShim(pid);
+  while (found && isShim(pid) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
+  return found ? pid : undefined;
 }
 
 export class ShimProcess {
@@ -51,6 +85,25 @@ export class ShimProcess {
       reapAgent(pidFile);
       resolve();
     }));
+  }
+
+  /**
+   * Records this shim's pid as serving the tenant whose directory is `dir` (`shim.pid`), for a later
+   * runtime process to find if this one dies (waitForOrphanShim); removed when the shim exits.
+   */
+  serves(dir: string): void {
+    const pid = this.child.pid;
+    if (!pid || this.done) return;
+    const file = path.join(dir, 'shim.pid');
+    mkdirSync(dir, { recursive: true });
+    writeFileSync(file, String(pid));
+    void this.exited.then(() => {
+      try {
+        if (Number(readFileSync(file, 'utf8')) === pid) rmSync(file, { force: true });
+      } catch {
+        /* gone already */
+      }
+    });
   }
 
   get alive(): boolean {

@@ -13,7 +13,7 @@ import { freePort } from '../util/free-port.js';
 import type { Tenant } from '../registry/tenant.js';
 import type { PresignedState } from '../state/state-store.js';
 import { podNameOf, type Runtime, type StartResult, type StopOptions, type TenantInstance } from './runtime.js';
-import { ShimProcess } from './local-process.js';
+import { ShimProcess, waitForOrphanShim } from './local-process.js';
 
 /** A shim whose start failed gets this long to stop its agent (which it gives 20 s by default). */
 const FAILED_START_GRACE_MS = 30_000;
@@ -69,6 +69,12 @@ export class LocalRuntime implements Runtime {
     await this.stopping.get(id);
     const live = await this.find(id);
     if (live) return { instance: live, path: 'warm' };
+    if (!this.tenants.has(id)) {
+      // An agent of this tenant started by a previous runtime process (which died) may still be
+      // saving its state: the new one must restore that, not an older checkpoint.
+      const orphan = await waitForOrphanShim(path.join(this.o.dataDir, 'tenants', id), FAILED_START_GRACE_MS);
+      if (orphan) this.o.log.warn({ tenant: id, pid: orphan }, 'waited for the agent process a previous runtime left to stop');
+    }
     const warm = await this.claimWarm(tenant, state);
     if (warm) return { instance: warm, path: 'warm' };
     this.o.log.info({ tenant: id }, 'warm pool miss: cold start');
@@ -77,6 +83,7 @@ export class LocalRuntime implements Runtime {
       ...this.baseEnv(), WORKSPACE: path.join(dir, 'workspace'), TENANT_ID: id, BOT_TOKEN: tenant.bot_token,
       STATE_GET_URL: state.getUrl, STATE_PUT_URL: state.putUrl, WARM_POOL_SECRET: this.o.warmPoolSecret,
     }, path.join(dir, 'agent.log'));
+    shim.serves(dir);
     this.o.log.info({ tenant: id, pod: shim.name, address: shim.address }, 'starting agent process (cold)');
     const outcome = await shim.waitFor(() => shim.ready(), this.readyTimeoutMs);
     if (outcome !== 'ok') {
@@ -114,6 +121,7 @@ export class LocalRuntime implements Runtime {
   }
 
   private adopt(tenantId: string, shim: ShimProcess): TenantInstance {
+    shim.serves(path.join(this.o.dataDir, 'tenants', tenantId));
     const instance: TenantInstance = { tenantId, podName: shim.name, address: shim.address, ip: '127.0.0.1' };
     const entry = { shim, instance };
     this.tenants.set(tenantId, entry);

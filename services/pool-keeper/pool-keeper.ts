@@ -54,11 +54,12 @@ export class PoolKeeper {
   async tick(): Promise<{ before: number; added: number; removed: number } | undefined> {
     const token = randomUUID();
     if ((await this.o.redis.set(POOL_KEEPER_LOCK, token, 'PX', 30_000, 'NX')) !== 'OK') return undefined;
+    let report: { ready: number; members: number } | undefined;
     try {
       const before = await this.o.pool.countWarm();
-      this.o.metrics?.warmPoolSize.set(await this.o.pool.countReadyWarm());
-      // What `ztm status` and every service's ztm_warm_pool_size show (lib/ops/queue-stats.ts).
-      await reportWarmPool(this.o.redis, before, this.target);
+      const ready = await this.o.pool.countReadyWarm();
+      this.o.metrics?.warmPoolSize.set(ready);
+      report = { ready, members: before };
       const diff = this.target - before;
       if (diff > 0) {
         await this.o.pool.addWarm(diff);
@@ -70,6 +71,11 @@ export class PoolKeeper {
       return { before, added: Math.max(diff, 0), removed: Math.max(-diff, 0) };
     } finally {
       await callScript(this.o.redis, 'ztmCompareAndDelete', POOL_KEEPER_LOCK, token);
+      // After the lock: what `ztm status` and every service's ztm_warm_pool_size show (lib/ops/queue-stats.ts).
+      if (report) {
+        await reportWarmPool(this.o.redis, { ...report, target: this.target })
+          .catch((err: unknown) => this.o.log.warn({ err }, 'warm pool: report to Redis failed'));
+      }
     }
   }
 
