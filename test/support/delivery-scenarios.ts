@@ -94,14 +94,25 @@ export function deliveryScenarios(runtime: 'local' | 'kubernetes'): void {
   t.test('agent killed mid-conversation: re-woken, memory continues from the checkpoint', async (t) => {
     const last = answersTo(3).filter((a) => a.startsWith('You said'));
     const count = memoriesIn(last[last.length - 1] as string);
+    const endpointBefore = await p.clients.redis.get('router:endpoint:alice');
     const agentPid = await p.agentPidOf('alice');
     t.ok(agentPid, 'the agent runs');
     process.kill(agentPid as number, 'SIGKILL');
-    await waitUntil('the runtime saw the exit', async () => (await p.clients.redis.get('router:endpoint:alice')) === null);
+    await waitUntil('the agent is gone', () => {
+      try {
+        process.kill(agentPid as number, 0);
+        return false;
+      } catch {
+        return true;
+      }
+    }, 10_000);
+    // Whether the runtime's exit watch drops the endpoint first or the forwarder finds it dead
+    // (and invalidates it), the next message must reach a new agent with the saved memory.
     t.equal((await p.postUpdate('alice', message(4, 'still there?'))).status, 200);
-    await waitUntil('the answer', () => answersTo(4).some((a) => a.startsWith('You said')));
+    await waitUntil('the answer', () => answersTo(4).some((a) => a.startsWith('You said')), 60_000);
     const reply = answersTo(4).find((a) => a.startsWith('You said')) as string;
     t.equal(memoriesIn(reply), count + 1, 'memory count continues');
+    t.not(await p.clients.redis.get('router:endpoint:alice'), endpointBefore, 'the dead endpoint was replaced');
   });
 
   t.test('sleep and wake again: memory intact (checkpoint on stop, restore on wake)', async (t) => {
