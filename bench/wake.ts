@@ -16,6 +16,9 @@
  * beside other work, so tenants are woken in waves of --wave at once, the pool holding --wave ready
  * members before each warm wave ("big enough": every wake of the wave finds one); after a wave its
  * tenants are put back to sleep. Warm and cold waves alternate, so the machine's drift hits both.
+ * During a warm wave the pool-keeper is paused (unless --refill-during-wave): replacing the claimed
+ * members means starting --wave shims (node + tsx, about a CPU-second each) on the same two cores
+ * as the wakes, where a production pool refills on other nodes; the refill happens between waves.
  */
 import { randomBytes } from 'node:crypto';
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -41,6 +44,8 @@ const { values: opts } = parseArgs({
     /** info (default): the platform's and the shims' log lines give each wake's timeline (breakdown). */
     'log-level': { type: 'string', default: 'info' },
     'keep-data': { type: 'boolean', default: false },
+    /** Let the pool-keeper refill the pool while a warm wave wakes (on one small machine the refills compete with the wakes). */
+    'refill-during-wave': { type: 'boolean', default: false },
   },
 });
 const TENANTS = Number(opts.tenants);
@@ -125,6 +130,9 @@ try {
     for (const mode of MODES) {
       const wave = (ids[mode] as string[]).slice(w * WAVE, (w + 1) * WAVE);
       await poolReady(mode);
+      // The pool is full: refills wait until the wave is done (see the header).
+      const pauseRefills = mode === 'warm' && !opts['refill-during-wave'];
+      if (pauseRefills) await platform.poolKeeper.close();
       await Promise.all(wave.map(async (tenant, i) => {
         const id = updateId++;
         const body = makeUpdate(id, 5000 + i, `s${now().toFixed(3)};`);
@@ -153,6 +161,7 @@ try {
       console.log(`${mode} wave ${w + 1}/${waves}: ${wave.length} woken, platform part p50 ${fmt.ms(p50 as number)} ms, max ${fmt.ms(Math.max(...mine))} ms`);
       // Back to sleep (graceful: state saved), freeing the processes before the next wave.
       await Promise.all(wave.map((t) => platform.lifecycle.sleep(t)));
+      if (pauseRefills) platform.poolKeeper.start();
     }
   }
 

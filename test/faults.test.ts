@@ -18,7 +18,9 @@
  *   killing it (SIGKILL to that process only, not its group) orphans its shims, which notice their
  *   supervisor is gone and stop gracefully: agent stopped, final checkpoint of brain.db to S3, exit
  *   (agent/shim.ts). The restarted host has an empty runtime; tenants are woken again on their
- *   next message and restore what was checkpointed, so the memory count carries on. (On
+ *   next message and restore what was checkpointed, so the memory count carries on. The kill comes
+ *   while the host wakes a tenant (put to sleep just before): BullMQ gives that wake job to the
+ *   restarted waker once its lock lapses, and the waker takes the dead run's wake lock over. (On
  *   Kubernetes the pods would outlive the waker; locally a ghost agent that no restarted runtime
  *   can find would hold the tenant's workspace while a second one is started: hence the shim's
  *   supervisor watch.) Teardown kills every process group ever started and reaps the agents
@@ -33,7 +35,7 @@
  */
 import t from 'tap';
 import { randomBytes } from 'node:crypto';
-import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { Pool, request } from 'undici';
@@ -220,6 +222,14 @@ function scanAnswers(): void {
   }
 }
 
+/** Bytes of the append-only files (Redis 7 keeps them in appendonlydir). */
+async function aofSize(): Promise<number> {
+  const [, dir] = (await probe.config('GET', 'dir')) as [string, string];
+  const aofDir = path.join(dir, 'appendonlydir');
+  if (!existsSync(aofDir)) return 0;
+  return readdirSync(aofDir).reduce((n, f) => n + statSync(path.join(aofDir, f)).size, 0);
+}
+
 const alive = (pid: number): boolean => {
   try {
     process.kill(pid, 0);
@@ -305,9 +315,16 @@ t.test('kill -9 forwarder, waker, ingress, an agent, Redis under steady load: ev
   process.kill(victim, 'SIGKILL');
 
   await at(Math.max(AT.redis, (Date.now() - loadStarted) / 1000 + 2));
-  mark('kill -9 redis-server (appendonly yes, appendfsync always)');
+  const aofBytes = await aofSize();
+  mark(`kill -9 redis-server (appendonly yes, appendfsync always; AOF ${Math.round(aofBytes / 1048576)} MiB)`);
   await redis.server.stop('SIGKILL');
-  await redis.server.spawn();
+  try {
+    await redis.server.spawn();
+  } catch (err) {
+    // spawn() waits 10 s for the AOF to load; on a busy machine it may take longer.
+    if (!redis.server.running) throw err;
+    await waitUntil('redis-server loaded its AOF', async () => (await probe.ping().catch(() => '')) === 'PONG', 60_000);
+  }
   mark('redis-server up again');
 
   await at(Math.max(LOAD_S, (Date.now() - loadStarted) / 1000 + 3));
@@ -371,6 +388,12 @@ t.test('kill -9 forwarder, waker, ingress, an agent, Redis under steady load: ev
     t.ok(gaps === 0 && new Set(counts).size === counts.length, `${tenant}: ${byUpdate.size} updates answered with memories 1..${counts[counts.length - 1]}: none stored twice, none lost from the agent's memory`);
   }
   t.comment(`${answerList.length} answers for ${answered.size} updates: ${repeats} shown twice (at-least-once sendMessage), ${notices} "Starting up" notices`);
+  t.ok(host.find('taking over').length >= 1, `the restarted waker took the killed wake of ${SLEEPER} over (not left to the lock's 240 s TTL)`);
+  const stoppedAlone = TENANTS.filter((tn) => {
+    const log = path.join(dataDir, 'tenants', tn, 'agent.log');
+    return existsSync(log) && readFileSync(log, 'utf8').includes('supervisor process gone: stopping');
+  });
+  t.same(stoppedAlone.filter((tn) => tn !== SLEEPER), TENANTS.filter((tn) => tn !== SLEEPER), "the killed host's serving agents stopped by themselves, saving their state");
   const dead = await probe.zcard('{mbox}:dead').catch(() => -1);
   t.equal(dead, 0, 'no dead letters');
   for (const s of [ingress, forwarder, host]) t.ok(s.running, `${s.spec.name} running (${s.starts} starts)`);

@@ -120,10 +120,19 @@ export interface BenchRedis {
   close(): Promise<void>;
 }
 
+// Ctrl-C or a kill: exit through process.exit so the 'exit' hooks below stop what we started.
+let signalsHooked = false;
+function exitOnSignals(): void {
+  if (signalsHooked) return;
+  signalsHooked = true;
+  for (const signal of ['SIGINT', 'SIGTERM'] as const) process.once(signal, () => process.exit(130));
+}
+
 export async function startBenchRedis(persist: false | 'always' | 'everysec' = 'everysec'): Promise<BenchRedis> {
   const dir = mkdtempSync(path.join(os.tmpdir(), 'ztm-bench-redis-'));
   const server = await EmbeddedRedis.start({ dir, persist });
   // A benchmark that dies must not leave its redis-server behind.
+  exitOnSignals();
   const onExit = (): void => {
     void server.stop('SIGKILL');
     rmSync(dir, { recursive: true, force: true });

@@ -32,6 +32,14 @@ await runService('ingress', async ({ config, log }) => {
     const metrics = createMetrics({ service: 'ingress' });
     // The cluster-wide gauges (queue jobs, dead letters, warm pool) read through the queue client.
     const queueMetrics = instrumentQueueMetrics(metrics, bull);
+    // Listen once Redis takes writes (up to 10 s): earlier requests would only get 503s. A Redis
+    // still down after that is what /readyz and the 503s are for.
+    if (redis.status !== 'ready') {
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, 10_000);
+        redis.once('ready', () => (clearTimeout(timer), resolve()));
+      });
+    }
     const ingress = await createIngress({ config, log, redis, mailbox, webhookSecret: config.webhookSecret, metrics });
     log.info({ redis: describeRedisUrl(url), port: ingress.port }, 'ingress started');
     return {
