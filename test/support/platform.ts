@@ -19,6 +19,7 @@ import { startEmbeddedS3 } from '../../lib/state/embedded-s3.js';
 import { deriveWebhookSecret } from '../../lib/webhook-secret.js';
 import { startPlatform, type Platform } from '../../services/platform/platform.js';
 import { execFileSync } from 'node:child_process';
+import { CoreV1Api } from '@kubernetes/client-node';
 import { createKubernetesRuntime } from '../../lib/runtime/create-runtime.js';
 import type { LocalRuntime } from '../../lib/runtime/local-runtime.js';
 import { KubeApiServer } from './kube/api-server.js';
@@ -127,7 +128,11 @@ export async function startTestPlatform(options: TestPlatformOptions = {}): Prom
     async agentPidOf(tenantId) {
       let shimPid: number | undefined;
       if (kube) {
-        const pod = (await clients.registry.get(tenantId))?.pod_name;
+        // The pod that serves the tenant's endpoint now (by its IP), not what the registry last said.
+        const ip = (await clients.redis.get(`router:endpoint:${tenantId}`))?.split(':')[0];
+        const core = kube.api.kubeConfig(config.k8sNamespace).makeApiClient(CoreV1Api);
+        const pods = await core.listNamespacedPod({ namespace: config.k8sNamespace, labelSelector: `tenant=${tenantId}` });
+        const pod = pods.items.find((x) => x.status?.podIP === ip && !x.metadata?.deletionTimestamp)?.metadata?.name;
         shimPid = pod ? kube.kubelet.pidOf(pod) : undefined;
       } else {
         shimPid = (platform?.runtime as unknown as LocalRuntime | undefined)?.pidOf(tenantId);
