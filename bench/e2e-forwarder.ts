@@ -6,7 +6,6 @@ import { loadConfig } from '../lib/config.js';
 import { createLogger } from '../lib/logger.js';
 import { createClients } from '../lib/platform/clients.js';
 import { createMetrics } from '../lib/metrics.js';
-import { createRedis } from '../lib/redis.js';
 import { createForwarder } from '../services/forwarder/forwarder.js';
 import { serveParent } from './lib/common.js';
 
@@ -14,10 +13,8 @@ const config = loadConfig(process.env);
 const log = createLogger({ service: 'forwarder', level: process.env.LOG_LEVEL ?? 'warn' });
 const clients = createClients(config, { name: 'forwarder' });
 const metrics = createMetrics({ service: 'forwarder' });
-// Experiment switch: the forwarder's general client auto-pipelined (batches concurrent drains' commands).
-const redis = process.env.BENCH_AUTOPIPELINE === '1' ? createRedis({ url: config.redisUrl, name: 'forwarder', autoPipelining: true }) : clients.redis;
 const forwarder = createForwarder({
-  config, log, redis, bull: clients.bull, registry: clients.registry, telegram: clients.telegram,
+  config, log, redis: clients.redis, bull: clients.bull, registry: clients.registry, telegram: clients.telegram,
   webhookSecret: config.webhookSecret as string, metrics,
 });
 await forwarder.worker.waitUntilReady();

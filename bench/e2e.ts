@@ -123,7 +123,7 @@ try {
     cpuProfDir: opts.prof ? path.resolve(opts.prof, 'forwarder') : undefined,
     env: {
       REDIS_URL: redisServer.url, DYNAMODB_ENDPOINT: endpoint, DYNAMODB_TABLE: table_, TELEGRAM_API_BASE: `http://127.0.0.1:${telegramPort}`,
-      WEBHOOK_SECRET: master, WARM_POOL_SECRET: randomBytes(24).toString('base64url'), DATA_DIR: dataDir, S3_ENDPOINT: 'http://127.0.0.1:9', LOG_LEVEL: 'warn', BENCH_AUTOPIPELINE: process.env.BENCH_AUTOPIPELINE ?? '0',
+      WEBHOOK_SECRET: master, WARM_POOL_SECRET: randomBytes(24).toString('base64url'), DATA_DIR: dataDir, S3_ENDPOINT: 'http://127.0.0.1:9', LOG_LEVEL: 'warn',
     },
   });
   children.push(forwarder);

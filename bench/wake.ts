@@ -34,6 +34,11 @@ import { createLogger } from '../lib/logger.js';
 import { createClients } from '../lib/platform/clients.js';
 import { startPlatform } from '../services/platform/platform.js';
 import { deriveWebhookSecret } from '../lib/webhook-secret.js';
+import { Endpoints } from '../lib/delivery/endpoints.js';
+import { StateUrlLedger } from '../lib/state/state-urls.js';
+import { TenantRegistry } from '../lib/registry/tenant-registry.js';
+import { TenantCache } from '../lib/tenants/tenant-cache.js';
+import { StateStore } from '../lib/state/state-store.js';
 
 const { values: opts } = parseArgs({
   options: {
@@ -46,8 +51,11 @@ const { values: opts } = parseArgs({
     'keep-data': { type: 'boolean', default: false },
     /** Let the pool-keeper refill the pool while a warm wave wakes (on one small machine the refills compete with the wakes). */
     'refill-during-wave': { type: 'boolean', default: false },
+    /** Log the duration of each step of the waker's and the drains' wake path (bench diagnostic). */
+    trace: { type: 'boolean', default: false },
   },
 });
+if (opts.trace) traceWakePath();
 const TENANTS = Number(opts.tenants);
 const WAVE = Number(opts.wave);
 const MODES = (opts.modes ?? '').split(',').filter(Boolean) as Array<'warm' | 'cold'>;
@@ -246,4 +254,31 @@ function printBreakdown(wakes: Array<{ mode: 'warm' | 'cold'; tenant: string; se
   }
   console.log(`\nbreakdown (log timestamps, ms resolution; segments overlap little but are not exactly additive)\n`);
   console.log(table(['pool', 'segment', 'p50 ms', 'p99 ms'], rows));
+}
+
+/** Wraps the async steps of the wake path to print start offset and duration (--trace). */
+function traceWakePath(): void {
+  const t0 = performance.now();
+  const wrap = (proto: object, names: string[], label: string): void => {
+    for (const name of names) {
+      const original = (proto as Record<string, unknown>)[name] as ((...a: unknown[]) => Promise<unknown>) | undefined;
+      if (typeof original !== 'function') continue;
+      (proto as Record<string, unknown>)[name] = async function (this: unknown, ...args: unknown[]): Promise<unknown> {
+        const start = performance.now();
+        let result: unknown;
+        try {
+          result = await original.apply(this, args);
+          return result;
+        } finally {
+          const shown = typeof result === 'number' || typeof result === 'boolean' ? ` → ${String(result)}` : '';
+          console.log(`trace ${(start - t0).toFixed(0).padStart(7)} +${(performance.now() - start).toFixed(0).padStart(5)} ms ${label}.${name} ${typeof args[0] === 'string' ? args[0] : ''}${shown}`);
+        }
+      };
+    }
+  };
+  wrap(Endpoints.prototype, ['get', 'set', 'promoteParked', 'park', 'isWaking', 'claimStartingNotice', 'lastWakeFailure', 'clearWakeFailure'], 'endpoints');
+  wrap(StateUrlLedger.prototype, ['issued'], 'ledger');
+  wrap(TenantRegistry.prototype, ['get', 'mutate'], 'registry');
+  wrap(TenantCache.prototype, ['facts'], 'tenantCache');
+  wrap(StateStore.prototype, ['presign'], 'state');
 }
