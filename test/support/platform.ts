@@ -126,23 +126,15 @@ export async function startTestPlatform(options: TestPlatformOptions = {}): Prom
       return true;
     },
     async agentPidOf(tenantId) {
-      let shimPid: number | undefined;
-      if (kube) {
-        // The pod that serves the tenant's endpoint now (by its IP), not what the registry last said.
-        const ip = (await clients.redis.get(`router:endpoint:${tenantId}`))?.split(':')[0];
-        const core = kube.api.kubeConfig(config.k8sNamespace).makeApiClient(CoreV1Api);
-        const pods = await core.listNamespacedPod({ namespace: config.k8sNamespace, labelSelector: `tenant=${tenantId}` });
-        const pod = pods.items.find((x) => x.status?.podIP === ip && !x.metadata?.deletionTimestamp)?.metadata?.name;
-        shimPid = pod ? kube.kubelet.pidOf(pod) : undefined;
-      } else {
-        shimPid = (platform?.runtime as unknown as LocalRuntime | undefined)?.pidOf(tenantId);
-      }
-      if (!shimPid) return undefined;
+      // The process listening on the tenant's endpoint right now: exactly the agent that serves it.
+      const address = await clients.redis.get(`router:endpoint:${tenantId}`);
+      if (!address) return undefined;
       try {
-        const child = execFileSync('ps', ['-o', 'pid=', '--ppid', String(shimPid)]).toString().trim().split('\n')[0];
-        return child ? Number(child) : undefined;
+        const out = execFileSync('ss', ['-ltnpH', `src ${address}`]).toString();
+        const pid = /pid=(\d+)/.exec(out)?.[1];
+        return pid ? Number(pid) : undefined;
       } catch {
-        return undefined; // no child: the agent is not running
+        return undefined;
       }
     },
     async forwarderDeadLetters() {
