@@ -41,6 +41,13 @@ export class LocalRuntime implements Runtime {
   private readonly exitListeners: Array<(tenantId: string, podName: string) => void> = [];
   /** Stops in progress: a new start of the same tenant waits for the old one's final checkpoint. */
   private readonly stopping = new Map<string, Promise<void>>();
+  /**
+   * Ports handed to live shims (theirs and their agents'). A warm member's agent port stays unbound
+   * until its claim, so the OS may offer it again to a later freePort(): two members with one agent
+   * port would route one tenant's messages to the other's agent (the loser's shim sees the winner
+   * answer its health probe). Never hand out a port a live shim holds.
+   */
+  private readonly portsInUse = new Set<number>();
 
   constructor(private readonly o: LocalRuntimeOptions) {
     if (!o.dataDir || !o.log || !o.warmPoolSecret) throw new TypeError('LocalRuntime: dataDir, log and warmPoolSecret are required');
@@ -58,6 +65,27 @@ export class LocalRuntime implements Runtime {
     };
     if (this.o.agentCommand) env.AGENT_COMMAND = this.o.agentCommand;
     return env;
+  }
+
+  /** A free port no live shim of this runtime holds (see portsInUse). */
+  private async allocatePort(): Promise<number> {
+    for (let attempt = 0; attempt < 50; attempt++) {
+      const port = await freePort();
+      if (!this.portsInUse.has(port)) {
+        this.portsInUse.add(port);
+        return port;
+      }
+    }
+    throw new RuntimeError('no free port for an agent process');
+  }
+
+  /** Gives the shim's ports back once it exited. */
+  private track(shim: ShimProcess): ShimProcess {
+    void shim.exited.then(() => {
+      this.portsInUse.delete(shim.shimPort);
+      this.portsInUse.delete(shim.agentPort);
+    });
+    return shim;
   }
 
   onExit(listener: (tenantId: string, podName: string) => void): void {
@@ -79,10 +107,10 @@ export class LocalRuntime implements Runtime {
     if (warm) return { instance: warm, path: 'warm' };
     this.o.log.info({ tenant: id }, 'warm pool miss: cold start');
     const dir = path.join(this.o.dataDir, 'tenants', id);
-    const shim = new ShimProcess(podNameOf(id), await freePort(), await freePort(), {
+    const shim = this.track(new ShimProcess(podNameOf(id), await this.allocatePort(), await this.allocatePort(), {
       ...this.baseEnv(), WORKSPACE: path.join(dir, 'workspace'), TENANT_ID: id, BOT_TOKEN: tenant.bot_token,
       STATE_GET_URL: state.getUrl, STATE_PUT_URL: state.putUrl, WARM_POOL_SECRET: this.o.warmPoolSecret,
-    }, path.join(dir, 'agent.log'));
+    }, path.join(dir, 'agent.log')));
     shim.serves(dir);
     this.o.log.info({ tenant: id, pod: shim.name, address: shim.address }, 'starting agent process (cold)');
     const outcome = await shim.waitFor(() => shim.ready(), this.readyTimeoutMs);
@@ -188,9 +216,9 @@ export class LocalRuntime implements Runtime {
     for (let i = 0; i < n; i++) {
       const name = `warm-pool-${randomBytes(3).toString('hex')}`;
       const dir = path.join(this.o.dataDir, 'warm', name);
-      const shim = new ShimProcess(name, await freePort(), await freePort(), {
+      const shim = this.track(new ShimProcess(name, await this.allocatePort(), await this.allocatePort(), {
         ...this.baseEnv(), WARM: '1', WARM_POOL_SECRET: this.o.warmPoolSecret, WORKSPACE: path.join(dir, 'workspace'),
-      }, path.join(dir, 'agent.log'));
+      }, path.join(dir, 'agent.log')));
       this.warm.set(name, shim);
       void shim.exited.then(() => this.warm.delete(name));
     }
