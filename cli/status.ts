@@ -4,25 +4,14 @@
  * by an admin job: it must answer when the janitor is down, which is when it is wanted. In cluster
  * mode without a Redis URL it runs inside the janitor pod through `kubectl exec`, like every command.
  */
-import { NoWorkerError, ZtmError } from '../lib/errors.js';
-import { closeRedis, createRedis, describeRedisUrl, type RedisClient } from '../lib/redis.js';
+import { ZtmError } from '../lib/errors.js';
+import { assertRedisReachable, closeRedis, createRedis, type RedisClient } from '../lib/redis.js';
 import { QueueStats, type PlatformStatus, type WarmPoolReport } from '../lib/ops/queue-stats.js';
 import { printError, printJson, printTable, type Printer } from './output.js';
 
 /** Connects to `url` or throws one clear line within 3 s. The caller closes the client. */
 export async function connectRedis(url: string, name: string): Promise<RedisClient> {
-  const probe = createRedis({ url, name: `${name}-probe`, failFast: true, lazyConnect: true });
-  probe.on('error', () => undefined);
-  try {
-    await Promise.race([
-      probe.connect().then(() => probe.ping()),
-      new Promise((_, reject) => setTimeout(() => reject(new Error('timeout')), 3000).unref()),
-    ]);
-  } catch {
-    throw new NoWorkerError(`cannot reach Redis at ${describeRedisUrl(url)}: is the platform running (npm start) and ZTM_REDIS_URL right?`);
-  } finally {
-    probe.disconnect();
-  }
+  await assertRedisReachable(url, { name });
   const redis = createRedis({ url, name });
   redis.on('error', () => undefined);
   return redis;

@@ -3,6 +3,7 @@
  * the URL (`rediss://user:pass@host:port`). BullMQ workers need `maxRetriesPerRequest: null`.
  */
 import { Redis, Cluster, type RedisOptions } from 'ioredis';
+import { NoWorkerError } from './errors.js';
 
 export type RedisClient = Redis | Cluster;
 
@@ -74,4 +75,23 @@ export async function closeRedis(client: RedisClient | undefined): Promise<void>
     /* already gone */
   }
   client.disconnect();
+}
+
+/**
+ * Throws one clear line within 3 s when Redis does not answer at `url` (the CLI's first step, so a
+ * wrong URL is reported instead of retried forever). Never leaves a connection behind.
+ */
+export async function assertRedisReachable(url: string, options: { cluster?: boolean; name: string }): Promise<void> {
+  const probe = createRedis({ url, cluster: options.cluster ?? false, name: `${options.name}-probe`, failFast: true, lazyConnect: true });
+  probe.on('error', () => undefined);
+  try {
+    await Promise.race([
+      probe.connect().then(() => probe.ping()),
+      new Promise((_, reject) => setTimeout(() => reject(new Error('timeout')), 3000).unref()),
+    ]);
+  } catch {
+    throw new NoWorkerError(`cannot reach Redis at ${describeRedisUrl(url)}: is the platform running (npm start) and ZTM_REDIS_URL right?`);
+  } finally {
+    probe.disconnect();
+  }
 }

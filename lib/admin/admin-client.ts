@@ -6,7 +6,7 @@ import { randomUUID } from 'node:crypto';
 import { Queue, QueueEvents, type Job } from 'bullmq';
 import { NoWorkerError, TimeoutError, errorFromWire } from '../errors.js';
 import { QUEUES, QUEUE_PREFIX } from '../queues.js';
-import { createRedis, describeRedisUrl, closeRedis, type RedisClient } from '../redis.js';
+import { assertRedisReachable, createRedis, describeRedisUrl, closeRedis, type RedisClient } from '../redis.js';
 import type { AdminArgs, AdminCommand, AdminReply } from './admin-protocol.js';
 
 /** Resolves with `p`, or rejects with `onTimeout()` (resolves undefined when it returns nothing). */
@@ -67,18 +67,7 @@ export class AdminClient {
   /** Probes Redis first (fails fast with a clear message), then opens the queue and its events. */
   async connect(): Promise<void> {
     const url = this.options.redisUrl;
-    const probe = createRedis({ url, cluster: this.options.cluster, name: 'ztm-probe', failFast: true, lazyConnect: true });
-    probe.on('error', () => undefined);
-    try {
-      await Promise.race([
-        probe.connect().then(() => probe.ping()),
-        new Promise((_, reject) => setTimeout(() => reject(new Error('timeout')), 3000).unref()),
-      ]);
-    } catch {
-      throw new NoWorkerError(`cannot reach Redis at ${describeRedisUrl(url)}: is the platform running (npm start) and ZTM_REDIS_URL right?`);
-    } finally {
-      probe.disconnect();
-    }
+    await assertRedisReachable(url, { cluster: this.options.cluster, name: 'ztm' });
     this.connection = createRedis({ url, cluster: this.options.cluster, name: 'ztm', blocking: true });
     this.eventsConnection = createRedis({ url, cluster: this.options.cluster, name: 'ztm-events', blocking: true });
     // Connection errors surface through the commands; keep them off the default 'error' path.
