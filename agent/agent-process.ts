@@ -91,6 +91,8 @@ export class AgentProcess {
   async waitReady(timeoutMs: number): Promise<void> {
     const deadline = Date.now() + timeoutMs;
     const url = `http://${this.probeHost.includes(':') ? `[${this.probeHost}]` : this.probeHost}:${this.port}/health`;
+    // Short first intervals: a wake waits for this probe, and most agents listen within ~100 ms.
+    let pauseMs = 5;
     while (Date.now() < deadline) {
       if (this.exit) throw new RuntimeError(`agent exited before ready (code ${this.exit.code}, signal ${this.exit.signal})`);
       try {
@@ -100,7 +102,8 @@ export class AgentProcess {
       } catch {
         // Not listening yet.
       }
-      await sleep(50);
+      await sleep(pauseMs);
+      pauseMs = Math.min(50, Math.ceil(pauseMs * 1.5));
     }
     if (this.exit) throw new RuntimeError(`agent exited before ready (code ${this.exit.code}, signal ${this.exit.signal})`);
     throw new TimeoutError(`agent not ready after ${Math.round(timeoutMs / 1000)}s (no 200 from GET /health on port ${this.port})`);

@@ -18,6 +18,8 @@ export const drainKey = (tenantId: string, chatId: string): string => `${MB}:dra
 export const seenKey = (tenantId: string, updateId: number): string => `${MB}:seen:${tenantId}:${updateId}`;
 /** Every chat with a responsible drain, scored by last progress: the sweeper's index. */
 export const scheduledKey = `${MB}:scheduled`;
+/** Delivery attempts per update (`<tenant>.<chat>.<update_id>` → count), cleared when it leaves the mailbox. */
+export const attemptsKey = `${MB}:attempts`;
 /** Lease that makes one drainer at a time own a chat. */
 export const chatLeaseKey = (tenantId: string, chatId: string): string => `${MB}:lease:${tenantId}:${chatId}`;
 

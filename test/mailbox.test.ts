@@ -7,8 +7,8 @@ import t from 'tap';
 import { Queue, Worker, type Job } from 'bullmq';
 import { createRedis, closeRedis, type RedisClient } from '../lib/redis.js';
 import { QUEUES, QUEUE_PREFIX } from '../lib/queues.js';
-import { Mailbox, drainJobId } from '../lib/delivery/mailbox.js';
-import { drainKey, mailboxKey } from '../lib/keys.js';
+import { Mailbox, attemptsField, drainJobId } from '../lib/delivery/mailbox.js';
+import { attemptsKey, chatLeaseKey, drainKey, mailboxKey } from '../lib/keys.js';
 import { decodeEnvelope } from '../lib/delivery/update.js';
 import { startRedis, type TestRedis } from './support/redis.js';
 
@@ -108,6 +108,52 @@ t.test('finish racing accept, 400 times: never a pending update without a respon
     await Promise.all(ops.map((op) => op()));
     await mailbox.release('race', chat, 'L');
     if (!(await responsible('race', chat))) stranded++;
+  }
+  t.equal(stranded, 0);
+});
+
+t.test('claimHead returns the head; popNext pops, returns the next head, then ends the drain and releases the lease', async (t) => {
+  await mailbox.accept('pn', '1', 1, update(1));
+  await mailbox.accept('pn', '1', 2, update(2));
+  const gen = (await redis.get(drainKey('pn', '1'))) as string;
+  const claim = await mailbox.claimHead('pn', '1', gen, 'L', 4);
+  t.equal(claim.result, 'ok');
+  t.equal(decodeEnvelope(claim.head as string).updateId, 1);
+  t.same(await mailbox.claimHead('pn', '1', gen, 'L2', 4), { result: 'busy', head: null }, 'no head without the lease');
+  await redis.hset(attemptsKey, attemptsField('pn', '1', 1), 3);
+  t.same(await mailbox.popNext('pn', '1', claim.head as string, 1, 'not-mine', gen), { kind: 'lost-lease' });
+  const first = await mailbox.popNext('pn', '1', claim.head as string, 1, 'L', gen);
+  t.equal(first.kind, 'next');
+  const next = (first as { head: string }).head;
+  t.equal(decodeEnvelope(next).updateId, 2);
+  t.equal(await redis.hget(attemptsKey, attemptsField('pn', '1', 1)), null, 'attempt counter of the popped update cleared');
+  t.same(await mailbox.popNext('pn', '1', claim.head as string, 1, 'L', gen), { kind: 'moved' }, 'popping an envelope that is no longer the head does nothing');
+  t.same(await mailbox.popNext('pn', '1', next, 2, 'L', gen), { kind: 'drained' });
+  t.equal(await redis.get(drainKey('pn', '1')), null, 'generation gave up responsibility');
+  t.equal(await redis.exists(chatLeaseKey('pn', '1')), 0, 'lease released');
+  t.equal(await mailbox.claim('pn', '2', 'x', 'L3', 1), 'stale');
+  await mailbox.accept('pn', '2', 3, update(3));
+  const gen2 = (await redis.get(drainKey('pn', '2'))) as string;
+  t.equal(await mailbox.claim('pn', '2', gen2, 'L3', 1), 'ok', 'the tenant slot of the ended drain is free again (limit 1)');
+  await mailbox.release('pn', '2', 'L3');
+});
+
+t.test('popNext ending a drain racing accept, 400 times: never a pending update without a responsible job', async (t) => {
+  let stranded = 0;
+  for (let i = 0; i < 400; i++) {
+    const chat = String(5000 + i);
+    await mailbox.accept('race2', chat, 2 * i + 1, update(2 * i + 1));
+    const gen = (await redis.get(drainKey('race2', chat))) as string;
+    const claim = await mailbox.claimHead('race2', chat, gen, 'L', 1000);
+    const ops = [
+      () => mailbox.popNext('race2', chat, claim.head as string, 2 * i + 1, 'L', gen),
+      () => mailbox.accept('race2', chat, 2 * i + 2, update(2 * i + 2)),
+    ];
+    if (i % 2) ops.reverse();
+    const [a, b] = await Promise.all(ops.map((op) => op()));
+    const popped = (i % 2 ? b : a) as Awaited<ReturnType<Mailbox['popNext']>>;
+    if (popped.kind === 'next') await mailbox.release('race2', chat, 'L');
+    if (!(await responsible('race2', chat))) stranded++;
   }
   t.equal(stranded, 0);
 });

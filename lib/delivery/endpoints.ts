@@ -6,6 +6,7 @@ import type { Queue } from 'bullmq';
 import type { RedisClient } from '../redis.js';
 import { endpointKey, startingNoticeKey, wakeLockKey } from '../keys.js';
 import { callScript, defineScripts } from '../redis-scripts.js';
+import { WAKE_DONE_CHANNEL } from './endpoint-watch.js';
 
 const parkedKey = (tenantId: string): string => `ztm:parked:${tenantId}`;
 const wakeFailedKey = (tenantId: string): string => `ztm:wake-failed:${tenantId}`;
@@ -49,6 +50,11 @@ export class Endpoints {
 
   async set(tenantId: string, address: string): Promise<void> {
     await this.redis.set(endpointKey(tenantId), address, 'EX', this.ttlS);
+  }
+
+  /** Tells drains waiting in place (EndpointWatch) that a wake of this tenant ended, ready or not. */
+  async announceWakeDone(tenantId: string): Promise<void> {
+    await this.redis.publish(WAKE_DONE_CHANNEL, tenantId);
   }
 
   async invalidate(tenantId: string, address: string): Promise<boolean> {

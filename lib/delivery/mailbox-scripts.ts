@@ -42,22 +42,23 @@ return out
 `;
 
 /**
- * claim(KEYS: drain, lease, tenantActive; ARGV: generation, token, nowMs, leaseMs, tenantLimit)
- * → 'ok' | 'stale' (another generation is responsible) | 'busy' (chat leased) | 'full' (tenant at limit).
+ * claim(KEYS: drain, lease, tenantActive, mailbox; ARGV: generation, token, nowMs, leaseMs, tenantLimit)
+ * → {status, head}: status 'ok' | 'stale' (another generation is responsible) | 'busy' (chat leased)
+ * | 'full' (tenant at limit); head is the mailbox's oldest envelope when 'ok' (saves a round trip).
  */
 export const CLAIM = `
-if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 'stale' end
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return {'stale'} end
 local now = tonumber(ARGV[3])
 local lease = tonumber(ARGV[4])
-if not redis.call('SET', KEYS[2], ARGV[2], 'NX', 'PX', lease) then return 'busy' end
+if not redis.call('SET', KEYS[2], ARGV[2], 'NX', 'PX', lease) then return {'busy'} end
 redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', now)
 if redis.call('ZCARD', KEYS[3]) >= tonumber(ARGV[5]) then
   redis.call('DEL', KEYS[2])
-  return 'full'
+  return {'full'}
 end
 redis.call('ZADD', KEYS[3], now + lease, ARGV[2])
 redis.call('PEXPIRE', KEYS[3], lease * 2)
-return 'ok'
+return {'ok', redis.call('LINDEX', KEYS[4], 0)}
 `;
 
 /** renew(KEYS: lease, tenantActive; ARGV: token, nowMs, leaseMs) → 1 if still held. */
@@ -102,6 +103,33 @@ if redis.call('GET', KEYS[2]) == ARGV[1] then
   redis.call('ZREM', KEYS[3], ARGV[2])
 end
 return 1
+`;
+
+/**
+ * popNext(KEYS: mailbox, lease, scheduled, drain, tenantActive, attempts;
+ *         ARGV: envelope, token, member, nowMs, generation, attemptsField)
+ * → {-1} lease lost | {0} the head is not that envelope | {1, next} popped, next head |
+ *   {2} popped, mailbox empty: this generation gave up responsibility and the lease is released.
+ * POP + the attempt counter's cleanup + HEAD + FINISH + RELEASE in one round trip: the steady-state
+ * step of a drain. The empty check and the release are one step, as in FINISH.
+ */
+export const POP_NEXT = `
+if redis.call('GET', KEYS[2]) ~= ARGV[2] then return {-1} end
+if redis.call('LINDEX', KEYS[1], 0) ~= ARGV[1] then return {0} end
+redis.call('LPOP', KEYS[1])
+redis.call('HDEL', KEYS[6], ARGV[6])
+local nxt = redis.call('LINDEX', KEYS[1], 0)
+if nxt then
+  redis.call('ZADD', KEYS[3], tonumber(ARGV[4]), ARGV[3])
+  return {1, nxt}
+end
+if redis.call('GET', KEYS[4]) == ARGV[5] then
+  redis.call('DEL', KEYS[4])
+  redis.call('ZREM', KEYS[3], ARGV[3])
+end
+redis.call('DEL', KEYS[2])
+redis.call('ZREM', KEYS[5], ARGV[2])
+return {2}
 `;
 
 /**

@@ -5,8 +5,8 @@
  */
 import type { Queue } from 'bullmq';
 import type { RedisClient } from '../redis.js';
-import { chatLeaseKey, drainKey, mailboxKey, scheduledKey, seenKey } from '../keys.js';
-import { ACCEPT, CLAIM, FINISH, HANDOFF, POP, RELEASE, RENEW } from './mailbox-scripts.js';
+import { attemptsKey, chatLeaseKey, drainKey, mailboxKey, scheduledKey, seenKey } from '../keys.js';
+import { ACCEPT, CLAIM, FINISH, HANDOFF, POP, POP_NEXT, RELEASE, RENEW } from './mailbox-scripts.js';
 import { encodeEnvelope } from './update.js';
 import { callScript, defineScripts, type ScriptDef } from '../redis-scripts.js';
 
@@ -19,6 +19,12 @@ export interface DrainJobData {
 }
 
 export type ClaimResult = 'ok' | 'stale' | 'busy' | 'full';
+
+/** What popNext() did: the next head to deliver, or the chat drained and released. */
+export type PopNextResult = { kind: 'next'; head: string } | { kind: 'drained' } | { kind: 'lost-lease' } | { kind: 'moved' };
+
+/** Field of an update's delivery attempts in the attempts hash. */
+export const attemptsField = (tenantId: string, chatId: string, updateId: number): string => `${tenantId}.${chatId}.${updateId}`;
 
 export interface MailboxOptions {
   redis: RedisClient;
@@ -42,10 +48,10 @@ interface PendingAccept {
 }
 
 const SCRIPTS: Record<string, ScriptDef> = {
-  mbAcceptBatch: { keys: 'variable', lua: ACCEPT }, mbClaim: { keys: 3, lua: CLAIM }, mbRenew: { keys: 2, lua: RENEW }, mbRelease: { keys: 2, lua: RELEASE },
+  mbAcceptBatch: { keys: 'variable', lua: ACCEPT }, mbClaim: { keys: 4, lua: CLAIM }, mbPopNext: { keys: 6, lua: POP_NEXT }, mbRenew: { keys: 2, lua: RENEW }, mbRelease: { keys: 2, lua: RELEASE },
   mbPop: { keys: 3, lua: POP }, mbFinish: { keys: 3, lua: FINISH }, mbHandoff: { keys: 3, lua: HANDOFF },
 };
-type ScriptName = 'mbAcceptBatch' | 'mbClaim' | 'mbRenew' | 'mbRelease' | 'mbPop' | 'mbFinish' | 'mbHandoff';
+type ScriptName = 'mbAcceptBatch' | 'mbClaim' | 'mbPopNext' | 'mbRenew' | 'mbRelease' | 'mbPop' | 'mbFinish' | 'mbHandoff';
 
 /**
  * Options of every drain job (schedule() and the batched adds of accept). Attempts only matter for
@@ -150,8 +156,14 @@ export class Mailbox {
   }
 
   async claim(tenantId: string, chatId: string, gen: string, token: string, tenantLimit: number): Promise<ClaimResult> {
-    return (await this.call('mbClaim', drainKey(tenantId, chatId), chatLeaseKey(tenantId, chatId), tenantActiveKey(tenantId),
-      gen, token, Date.now(), this.leaseMs, tenantLimit)) as ClaimResult;
+    return (await this.claimHead(tenantId, chatId, gen, token, tenantLimit)).result;
+  }
+
+  /** claim() that also reads the oldest envelope when it succeeds (null: the mailbox is empty). */
+  async claimHead(tenantId: string, chatId: string, gen: string, token: string, tenantLimit: number): Promise<{ result: ClaimResult; head: string | null }> {
+    const [result, head] = (await this.call('mbClaim', drainKey(tenantId, chatId), chatLeaseKey(tenantId, chatId), tenantActiveKey(tenantId),
+      mailboxKey(tenantId, chatId), gen, token, Date.now(), this.leaseMs, tenantLimit)) as [ClaimResult, string | null | undefined];
+    return { result, head: head ?? null };
   }
 
   async renew(tenantId: string, chatId: string, token: string): Promise<boolean> {
@@ -175,6 +187,23 @@ export class Mailbox {
   async pop(tenantId: string, chatId: string, envelope: string, token: string): Promise<number> {
     return (await this.call('mbPop', mailboxKey(tenantId, chatId), chatLeaseKey(tenantId, chatId), scheduledKey,
       envelope, token, scheduledMember(tenantId, chatId), Date.now())) as number;
+  }
+
+  /**
+   * Removes the delivered head and, in the same step, returns the next one; when none is left the
+   * generation gives up responsibility and the lease is released (the drain is over). One round
+   * trip for what pop + head + finish + release do separately.
+   */
+  async popNext(tenantId: string, chatId: string, envelope: string, updateId: number, token: string, gen: string): Promise<PopNextResult> {
+    const reply = (await this.call('mbPopNext', mailboxKey(tenantId, chatId), chatLeaseKey(tenantId, chatId), scheduledKey,
+      drainKey(tenantId, chatId), tenantActiveKey(tenantId), attemptsKey,
+      envelope, token, scheduledMember(tenantId, chatId), Date.now(), gen, attemptsField(tenantId, chatId, updateId))) as [number, string?];
+    switch (reply[0]) {
+      case 1: return { kind: 'next', head: reply[1] as string };
+      case 2: return { kind: 'drained' };
+      case -1: return { kind: 'lost-lease' };
+      default: return { kind: 'moved' };
+    }
   }
 
   /** True when the mailbox is empty and this generation is released. */

@@ -286,11 +286,13 @@ export class TenantRegistry {
    * conditioned on the version read, and start over on conflict with jittered backoff (so
    * competing replicas spread out instead of colliding in lock-step). Errors thrown by fn
    * itself are not retried. fn returning undefined means "nothing to do": no write.
+   * `current`: a record the caller just read, used for the first attempt instead of reading again
+   * (a stale one costs one conflict and a fresh read, never a lost write).
    */
-  async mutate(id: string, fn: MutateFn, options: { attempts?: number } = {}): Promise<Tenant> {
+  async mutate(id: string, fn: MutateFn, options: { attempts?: number; current?: Tenant } = {}): Promise<Tenant> {
     const attempts = assertPositiveInt(options.attempts ?? 5, 'mutate attempts', 1000);
     for (let attempt = 1; ; attempt++) {
-      const current = await this.require(id);
+      const current = attempt === 1 && options.current?.tenant_id === id ? options.current : await this.require(id);
       const patch = await fn(current);
       if (patch === undefined) return current;
       try {

@@ -10,8 +10,10 @@ import type { Logger } from '../../lib/logger.js';
 import type { Metrics } from '../../lib/metrics.js';
 import type { RedisClient } from '../../lib/redis.js';
 import { Activity } from '../../lib/tenants/activity.js';
-import type { Mailbox } from '../../lib/delivery/mailbox.js';
+import { attemptsField, type Mailbox } from '../../lib/delivery/mailbox.js';
+import { attemptsKey } from '../../lib/keys.js';
 import type { Endpoints, Endpoint } from '../../lib/delivery/endpoints.js';
+import type { EndpointWatch } from '../../lib/delivery/endpoint-watch.js';
 import type { DeadLetterStore } from '../../lib/delivery/dead-letters.js';
 import { decodeEnvelope, parseUpdate, textOf, type Envelope } from '../../lib/delivery/update.js';
 import type { TenantCache } from '../../lib/tenants/tenant-cache.js';
@@ -21,9 +23,10 @@ import type { AgentClient } from './agent-client.js';
 import type { ReplySender } from './reply-sender.js';
 
 export const STARTING_UP_TEXT = '⏳ Starting up...';
-const ATTEMPTS_KEY = '{mbox}:attempts';
 /** How often a drain parked on a wake re-checks by itself (the waker normally promotes it first). */
 const PARK_POLL_MS = 5_000;
+/** How long a drain waits in place for a wake (EndpointWatch) before parking its job instead. */
+const WAKE_WAIT_MS = 20_000;
 
 export interface DrainerDeps {
   config: Config;
@@ -38,9 +41,29 @@ export interface DrainerDeps {
   wakeQueue: Queue;
   webhookSecret: string;
   metrics?: Metrics | undefined;
+  /** Lets drains wait in place for a wake; without it they always park. */
+  wakeWatch?: EndpointWatch | undefined;
 }
 
-type Step = { next: 'continue' } | { next: 'park'; delayMs: number; onWake: boolean };
+/**
+ * What to do after an update: go on (with the next head and endpoint when the pop already read
+ * them, `undefined` = read them again), stop because the chat is drained (lease released), or park.
+ */
+type Step =
+  | { next: 'continue'; head?: string | null; endpoint?: Endpoint | undefined }
+  | { next: 'drained' }
+  | { next: 'park'; delayMs: number; onWake: boolean };
+
+/** The update a drain is about to deliver, with what it needs to deliver and pop it. */
+interface Head {
+  tenantId: string;
+  chatId: string;
+  gen: string;
+  lease: string;
+  raw: string;
+  endpoint: Endpoint | undefined;
+  log: Logger;
+}
 
 export class Drainer {
   private closing = false;
@@ -62,32 +85,44 @@ export class Drainer {
     const tenantId = data.t;
     const chatId = data.c;
     const lease = randomUUID();
-    const claim = await this.d.mailbox.claim(tenantId, chatId, gen, lease, this.d.config.tenantConcurrency);
-    if (claim === 'stale') return 'stale';
-    if (claim !== 'ok') {
+    // The claim reads the head, the endpoint is read beside it: one round trip for both.
+    const [claim, firstEndpoint] = await Promise.all([
+      this.d.mailbox.claimHead(tenantId, chatId, gen, lease, this.d.config.tenantConcurrency),
+      this.d.endpoints.get(tenantId),
+    ]);
+    if (claim.result === 'stale') return 'stale';
+    if (claim.result !== 'ok') {
       // Chat leased by another drainer (a stalled duplicate) or the tenant at its concurrency limit.
-      await this.delay(job, jobToken, claim === 'busy' ? 1000 : 50 + Math.floor(Math.random() * 100));
+      await this.delay(job, jobToken, claim.result === 'busy' ? 1000 : 50 + Math.floor(Math.random() * 100));
     }
     const log = this.d.log.child({ tenant: tenantId, chat: chatId });
     const renew = setInterval(() => void this.d.mailbox.renew(tenantId, chatId, lease).catch(() => undefined), Math.floor(this.d.mailbox.leaseMs / 3));
-    let step: Step | undefined;
+    let step: Step = { next: 'continue', head: claim.head, endpoint: firstEndpoint };
+    let released = false;
     try {
       for (;;) {
         if (this.closing) {
           await this.d.mailbox.handOff(tenantId, chatId, gen);
           return 'handed-off';
         }
-        const envelope = await this.d.mailbox.head(tenantId, chatId);
+        let envelope = step.head;
+        let endpoint = step.endpoint;
+        if (envelope === undefined) [envelope, endpoint] = await Promise.all([this.d.mailbox.head(tenantId, chatId), this.d.endpoints.get(tenantId)]);
         if (envelope === null) {
           if (await this.d.mailbox.finish(tenantId, chatId, gen)) return 'drained';
+          step = { next: 'continue' };
           continue;
         }
-        step = await this.deliverHead(tenantId, chatId, envelope, lease, job, log);
+        step = await this.deliverHead({ tenantId, chatId, gen, lease, raw: envelope, endpoint, log });
+        if (step.next === 'drained') {
+          released = true;
+          return 'drained';
+        }
         if (step.next === 'park') break;
       }
     } finally {
       clearInterval(renew);
-      await this.d.mailbox.release(tenantId, chatId, lease);
+      if (!released) await this.d.mailbox.release(tenantId, chatId, lease);
     }
     if (step.onWake) await this.d.endpoints.park(tenantId, job.id as string);
     return this.delay(job, jobToken, step.delayMs);
@@ -98,7 +133,8 @@ export class Drainer {
     throw new DelayedError();
   }
 
-  private async deliverHead(tenantId: string, chatId: string, raw: string, lease: string, job: Job, log: Logger): Promise<Step> {
+  private async deliverHead(h: Head): Promise<Step> {
+    const { tenantId, chatId, lease, raw, endpoint, log } = h;
     let env: Envelope;
     try {
       env = decodeEnvelope(raw);
@@ -111,10 +147,8 @@ export class Drainer {
     if (!update || (this.d.config.agentProtocol === 'zeroclaw' && text === undefined)) {
       // Nothing the agent can use (a sticker, a join…): acknowledged and counted, not forwarded.
       this.d.metrics?.forwarded.inc({ outcome: 'skipped' });
-      await this.pop(tenantId, chatId, raw, lease, env);
-      return { next: 'continue' };
+      return this.pop(h, env);
     }
-    const endpoint = await this.d.endpoints.get(tenantId);
     if (!endpoint) return this.needWake(tenantId, chatId, raw, lease, env, log);
 
     this.d.metrics?.pipelineLatency.observe((Date.now() - env.acceptedAt) / 1000);
@@ -140,14 +174,12 @@ export class Drainer {
         }
         log.info({ update_id: env.updateId, ms: Date.now() - started, endpoint: endpoint.address }, 'forwarded to pod');
         this.d.metrics?.forwarded.inc({ outcome: 'delivered' });
-        await this.pop(tenantId, chatId, raw, lease, env);
-        return { next: 'continue' };
+        return this.pop(h, env);
       }
       case 'rejected':
         log.warn({ update_id: env.updateId, status: outcome.status, reason: outcome.reason }, 'agent rejected the update: not retried');
         this.d.metrics?.forwarded.inc({ outcome: 'rejected' });
-        await this.pop(tenantId, chatId, raw, lease, env);
-        return { next: 'continue' };
+        return this.pop(h, env);
       case 'server-error':
         return this.retryLater(tenantId, chatId, raw, lease, env, outcome.reason, log);
       case 'unreachable':
@@ -190,6 +222,13 @@ export class Drainer {
       await this.requestWake(tenantId);
       if (await this.d.endpoints.claimStartingNotice(tenantId, this.d.config.wakeLockTtlS)) await this.sendStartingNotice(tenantId, chatId, log);
     }
+    return this.awaitWake(tenantId);
+  }
+
+  /** Waits in place for the wake when a slot for that is free (go on at once), else parks. */
+  private async awaitWake(tenantId: string): Promise<Step> {
+    const hasEndpoint = async (): Promise<boolean> => (await this.d.endpoints.get(tenantId)) !== undefined;
+    if (await this.d.wakeWatch?.waitFor(tenantId, WAKE_WAIT_MS, hasEndpoint)) return { next: 'continue' };
     return { next: 'park', delayMs: PARK_POLL_MS, onWake: true };
   }
 
@@ -218,16 +257,27 @@ export class Drainer {
   }
 
   private async countAttempt(tenantId: string, chatId: string, env: Envelope): Promise<number> {
-    return this.d.redis.hincrby(ATTEMPTS_KEY, `${tenantId}.${chatId}.${env.updateId}`, 1);
+    return this.d.redis.hincrby(attemptsKey, attemptsField(tenantId, chatId, env.updateId), 1);
   }
 
-  private async pop(tenantId: string, chatId: string, raw: string, lease: string, env: Envelope): Promise<void> {
-    const popped = await this.d.mailbox.pop(tenantId, chatId, raw, lease);
-    if (popped === -1) throw new Error('chat lease lost while draining');
+  /**
+   * Takes the delivered head out and reads what comes next in the same round trip: the next head
+   * (or the end of the drain), the endpoint again, and the tenant's activity written beside them.
+   */
+  private async pop(h: Head, env: Envelope): Promise<Step> {
+    const { tenantId, chatId } = h;
     const facts = await this.d.tenants.facts(tenantId);
-    const tx = this.d.redis.multi().hdel(ATTEMPTS_KEY, `${tenantId}.${chatId}.${env.updateId}`);
-    if (facts) Activity.record(tx, tenantId, facts.idleTimeoutS);
-    await tx.exec();
+    const [popped, endpoint] = await Promise.all([
+      this.d.mailbox.popNext(tenantId, chatId, h.raw, env.updateId, h.lease, h.gen),
+      this.d.endpoints.get(tenantId),
+      facts ? Activity.record(this.d.redis.multi(), tenantId, facts.idleTimeoutS).exec() : undefined,
+    ]);
+    switch (popped.kind) {
+      case 'lost-lease': throw new Error('chat lease lost while draining');
+      case 'drained': return { next: 'drained' };
+      case 'next': return { next: 'continue', head: popped.head, endpoint };
+      case 'moved': return { next: 'continue' };
+    }
   }
 
   private async deadLetter(tenantId: string, chatId: string, raw: string, lease: string, attempts: number, reason: string, log: Logger): Promise<void> {
@@ -237,7 +287,7 @@ export class Drainer {
     log.error({ attempts, reason }, 'update moved to dead letters');
     try {
       const { updateId } = decodeEnvelope(raw);
-      await this.d.redis.hdel(ATTEMPTS_KEY, `${tenantId}.${chatId}.${updateId}`);
+      await this.d.redis.hdel(attemptsKey, attemptsField(tenantId, chatId, updateId));
     } catch {
       /* malformed envelope: no attempt counter */
     }

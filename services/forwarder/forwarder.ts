@@ -10,6 +10,7 @@ import type { RedisClient } from '../../lib/redis.js';
 import { QUEUES, QUEUE_PREFIX } from '../../lib/queues.js';
 import { Mailbox } from '../../lib/delivery/mailbox.js';
 import { Endpoints } from '../../lib/delivery/endpoints.js';
+import { EndpointWatch } from '../../lib/delivery/endpoint-watch.js';
 import { DeadLetterStore } from '../../lib/delivery/dead-letters.js';
 import { TenantCache } from '../../lib/tenants/tenant-cache.js';
 import type { TenantRegistry } from '../../lib/registry/tenant-registry.js';
@@ -54,9 +55,12 @@ export function createForwarder(o: ForwarderOptions): Forwarder {
   const tenants = new TenantCache({ registry: o.registry });
   const agents = new AgentClient({ protocol: o.config.agentProtocol, timeoutMs: o.config.agentTimeoutS * 1000 });
   const replies = new ReplySender({ telegram: o.telegram, log: o.log, metrics: o.metrics });
+  // Half the worker slots may wait for wakes in place; the rest stay free for awake tenants.
+  const wakeWatch = new EndpointWatch({ redis: o.redis, log: o.log, maxWaiters: Math.floor(o.config.forwarderConcurrency / 2) });
+  wakeWatch.start().catch((err: unknown) => o.log.warn({ err }, 'wake watch not subscribed: drains park during wakes'));
   const drainer = new Drainer({
     config: o.config, log: o.log, redis: o.redis, mailbox, endpoints, deadLetters, tenants, agents, replies,
-    wakeQueue, webhookSecret: o.webhookSecret, metrics: o.metrics,
+    wakeQueue, webhookSecret: o.webhookSecret, metrics: o.metrics, wakeWatch,
   });
   const worker = new Worker(QUEUES.forward, (job, token) => drainer.process(job, token), {
     connection: o.bull,
@@ -87,6 +91,7 @@ export function createForwarder(o: ForwarderOptions): Forwarder {
     async close() {
       clearInterval(sweep);
       drainer.stop();
+      await wakeWatch.close(); // waiting drains park now, so the worker can close
       await worker.close();
       await agents.close();
       await Promise.allSettled([forwardQueue.close(), wakeQueue.close()]);

@@ -124,11 +124,17 @@ export class Waker {
       }
       const live = await this.o.runtime.find(tenantId);
       if (live) return await this.publish(tenant, live, 'already-running', started, log);
-      await this.markProvisioning(tenant);
-      const state = await this.o.state.presign(tenantId, { expiresInS: STATE_URL_TTL_S });
-      const { instance, path } = await this.o.runtime.start(tenant, state);
+      // The registry write and the start overlap: the start does not need it, and while the wake
+      // lock is held the reconciler leaves a pod whose tenant is not marked yet alone.
+      const [marked, startedInstance] = await Promise.allSettled([
+        this.markProvisioning(tenant),
+        this.o.state.presign(tenantId, { expiresInS: STATE_URL_TTL_S }).then((state) => this.o.runtime.start(tenant, state)),
+      ]);
+      if (startedInstance.status === 'rejected') throw startedInstance.reason;
+      if (marked.status === 'rejected') throw marked.reason;
+      const { instance, path } = startedInstance.value;
       await new StateUrlLedger(this.o.redis).issued(tenantId);
-      return await this.publish(tenant, instance, path, started, log);
+      return await this.publish(marked.value, instance, path, started, log);
     } catch (err) {
       if (!(err instanceof Error && err.message.startsWith('unknown tenant'))) {
         log.error({ err, ms: Date.now() - started }, 'wake failed');
@@ -140,17 +146,20 @@ export class Waker {
     } finally {
       await callScript(this.o.redis, 'ztmCompareAndDelete', wakeLockKey(tenantId), lock);
       await this.o.redis.del(startingNoticeKey(tenantId));
+      // Drains waiting in place re-check (a failed wake: they count an attempt and ask again).
+      await this.endpoints.announceWakeDone(tenantId);
       await this.endpoints.promoteParked(tenantId, this.forwardQueue);
     }
   }
 
-  private async markProvisioning(tenant: Tenant): Promise<void> {
+  private async markProvisioning(tenant: Tenant): Promise<Tenant> {
     // A stale `running` (its pod died) or an interrupted `provisioning` is woken again as well.
-    await this.o.registry.mutate(tenant.tenant_id, (cur) => (cur.status === 'provisioning' ? undefined : { status: 'provisioning' }));
+    return this.o.registry.mutate(tenant.tenant_id, (cur) => (cur.status === 'provisioning' ? undefined : { status: 'provisioning' }), { current: tenant });
   }
 
   private async publish(tenant: Tenant, instance: TenantInstance, path: WakeResult['path'], started: number, log: Logger): Promise<WakeResult> {
     await this.endpoints.set(tenant.tenant_id, instance.address);
+    await this.endpoints.announceWakeDone(tenant.tenant_id);
     // The agent is ready and routable: resume the parked drains now, not after the bookkeeping
     // below (a registry write is a DynamoDB round trip the first message need not wait for). The
     // promotion in wake()'s finally still catches drains parked after this one.
@@ -160,7 +169,7 @@ export class Waker {
     await this.o.registry.mutate(tenant.tenant_id, (cur) =>
       cur.status === 'running' && cur.pod_name === instance.podName && cur.pod_ip === instance.ip
         ? undefined
-        : { status: 'running', pod_name: instance.podName, pod_ip: instance.ip });
+        : { status: 'running', pod_name: instance.podName, pod_ip: instance.ip }, { current: tenant });
     const ms = Date.now() - started;
     this.o.metrics?.wakeLatency.observe({ path }, ms / 1000);
     this.o.metrics?.wakes.inc({ outcome: path });
