@@ -107,15 +107,18 @@ return 1
 
 /**
  * popNext(KEYS: mailbox, lease, scheduled, drain, tenantActive, attempts;
- *         ARGV: envelope, token, member, nowMs, generation, attemptsField)
+ *         ARGV: envelope's identity (its `update_id|accepted_at|` prefix), token, member, nowMs,
+ *         generation, attemptsField)
  * → {-1} lease lost | {0} the head is not that envelope | {1, next} popped, next head |
  *   {2} popped, mailbox empty: this generation gave up responsibility and the lease is released.
  * POP + the attempt counter's cleanup + HEAD + FINISH + RELEASE in one round trip: the steady-state
- * step of a drain. The empty check and the release are one step, as in FINISH.
+ * step of a drain. The empty check and the release are one step, as in FINISH. The head is matched
+ * by its prefix (update ids are unique per tenant) so the update is not sent back to Redis.
  */
 export const POP_NEXT = `
 if redis.call('GET', KEYS[2]) ~= ARGV[2] then return {-1} end
-if redis.call('LINDEX', KEYS[1], 0) ~= ARGV[1] then return {0} end
+local head = redis.call('LINDEX', KEYS[1], 0)
+if not head or string.sub(head, 1, #ARGV[1]) ~= ARGV[1] then return {0} end
 redis.call('LPOP', KEYS[1])
 redis.call('HDEL', KEYS[6], ARGV[6])
 local nxt = redis.call('LINDEX', KEYS[1], 0)

@@ -7,7 +7,7 @@ import type { Queue } from 'bullmq';
 import type { RedisClient } from '../redis.js';
 import { attemptsKey, chatLeaseKey, drainKey, mailboxKey, scheduledKey, seenKey } from '../keys.js';
 import { ACCEPT, CLAIM, FINISH, HANDOFF, POP, POP_NEXT, RELEASE, RENEW } from './mailbox-scripts.js';
-import { encodeEnvelope } from './update.js';
+import { encodeEnvelope, envelopeIdentity } from './update.js';
 import { callScript, defineScripts, type ScriptDef } from '../redis-scripts.js';
 
 const SEQ_KEY = '{mbox}:seq';
@@ -197,7 +197,7 @@ export class Mailbox {
   async popNext(tenantId: string, chatId: string, envelope: string, updateId: number, token: string, gen: string): Promise<PopNextResult> {
     const reply = (await this.call('mbPopNext', mailboxKey(tenantId, chatId), chatLeaseKey(tenantId, chatId), scheduledKey,
       drainKey(tenantId, chatId), tenantActiveKey(tenantId), attemptsKey,
-      envelope, token, scheduledMember(tenantId, chatId), Date.now(), gen, attemptsField(tenantId, chatId, updateId))) as [number, string?];
+      envelopeIdentity(envelope), token, scheduledMember(tenantId, chatId), Date.now(), gen, attemptsField(tenantId, chatId, updateId))) as [number, string?];
     switch (reply[0]) {
       case 1: return { kind: 'next', head: reply[1] as string };
       case 2: return { kind: 'drained' };

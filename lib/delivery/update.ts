@@ -81,6 +81,12 @@ export function encodeEnvelope(updateId: number, acceptedAt: number, raw: string
   return `${updateId}|${acceptedAt}|${raw}`;
 }
 
+/** `update_id|accepted_at|`: what tells an envelope from any other in its mailbox (the whole envelope if malformed). */
+export function envelopeIdentity(s: string): string {
+  const b = s.indexOf('|', s.indexOf('|') + 1);
+  return b < 0 ? s : s.slice(0, b + 1);
+}
+
 export function decodeEnvelope(s: string): Envelope {
   const a = s.indexOf('|');
   const b = s.indexOf('|', a + 1);
