@@ -201,7 +201,8 @@ export class Drainer {
   }
 
   private async needWake(tenantId: string, chatId: string, raw: string, lease: string, env: Envelope, log: Logger): Promise<Step> {
-    let failure = await this.d.endpoints.lastWakeFailure(tenantId);
+    // Both read in one round trip: the first message of a sleeping tenant waits for this.
+    let [failure, waking] = await Promise.all([this.d.endpoints.lastWakeFailure(tenantId), this.d.endpoints.isWaking(tenantId)]);
     if (failure?.startsWith('unknown tenant')) {
       // Re-read the registry (rare path): the tenant may have been created since.
       this.d.tenants.invalidate(tenantId);
@@ -211,8 +212,9 @@ export class Drainer {
       }
       await this.d.endpoints.clearWakeFailure(tenantId);
       failure = undefined;
+      waking = await this.d.endpoints.isWaking(tenantId);
     }
-    if (!(await this.d.endpoints.isWaking(tenantId))) {
+    if (!waking) {
       // Each wake this update has to ask for is an attempt: a tenant that never wakes dead-letters.
       const attempts = failure ? await this.countAttempt(tenantId, chatId, env) : 0;
       if (attempts >= this.d.config.forwardAttempts) {
