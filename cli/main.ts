@@ -8,11 +8,12 @@ import { ZtmError, ValidationError } from '../lib/errors.js';
 import { AdminClient } from '../lib/admin/admin-client.js';
 import type { AdminArgs, AdminCommand } from '../lib/admin/admin-protocol.js';
 import { assertBotToken, assertIdleTimeout, assertTenantId } from '../lib/validate.js';
-import { printError, printJson, printRecord, printTable, type Printer } from './output.js';
+import { printError, printFailure, printJson, printRecord, printTable, type Printer } from './output.js';
 import { resolveTarget, runThroughKubectl } from './target.js';
 import { renderResult } from './render.js';
 import { runStatus } from './status.js';
 import { runDashboard, type DashboardInvocation } from './dashboard.js';
+import { chatIdOption, DEFAULT_CHAT_ID, DEFAULT_CHAT_WAIT_S, messageOption, runChat, waitOption, type ChatInvocation } from './chat.js';
 import { DEFAULT_DASHBOARD_PORT } from '../lib/ops/dashboard.js';
 
 const GROUPS = new Set(['tenant', 'webhook', 'dead']);
@@ -23,7 +24,8 @@ const EXIT_FAILED = 1;
 type Invocation =
   | { kind: 'admin'; command: AdminCommand; args: AdminArgs[AdminCommand]; timeoutS?: number }
   | { kind: 'status' }
-  | ({ kind: 'dashboard' } & DashboardInvocation);
+  | ({ kind: 'dashboard' } & DashboardInvocation)
+  | ({ kind: 'chat' } & ChatInvocation);
 
 function portOption(v: unknown): number {
   const n = Number(v);
@@ -31,8 +33,19 @@ function portOption(v: unknown): number {
   return n;
 }
 
+/** The last value of `--name <v>` / `--name=<v>` as typed (cac would turn "007" into 7). */
+function rawOption(argv: string[], name: string): string | undefined {
+  let value: string | undefined;
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i] as string;
+    if (a === `--${name}`) value = argv[++i];
+    else if (a.startsWith(`--${name}=`)) value = a.slice(name.length + 3);
+  }
+  return value;
+}
+
 /** Builds the cac program; each action records what to run instead of running it. */
-function program(onRun: (inv: Invocation) => void) {
+function program(onRun: (inv: Invocation) => void, argv: string[] = []) {
   const cli = cac('ztm');
   const run = <C extends AdminCommand>(command: C, args: AdminArgs[C], timeoutS?: number): void => onRun({ kind: 'admin', command, args, timeoutS });
   cli.option('--json', 'Print JSON instead of a table');
@@ -84,6 +97,17 @@ function program(onRun: (inv: Invocation) => void) {
     .option('--port <port>', 'Port to listen on', { default: DEFAULT_DASHBOARD_PORT })
     .option('--host <host>', 'Interface to listen on', { default: '127.0.0.1' })
     .action((o: { port: unknown; host: unknown }) => onRun({ kind: 'dashboard', port: portOption(o.port), host: String(o.host) }));
+  cli.command('chat <id>', 'Talk to the tenant\'s agent through the platform, without Telegram (needs TELEGRAM_API_BASE=sandbox npm start)')
+    .option('--chat-id <id>', 'The sandbox user (and private chat) to speak as', { default: DEFAULT_CHAT_ID })
+    .option('--message <text>', 'Send this one message, print the answer and exit')
+    .option('--wait <secs>', 'How long to wait for each answer', { default: DEFAULT_CHAT_WAIT_S })
+    .action((id: string, o: { chatId: unknown; message?: unknown; wait: unknown }) => onRun({
+      kind: 'chat',
+      tenantId: assertTenantId(id),
+      chatId: chatIdOption(o.chatId),
+      message: o.message === undefined ? undefined : messageOption(rawOption(argv, 'message') ?? String(o.message)),
+      waitS: waitOption(o.wait),
+    }));
   cli.help();
   return cli;
 }
@@ -102,7 +126,7 @@ export async function main(argv: string[], env: Env = process.env, io?: Partial<
     err: io?.err ?? ((l) => process.stderr.write(`${l}\n`)),
   };
   let invocation: Invocation | undefined;
-  const cli = program((inv) => (invocation = inv));
+  const cli = program((inv) => (invocation = inv), argv);
   try {
     const parsed = cli.parse(['node', 'ztm', ...joinGroup(argv)], { run: false });
     if (parsed.options.help || parsed.options.h) return 0;
@@ -130,6 +154,7 @@ export async function main(argv: string[], env: Env = process.env, io?: Partial<
   }
   const target = resolveTarget(config);
   if (invocation.kind === 'dashboard') return runDashboard(invocation, target, config, p);
+  if (invocation.kind === 'chat') return runChat(invocation, config, target, p);
   if (target.kind === 'kubectl') return runThroughKubectl(target, argv);
   if (invocation.kind === 'status') return runStatus(target.url, p);
 
@@ -146,8 +171,7 @@ export async function main(argv: string[], env: Env = process.env, io?: Partial<
     else renderResult(p, invocation.command, result, { printTable, printRecord });
     return exitCodeFor(invocation.command, result);
   } catch (err) {
-    const code = err instanceof ZtmError ? err.code : 'E_INTERNAL';
-    printError(p, code, err instanceof Error ? err.message : String(err));
+    printFailure(p, err);
     return EXIT_FAILED;
   } finally {
     await client.close();

@@ -2,6 +2,7 @@
  * Printing for `ztm`: human tables by default, JSON with --json. Everything printed passes through
  * redaction, so a token can never reach a terminal or a script.
  */
+import { ZtmError } from '../lib/errors.js';
 import { redactDeep, redactSecrets } from '../lib/redact.js';
 
 export interface Printer {
@@ -18,6 +19,11 @@ export function printError(p: Printer, code: string, message: string): void {
   const text = redactSecrets(message).replace(/\s*\n\s*/g, ' ');
   if (p.json) p.err(JSON.stringify({ error: { code, message: text } }));
   else p.err(`ztm: ${text}`);
+}
+
+/** Prints a failure as one line, with the typed error's code (E_INTERNAL for anything else). */
+export function printFailure(p: Printer, err: unknown): void {
+  printError(p, err instanceof ZtmError ? err.code : 'E_INTERNAL', err instanceof Error ? err.message : String(err));
 }
 
 /** A fixed-width table; `columns` picks and orders the fields. */

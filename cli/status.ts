@@ -4,10 +4,9 @@
  * by an admin job: it must answer when the janitor is down, which is when it is wanted. In cluster
  * mode without a Redis URL it runs inside the janitor pod through `kubectl exec`, like every command.
  */
-import { ZtmError } from '../lib/errors.js';
 import { assertRedisReachable, closeRedis, createRedis, type RedisClient } from '../lib/redis.js';
 import { QueueStats, type PlatformStatus, type WarmPoolReport } from '../lib/ops/queue-stats.js';
-import { printError, printJson, printTable, type Printer } from './output.js';
+import { printFailure, printJson, printTable, type Printer } from './output.js';
 
 /** Connects to `url` or throws one clear line within 3 s. The caller closes the client. */
 export async function connectRedis(url: string, name: string): Promise<RedisClient> {
@@ -61,7 +60,7 @@ export async function runStatus(url: string, p: Printer): Promise<number> {
     else renderStatus(p, status);
     return 0;
   } catch (err) {
-    printError(p, err instanceof ZtmError ? err.code : 'E_INTERNAL', err instanceof Error ? err.message : String(err));
+    printFailure(p, err);
     return 1;
   } finally {
     await stats?.close();

@@ -14,15 +14,34 @@ export type CliTarget = { kind: 'redis'; url: string; source: string } | { kind:
 /** Deployment that runs the admin worker and has `ztm` in its image (see charts/). */
 export const KUBECTL_EXEC_TARGET = 'deployment/janitor';
 
-export function localPlatformRedis(dataDir: string): string | undefined {
+/** What a running `npm start` wrote to DATA_DIR/platform.json (services/platform/main.ts). */
+export interface LocalPlatform {
+  pid: number;
+  redisUrl: string;
+  ingressUrl?: string;
+  /** Set when it runs the local Bot API sandbox (TELEGRAM_API_BASE=sandbox). */
+  sandboxUrl?: string;
+}
+
+/** The platform `npm start` runs with this DATA_DIR, if its process is still alive. */
+export function localPlatform(dataDir: string): LocalPlatform | undefined {
   try {
-    const info = JSON.parse(readFileSync(path.join(dataDir, 'platform.json'), 'utf8')) as { redisUrl?: unknown; pid?: unknown };
+    const info = JSON.parse(readFileSync(path.join(dataDir, 'platform.json'), 'utf8')) as Record<string, unknown>;
     if (typeof info.redisUrl !== 'string' || typeof info.pid !== 'number') return undefined;
     process.kill(info.pid, 0); // throws when that platform is no longer running
-    return info.redisUrl;
+    return {
+      pid: info.pid,
+      redisUrl: info.redisUrl,
+      ...(typeof info.ingressUrl === 'string' ? { ingressUrl: info.ingressUrl } : {}),
+      ...(typeof info.sandboxUrl === 'string' ? { sandboxUrl: info.sandboxUrl } : {}),
+    };
   } catch {
     return undefined;
   }
+}
+
+export function localPlatformRedis(dataDir: string): string | undefined {
+  return localPlatform(dataDir)?.redisUrl;
 }
 
 function hasKubectl(): boolean {

@@ -37,7 +37,13 @@ export interface Config {
   ingressPort: number;
   ingressHost: string;
   ingressBodyLimit: number;
+  /**
+   * The Bot API base URL, or TELEGRAM_SANDBOX (`TELEGRAM_API_BASE=sandbox`): `npm start` then runs
+   * the local Bot API sandbox and replaces this with its URL before building any client.
+   */
   telegramApiBase: string;
+  /** Port of the Bot API sandbox (TELEGRAM_SANDBOX_PORT, default 8081, 0 = a free port). */
+  telegramSandboxPort: number;
   webhookSecret: string | undefined;
   agentProtocol: AgentProtocol;
   agentPort: number;
@@ -69,6 +75,16 @@ export interface CliConfig {
   pickupTimeoutS: number;
   /** Basic auth for `ztm dashboard` (DASHBOARD_USER + DASHBOARD_PASSWORD). */
   dashboardAuth: DashboardCredentials | undefined;
+  /** The Bot API sandbox `ztm chat` talks to (ZTM_SANDBOX_URL); else the one in DATA_DIR/platform.json. */
+  sandboxUrl: string | undefined;
+}
+
+/** `TELEGRAM_API_BASE=sandbox`: the platform runs its own local Bot API (lib/sandbox/). */
+export const TELEGRAM_SANDBOX = 'sandbox';
+
+/** True when `config` asks for the local Bot API sandbox instead of a Bot API URL. */
+export function usesTelegramSandbox(config: Pick<Config, 'telegramApiBase'>): boolean {
+  return config.telegramApiBase === TELEGRAM_SANDBOX;
 }
 
 const LOG_LEVELS: readonly LogLevel[] = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
@@ -105,6 +121,16 @@ function httpUrl(env: Env, name: string, def?: string): string | undefined {
     throw new ConfigError(name, `must be an http(s) URL, got protocol ${u.protocol}`);
   }
   return raw.replace(/\/+$/, '');
+}
+
+function telegramApiBase(env: Env): string {
+  if (str(env, 'TELEGRAM_API_BASE') === TELEGRAM_SANDBOX) return TELEGRAM_SANDBOX;
+  try {
+    return httpUrl(env, 'TELEGRAM_API_BASE', 'https://api.telegram.org') as string;
+  } catch (err) {
+    const why = err instanceof ConfigError ? err.message.slice('TELEGRAM_API_BASE: '.length) : 'is invalid';
+    throw new ConfigError('TELEGRAM_API_BASE', `${why}; or \`sandbox\` for the local Bot API sandbox of npm start`);
+  }
 }
 
 function secret(env: Env, name: string): string | undefined {
@@ -190,7 +216,8 @@ export function loadConfig(env: Env): Config {
     ingressPort: int(env, 'INGRESS_PORT', 8080, 0, 65_535),
     ingressHost: str(env, 'INGRESS_HOST') ?? (runtime === 'local' ? '127.0.0.1' : '0.0.0.0'),
     ingressBodyLimit: int(env, 'INGRESS_BODY_LIMIT', 1_048_576, 1024, 64 * 1_048_576),
-    telegramApiBase: httpUrl(env, 'TELEGRAM_API_BASE', 'https://api.telegram.org') as string,
+    telegramApiBase: telegramApiBase(env),
+    telegramSandboxPort: int(env, 'TELEGRAM_SANDBOX_PORT', 8081, 0, 65_535),
     webhookSecret,
     agentProtocol,
     agentPort: int(env, 'AGENT_PORT', 42_617, 1, 65_535),
@@ -206,7 +233,7 @@ export function loadConfig(env: Env): Config {
   };
 }
 
-/** `ztm`'s own variables: ZTM_REDIS_URL (falls back to REDIS_URL / REDIS_ADDR), ZTM_NAMESPACE, ZTM_KUBE_CONTEXT. */
+/** `ztm`'s own variables: ZTM_REDIS_URL (falls back to REDIS_URL / REDIS_ADDR), ZTM_NAMESPACE, ZTM_KUBE_CONTEXT, ZTM_SANDBOX_URL. */
 export function loadCliConfig(env: Env): CliConfig {
   let redisUrl = str(env, 'ZTM_REDIS_URL');
   if (redisUrl !== undefined && !/^rediss?:\/\//.test(redisUrl)) {
@@ -220,5 +247,6 @@ export function loadCliConfig(env: Env): CliConfig {
     dataDir: path.resolve(str(env, 'DATA_DIR') ?? './.ztm'),
     pickupTimeoutS: int(env, 'ZTM_PICKUP_TIMEOUT_S', 5, 1, 300),
     dashboardAuth: dashboardAuth(env),
+    sandboxUrl: httpUrl(env, 'ZTM_SANDBOX_URL'),
   };
 }

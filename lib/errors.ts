@@ -13,6 +13,7 @@ export type ErrorCode =
   | 'E_TIMEOUT'
   | 'E_REDIS_UNAVAILABLE'
   | 'E_RUNTIME'
+  | 'E_SANDBOX'
   | 'E_INTERNAL';
 
 export class ZtmError extends Error {
@@ -77,6 +78,15 @@ export class RuntimeError extends ZtmError {
   }
 }
 
+/** The local Bot API sandbox is missing, unreachable or refused a request (`status`: its HTTP answer). */
+export class SandboxError extends ZtmError {
+  readonly status: number | undefined;
+  constructor(message: string, options?: { status?: number; cause?: unknown }) {
+    super('E_SANDBOX', message, options?.cause === undefined ? undefined : { cause: options.cause });
+    this.status = options?.status;
+  }
+}
+
 /** Rebuilds a typed error from `{ code, message }` that crossed a queue. */
 export function errorFromWire(code: string, message: string): ZtmError {
   switch (code) {
@@ -92,7 +102,7 @@ export function errorFromWire(code: string, message: string): ZtmError {
 
 const CODES: ReadonlySet<string> = new Set<ErrorCode>([
   'E_CONFIG', 'E_VALIDATION', 'E_NOT_FOUND', 'E_EXISTS', 'E_VERSION_CONFLICT', 'E_TELEGRAM',
-  'E_NO_WORKER', 'E_TIMEOUT', 'E_REDIS_UNAVAILABLE', 'E_RUNTIME', 'E_INTERNAL',
+  'E_NO_WORKER', 'E_TIMEOUT', 'E_REDIS_UNAVAILABLE', 'E_RUNTIME', 'E_SANDBOX', 'E_INTERNAL',
 ]);
 function isErrorCode(code: string): code is ErrorCode {
   return CODES.has(code);

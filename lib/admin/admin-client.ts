@@ -73,7 +73,12 @@ export class AdminClient {
     // Connection errors surface through the commands; keep them off the default 'error' path.
     for (const c of [this.connection, this.eventsConnection]) c.on('error', () => undefined);
     this.queueInstance = new Queue(QUEUES.admin, { connection: this.connection, prefix: QUEUE_PREFIX });
-    this.eventsInstance = new QueueEvents(QUEUES.admin, { connection: this.eventsConnection, prefix: QUEUE_PREFIX });
+    // QueueEvents reads from '$' as of its first XREAD, which it sends some time after it is
+    // "ready": a reply landing in between would be missed (and the command wait for its timeout).
+    // Reading from the stream's current last entry instead misses nothing.
+    const last = await this.connection.xrevrange(this.queueInstance.keys.events as string, '+', '-', 'COUNT', 1);
+    const lastEventId = last[0]?.[0] ?? '0-0';
+    this.eventsInstance = new QueueEvents(QUEUES.admin, { connection: this.eventsConnection, prefix: QUEUE_PREFIX, lastEventId });
     this.queueInstance.on('error', () => undefined);
     this.eventsInstance.on('error', () => undefined);
     await this.eventsInstance.waitUntilReady();

@@ -2,7 +2,8 @@
  * Builds the clients a service needs from its config. Services receive these objects rather than
  * building their own, so tests can wire a service to real servers on other ports.
  */
-import type { Config } from '../config.js';
+import { usesTelegramSandbox, type Config } from '../config.js';
+import { ConfigError } from '../errors.js';
 import { createRedis, closeRedis, type RedisClient } from '../redis.js';
 import { TelegramClient } from '../telegram-client.js';
 import { TenantRegistry } from '../registry/tenant-registry.js';
@@ -31,6 +32,8 @@ export interface ClientOverrides {
 }
 
 export function createClients(config: Config, o: ClientOverrides): PlatformClients {
+  // npm start replaces `sandbox` by the running sandbox's URL; nothing else may build a client on it.
+  if (usesTelegramSandbox(config)) throw new ConfigError('TELEGRAM_API_BASE', 'sandbox: start the Bot API sandbox first (only npm start runs it)');
   const url = o.redisUrl ?? config.redisUrl;
   const redis = createRedis({ url, cluster: config.redisCluster, name: `${o.name}` });
   const bull = createRedis({ url, cluster: config.redisCluster, name: `${o.name}-bull`, blocking: true });

@@ -3,7 +3,7 @@
  * variable and exits 2), make the logger, start, and on SIGTERM/SIGINT stop taking work, finish or
  * hand back in-flight jobs, close connections and exit.
  */
-import { loadConfig, type Config } from '../config.js';
+import { loadConfig, usesTelegramSandbox, type Config } from '../config.js';
 import { ConfigError } from '../errors.js';
 import { createLogger, type Logger } from '../logger.js';
 import { redactSecrets } from '../redact.js';
@@ -17,12 +17,23 @@ export interface ServiceContext {
   log: Logger;
 }
 
+export interface RunServiceOptions {
+  /**
+   * Accept TELEGRAM_API_BASE=sandbox. Only `npm start` (services/platform) runs the local Bot API
+   * sandbox: a service on its own would have no sandbox to talk to, so the others refuse it.
+   */
+  sandbox?: boolean;
+}
+
 const SHUTDOWN_GRACE_MS = 25_000;
 
-export async function runService(service: string, start: (ctx: ServiceContext) => Promise<Closeable>): Promise<void> {
+export async function runService(service: string, start: (ctx: ServiceContext) => Promise<Closeable>, options: RunServiceOptions = {}): Promise<void> {
   let config: Config;
   try {
     config = loadConfig(process.env);
+    if (usesTelegramSandbox(config) && !options.sandbox) {
+      throw new ConfigError('TELEGRAM_API_BASE', `sandbox runs only inside npm start (the whole platform in one process); give ${service} a Bot API URL`);
+    }
   } catch (err) {
     const msg = err instanceof ConfigError ? err.message : redactSecrets(String(err));
     process.stderr.write(`${service}: configuration error: ${msg}\n`);

@@ -7,15 +7,18 @@ import { writeFileSync, rmSync, mkdirSync } from 'node:fs';
 import path from 'node:path';
 import { runService } from '../../lib/platform/run-service.js';
 import { startEmbeddedStores } from '../../lib/platform/embedded-stores.js';
+import { startTelegramSandbox } from '../../lib/platform/telegram-sandbox.js';
 import { createClients } from '../../lib/platform/clients.js';
 import { loadOrCreateSecrets } from '../../lib/local-secrets.js';
 import { describeRedisUrl } from '../../lib/redis.js';
 import { startPlatform } from './platform.js';
 import { serveDashboard, type ServedDashboard } from '../../lib/ops/dashboard.js';
 
-await runService('platform', async ({ config, log }) => {
-  mkdirSync(config.dataDir, { recursive: true });
-  const stores = await startEmbeddedStores(config, log);
+await runService('platform', async ({ config: given, log }) => {
+  mkdirSync(given.dataDir, { recursive: true });
+  const stores = await startEmbeddedStores(given, log);
+  // TELEGRAM_API_BASE=sandbox: the local Bot API first, so every client below talks to it.
+  const { config, sandbox } = await startTelegramSandbox(given, log);
   const secrets = loadOrCreateSecrets(config.dataDir, config);
   const clients = createClients(config, { name: 'platform', redisUrl: stores.redisUrl, dynamodbEndpoint: stores.dynamodbEndpoint, s3Endpoint: stores.s3Endpoint });
   await clients.registry.ensureTable();
@@ -31,12 +34,16 @@ await runService('platform', async ({ config, log }) => {
 
   const infoFile = path.join(config.dataDir, 'platform.json');
   const ingressUrl = `http://${config.ingressHost}:${platform.ingress.port}`;
-  writeFileSync(infoFile, JSON.stringify({ pid: process.pid, redisUrl: stores.redisUrl, ingressUrl, startedAt: new Date().toISOString() }));
+  writeFileSync(infoFile, JSON.stringify({
+    pid: process.pid, redisUrl: stores.redisUrl, ingressUrl, ...(sandbox ? { sandboxUrl: sandbox.url } : {}), startedAt: new Date().toISOString(),
+  }));
   const lines = [
     'agentic-tenancy platform running (embedded default)',
     `  ingress:    ${ingressUrl}  (POST /tg/<tenant>, GET /healthz /readyz /metrics)`,
     `  webhooks:   ${config.routerPublicUrl ? `${config.routerPublicUrl}/tg/<tenant>` : 'not registered: set ROUTER_PUBLIC_URL to the public URL of the ingress'}`,
-    `  telegram:   ${config.telegramApiBase}`,
+    `  telegram:   ${sandbox
+      ? `${sandbox.url}  (local Bot API sandbox: npx ztm chat <tenant>)`
+      : `${config.telegramApiBase}  (TELEGRAM_API_BASE=sandbox runs a local one, for npx ztm chat)`}`,
     `  redis:      ${describeRedisUrl(stores.redisUrl)}`,
     `  registry:   DynamoDB table ${config.dynamodbTable} at ${stores.dynamodbEndpoint ?? 'AWS'}`,
     `  state:      s3://${config.s3Bucket} at ${stores.s3Endpoint ?? 'AWS'}`,
@@ -44,17 +51,20 @@ await runService('platform', async ({ config, log }) => {
     ...stores.started.map((s) => `  started:    ${s}`),
     `  started:    ingress, forwarder, waker, janitor (ztm admin, idle check every ${config.idleCheckIntervalS}s, reconciler every ${config.reconcileIntervalS}s), pool-keeper (warm pool target ${config.warmPoolTarget})`,
     `  dashboard:  ${dashboard ? dashboard.url : 'npx ztm dashboard (or set DASHBOARD_PORT to serve it here)'}`,
-    '  try:        npx ztm tenant list; npx ztm status',
+    sandbox
+      ? '  try:        npx ztm tenant create alice <bot token: any of Telegram\'s shape>; npx ztm chat alice'
+      : '  try:        npx ztm tenant list; npx ztm status',
   ];
   process.stderr.write(`${lines.join('\n')}\n`);
-  log.info({ ingress: ingressUrl, redis: describeRedisUrl(stores.redisUrl) }, 'platform started');
+  log.info({ ingress: ingressUrl, redis: describeRedisUrl(stores.redisUrl), ...(sandbox ? { sandbox: sandbox.url } : {}) }, 'platform started');
   return {
     async close() {
       rmSync(infoFile, { force: true });
       await dashboard?.close();
       await platform.close();
       await clients.close();
+      await sandbox?.close();
       await stores.close();
     },
   };
-});
+}, { sandbox: true });

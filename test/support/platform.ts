@@ -71,6 +71,31 @@ export interface TestPlatformOptions {
   runtime?: 'local' | 'kubernetes';
 }
 
+/**
+ * Runs the real `ztm` binary as a child process with only `env` (plus PATH and HOME); `input` is
+ * written to its stdin, which is then closed (no input: stdin is /dev/null). Killed after 60 s.
+ */
+export function spawnZtm(argv: string[], env: Record<string, string>, input?: string): Promise<ZtmResult> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [path.join(ROOT, 'cli/ztm.js'), ...argv], {
+      cwd: ROOT,
+      env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '/tmp', ...env },
+      stdio: [input === undefined ? 'ignore' : 'pipe', 'pipe', 'pipe'],
+    });
+    let stdout = '';
+    let stderr = '';
+    child.stdout?.on('data', (d: Buffer) => (stdout += d.toString()));
+    child.stderr?.on('data', (d: Buffer) => (stderr += d.toString()));
+    child.stdin?.end(input);
+    const timer = setTimeout(() => child.kill('SIGKILL'), 60_000);
+    child.once('error', reject);
+    child.once('exit', (code) => {
+      clearTimeout(timer);
+      resolve({ code: code ?? 1, stdout, stderr });
+    });
+  });
+}
+
 export async function startTestPlatform(options: TestPlatformOptions = {}): Promise<TestPlatform> {
   const redis = await startRedis();
   const dynamo = await startDynamo();
@@ -159,23 +184,7 @@ export async function startTestPlatform(options: TestPlatformOptions = {}): Prom
       return { code, stdout: out.join('\n'), stderr: err.join('\n') };
     },
     async ztmProcess(argv, env = {}) {
-      return new Promise((resolve, reject) => {
-        const child = spawn(process.execPath, [path.join(ROOT, 'cli/ztm.js'), ...argv], {
-          cwd: ROOT,
-          env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '/tmp', ...cliEnv, ...env },
-          stdio: ['ignore', 'pipe', 'pipe'],
-        });
-        let stdout = '';
-        let stderr = '';
-        child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-        child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-        const timer = setTimeout(() => child.kill('SIGKILL'), 60_000);
-        child.once('error', reject);
-        child.once('exit', (code) => {
-          clearTimeout(timer);
-          resolve({ code: code ?? 1, stdout, stderr });
-        });
-      });
+      return spawnZtm(argv, { ...cliEnv, ...env });
     },
     async close() {
       if (platform) await platform.close();

@@ -1,0 +1,207 @@
+/**
+ * `ztm chat <id>`: a conversation with a tenant's agent through the real pipeline (sandbox webhook →
+ * ingress → mailbox → forwarder → wake → agent → sendMessage) without Telegram. The platform must
+ * run the local Bot API sandbox (`TELEGRAM_API_BASE=sandbox npm start`); ztm plays a user of the
+ * tenant's bot on the sandbox's user routes and reads the bot's answers from it.
+ *
+ * Interactive on a terminal (`you> ` prompt, answers printed as they come); otherwise `--message`
+ * sends one message, or each line of stdin is sent in turn, each waiting for its answer.
+ */
+import { createInterface, clearLine, cursorTo } from 'node:readline';
+import { once } from 'node:events';
+import type { CliConfig } from '../lib/config.js';
+import { SandboxError, TimeoutError, ValidationError, ZtmError } from '../lib/errors.js';
+import { AdminClient } from '../lib/admin/admin-client.js';
+import { SandboxClient } from '../lib/sandbox/sandbox-client.js';
+import type { SentMessage } from '../lib/sandbox/bot-directory.js';
+import { SANDBOX_MAX_POLL_S } from '../lib/sandbox/sandbox-routes.js';
+import { STARTING_UP_TEXT } from '../services/forwarder/drainer.js';
+import { localPlatform, type CliTarget } from './target.js';
+import { printFailure, type Printer } from './output.js';
+
+export interface ChatInvocation {
+  tenantId: string;
+  chatId: number;
+  message: string | undefined;
+  waitS: number;
+}
+
+export interface ChatIo {
+  stdin: NodeJS.ReadableStream & { isTTY?: boolean };
+  stdout: NodeJS.WritableStream;
+}
+
+/** The sandbox user (and private chat) ztm chat speaks as unless --chat-id says otherwise. */
+export const DEFAULT_CHAT_ID = 10001;
+export const DEFAULT_CHAT_WAIT_S = 30;
+const MAX_CHAT_ID = 2 ** 52;
+const MAX_WAIT_S = 3600;
+/** After an answer, how long more parts of it (a long answer is split) may take to arrive. */
+const MORE_PARTS_MS = 300;
+
+export function chatIdOption(v: unknown): number {
+  const s = String(v);
+  const n = Number(s);
+  if (!/^[0-9]{1,16}$/.test(s) || n < 1 || n > MAX_CHAT_ID) throw new ValidationError(`invalid --chat-id ${JSON.stringify(s.slice(0, 30))}: a whole number from 1 to ${MAX_CHAT_ID} (the sandbox user's id)`);
+  return n;
+}
+
+export function waitOption(v: unknown): number {
+  const s = String(v);
+  const n = Number(s);
+  if (!/^[0-9]{1,5}$/.test(s) || n < 1 || n > MAX_WAIT_S) throw new ValidationError(`invalid --wait ${JSON.stringify(s.slice(0, 30))}: a whole number of seconds from 1 to ${MAX_WAIT_S}`);
+  return n;
+}
+
+export function messageOption(v: string): string {
+  if (v.trim() === '' || v.length > 4096) throw new ValidationError('invalid --message: 1 to 4096 characters, not only spaces');
+  return v;
+}
+
+/** Finds the sandbox, the tenant's bot and its webhook, then chats. Returns the exit code. */
+export async function runChat(inv: ChatInvocation, config: CliConfig, target: CliTarget, p: Printer, io: ChatIo = { stdin: process.stdin, stdout: process.stdout }): Promise<number> {
+  let sandbox: SandboxClient | undefined;
+  try {
+    const platform = localPlatform(config.dataDir);
+    const sandboxUrl = config.sandboxUrl ?? platform?.sandboxUrl;
+    if (!sandboxUrl) {
+      throw new SandboxError(platform
+        ? `the platform running from ${config.dataDir} (pid ${platform.pid}) is not in sandbox mode: start it with TELEGRAM_API_BASE=sandbox npm start`
+        : `no platform is running from ${config.dataDir}: start it with TELEGRAM_API_BASE=sandbox npm start (with the same DATA_DIR), or set ZTM_SANDBOX_URL`);
+    }
+    if (target.kind !== 'redis') throw new SandboxError('ztm chat needs the platform\'s Redis: set ZTM_REDIS_URL');
+    sandbox = new SandboxClient({ url: sandboxUrl });
+    const botId = await prepare(inv.tenantId, sandbox, target.url, config, p);
+    const chat = new Chat(inv, sandbox, botId, p, io);
+    if (inv.message !== undefined) await chat.exchange(inv.message);
+    else if (io.stdin.isTTY) await chat.interactive();
+    else await chat.piped();
+    return 0;
+  } catch (err) {
+    printFailure(p, err);
+    return 1;
+  } finally {
+    await sandbox?.close();
+  }
+}
+
+/** The tenant's bot id (from its redacted token), with its webhook registered at the sandbox. */
+async function prepare(tenantId: string, sandbox: SandboxClient, redisUrl: string, config: CliConfig, p: Printer): Promise<number> {
+  const admin = new AdminClient({ redisUrl, pickupTimeoutMs: config.pickupTimeoutS * 1000 });
+  try {
+    await admin.connect();
+    const tenant = (await admin.run('tenant.get', { tenant_id: tenantId }, 30_000)) as { bot_token?: unknown };
+    // tenant.get shows the token as `<bot id>:[REDACTED]`: the id is public, and all the sandbox needs.
+    const botId = Number(/^([0-9]{1,20}):/.exec(String(tenant.bot_token))?.[1] ?? Number.NaN);
+    if (!Number.isSafeInteger(botId)) throw new ZtmError('E_INTERNAL', `tenant ${tenantId} has no readable bot id`);
+    const bot = await sandbox.bot(botId);
+    if (!bot.webhook) {
+      p.err(`… registering the webhook of ${tenantId} at the sandbox`);
+      await admin.run('webhook.register', { tenant_id: tenantId }, 30_000);
+    }
+    return botId;
+  } finally {
+    await admin.close();
+  }
+}
+
+class Chat {
+  constructor(
+    private readonly inv: ChatInvocation,
+    private readonly sandbox: SandboxClient,
+    private readonly botId: number,
+    private readonly p: Printer,
+    private readonly io: ChatIo,
+  ) {}
+
+  /** Sends `text`, prints the bot's messages until one that is not the wake notice; throws on --wait. */
+  async exchange(text: string): Promise<void> {
+    const sent = await this.sandbox.send(this.botId, this.inv.chatId, text);
+    const deadline = Date.now() + this.inv.waitS * 1000;
+    let after = sent.message_id;
+    for (;;) {
+      const left = deadline - Date.now();
+      if (left <= 0) {
+        throw new TimeoutError(`no answer from ${this.inv.tenantId} within ${this.inv.waitS}s (is its agent starting? see ztm status and its agent.log; --wait gives it longer)`);
+      }
+      const messages = await this.poll(after, Math.min(SANDBOX_MAX_POLL_S, Math.ceil(left / 1000)));
+      after = this.print(messages, after);
+      if (messages.some((m) => m.text !== STARTING_UP_TEXT)) break;
+    }
+    // A long answer arrives in parts, one sendMessage each: take what follows right behind.
+    await new Promise((r) => setTimeout(r, MORE_PARTS_MS));
+    this.print(await this.poll(after, 0), after);
+  }
+
+  /** Each non-empty line of stdin in order, each after the previous one was answered. */
+  async piped(): Promise<void> {
+    const lines = createInterface({ input: this.io.stdin, crlfDelay: Infinity });
+    for await (const line of lines) {
+      if (line.trim() === '') continue;
+      await this.exchange(messageOption(line));
+    }
+  }
+
+  /** `you> ` prompt; the bot's messages are printed as they arrive. Ctrl-D or Ctrl-C leave. */
+  async interactive(): Promise<void> {
+    const { stdout } = this.io;
+    const rl = createInterface({ input: this.io.stdin, output: stdout, prompt: 'you> ' });
+    const stop = new AbortController();
+    let failure: unknown;
+    const show = (m: SentMessage): void => {
+      clearLine(stdout, 0);
+      cursorTo(stdout, 0);
+      stdout.write(`${this.inv.tenantId}> ${m.text}\n`);
+      rl.prompt(true);
+    };
+    const fail = (err: unknown): void => {
+      failure ??= err;
+      rl.close();
+    };
+    // Start after what the chat already holds: earlier conversations are not replayed.
+    let after = Math.max(0, ...(await this.poll(0, 0)).map((m) => m.message_id));
+    const reader = (async () => {
+      while (!stop.signal.aborted) {
+        const messages = await this.sandbox.messages(this.botId, this.inv.chatId, { after, timeoutS: SANDBOX_MAX_POLL_S, signal: stop.signal });
+        for (const m of messages) {
+          after = Math.max(after, m.message_id);
+          show(m);
+        }
+      }
+    })().catch((err: unknown) => (stop.signal.aborted ? undefined : fail(err)));
+    let sending = Promise.resolve();
+    rl.on('line', (line) => {
+      const text = line.trim();
+      if (text === '') return rl.prompt();
+      if (text.length > 4096) {
+        this.p.err('ztm: a message is at most 4096 characters');
+        return rl.prompt();
+      }
+      sending = sending.then(() => this.sandbox.send(this.botId, this.inv.chatId, line).then(() => rl.prompt(), fail));
+    });
+    rl.on('SIGINT', () => rl.close());
+    this.p.err(`chatting with ${this.inv.tenantId} (bot ${this.botId}) as sandbox user ${this.inv.chatId}; Ctrl-D to leave`);
+    rl.prompt();
+    await once(rl, 'close');
+    stdout.write('\n');
+    stop.abort();
+    await Promise.allSettled([reader, sending]);
+    if (failure !== undefined) throw failure;
+  }
+
+  private poll(after: number, timeoutS: number): Promise<SentMessage[]> {
+    return this.sandbox.messages(this.botId, this.inv.chatId, { after, timeoutS });
+  }
+
+  /** Prints the messages newer than `after`; returns the newest message id seen. */
+  private print(messages: SentMessage[], after: number): number {
+    let last = after;
+    for (const m of messages) {
+      if (m.message_id <= last) continue;
+      last = m.message_id;
+      if (this.p.json) this.p.out(JSON.stringify({ tenant_id: this.inv.tenantId, message_id: m.message_id, date: m.date, text: m.text }));
+      else this.p.out(`${this.inv.tenantId}> ${m.text}`);
+    }
+    return last;
+  }
+}
