@@ -89,10 +89,11 @@ export class AgentProcess {
 
   /** Polls `GET /health` every 50ms until 200; rejects when the agent exits or time runs out. */
   async waitReady(timeoutMs: number): Promise<void> {
-    const deadline = Date.now() + timeoutMs;
+    const probingSince = Date.now();
+    const deadline = probingSince + timeoutMs;
     const url = `http://${this.probeHost.includes(':') ? `[${this.probeHost}]` : this.probeHost}:${this.port}/health`;
-    // Short first intervals: a wake waits for this probe, and most agents listen within ~100 ms.
-    let pauseMs = 5;
+    // Every 5 ms for the first 3 s (a wake waits for this probe, and most agents listen within
+    // ~100 ms; a refused connect on loopback costs next to nothing), then every 50 ms.
     while (Date.now() < deadline) {
       if (this.exit) throw new RuntimeError(`agent exited before ready (code ${this.exit.code}, signal ${this.exit.signal})`);
       try {
@@ -102,8 +103,7 @@ export class AgentProcess {
       } catch {
         // Not listening yet.
       }
-      await sleep(pauseMs);
-      pauseMs = Math.min(50, Math.ceil(pauseMs * 1.5));
+      await sleep(Date.now() - probingSince < 3_000 ? 5 : 50);
     }
     if (this.exit) throw new RuntimeError(`agent exited before ready (code ${this.exit.code}, signal ${this.exit.signal})`);
     throw new TimeoutError(`agent not ready after ${Math.round(timeoutMs / 1000)}s (no 200 from GET /health on port ${this.port})`);

@@ -4,7 +4,7 @@
  * forwarder's CPU per 1,000 updates (results and method: docs/benchmarks.md).
  *
  *   node --import tsx bench/e2e.ts [--rate 2000] [--duration 60] [--warmup 5] [--tenants 1000]
- *        [--chats 5] [--hosts 2] [--connections 64] [--direct 10]
+ *        [--chats 5] [--hosts 2] [--forwarders 1] [--connections 64] [--direct 10]
  *
  * Processes: this one (open-loop load generator: sends at --rate whatever the answers do), the
  * ingress (bench/ingress-server.ts real: the product's ingress + mailbox), the forwarder
@@ -44,6 +44,7 @@ const { values: opts } = parseArgs({
     tenants: { type: 'string', default: '1000' },
     chats: { type: 'string', default: '5' },
     hosts: { type: 'string', default: '2' },
+    forwarders: { type: 'string', default: '1' },
     connections: { type: 'string', default: '64' },
     direct: { type: 'string', default: '10' },
     capacity: { type: 'string', default: '20000' },
@@ -56,6 +57,7 @@ const WARMUP = Number(opts.warmup);
 const TENANTS = Number(opts.tenants);
 const CHATS = Number(opts.chats);
 const HOSTS = Number(opts.hosts);
+const FORWARDERS = Number(opts.forwarders);
 const CONNECTIONS = Number(opts.connections);
 const DIRECT = Number(opts.direct);
 const CAPACITY = Number(opts.capacity);
@@ -64,7 +66,29 @@ if (WARMUP >= DURATION) throw new Error('--warmup must be shorter than --duratio
 const now = (): number => performance.timeOrigin + performance.now();
 /** Chat of update `id` (tenant = id mod TENANTS); bench/e2e-agents.ts uses the same formula. */
 const chatOf = (id: number): number => 100_000 + (Math.floor(id / TENANTS) % CHATS);
-const usageOf = async (c: ChildHandle): Promise<{ cpu: NodeJS.CpuUsage; mem: NodeJS.MemoryUsage }> => c.call('usage');
+type Usage = { cpu: NodeJS.CpuUsage; mem: NodeJS.MemoryUsage };
+type UsageSource = { call<T = unknown>(method: string, arg?: unknown): Promise<T> };
+const usageOf = async (c: UsageSource): Promise<Usage> => c.call('usage');
+
+/** The forwarder replicas as one: calls go to each; CPU, memory and counters are summed. */
+function forwarderFleet(replicas: ChildHandle[]): UsageSource {
+  return {
+    async call<T>(method: string, arg?: unknown): Promise<T> {
+      const answers = await Promise.all(replicas.map((r) => r.call<Record<string, unknown>>(method, arg as Record<string, unknown> | undefined)));
+      if (method === 'usage') {
+        const us = answers as unknown as Usage[];
+        const sum = (f: (u: Usage) => number): number => us.reduce((a, u) => a + f(u), 0);
+        return { cpu: { user: sum((u) => u.cpu.user), system: sum((u) => u.cpu.system) }, mem: { ...us[0]!.mem, rss: sum((u) => u.mem.rss) } } as T;
+      }
+      if (method === 'metrics') {
+        const counters: Record<string, number> = {};
+        for (const a of answers as Array<{ counters: Record<string, number> }>) for (const [k, v] of Object.entries(a.counters)) counters[k] = (counters[k] ?? 0) + v;
+        return { counters } as T;
+      }
+      return answers[0] as T;
+    },
+  };
+}
 const cpuS = (a: { cpu: NodeJS.CpuUsage }, b: { cpu: NodeJS.CpuUsage }): number => (b.cpu.user + b.cpu.system - a.cpu.user - a.cpu.system) / 1e6;
 
 function percentiles(values: number[], ...ps: number[]): number[] {
@@ -75,7 +99,7 @@ function percentiles(values: number[], ...ps: number[]): number[] {
 const machine = machineInfo();
 printMachine(machine);
 console.log(`# ${fmt.int(RATE)} updates/s for ${DURATION} s (first ${WARMUP} s not measured) over ${fmt.int(TENANTS)} awake tenants × ${CHATS} chats, ` +
-  `${HOSTS} agent hosts, ${CONNECTIONS} connections to the ingress`);
+  `${HOSTS} agent hosts, ${FORWARDERS} forwarder process(es), ${CONNECTIONS} connections to the ingress`);
 
 const master = randomBytes(24).toString('base64url');
 const tenants = makeTenants(TENANTS, master, 'e2e-t');
@@ -119,14 +143,20 @@ try {
     args: ['real', redisServer.url, master], cpuProfDir: opts.prof ? path.resolve(opts.prof, 'ingress') : undefined,
   });
   children.push(ingress);
-  const forwarder = await spawnChild(path.join(BENCH_DIR, 'e2e-forwarder.ts'), {
-    cpuProfDir: opts.prof ? path.resolve(opts.prof, 'forwarder') : undefined,
-    env: {
-      REDIS_URL: redisServer.url, DYNAMODB_ENDPOINT: endpoint, DYNAMODB_TABLE: table_, TELEGRAM_API_BASE: `http://127.0.0.1:${telegramPort}`,
-      WEBHOOK_SECRET: master, WARM_POOL_SECRET: randomBytes(24).toString('base64url'), DATA_DIR: dataDir, S3_ENDPOINT: 'http://127.0.0.1:9', LOG_LEVEL: 'warn',
-    },
-  });
-  children.push(forwarder);
+  // --forwarders replicas of the forwarder (production scales it on queue depth), used as one.
+  const replicas: ChildHandle[] = [];
+  for (let i = 0; i < FORWARDERS; i++) {
+    const replica = await spawnChild(path.join(BENCH_DIR, 'e2e-forwarder.ts'), {
+      cpuProfDir: opts.prof ? path.resolve(opts.prof, `forwarder-${i}`) : undefined,
+      env: {
+        REDIS_URL: redisServer.url, DYNAMODB_ENDPOINT: endpoint, DYNAMODB_TABLE: table_, TELEGRAM_API_BASE: `http://127.0.0.1:${telegramPort}`,
+        WEBHOOK_SECRET: master, WARM_POOL_SECRET: randomBytes(24).toString('base64url'), DATA_DIR: dataDir, S3_ENDPOINT: 'http://127.0.0.1:9', LOG_LEVEL: 'warn',
+      },
+    });
+    children.push(replica);
+    replicas.push(replica);
+  }
+  const forwarder = forwarderFleet(replicas);
 
   // The open-loop generator.
   const pool = new Pool(`http://127.0.0.1:${ingress.ready.port as number}`, { connections: CONNECTIONS, pipelining: 1 });
@@ -239,11 +269,11 @@ try {
   await sleep(WARMUP * 1000);
   measuring = true;
   const windowFrom = now();
-  const u0 = { ingress: await usageOf(ingress), forwarder: await usageOf(forwarder), redis: await redisServer.cpuSeconds(), self: process.cpuUsage() };
+  const u0 = { ingress: await usageOf(ingress), forwarder: await usageOf(forwarder), hosts: await Promise.all(hosts.map(usageOf)), redis: await redisServer.cpuSeconds(), self: process.cpuUsage() };
   await load;
   const windowTo = now();
   measuring = false;
-  const u1 = { ingress: await usageOf(ingress), forwarder: await usageOf(forwarder), redis: await redisServer.cpuSeconds(), self: process.cpuUsage(u0.self) };
+  const u1 = { ingress: await usageOf(ingress), forwarder: await usageOf(forwarder), hosts: await Promise.all(hosts.map(usageOf)), redis: await redisServer.cpuSeconds(), self: process.cpuUsage(u0.self) };
   while (inflight > 0) await sleep(10);
 
   // Everything acknowledged must reach an agent: wait for the backlog to drain.
@@ -268,6 +298,7 @@ try {
   const ingCpu = cpuS(u0.ingress, u1.ingress);
   const redisCpu = u1.redis - u0.redis;
   const genCpu = (u1.self.user + u1.self.system) / 1e6;
+  const hostsCpu = u1.hosts.reduce((a, u, i) => a + cpuS(u0.hosts[i]!, u), 0);
   const mem = { ingress: (await usageOf(ingress)).mem.rss, forwarder: (await usageOf(forwarder)).mem.rss, hosts: (await Promise.all(hosts.map(usageOf))).map((u) => u.mem.rss) };
   const redisMem = Number(/used_memory:(\d+)/.exec(await redis.info('memory'))?.[1]);
 
@@ -307,6 +338,8 @@ try {
     ['ingress CPU per 1,000 updates', `${fmt.int(per1000(ingCpu))} ms (${(ingCpu / windowS).toFixed(2)} cores)`],
     ['redis CPU per 1,000 updates', `${fmt.int(per1000(redisCpu))} ms (${(redisCpu / windowS).toFixed(2)} cores)`],
     ['load generator CPU', `${(genCpu / windowS).toFixed(2)} cores`],
+    ['agent hosts CPU (agents + Telegram stand-in)', `${fmt.int(per1000(hostsCpu))} ms per 1,000 updates (${(hostsCpu / windowS).toFixed(2)} cores)`],
+    ['whole machine: every process above', `${((fwdCpu + ingCpu + redisCpu + genCpu + hostsCpu) / windowS).toFixed(2)} cores of 2`],
     ['memory RSS: ingress / forwarder / agent hosts; redis used_memory', `${fmt.mib(mem.ingress)} / ${fmt.mib(mem.forwarder)} / ${mem.hosts.map(fmt.mib).join(' + ')}; ${fmt.mib(redisMem)}`],
   ]));
   const rateOk = inWindow / windowS >= RATE * 0.98;

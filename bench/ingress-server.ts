@@ -33,7 +33,7 @@ const usage = (): Record<string, unknown> => ({ cpu: process.cpuUsage(), mem: pr
 
 async function real(): Promise<{ port: number; close(): Promise<void>; stats(): Promise<Record<string, number>> }> {
   const log = createLogger({ service: 'ingress', level: process.env.LOG_LEVEL ?? 'warn' });
-  const redis = createRedis({ url: redisUrl, name: 'ingress', autoPipelining: true, failFast: true });
+  const redis = createRedis({ url: redisUrl, name: 'ingress', autoPipelining: process.env.BENCH_AUTOPIPELINE === '1', failFast: true });
   const bull = createRedis({ url: redisUrl, name: 'ingress-bull', blocking: false });
   redis.on('error', () => undefined);
   bull.on('error', () => undefined);

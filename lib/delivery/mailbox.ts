@@ -32,7 +32,11 @@ export interface MailboxOptions {
   /** How long an update_id is remembered for dedup (Telegram retries for up to 24h). */
   seenTtlS?: number;
   leaseMs?: number;
-  /** Most updates one accept script takes (see accept()); a fuller batch is sent at once. */
+  /**
+   * Most updates one accept script takes (see accept()); a full batch is sent at once. 32: small
+   * enough that Redis works on one batch while the ingress parses the next (64 connections → two
+   * overlapping batches per turn), large enough to share the round trip (docs/benchmarks.md).
+   */
   acceptBatch?: number;
 }
 
@@ -84,7 +88,7 @@ export class Mailbox {
     this.queue = options.forwardQueue;
     this.seenTtlS = options.seenTtlS ?? 86_400;
     this.leaseMs = options.leaseMs ?? 15_000;
-    this.acceptBatch = options.acceptBatch ?? 128;
+    this.acceptBatch = options.acceptBatch ?? 32;
     if (!Number.isInteger(this.acceptBatch) || this.acceptBatch < 1) throw new TypeError('Mailbox: acceptBatch must be a positive integer');
     if (!Number.isInteger(this.seenTtlS) || this.seenTtlS < 1) throw new TypeError('Mailbox: seenTtlS must be a positive integer');
     defineScripts(this.redis, SCRIPTS);

@@ -35,7 +35,9 @@ export function createClients(config: Config, o: ClientOverrides): PlatformClien
   // npm start replaces `sandbox` by the running sandbox's URL; nothing else may build a client on it.
   if (usesTelegramSandbox(config)) throw new ConfigError('TELEGRAM_API_BASE', 'sandbox: start the Bot API sandbox first (only npm start runs it)');
   const url = o.redisUrl ?? config.redisUrl;
-  const redis = createRedis({ url, cluster: config.redisCluster, name: `${o.name}` });
+  // Auto-pipelined: the forwarder's concurrent drains issue many small commands per event-loop
+  // turn, and one socket write for all of them costs far less than a write (a syscall) each.
+  const redis = createRedis({ url, cluster: config.redisCluster, name: `${o.name}`, autoPipelining: true });
   const bull = createRedis({ url, cluster: config.redisCluster, name: `${o.name}-bull`, blocking: true });
   const dynamo = createDynamoClient({ endpoint: o.dynamodbEndpoint ?? config.dynamodbEndpoint, region: config.awsRegion });
   const registry = new TenantRegistry({ client: dynamo, table: config.dynamodbTable });

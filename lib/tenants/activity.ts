@@ -27,6 +27,15 @@ export class Activity {
     return tx.zadd(activityKey, now, tenantId).zadd(IDLE_DEADLINE_KEY, now + idleTimeoutS * 1000, tenantId);
   }
 
+  /**
+   * The same two writes as separate commands, for a client that auto-pipelines them with whatever
+   * else the caller sends in this turn (the forwarder, after every delivery). Not atomic: each is
+   * idempotent and the next delivery writes both again.
+   */
+  static write(redis: RedisClient, tenantId: string, idleTimeoutS: number, now = Date.now()): Promise<unknown> {
+    return Promise.all([redis.zadd(activityKey, now, tenantId), redis.zadd(IDLE_DEADLINE_KEY, now + idleTimeoutS * 1000, tenantId)]);
+  }
+
   async touch(tenantId: string, idleTimeoutS: number, now = Date.now()): Promise<void> {
     await Activity.record(this.redis.multi(), tenantId, idleTimeoutS, now).exec();
   }

@@ -272,7 +272,7 @@ export class Drainer {
     const [popped, endpoint] = await Promise.all([
       this.d.mailbox.popNext(tenantId, chatId, h.raw, env.updateId, h.lease, h.gen),
       this.d.endpoints.get(tenantId),
-      facts ? Activity.record(this.d.redis.multi(), tenantId, facts.idleTimeoutS).exec() : undefined,
+      facts ? Activity.write(this.d.redis, tenantId, facts.idleTimeoutS) : undefined,
     ]);
     switch (popped.kind) {
       case 'lost-lease': throw new Error('chat lease lost while draining');

@@ -15,9 +15,10 @@ import { instrumentQueueMetrics } from '../../lib/ops/queue-metrics.js';
 await runService('ingress', async ({ config, log }) => {
   if (!config.webhookSecret) throw new ConfigError('WEBHOOK_SECRET', 'is required to run the ingress on its own');
   const url = config.redisUrl;
-  // The hot path: batched commands, and failing at once while Redis is down (→ 503, Telegram
-  // retries) rather than queueing writes that a crash would lose after we said 200.
-  const redis = createRedis({ url, cluster: config.redisCluster, name: 'ingress', autoPipelining: true, failFast: true });
+  // The hot path: failing at once while Redis is down (→ 503, Telegram retries) rather than
+  // queueing writes that a crash would lose after we said 200. Not auto-pipelined: the mailbox
+  // batches accepts itself and each batch must go out at once (see Mailbox acceptBatch).
+  const redis = createRedis({ url, cluster: config.redisCluster, name: 'ingress', failFast: true });
   // BullMQ's own connection: queue.add must not share the fail-fast client's semantics, and the
   // ingress only adds jobs (never blocks), so it does not need a blocking connection either.
   const bull = createRedis({ url, cluster: config.redisCluster, name: 'ingress-bull', blocking: false });

@@ -72,8 +72,9 @@ export async function startPlatform(o: PlatformOptions): Promise<Platform> {
   });
   const poolKeeper = new PoolKeeper({ pool: runtime, redis: clients.redis, log: log.child({ component: 'pool-keeper' }), target: config.warmPoolTarget, metrics, intervalMs: 1000 });
   poolKeeper.start();
-  // The ingress gets its own connections: auto-pipelined, failing fast while Redis is down (→ 503).
-  const ingressRedis = createRedis({ url: clients.redisUrl, cluster: config.redisCluster, name: 'ingress', autoPipelining: true, failFast: true });
+  // The ingress gets its own connection, failing fast while Redis is down (→ 503); not
+  // auto-pipelined: the mailbox batches accepts itself and sends each batch at once.
+  const ingressRedis = createRedis({ url: clients.redisUrl, cluster: config.redisCluster, name: 'ingress', failFast: true });
   ingressRedis.on('error', () => undefined);
   // Take webhooks only once Redis can take their writes (a fail-fast client refuses before that).
   if (ingressRedis.status !== 'ready') await new Promise((resolve) => ingressRedis.once('ready', resolve));

@@ -115,20 +115,24 @@ export class Waker {
     }
     if (!locked) return { tenant_id: tenantId, pod_name: '', address: '', path: 'in-progress', ms: 0 };
     try {
-      const tenant = await this.o.registry.get(tenantId);
+      // The record, a live instance and fresh state URLs do not depend on each other: one wait.
+      const [tenant, live, state] = await Promise.all([
+        this.o.registry.get(tenantId),
+        this.o.runtime.find(tenantId),
+        this.o.state.presign(tenantId, { expiresInS: STATE_URL_TTL_S }),
+      ]);
       if (!tenant) {
         log.error('wake failed: unknown tenant');
         await this.endpoints.recordWakeFailure(tenantId, 'unknown tenant');
         this.o.metrics?.wakes.inc({ outcome: 'unknown-tenant' });
         throw new Error(`unknown tenant ${tenantId}`);
       }
-      const live = await this.o.runtime.find(tenantId);
       if (live) return await this.publish(tenant, live, 'already-running', started, log);
       // The registry write and the start overlap: the start does not need it, and while the wake
       // lock is held the reconciler leaves a pod whose tenant is not marked yet alone.
       const [marked, startedInstance] = await Promise.allSettled([
         this.markProvisioning(tenant),
-        this.o.state.presign(tenantId, { expiresInS: STATE_URL_TTL_S }).then((state) => this.o.runtime.start(tenant, state)),
+        this.o.runtime.start(tenant, state),
       ]);
       if (startedInstance.status === 'rejected') throw startedInstance.reason;
       if (marked.status === 'rejected') throw marked.reason;
