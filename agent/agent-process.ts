@@ -2,6 +2,7 @@
  * The agent as a child process of the shim: its environment (no shim secrets), its start, its
  * readiness (the gateway's `GET /health`) and its stop (SIGTERM, bounded wait, SIGKILL).
  */
+import { connect } from 'node:net';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { request } from 'undici';
@@ -66,8 +67,7 @@ export class AgentProcess {
     // the shim's stdout/stderr (the pod's log), unprefixed.
     this.child = spawn(command.file, command.args, { cwd, env, stdio: ['ignore', 'inherit', 'inherit'], detached: true });
     this.port = port;
-    const host = env.HOST?.trim();
-    this.probeHost = !host || host === '0.0.0.0' || host === '::' ? '127.0.0.1' : host;
+    this.probeHost = probeHostOf(env.HOST);
     this.exited = new Promise<AgentExit>((resolve) => {
       this.child.once('exit', (code, signal) => {
         this.exit = { code, signal };
@@ -87,7 +87,7 @@ export class AgentProcess {
     return this.exit !== undefined;
   }
 
-  /** Polls `GET /health` every 50ms until 200; rejects when the agent exits or time runs out. */
+  /** Polls `GET /health` until 200 (every 5 ms, after 3 s every 50 ms); rejects when the agent exits or time runs out. */
   async waitReady(timeoutMs: number): Promise<void> {
     const probingSince = Date.now();
     const deadline = probingSince + timeoutMs;
@@ -135,3 +135,29 @@ export class AgentProcess {
     }
   }
 }
+
+/** Where to reach an agent told to listen on HOST: that address, or loopback for any-address. */
+export function probeHostOf(host: string | undefined): string {
+  const h = host?.trim();
+  return !h || h === '0.0.0.0' || h === '::' ? '127.0.0.1' : h;
+}
+
+/**
+ * Refuses to start an agent on a port something already answers on: the readiness probe would take
+ * that process's answer for the new agent's, and the platform would route the tenant's messages to
+ * it (a local-runtime bug once did exactly that; this is the shim's own line of defence).
+ */
+export async function assertPortFree(host: string, port: number, timeoutMs = 500): Promise<void> {
+  const answered = await new Promise<boolean>((resolve) => {
+    const socket = connect({ host, port });
+    const done = (taken: boolean): void => {
+      socket.destroy();
+      resolve(taken);
+    };
+    socket.setTimeout(timeoutMs, () => done(false));
+    socket.once('connect', () => done(true));
+    socket.once('error', () => done(false));
+  });
+  if (answered) throw new RuntimeError(`agent port ${host}:${port} is already taken by another process: not starting the agent there`);
+}
+

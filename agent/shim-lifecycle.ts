@@ -9,7 +9,7 @@ import { mkdir, rename, rm } from 'node:fs/promises';
 import path from 'node:path';
 import { RuntimeError } from '../lib/errors.js';
 import type { Logger } from '../lib/logger.js';
-import { AgentProcess, buildAgentEnv } from './agent-process.js';
+import { AgentProcess, assertPortFree, buildAgentEnv, probeHostOf } from './agent-process.js';
 import { Checkpointer, sha256File, type CheckpointResult } from './checkpoint.js';
 import type { ShimConfig, TenantBinding } from './shim-config.js';
 import type { Phase, ShimHandlers } from './shim-server.js';
@@ -130,9 +130,12 @@ export class Shim implements ShimHandlers {
     this.restored = true;
 
     this.current = 'starting';
+    const env = buildAgentEnv(this.baseEnv, binding, { port: this.config.agentPort, workspace, host: this.config.shimHost });
+    await assertPortFree(probeHostOf(env.HOST), this.config.agentPort);
+    this.abortIfStopping();
     this.agent = new AgentProcess({
       command: this.config.agentCommand,
-      env: buildAgentEnv(this.baseEnv, binding, { port: this.config.agentPort, workspace, host: this.config.shimHost }),
+      env,
       cwd: workspace,
       port: this.config.agentPort,
       log: this.log,

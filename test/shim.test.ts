@@ -11,6 +11,8 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { randomBytes } from 'node:crypto';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import Database from 'better-sqlite3';
 import { request } from 'undici';
 import type { S3Client } from '@aws-sdk/client-s3';
@@ -320,4 +322,13 @@ t.test('failures to start: bad config exits 2, an agent that dies before ready e
   t.not(await dies.waitExit(), 0);
   t.match(dies.output(), /agent-boom/, "the agent's output is in the pod's log");
   t.match(dies.output(), /agent exited before ready \(code 3/);
+
+  // Something already answers on the agent's port: the shim must not take it for its agent.
+  const squatter = createServer((_req, res) => res.end('not your agent'));
+  await new Promise<void>((resolve) => squatter.listen(0, '127.0.0.1', resolve));
+  t.teardown(() => squatter.close());
+  const squatted = await startShim({ TENANT_ID: 'frank', AGENT_PORT: String((squatter.address() as AddressInfo).port), WORKSPACE: path.join(scratch, 'frank2') });
+  t.not(await squatted.waitExit(), 0, 'the shim gives up');
+  t.match(squatted.output(), /agent port 127\.0\.0\.1:\d+ is already taken by another process/);
+  t.notMatch(squatted.output(), /"msg":"agent ready"/, 'never reported ready');
 });
