@@ -106,16 +106,18 @@ t.test('a failed wake is retried, not dropped', async (t) => {
 });
 
 t.test('an agent that never gets ready: wake fails, lock released, idle, update dead-lettered after FORWARD_ATTEMPTS', async (t) => {
-  const p = await platformWithTenant(t, 'sleepy', { AGENT_COMMAND: 'sleep 30', AGENT_READY_TIMEOUT_S: '2', FORWARD_ATTEMPTS: '2', WARM_POOL_TARGET: '0' });
+  // The ready bound covers the shim's own start (node + tsx, over 2 s on a loaded machine) too:
+  // 6 s, so that each shim gets as far as starting its agent, which this test must see stopped.
+  const p = await platformWithTenant(t, 'sleepy', { AGENT_COMMAND: 'sleep 30', AGENT_READY_TIMEOUT_S: '6', FORWARD_ATTEMPTS: '2', WARM_POOL_TARGET: '0' });
   const started = Date.now();
   await post(p, 'sleepy', message(2, 'hello?'));
-  await waitUntil('a dead letter', async () => (await p.forwarderDeadLetters()) > 0, 30_000);
+  await waitUntil('a dead letter', async () => (await p.forwarderDeadLetters()) > 0, 60_000);
   const elapsed = Date.now() - started;
 
   const wakeFailures = p.logs.find('wake failed');
   t.ok(wakeFailures.length >= 1, `\`wake failed\` logged (${wakeFailures.length} times, ${elapsed} ms)`);
-  t.match(JSON.stringify(wakeFailures[0]), /not ready within 2s|not ready after 2s|exited before/, 'the reason is the ready timeout');
-  t.ok(elapsed >= 2_000, `it waited for the ready bound first (${elapsed} ms)`);
+  t.match(JSON.stringify(wakeFailures[0]), /not ready within 6s|not ready after 6s|exited before/, 'the reason is the ready timeout');
+  t.ok(elapsed >= 6_000, `it waited for the ready bound first (${elapsed} ms)`);
   t.equal(await p.clients.redis.exists('tenant:waking:sleepy'), 0, 'wake lock released');
   t.equal(await statusOf(p, 'sleepy'), 'idle', 'registry back to idle');
   t.equal(await p.clients.redis.get('router:endpoint:sleepy'), null, 'no endpoint published');

@@ -11,6 +11,7 @@ import { Mailbox, attemptsField, drainJobId } from '../lib/delivery/mailbox.js';
 import { attemptsKey, chatLeaseKey, drainKey, mailboxKey } from '../lib/keys.js';
 import { decodeEnvelope } from '../lib/delivery/update.js';
 import { startRedis, type TestRedis } from './support/redis.js';
+import { waitUntil } from './support/wait.js';
 
 let server: TestRedis;
 let redis: RedisClient;
@@ -136,6 +137,40 @@ t.test('claimHead returns the head; popNext pops, returns the next head, then en
   const gen2 = (await redis.get(drainKey('pn', '2'))) as string;
   t.equal(await mailbox.claim('pn', '2', gen2, 'L3', 1), 'ok', 'the tenant slot of the ended drain is free again (limit 1)');
   await mailbox.release('pn', '2', 'L3');
+});
+
+t.test('a drain refused for the tenant limit gets the next free slot: release and popNext promote the oldest waiter', async (t) => {
+  const delayedDrain = async (chat: string, id: number): Promise<string> => {
+    await mailbox.accept('sw', chat, id, update(id));
+    const gen = (await redis.get(drainKey('sw', chat))) as string;
+    const jobId = drainJobId('sw', chat, gen);
+    // As the drainer leaves it after a 'full' claim: delayed, here far longer than the test waits.
+    await (await queue.getJob(jobId))?.remove();
+    await queue.add('drain', { t: 'sw', c: chat }, { jobId, delay: 600_000 });
+    return gen;
+  };
+  const stateOf = async (chat: string, gen: string) => (await queue.getJob(drainJobId('sw', chat, gen)))?.getState();
+  await mailbox.accept('sw', '1', 1, update(1));
+  const gen1 = (await redis.get(drainKey('sw', '1'))) as string;
+  const first = await mailbox.claimHead('sw', '1', gen1, 'A', 1);
+  t.equal(first.result, 'ok');
+  const gen2 = await delayedDrain('2', 2);
+  const gen3 = await delayedDrain('3', 3);
+  t.equal((await mailbox.claimHead('sw', '2', gen2, 'B', 1)).result, 'full');
+  t.equal((await mailbox.claimHead('sw', '3', gen3, 'C', 1)).result, 'full');
+  t.same(await redis.zrange('{mbox}:slotwait:sw', 0, -1), [drainJobId('sw', '2', gen2), drainJobId('sw', '3', gen3)], 'waiters queued oldest first');
+
+  await mailbox.release('sw', '1', 'A');
+  await waitUntil('chat 2 promoted', async () => (await stateOf('2', gen2)) === 'waiting', 5_000);
+  t.equal(await stateOf('3', gen3), 'delayed', 'one slot freed: one waiter woken');
+  const second = await mailbox.claimHead('sw', '2', gen2, 'B', 1);
+  t.equal(second.result, 'ok', 'the woken drain gets the slot');
+  t.same(await redis.zrange('{mbox}:slotwait:sw', 0, -1), [drainJobId('sw', '3', gen3)]);
+
+  t.same(await mailbox.popNext('sw', '2', second.head as string, 2, 'B', gen2), { kind: 'drained' });
+  await waitUntil('chat 3 promoted', async () => (await stateOf('3', gen3)) === 'waiting', 5_000);
+  t.equal((await mailbox.claimHead('sw', '3', gen3, 'C', 1)).result, 'ok', 'a drain that ends hands its slot on too');
+  await mailbox.release('sw', '3', 'C');
 });
 
 t.test('popNext ending a drain racing accept, 400 times: never a pending update without a responsible job', async (t) => {

@@ -7,6 +7,7 @@ import type { RedisClient } from '../redis.js';
 import { endpointKey, startingNoticeKey, wakeLockKey } from '../keys.js';
 import { callScript, defineScripts } from '../redis-scripts.js';
 import { WAKE_DONE_CHANNEL } from './endpoint-watch.js';
+import { promoteWhenDelayed } from './promote-job.js';
 
 const parkedKey = (tenantId: string): string => `ztm:parked:${tenantId}`;
 const wakeFailedKey = (tenantId: string): string => `ztm:wake-failed:${tenantId}`;
@@ -97,20 +98,7 @@ export class Endpoints {
    */
   async promoteParked(tenantId: string, forwardQueue: Queue): Promise<number> {
     const [[, ids]] = (await this.redis.multi().smembers(parkedKey(tenantId)).del(parkedKey(tenantId)).exec()) as [[Error | null, string[]]];
-    let promoted = 0;
-    await Promise.all(ids.map(async (id) => {
-      for (let attempt = 0; attempt < 20; attempt++) {
-        const job = await forwardQueue.getJob(id);
-        if (!job) return;
-        const state = await job.getState();
-        if (state === 'delayed') {
-          await job.promote().then(() => promoted++, () => undefined);
-          return;
-        }
-        if (state !== 'active') return;
-        await new Promise((r) => setTimeout(r, 25));
-      }
-    }));
-    return promoted;
+    const promoted = await Promise.all(ids.map((id) => promoteWhenDelayed(forwardQueue, id)));
+    return promoted.filter(Boolean).length;
   }
 }

@@ -42,9 +42,12 @@ return out
 `;
 
 /**
- * claim(KEYS: drain, lease, tenantActive, mailbox; ARGV: generation, token, nowMs, leaseMs, tenantLimit)
+ * claim(KEYS: drain, lease, tenantActive, mailbox, slotWaiters; ARGV: generation, token, nowMs, leaseMs,
+ *       tenantLimit, jobId)
  * → {status, head}: status 'ok' | 'stale' (another generation is responsible) | 'busy' (chat leased)
  * | 'full' (tenant at limit); head is the mailbox's oldest envelope when 'ok' (saves a round trip).
+ * A 'full' claim queues its job id in slotWaiters (oldest first): the drain that frees a slot of the
+ * tenant hands it to the oldest waiter (see RELEASE), so waiting chats take turns in order.
  */
 export const CLAIM = `
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then return {'stale'} end
@@ -54,10 +57,13 @@ if not redis.call('SET', KEYS[2], ARGV[2], 'NX', 'PX', lease) then return {'busy
 redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', now)
 if redis.call('ZCARD', KEYS[3]) >= tonumber(ARGV[5]) then
   redis.call('DEL', KEYS[2])
+  redis.call('ZADD', KEYS[5], 'NX', now, ARGV[6])
+  redis.call('PEXPIRE', KEYS[5], lease * 4)
   return {'full'}
 end
 redis.call('ZADD', KEYS[3], now + lease, ARGV[2])
 redis.call('PEXPIRE', KEYS[3], lease * 2)
+redis.call('ZREM', KEYS[5], ARGV[6])
 return {'ok', redis.call('LINDEX', KEYS[4], 0)}
 `;
 
@@ -71,11 +77,17 @@ redis.call('PEXPIRE', KEYS[2], lease * 2)
 return 1
 `;
 
-/** release(KEYS: lease, tenantActive; ARGV: token). */
+/**
+ * release(KEYS: lease, tenantActive, slotWaiters; ARGV: token) → the job id of the oldest drain
+ * waiting for a slot of this tenant when this release freed one (the caller promotes it), or ''.
+ */
 export const RELEASE = `
 if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end
-redis.call('ZREM', KEYS[2], ARGV[1])
-return 1
+if redis.call('ZREM', KEYS[2], ARGV[1]) == 1 then
+  local w = redis.call('ZPOPMIN', KEYS[3])
+  if w[1] then return w[1] end
+end
+return ''
 `;
 
 /**
@@ -106,11 +118,12 @@ return 1
 `;
 
 /**
- * popNext(KEYS: mailbox, lease, scheduled, drain, tenantActive, attempts;
+ * popNext(KEYS: mailbox, lease, scheduled, drain, tenantActive, attempts, slotWaiters;
  *         ARGV: envelope's identity (its `update_id|accepted_at|` prefix), token, member, nowMs,
  *         generation, attemptsField)
  * → {-1} lease lost | {0} the head is not that envelope | {1, next} popped, next head |
- *   {2} popped, mailbox empty: this generation gave up responsibility and the lease is released.
+ *   {2, waiter} popped, mailbox empty: this generation gave up responsibility and the lease is
+ *   released (waiter: as RELEASE returns it).
  * POP + the attempt counter's cleanup + HEAD + FINISH + RELEASE in one round trip: the steady-state
  * step of a drain. The empty check and the release are one step, as in FINISH. The head is matched
  * by its prefix (update ids are unique per tenant) so the update is not sent back to Redis.
@@ -131,8 +144,11 @@ if redis.call('GET', KEYS[4]) == ARGV[5] then
   redis.call('ZREM', KEYS[3], ARGV[3])
 end
 redis.call('DEL', KEYS[2])
-redis.call('ZREM', KEYS[5], ARGV[2])
-return {2}
+if redis.call('ZREM', KEYS[5], ARGV[2]) == 1 then
+  local w = redis.call('ZPOPMIN', KEYS[7])
+  if w[1] then return {2, w[1]} end
+end
+return {2, ''}
 `;
 
 /**

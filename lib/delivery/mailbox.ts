@@ -8,10 +8,13 @@ import type { RedisClient } from '../redis.js';
 import { attemptsKey, chatLeaseKey, drainKey, mailboxKey, scheduledKey, seenKey } from '../keys.js';
 import { ACCEPT, CLAIM, FINISH, HANDOFF, POP, POP_NEXT, RELEASE, RENEW } from './mailbox-scripts.js';
 import { encodeEnvelope, envelopeIdentity } from './update.js';
+import { promoteWhenDelayed } from './promote-job.js';
 import { callScript, defineScripts, type ScriptDef } from '../redis-scripts.js';
 
 const SEQ_KEY = '{mbox}:seq';
 const tenantActiveKey = (tenantId: string): string => `{mbox}:active:${tenantId}`;
+/** Drain jobs waiting for a slot of the tenant's concurrency, oldest first. */
+const slotWaitersKey = (tenantId: string): string => `{mbox}:slotwait:${tenantId}`;
 
 export interface DrainJobData {
   t: string;
@@ -52,7 +55,7 @@ interface PendingAccept {
 }
 
 const SCRIPTS: Record<string, ScriptDef> = {
-  mbAcceptBatch: { keys: 'variable', lua: ACCEPT }, mbClaim: { keys: 4, lua: CLAIM }, mbPopNext: { keys: 6, lua: POP_NEXT }, mbRenew: { keys: 2, lua: RENEW }, mbRelease: { keys: 2, lua: RELEASE },
+  mbAcceptBatch: { keys: 'variable', lua: ACCEPT }, mbClaim: { keys: 5, lua: CLAIM }, mbPopNext: { keys: 7, lua: POP_NEXT }, mbRenew: { keys: 2, lua: RENEW }, mbRelease: { keys: 3, lua: RELEASE },
   mbPop: { keys: 3, lua: POP }, mbFinish: { keys: 3, lua: FINISH }, mbHandoff: { keys: 3, lua: HANDOFF },
 };
 type ScriptName = 'mbAcceptBatch' | 'mbClaim' | 'mbPopNext' | 'mbRenew' | 'mbRelease' | 'mbPop' | 'mbFinish' | 'mbHandoff';
@@ -163,10 +166,15 @@ export class Mailbox {
     return (await this.claimHead(tenantId, chatId, gen, token, tenantLimit)).result;
   }
 
-  /** claim() that also reads the oldest envelope when it succeeds (null: the mailbox is empty). */
+  /**
+   * claim() that also reads the oldest envelope when it succeeds (null: the mailbox is empty). A
+   * 'full' claim queues the drain's job for the tenant's next free slot: the drain that frees it
+   * promotes the job (release(), popNext()), so the caller delays it only as a fallback.
+   */
   async claimHead(tenantId: string, chatId: string, gen: string, token: string, tenantLimit: number): Promise<{ result: ClaimResult; head: string | null }> {
     const [result, head] = (await this.call('mbClaim', drainKey(tenantId, chatId), chatLeaseKey(tenantId, chatId), tenantActiveKey(tenantId),
-      mailboxKey(tenantId, chatId), gen, token, Date.now(), this.leaseMs, tenantLimit)) as [ClaimResult, string | null | undefined];
+      mailboxKey(tenantId, chatId), slotWaitersKey(tenantId), gen, token, Date.now(), this.leaseMs, tenantLimit,
+      drainJobId(tenantId, chatId, gen))) as [ClaimResult, string | null | undefined];
     return { result, head: head ?? null };
   }
 
@@ -174,8 +182,25 @@ export class Mailbox {
     return (await this.call('mbRenew', chatLeaseKey(tenantId, chatId), tenantActiveKey(tenantId), token, Date.now(), this.leaseMs)) === 1;
   }
 
+  /** Gives the chat lease and the tenant slot back; the slot goes to the oldest waiting drain. */
   async release(tenantId: string, chatId: string, token: string): Promise<void> {
-    await this.call('mbRelease', chatLeaseKey(tenantId, chatId), tenantActiveKey(tenantId), token);
+    const waiter = (await this.call('mbRelease', chatLeaseKey(tenantId, chatId), tenantActiveKey(tenantId), slotWaitersKey(tenantId), token)) as string;
+    this.handSlotTo(tenantId, waiter);
+  }
+
+  /**
+   * Wakes the drain the freed slot was handed to, in the background (the caller goes on). A waiter
+   * that is gone or no longer delayed (its chat was drained meanwhile) passes the turn to the next.
+   */
+  private handSlotTo(tenantId: string, jobId: string | undefined): void {
+    if (!jobId) return;
+    void (async () => {
+      let next: string | undefined = jobId;
+      for (let i = 0; next && i < 5; i++) {
+        if (await promoteWhenDelayed(this.queue, next)) return;
+        next = (await this.redis.zpopmin(slotWaitersKey(tenantId)))[0];
+      }
+    })().catch(() => undefined);
   }
 
   /** The oldest pending envelope of the chat, without removing it (at-least-once). */
@@ -200,11 +225,13 @@ export class Mailbox {
    */
   async popNext(tenantId: string, chatId: string, envelope: string, updateId: number, token: string, gen: string): Promise<PopNextResult> {
     const reply = (await this.call('mbPopNext', mailboxKey(tenantId, chatId), chatLeaseKey(tenantId, chatId), scheduledKey,
-      drainKey(tenantId, chatId), tenantActiveKey(tenantId), attemptsKey,
+      drainKey(tenantId, chatId), tenantActiveKey(tenantId), attemptsKey, slotWaitersKey(tenantId),
       envelopeIdentity(envelope), token, scheduledMember(tenantId, chatId), Date.now(), gen, attemptsField(tenantId, chatId, updateId))) as [number, string?];
     switch (reply[0]) {
       case 1: return { kind: 'next', head: reply[1] as string };
-      case 2: return { kind: 'drained' };
+      case 2:
+        this.handSlotTo(tenantId, reply[1]);
+        return { kind: 'drained' };
       case -1: return { kind: 'lost-lease' };
       default: return { kind: 'moved' };
     }

@@ -25,6 +25,8 @@ import type { ReplySender } from './reply-sender.js';
 export const STARTING_UP_TEXT = '⏳ Starting up...';
 /** How often a drain parked on a wake re-checks by itself (the waker normally promotes it first). */
 const PARK_POLL_MS = 5_000;
+/** A drain whose tenant has no free slot waits for one to be handed to it, at most this long. */
+const FULL_FALLBACK_MS = 1_000;
 /** How long a drain waits in place for a wake (EndpointWatch) before parking its job instead. */
 const WAKE_WAIT_MS = 20_000;
 
@@ -92,8 +94,9 @@ export class Drainer {
     ]);
     if (claim.result === 'stale') return 'stale';
     if (claim.result !== 'ok') {
-      // Chat leased by another drainer (a stalled duplicate) or the tenant at its concurrency limit.
-      await this.delay(job, jobToken, claim.result === 'busy' ? 1000 : 50 + Math.floor(Math.random() * 100));
+      // Chat leased by another drainer (a stalled duplicate), or the tenant at its concurrency limit:
+      // then the drain that frees a slot promotes this job (Mailbox.claimHead); the delay is a fallback.
+      await this.delay(job, jobToken, claim.result === 'busy' ? 1000 : FULL_FALLBACK_MS);
     }
     const log = this.d.log.child({ tenant: tenantId, chat: chatId });
     const renew = setInterval(() => void this.d.mailbox.renew(tenantId, chatId, lease).catch(() => undefined), Math.floor(this.d.mailbox.leaseMs / 3));
