@@ -184,6 +184,20 @@ t.test('Telegram faults on sendMessage, on an awake tenant', async (t) => {
   });
 
   t.equal(memoriesIn(answersTo(p, 12)[0] ?? ''), 3);
+  await t.test('a bot token rotated behind the forwarder\'s cache: the 401 makes it read the new token, the answer is not dropped', async (t) => {
+    const NEW_TOKEN = '987650001:AAnewTokenAfterRotation_abcdefghijklmno';
+    p.emulator.addBot(NEW_TOKEN);
+    await p.clients.registry.update('chatty', { bot_token: NEW_TOKEN });
+    // Telegram answers the revoked token with 401 Unauthorized.
+    p.emulator.failNext('sendMessage', { status: 401, description: 'Unauthorized', times: 1 });
+    await post(p, 'chatty', message(15, 'new token'));
+    const answered = () => p.emulator.sentMessages(NEW_TOKEN).filter((m) => m.chat_id === 15).map((m) => m.text);
+    await waitUntil('the answer with the new token', () => answered().length >= 1);
+    memories += 1;
+    t.same(answered(), [`You said: new token (memories: ${memories})`], 'sent once, with the current token');
+    t.same(sendCallsTo(p, 15).map((c) => c.status), [401], 'the cached token was tried first and refused');
+    t.ok(p.logs.find('telegram refused the cached bot token: sending with the current one').length >= 1);
+  });
 });
 
 t.test('agent 5xx is retried with backoff; agent 4xx is not retried', async (t) => {

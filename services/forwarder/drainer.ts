@@ -167,7 +167,17 @@ export class Drainer {
         if (outcome.response && outcome.response.trim()) {
           const token = await this.d.tenants.botToken(tenantId);
           if (token) {
-            const sent = await this.d.replies.send(token, chatId, outcome.response);
+            let sent = await this.d.replies.send(token, chatId, outcome.response);
+            if (sent.kind === 'refused' && (sent.errorCode === 401 || sent.errorCode === 404)) {
+              // The token may have been rotated since this process cached it (TenantCache TTL):
+              // read it again, and send once more if it changed, instead of dropping the answer.
+              this.d.tenants.invalidate(tenantId);
+              const fresh = await this.d.tenants.botToken(tenantId);
+              if (fresh && fresh !== token) {
+                log.info({ update_id: env.updateId }, 'telegram refused the cached bot token: sending with the current one');
+                sent = await this.d.replies.send(fresh, chatId, outcome.response);
+              }
+            }
             if (sent.kind === 'later') {
               log.warn({ update_id: env.updateId, reason: sent.reason }, 'sending the answer failed: will retry');
               return this.retryLater(tenantId, chatId, raw, lease, env, sent.reason, log, sent.delayMs);

@@ -11,8 +11,8 @@ import { TelegramApiError, TelegramTransportError, splitMessage, type TelegramCl
 
 export type SendOutcome =
   | { kind: 'sent'; messages: number }
-  /** Telegram will not take it (blocked bot, chat gone…): drop the answer, move on. */
-  | { kind: 'refused'; reason: string }
+  /** Telegram will not take it (blocked bot, chat gone, token revoked…): drop the answer, move on. */
+  | { kind: 'refused'; reason: string; errorCode: number }
   /** Try again after `delayMs` (429 with a long retry_after, 5xx, network). */
   | { kind: 'later'; delayMs: number; reason: string };
 
@@ -66,7 +66,7 @@ export class ReplySender {
         }
         if (err instanceof TelegramApiError && !err.retryable) {
           this.o.metrics?.telegramCalls.inc({ method: 'sendMessage', outcome: 'refused' });
-          return { kind: 'refused', reason: `telegram ${err.errorCode}: ${err.description}` };
+          return { kind: 'refused', reason: `telegram ${err.errorCode}: ${err.description}`, errorCode: err.errorCode };
         }
         this.o.metrics?.telegramCalls.inc({ method: 'sendMessage', outcome: 'error' });
         const reason = err instanceof TelegramApiError ? `telegram ${err.errorCode}` : err instanceof TelegramTransportError ? `telegram unreachable (${err.kind})` : String(err);
