@@ -75,6 +75,7 @@ import {
   type PodResources,
   type PodSpecOptions,
 } from './pod-spec.js';
+import { postToShim, shimAccepted } from './shim-admin.js';
 import { podNameOf, type Runtime, type StartResult, type StopOptions, type TenantInstance } from './runtime.js';
 
 export interface KubernetesRuntimeOptions {
@@ -341,15 +342,9 @@ export class KubernetesRuntime implements Runtime {
     if (state.putUrl) body.state_put_url = state.putUrl;
     const timeout = this.readyTimeoutS * 1000;
     try {
-      const res = await request(`http://${hostOf(ip)}:${this.shimPort}/claim`, {
-        method: 'POST',
-        headers: { authorization: `Bearer ${this.warmPoolSecret}`, 'content-type': 'application/json' },
-        body: JSON.stringify(body),
-        headersTimeout: timeout,
-        bodyTimeout: timeout,
-      });
-      const text = await res.body.text().catch(() => '');
-      if (res.statusCode === 200) return { ok: true };
+      const res = await postToShim(`http://${hostOf(ip)}:${this.shimPort}`, '/claim', this.warmPoolSecret, body, timeout);
+      const text = res.text;
+      if (res.status === 200) return { ok: true };
       let detail = '';
       try {
         const parsed = JSON.parse(text) as { error?: unknown };
@@ -357,7 +352,7 @@ export class KubernetesRuntime implements Runtime {
       } catch {
         // not JSON: status only
       }
-      return { ok: false, reason: redactSecrets(`HTTP ${res.statusCode}${detail}`) };
+      return { ok: false, reason: redactSecrets(`HTTP ${res.status}${detail}`) };
     } catch (err) {
       return { ok: false, reason: redactSecrets(`${(err as Error).name}: ${(err as Error).message}`.slice(0, 200)) };
     }
@@ -640,19 +635,8 @@ export class KubernetesRuntime implements Runtime {
   async refreshState(tenantId: string, state: PresignedState): Promise<boolean> {
     const live = await this.find(tenantId);
     if (!live) return false;
-    try {
-      const res = await request(`http://${hostOf(live.ip)}:${this.shimPort}/state-urls`, {
-        method: 'POST',
-        headers: { authorization: `Bearer ${this.warmPoolSecret}`, 'content-type': 'application/json' },
-        body: JSON.stringify({ state_get_url: state.getUrl, state_put_url: state.putUrl }),
-        headersTimeout: 5000,
-        bodyTimeout: 5000,
-      });
-      await res.body.dump();
-      return res.statusCode === 200;
-    } catch {
-      return false;
-    }
+    return shimAccepted(`http://${hostOf(live.ip)}:${this.shimPort}`, '/state-urls', this.warmPoolSecret,
+      { state_get_url: state.getUrl, state_put_url: state.putUrl }, 5000);
   }
 
   async updateToken(tenantId: string, token: string): Promise<void> {

@@ -7,6 +7,7 @@ import { closeSync, mkdirSync, openSync, readFileSync, rmSync, writeFileSync } f
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { request } from 'undici';
+import { shimAccepted } from './shim-admin.js';
 
 const SHIM_ENTRY = fileURLToPath(new URL('../../agent/shim.ts', import.meta.url));
 
@@ -157,35 +158,11 @@ export class ShimProcess {
 
   /** POST /state-urls: fresh presigned URLs for the checkpoints to come. */
   async refreshState(secret: string, body: Record<string, unknown>): Promise<boolean> {
-    try {
-      const res = await request(`http://127.0.0.1:${this.shimPort}/state-urls`, {
-        method: 'POST',
-        headers: { authorization: `Bearer ${secret}`, 'content-type': 'application/json' },
-        body: JSON.stringify(body),
-        headersTimeout: 5000,
-        bodyTimeout: 5000,
-      });
-      await res.body.dump();
-      return res.statusCode === 200;
-    } catch {
-      return false;
-    }
+    return shimAccepted(`http://127.0.0.1:${this.shimPort}`, '/state-urls', secret, body, 5000);
   }
 
   /** POST /claim: binds a warm shim to a tenant; resolves true once its agent is ready. */
   async claim(secret: string, body: Record<string, unknown>, timeoutMs: number): Promise<boolean> {
-    try {
-      const res = await request(`http://127.0.0.1:${this.shimPort}/claim`, {
-        method: 'POST',
-        headers: { authorization: `Bearer ${secret}`, 'content-type': 'application/json' },
-        body: JSON.stringify(body),
-        headersTimeout: timeoutMs,
-        bodyTimeout: timeoutMs,
-      });
-      await res.body.dump();
-      return res.statusCode === 200;
-    } catch {
-      return false;
-    }
+    return shimAccepted(`http://127.0.0.1:${this.shimPort}`, '/claim', secret, body, timeoutMs);
   }
 }
