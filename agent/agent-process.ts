@@ -2,11 +2,11 @@
  * The agent as a child process of the shim: its environment (no shim secrets), its start, its
  * readiness (the gateway's `GET /health`) and its stop (SIGTERM, bounded wait, SIGKILL).
  */
-import { connect } from 'node:net';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { request } from 'undici';
 import { RuntimeError, TimeoutError } from '../lib/errors.js';
+import { isListening } from '../lib/util/free-port.js';
 import type { Logger } from '../lib/logger.js';
 import type { AgentCommand, TenantBinding } from './shim-config.js';
 
@@ -148,16 +148,5 @@ export function probeHostOf(host: string | undefined): string {
  * it (a local-runtime bug once did exactly that; this is the shim's own line of defence).
  */
 export async function assertPortFree(host: string, port: number, timeoutMs = 500): Promise<void> {
-  const answered = await new Promise<boolean>((resolve) => {
-    const socket = connect({ host, port });
-    const done = (taken: boolean): void => {
-      socket.destroy();
-      resolve(taken);
-    };
-    socket.setTimeout(timeoutMs, () => done(false));
-    socket.once('connect', () => done(true));
-    socket.once('error', () => done(false));
-  });
-  if (answered) throw new RuntimeError(`agent port ${host}:${port} is already taken by another process: not starting the agent there`);
+  if (await isListening(host, port, timeoutMs)) throw new RuntimeError(`agent port ${host}:${port} is already taken by another process: not starting the agent there`);
 }
-
