@@ -20,7 +20,7 @@ import type { TenantCache } from '../../lib/tenants/tenant-cache.js';
 import { deriveWebhookSecret } from '../../lib/webhook-secret.js';
 import { TENANT_ID_PATTERN } from '../../lib/validate.js';
 import type { AgentClient } from './agent-client.js';
-import type { ReplySender } from './reply-sender.js';
+import type { ReplySender, SendOutcome } from './reply-sender.js';
 
 export const STARTING_UP_TEXT = '⏳ Starting up...';
 /** How often a drain parked on a wake re-checks by itself (the waker normally promotes it first). */
@@ -101,7 +101,6 @@ export class Drainer {
     const log = this.d.log.child({ tenant: tenantId, chat: chatId });
     const renew = setInterval(() => void this.d.mailbox.renew(tenantId, chatId, lease).catch(() => undefined), Math.floor(this.d.mailbox.leaseMs / 3));
     let step: Step = { next: 'continue', head: claim.head, endpoint: firstEndpoint };
-    let released = false;
     try {
       for (;;) {
         if (this.closing) {
@@ -117,15 +116,13 @@ export class Drainer {
           continue;
         }
         step = await this.deliverHead({ tenantId, chatId, gen, lease, raw: envelope, endpoint, log });
-        if (step.next === 'drained') {
-          released = true;
-          return 'drained';
-        }
+        if (step.next === 'drained') return 'drained';
         if (step.next === 'park') break;
       }
     } finally {
       clearInterval(renew);
-      if (!released) await this.d.mailbox.release(tenantId, chatId, lease);
+      // A drain that ended in popNext gave its lease back in the same script.
+      if (step.next !== 'drained') await this.d.mailbox.release(tenantId, chatId, lease);
     }
     if (step.onWake) await this.d.endpoints.park(tenantId, job.id as string);
     return this.delay(job, jobToken, step.delayMs);
@@ -165,25 +162,12 @@ export class Drainer {
     switch (outcome.kind) {
       case 'answered': {
         if (outcome.response && outcome.response.trim()) {
-          const token = await this.d.tenants.botToken(tenantId);
-          if (token) {
-            let sent = await this.d.replies.send(token, chatId, outcome.response);
-            if (sent.kind === 'refused' && (sent.errorCode === 401 || sent.errorCode === 404)) {
-              // The token may have been rotated since this process cached it (TenantCache TTL):
-              // read it again, and send once more if it changed, instead of dropping the answer.
-              this.d.tenants.invalidate(tenantId);
-              const fresh = await this.d.tenants.botToken(tenantId);
-              if (fresh && fresh !== token) {
-                log.info({ update_id: env.updateId }, 'telegram refused the cached bot token: sending with the current one');
-                sent = await this.d.replies.send(fresh, chatId, outcome.response);
-              }
-            }
-            if (sent.kind === 'later') {
-              log.warn({ update_id: env.updateId, reason: sent.reason }, 'sending the answer failed: will retry');
-              return this.retryLater(tenantId, chatId, raw, lease, env, sent.reason, log, sent.delayMs);
-            }
-            if (sent.kind === 'refused') log.warn({ update_id: env.updateId, reason: sent.reason }, 'telegram refused the answer: dropped');
+          const sent = await this.sendToChat(tenantId, chatId, outcome.response, log);
+          if (sent?.kind === 'later') {
+            log.warn({ update_id: env.updateId, reason: sent.reason }, 'sending the answer failed: will retry');
+            return this.retryLater(tenantId, chatId, raw, lease, env, sent.reason, log, sent.delayMs);
           }
+          if (sent?.kind === 'refused') log.warn({ update_id: env.updateId, reason: sent.reason }, 'telegram refused the answer: dropped');
         }
         log.info({ update_id: env.updateId, ms: Date.now() - started, endpoint: endpoint.address }, 'forwarded to pod');
         this.d.metrics?.forwarded.inc({ outcome: 'delivered' });
@@ -253,10 +237,25 @@ export class Drainer {
   }
 
   private async sendStartingNotice(tenantId: string, chatId: string, log: Logger): Promise<void> {
+    const sent = await this.sendToChat(tenantId, chatId, STARTING_UP_TEXT, log);
+    if (sent && sent.kind !== 'sent') log.warn({ reason: sent.reason }, 'could not send the starting notice');
+  }
+
+  /**
+   * Sends with the tenant's bot token (undefined: no such tenant). When Telegram refuses the cached
+   * token (401/404: it may have been rotated within the TenantCache TTL), the token is read again
+   * and, if it changed, the message is sent once more with it instead of being dropped.
+   */
+  private async sendToChat(tenantId: string, chatId: string, text: string, log: Logger): Promise<SendOutcome | undefined> {
     const token = await this.d.tenants.botToken(tenantId);
-    if (!token) return;
-    const sent = await this.d.replies.send(token, chatId, STARTING_UP_TEXT);
-    if (sent.kind !== 'sent') log.warn({ reason: sent.reason }, 'could not send the starting notice');
+    if (!token) return undefined;
+    const sent = await this.d.replies.send(token, chatId, text);
+    if (sent.kind !== 'refused' || (sent.errorCode !== 401 && sent.errorCode !== 404)) return sent;
+    this.d.tenants.invalidate(tenantId);
+    const fresh = await this.d.tenants.botToken(tenantId);
+    if (!fresh || fresh === token) return sent;
+    log.info('telegram refused the cached bot token: sending with the current one');
+    return this.d.replies.send(fresh, chatId, text);
   }
 
   private async retryLater(tenantId: string, chatId: string, raw: string, lease: string, env: Envelope, reason: string, log: Logger, minDelayMs = 0): Promise<Step> {
