@@ -3,7 +3,6 @@
  * last activity (ms) per awake tenant and its idle deadline (last activity + idle_timeout_s).
  * Written with one ZADD pair per delivery; DynamoDB's last_active_at is written lazily at stop.
  */
-import type { ChainableCommander } from 'ioredis';
 import type { RedisClient } from '../redis.js';
 import { activityKey } from '../keys.js';
 import { callScript, defineScripts } from '../redis-scripts.js';
@@ -22,22 +21,17 @@ export class Activity {
     defineScripts(redis, { ztmTakeExpired: { keys: 1, lua: TAKE_EXPIRED } });
   }
 
-  /** Adds the activity writes to a MULTI/pipeline the caller runs anyway (no extra round trip). */
-  static record(tx: ChainableCommander, tenantId: string, idleTimeoutS: number, now = Date.now()): ChainableCommander {
-    return tx.zadd(activityKey, now, tenantId).zadd(IDLE_DEADLINE_KEY, now + idleTimeoutS * 1000, tenantId);
-  }
-
   /**
-   * The same two writes as separate commands, for a client that auto-pipelines them with whatever
-   * else the caller sends in this turn (the forwarder, after every delivery). Not atomic: each is
-   * idempotent and the next delivery writes both again.
+   * Last activity and idle deadline: two ZADDs, sent together by an auto-pipelined client with
+   * whatever else the caller sends in this turn (the forwarder, after every delivery). Not atomic:
+   * each is idempotent and the next activity writes both again.
    */
   static write(redis: RedisClient, tenantId: string, idleTimeoutS: number, now = Date.now()): Promise<unknown> {
     return Promise.all([redis.zadd(activityKey, now, tenantId), redis.zadd(IDLE_DEADLINE_KEY, now + idleTimeoutS * 1000, tenantId)]);
   }
 
   async touch(tenantId: string, idleTimeoutS: number, now = Date.now()): Promise<void> {
-    await Activity.record(this.redis.multi(), tenantId, idleTimeoutS, now).exec();
+    await Activity.write(this.redis, tenantId, idleTimeoutS, now);
   }
 
   /** Moves the deadline when an operator changes the idle timeout of an awake tenant. */
