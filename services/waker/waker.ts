@@ -114,6 +114,7 @@ export class Waker {
       locked = true;
     }
     if (!locked) return { tenant_id: tenantId, pod_name: '', address: '', path: 'in-progress', ms: 0 };
+    let ready: WakeResult | undefined;
     try {
       // The record, a live instance and fresh state URLs do not depend on each other: one wait.
       const [tenant, live, state] = await Promise.all([
@@ -127,7 +128,7 @@ export class Waker {
         this.o.metrics?.wakes.inc({ outcome: 'unknown-tenant' });
         throw new Error(`unknown tenant ${tenantId}`);
       }
-      if (live) return await this.publish(tenant, live, 'already-running', started, log);
+      if (live) return (ready = await this.publish(tenant, live, 'already-running', started, log));
       // The registry write and the start overlap: the start does not need it, and while the wake
       // lock is held the reconciler leaves a pod whose tenant is not marked yet alone.
       const [marked, startedInstance] = await Promise.allSettled([
@@ -138,7 +139,7 @@ export class Waker {
       if (marked.status === 'rejected') throw marked.reason;
       const { instance, path } = startedInstance.value;
       await new StateUrlLedger(this.o.redis).issued(tenantId);
-      return await this.publish(marked.value, instance, path, started, log);
+      return (ready = await this.publish(marked.value, instance, path, started, log));
     } catch (err) {
       if (!(err instanceof Error && err.message.startsWith('unknown tenant'))) {
         log.error({ err, ms: Date.now() - started }, 'wake failed');
@@ -150,8 +151,9 @@ export class Waker {
     } finally {
       await callScript(this.o.redis, 'ztmCompareAndDelete', wakeLockKey(tenantId), lock);
       await this.o.redis.del(startingNoticeKey(tenantId));
-      // Drains waiting in place re-check (a failed wake: they count an attempt and ask again).
-      await this.endpoints.announceWakeDone(tenantId);
+      // A failed wake (a ready one announced itself in publish): drains waiting in place re-check,
+      // count an attempt and ask again. After the lock is gone, so that they can.
+      if (!ready) await this.endpoints.announceWakeDone(tenantId);
       await this.endpoints.promoteParked(tenantId, this.forwardQueue);
     }
   }
