@@ -64,11 +64,11 @@ t.test('claim fences: stale generation, busy lease, tenant limit; pop needs the 
   t.equal(await mailbox.claim('a1', '6', gen6, 'lease-3', 1), 'full', 'tenant limit 1 already used by chat 5');
   const head = (await mailbox.head('a1', '5')) as string;
   t.equal(decodeEnvelope(head).updateId, 1);
-  t.equal(await mailbox.pop('a1', '5', head, 'not-my-lease'), -1);
-  t.equal(await mailbox.pop('a1', '5', head, 'lease-1'), 1);
+  t.same(await mailbox.popNext('a1', '5', head, 1, 'not-my-lease', gen), { kind: 'lost-lease' });
+  t.equal((await mailbox.popNext('a1', '5', head, 1, 'lease-1', gen)).kind, 'next');
   t.equal(decodeEnvelope((await mailbox.head('a1', '5')) as string).updateId, 2);
   t.equal(await mailbox.finish('a1', '5', gen), false, 'not empty: keep draining');
-  await mailbox.pop('a1', '5', (await mailbox.head('a1', '5')) as string, 'lease-1');
+  await redis.lpop(mailboxKey('a1', '5')); // as if the last update was delivered
   t.equal(await mailbox.finish('a1', '5', gen), true);
   await mailbox.release('a1', '5', 'lease-1');
   t.equal(await redis.get(drainKey('a1', '5')), null);
@@ -102,7 +102,7 @@ t.test('finish racing accept, 400 times: never a pending update without a respon
     await mailbox.accept('race', chat, 2 * i + 1, update(2 * i + 1));
     const gen = (await redis.get(drainKey('race', chat))) as string;
     t.equal(await mailbox.claim('race', chat, gen, 'L', 1000), 'ok');
-    await mailbox.pop('race', chat, (await mailbox.head('race', chat)) as string, 'L');
+    await redis.lpop(mailboxKey('race', chat)); // the drain delivered the only update
     // The drainer sees an empty mailbox and finishes while the next update arrives.
     const ops = [() => mailbox.finish('race', chat, gen), () => mailbox.accept('race', chat, 2 * i + 2, update(2 * i + 2))];
     if (i % 2) ops.reverse();
@@ -200,22 +200,32 @@ t.test('a real worker draining while 10 chats receive 1000 updates: all delivere
     if (tenant !== 'live') return 'other';
     const gen = String(job.id).split('.').pop() as string;
     const lease = `w-${job.id}`;
-    const claim = await mailbox.claim(tenant, chat, gen, lease, 100);
-    if (claim !== 'ok') return claim;
+    // The drainer's loop: claimHead, then popNext until it ends the drain.
+    const claim = await mailbox.claimHead(tenant, chat, gen, lease, 100);
+    if (claim.result !== 'ok') return claim.result;
+    let head = claim.head;
+    let ended = false;
     try {
       for (;;) {
-        const head = await mailbox.head(tenant, chat);
         if (head === null) {
           if (await mailbox.finish(tenant, chat, gen)) return 'drained';
+          head = await mailbox.head(tenant, chat);
           continue;
         }
+        const { updateId } = decodeEnvelope(head);
         const list = delivered.get(chat) ?? [];
-        list.push(decodeEnvelope(head).updateId);
+        list.push(updateId);
         delivered.set(chat, list);
-        await mailbox.pop(tenant, chat, head, lease);
+        const popped = await mailbox.popNext(tenant, chat, head, updateId, lease, gen);
+        if (popped.kind === 'lost-lease') throw new Error('lease lost');
+        if (popped.kind === 'drained') {
+          ended = true;
+          return 'drained';
+        }
+        head = popped.kind === 'next' ? popped.head : await mailbox.head(tenant, chat);
       }
     } finally {
-      await mailbox.release(tenant, chat, lease);
+      if (!ended) await mailbox.release(tenant, chat, lease);
     }
   }, { connection: bull, prefix: QUEUE_PREFIX, concurrency: 10 });
   t.teardown(() => worker.close());

@@ -91,18 +91,6 @@ return ''
 `;
 
 /**
- * pop(KEYS: mailbox, lease, scheduled; ARGV: envelope, token, member, nowMs) → 1 when the head was
- * that envelope and this drainer still holds the lease (the fence against a drainer that lost it).
- */
-export const POP = `
-if redis.call('GET', KEYS[2]) ~= ARGV[2] then return -1 end
-if redis.call('LINDEX', KEYS[1], 0) ~= ARGV[1] then return 0 end
-redis.call('LPOP', KEYS[1])
-redis.call('ZADD', KEYS[3], tonumber(ARGV[4]), ARGV[3])
-return 1
-`;
-
-/**
  * finish(KEYS: mailbox, drain, scheduled; ARGV: generation, member) → 1 when the mailbox was empty
  * and this generation gave up responsibility; 0 when mail arrived meanwhile (keep draining).
  * Emptiness check and release are one step, so an update accepted concurrently either lands before
@@ -124,7 +112,7 @@ return 1
  * → {-1} lease lost | {0} the head is not that envelope | {1, next} popped, next head |
  *   {2, waiter} popped, mailbox empty: this generation gave up responsibility and the lease is
  *   released (waiter: as RELEASE returns it).
- * POP + the attempt counter's cleanup + HEAD + FINISH + RELEASE in one round trip: the steady-state
+ * Pop + the attempt counter's cleanup + HEAD + FINISH + RELEASE in one round trip: the steady-state
  * step of a drain. The empty check and the release are one step, as in FINISH. The head is matched
  * by its prefix (update ids are unique per tenant) so the update is not sent back to Redis.
  */
@@ -165,7 +153,7 @@ return gen
 
 /**
  * deadLetter(KEYS: mailbox, lease, deadIndex, deadData, scheduled; ARGV: envelope, token, id, json, nowMs, member)
- * → 1 when the head was moved to the dead-letter store; the same fence as POP.
+ * → 1 when the head was moved to the dead-letter store; the same fence as POP_NEXT.
  */
 export const DEAD_LETTER = `
 if redis.call('GET', KEYS[2]) ~= ARGV[2] then return -1 end

@@ -6,7 +6,7 @@
 import type { Queue } from 'bullmq';
 import type { RedisClient } from '../redis.js';
 import { attemptsKey, chatLeaseKey, drainKey, mailboxKey, scheduledKey, seenKey } from '../keys.js';
-import { ACCEPT, CLAIM, FINISH, HANDOFF, POP, POP_NEXT, RELEASE, RENEW } from './mailbox-scripts.js';
+import { ACCEPT, CLAIM, FINISH, HANDOFF, POP_NEXT, RELEASE, RENEW } from './mailbox-scripts.js';
 import { encodeEnvelope, envelopeIdentity } from './update.js';
 import { promoteWhenDelayed } from './promote-job.js';
 import { callScript, defineScripts, type ScriptDef } from '../redis-scripts.js';
@@ -56,9 +56,9 @@ interface PendingAccept {
 
 const SCRIPTS: Record<string, ScriptDef> = {
   mbAcceptBatch: { keys: 'variable', lua: ACCEPT }, mbClaim: { keys: 5, lua: CLAIM }, mbPopNext: { keys: 7, lua: POP_NEXT }, mbRenew: { keys: 2, lua: RENEW }, mbRelease: { keys: 3, lua: RELEASE },
-  mbPop: { keys: 3, lua: POP }, mbFinish: { keys: 3, lua: FINISH }, mbHandoff: { keys: 3, lua: HANDOFF },
+  mbFinish: { keys: 3, lua: FINISH }, mbHandoff: { keys: 3, lua: HANDOFF },
 };
-type ScriptName = 'mbAcceptBatch' | 'mbClaim' | 'mbPopNext' | 'mbRenew' | 'mbRelease' | 'mbPop' | 'mbFinish' | 'mbHandoff';
+type ScriptName = 'mbAcceptBatch' | 'mbClaim' | 'mbPopNext' | 'mbRenew' | 'mbRelease' | 'mbFinish' | 'mbHandoff';
 
 /**
  * Options of every drain job (schedule() and the batched adds of accept). Attempts only matter for
@@ -210,12 +210,6 @@ export class Mailbox {
 
   async depth(tenantId: string, chatId: string): Promise<number> {
     return this.redis.llen(mailboxKey(tenantId, chatId));
-  }
-
-  /** Removes the head after it was delivered; -1 when the lease was lost (stop draining). */
-  async pop(tenantId: string, chatId: string, envelope: string, token: string): Promise<number> {
-    return (await this.call('mbPop', mailboxKey(tenantId, chatId), chatLeaseKey(tenantId, chatId), scheduledKey,
-      envelope, token, scheduledMember(tenantId, chatId), Date.now())) as number;
   }
 
   /**
