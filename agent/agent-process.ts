@@ -1,6 +1,6 @@
 /**
- * The agent as a child process of the shim: its environment (no shim secrets), its start, its
- * readiness (the gateway's `GET /health`) and its stop (SIGTERM, bounded wait, SIGKILL).
+ * The agent as a child process of the shim: its environment (no shim secrets), its start as its
+ * profile says, its readiness (the profile's probes) and its stop (SIGTERM, bounded wait, SIGKILL).
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -8,7 +8,8 @@ import { request } from 'undici';
 import { RuntimeError, TimeoutError } from '../lib/errors.js';
 import { isListening } from '../lib/util/free-port.js';
 import type { Logger } from '../lib/logger.js';
-import type { AgentCommand, TenantBinding } from './shim-config.js';
+import type { TenantBinding } from './shim-config.js';
+import type { AgentLaunch, Probe } from './profiles/profile.js';
 
 export interface AgentExit {
   code: number | null;
@@ -17,37 +18,25 @@ export interface AgentExit {
 
 /**
  * Variables of the shim that the agent must not inherit: the agent runs code an LLM chose, and
- * these open the warm pool (claim secret), the tenant's state (presigned URLs) or AWS.
+ * these open the warm pool (claim secret), the tenant's state (presigned URLs), the model provider
+ * (a profile hands the key on under the name its agent reads) or AWS.
  */
-const SHIM_ONLY = new Set(['WARM_POOL_SECRET', 'STATE_GET_URL', 'STATE_PUT_URL', 'BOT_TOKEN', 'WARM',
+const SHIM_ONLY = new Set(['WARM_POOL_SECRET', 'STATE_GET_URL', 'STATE_PUT_URL', 'STATE_LEGACY_GET_URL', 'BOT_TOKEN', 'WARM',
+  'TENANT_WEBHOOK_SECRET', 'AGENT_TOKEN_SHA256', 'AGENT_LLM_API_KEY', 'STATE_MAX_BYTES', 'AGENT_INTERNAL_PORT', 'AGENT_PID_FILE',
   'SHIM_PORT', 'SHIM_HOST', 'SHIM_SUPERVISOR_PID', 'AGENT_COMMAND', 'CHECKPOINT_INTERVAL_S', 'AGENT_READY_TIMEOUT_S', 'AGENT_STOP_TIMEOUT_S']);
 
-export function buildAgentEnv(
-  base: NodeJS.ProcessEnv,
-  binding: TenantBinding,
-  agent: { port: number; workspace: string; host: string },
-): Record<string, string> {
+/** The shim's environment minus its secrets, plus a claim's extra variables: what every agent starts from. */
+export function shimBaseEnv(base: NodeJS.ProcessEnv, binding: TenantBinding): Record<string, string> {
   const env: Record<string, string> = {};
   for (const [k, v] of Object.entries(base)) {
     if (v !== undefined && !SHIM_ONLY.has(k) && !k.startsWith('AWS_')) env[k] = v;
   }
   Object.assign(env, binding.env);
-  // The agent listens where the shim does (pod IP in Kubernetes, loopback locally), unless told.
-  env.HOST ??= agent.host;
-  // Last, so a claim's env cannot redirect the port or workspace the shim relies on.
-  env.PORT = String(agent.port);
-  env.WORKSPACE = agent.workspace;
-  env.TENANT_ID = binding.tenantId;
-  if (binding.botToken !== undefined) env.TELEGRAM_BOT_TOKEN = binding.botToken;
-  else delete env.TELEGRAM_BOT_TOKEN;
   return env;
 }
 
 export interface AgentProcessOptions {
-  command: AgentCommand;
-  env: Record<string, string>;
-  cwd: string;
-  port: number;
+  launch: AgentLaunch;
   log: Logger;
 }
 
@@ -56,17 +45,17 @@ export class AgentProcess {
   /** Resolves when the agent has exited, however that happened. */
   readonly exited: Promise<AgentExit>;
   private readonly child: ChildProcess;
-  private readonly port: number;
+  private readonly launch: AgentLaunch;
   /** Where the agent listens: its HOST (the pod IP under the simulated kubelet), loopback for any-address. */
   private readonly probeHost: string;
   private exit: AgentExit | undefined;
 
   constructor(options: AgentProcessOptions) {
-    const { command, env, cwd, port } = options;
+    const { command, env, cwd } = options.launch;
+    this.launch = options.launch;
     // Own process group, so stop() reaches what `sh -c` started too; output goes straight to
     // the shim's stdout/stderr (the pod's log), unprefixed.
     this.child = spawn(command.file, command.args, { cwd, env, stdio: ['ignore', 'inherit', 'inherit'], detached: true });
-    this.port = port;
     this.probeHost = probeHostOf(env.HOST);
     this.exited = new Promise<AgentExit>((resolve) => {
       this.child.once('exit', (code, signal) => {
@@ -87,26 +76,49 @@ export class AgentProcess {
     return this.exit !== undefined;
   }
 
-  /** Polls `GET /health` until 200 (every 5 ms, after 3 s every 50 ms); rejects when the agent exits or time runs out. */
+  /**
+   * Polls the profile's readiness probes until every one passes (every 5 ms for the first 3 s, then
+   * every 50 ms); rejects when the agent exits or time runs out, naming the probe that still fails.
+   */
   async waitReady(timeoutMs: number): Promise<void> {
     const probingSince = Date.now();
     const deadline = probingSince + timeoutMs;
-    const url = `http://${this.probeHost.includes(':') ? `[${this.probeHost}]` : this.probeHost}:${this.port}/health`;
-    // Every 5 ms for the first 3 s (a wake waits for this probe, and most agents listen within
-    // ~100 ms; a refused connect on loopback costs next to nothing), then every 50 ms.
+    // A wake waits for this; most agents listen within ~100 ms and a refused connect on loopback
+    // costs next to nothing. Probes that passed are not asked again.
+    const pending = [...this.launch.readiness];
     while (Date.now() < deadline) {
       if (this.exit) throw new RuntimeError(`agent exited before ready (code ${this.exit.code}, signal ${this.exit.signal})`);
-      try {
-        const res = await request(url, { headersTimeout: 1000, bodyTimeout: 1000 });
-        await res.body.dump();
-        if (res.statusCode === 200) return;
-      } catch {
-        // Not listening yet.
-      }
+      while (pending.length > 0 && (await this.passes(pending[0] as Probe))) pending.shift();
+      if (pending.length === 0) return;
       await sleep(Date.now() - probingSince < 3_000 ? 5 : 50);
     }
     if (this.exit) throw new RuntimeError(`agent exited before ready (code ${this.exit.code}, signal ${this.exit.signal})`);
-    throw new TimeoutError(`agent not ready after ${Math.round(timeoutMs / 1000)}s (no 200 from GET /health on port ${this.port})`);
+    const failing = pending[0] as Probe;
+    throw new TimeoutError(`agent not ready after ${Math.round(timeoutMs / 1000)}s (${failing.describe} on port ${failing.port} did not pass)`);
+  }
+
+  /** The agent process answers its liveness probe now. */
+  alive(): Promise<boolean> {
+    return this.passes(this.launch.liveness);
+  }
+
+  private async passes(probe: Probe): Promise<boolean> {
+    const host = probe.loopback ? '127.0.0.1' : this.probeHost;
+    const url = `http://${host.includes(':') ? `[${host}]` : host}:${probe.port}${probe.path}`;
+    try {
+      const res = await request(url, {
+        method: probe.method ?? 'GET', headersTimeout: 1000, bodyTimeout: 1000,
+        ...(probe.headers ? { headers: probe.headers } : {}), ...(probe.body !== undefined ? { body: probe.body } : {}),
+      });
+      if (res.statusCode !== 200 && !probe.ok) {
+        await res.body.dump();
+        return false;
+      }
+      const body = await res.body.text();
+      return probe.ok ? probe.ok(res.statusCode, body) : true;
+    } catch {
+      return false; // not listening yet
+    }
   }
 
   /** SIGTERM, up to `timeoutMs` for a clean exit, then SIGKILL; also sweeps the process group. */

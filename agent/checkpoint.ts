@@ -1,53 +1,46 @@
 /**
- * Checkpoints of the agent's brain.db: a consistent copy taken with SQLite's backup API from a
- * connection the shim opens on the live file (correct while the agent writes in WAL mode, unlike
- * copying the file), then a PUT to the tenant's presigned URL, skipped when nothing changed.
- * Checkpoints run one at a time, so the last one started is the last one uploaded.
+ * Checkpoints of the agent's whole state: every state path of its profile packed into one tar.gz
+ * (each SQLite database through the backup API, so WAL writers are consistent; caches left out;
+ * agent/state-archive.ts), then a PUT to the tenant's presigned URL, skipped when the content did
+ * not change. Checkpoints run one at a time, so the last one started is the last one uploaded.
  */
-import { createHash } from 'node:crypto';
-import { createReadStream, existsSync } from 'node:fs';
-import { mkdir, rm, stat } from 'node:fs/promises';
-import path from 'node:path';
-import Database from 'better-sqlite3';
+import { rm } from 'node:fs/promises';
 import type { Logger } from '../lib/logger.js';
+import { packState, type StatePath } from './state-archive.js';
 import { uploadState, type TransferOptions } from './state-transfer.js';
 
 export interface CheckpointResult {
   uploaded: boolean;
+  /** Compressed size of the checkpoint (0 when there was nothing to save). */
   bytes: number;
-  /** Of the consistent copy; null when there is no brain.db yet. */
+  /** Of the state's content (paths and bytes); null when the agent has no state yet. */
   sha256: string | null;
+  entries: number;
 }
 
 export interface CheckpointerOptions {
-  dbPath: string;
-  /** Where the copy is staged (same filesystem as the workspace: brain.db may be large). */
+  /** The profile's state root; `paths` and `excludes` are relative to it. */
+  root: string;
+  paths: readonly StatePath[];
+  excludes: readonly string[];
+  /** Where the archive is staged (same filesystem as the workspace: state may be large). */
   scratchDir: string;
+  /** STATE_MAX_BYTES: a larger state fails the checkpoint with a one-line error. */
+  maxBytes: number;
   log: Logger;
   /** Read at every checkpoint: the URLs can be replaced while the shim runs. */
   putUrl: () => string | undefined;
   transfer?: TransferOptions;
 }
 
-export async function sha256File(file: string): Promise<string> {
-  const hash = createHash('sha256');
-  for await (const chunk of createReadStream(file)) hash.update(chunk as Buffer);
-  return hash.digest('hex');
-}
-
 export class Checkpointer {
   private readonly options: CheckpointerOptions;
-  /** sha256 of the state S3 is known to hold: skip uploads of the same bytes. */
+  /** Content hash of the state S3 is known to hold: skip uploads of the same state. */
   private lastUploaded: string | undefined;
   private queue: Promise<unknown> = Promise.resolve();
 
   constructor(options: CheckpointerOptions) {
     this.options = options;
-  }
-
-  /** The state just restored from S3 is what S3 holds. */
-  setBaseline(sha256: string | undefined): void {
-    this.lastUploaded = sha256;
   }
 
   /** Queues a checkpoint behind any running one; `reason` only goes to the log. */
@@ -63,46 +56,33 @@ export class Checkpointer {
   }
 
   private async checkpoint(reason: string): Promise<CheckpointResult> {
-    const { dbPath, scratchDir, log } = this.options;
-    if (!existsSync(dbPath)) {
-      log.debug({ reason }, 'checkpoint: no brain.db yet, nothing to save');
-      return { uploaded: false, bytes: 0, sha256: null };
-    }
-    await mkdir(scratchDir, { recursive: true });
-    const copy = path.join(scratchDir, 'brain.db.checkpoint');
-    await rm(copy, { force: true });
+    const { log } = this.options;
+    const packed = await packState({
+      root: this.options.root, paths: this.options.paths, excludes: this.options.excludes,
+      scratchDir: this.options.scratchDir, maxBytes: this.options.maxBytes,
+    });
     try {
-      await backup(dbPath, copy);
-      const [{ size }, sha256] = await Promise.all([stat(copy), sha256File(copy)]);
-      if (sha256 === this.lastUploaded) {
-        log.debug({ reason, bytes: size, sha256 }, 'checkpoint unchanged, upload skipped');
-        return { uploaded: false, bytes: size, sha256 };
+      if (packed.skipped.length > 0) log.warn({ reason, skipped: packed.skipped.slice(0, 20), count: packed.skipped.length }, 'checkpoint: links and special files left out');
+      if (packed.entries === 0) {
+        log.debug({ reason }, 'checkpoint: the agent has no state yet, nothing to save');
+        return { uploaded: false, bytes: 0, sha256: null, entries: 0 };
+      }
+      const facts = { reason, bytes: packed.bytes, raw_bytes: packed.rawBytes, entries: packed.entries, sha256: packed.contentSha256 };
+      if (packed.contentSha256 === this.lastUploaded) {
+        log.debug(facts, 'checkpoint unchanged, upload skipped');
+        return { uploaded: false, bytes: packed.bytes, sha256: packed.contentSha256, entries: packed.entries };
       }
       const putUrl = this.options.putUrl();
       if (putUrl === undefined) {
-        log.debug({ reason, bytes: size, sha256 }, 'checkpoint taken, kept only locally (no state URL)');
-        return { uploaded: false, bytes: size, sha256 };
+        log.debug(facts, 'checkpoint taken, kept only locally (no state URL)');
+        return { uploaded: false, bytes: packed.bytes, sha256: packed.contentSha256, entries: packed.entries };
       }
-      await uploadState(putUrl, copy, this.options.transfer);
-      this.lastUploaded = sha256;
-      log.info({ reason, bytes: size, sha256 }, 'checkpoint saved');
-      return { uploaded: true, bytes: size, sha256 };
+      await uploadState(putUrl, packed.file, this.options.transfer);
+      this.lastUploaded = packed.contentSha256;
+      log.info(facts, 'checkpoint saved');
+      return { uploaded: true, bytes: packed.bytes, sha256: packed.contentSha256, entries: packed.entries };
     } finally {
-      await rm(copy, { force: true });
+      await rm(packed.file, { force: true });
     }
-  }
-}
-
-/**
- * A consistent copy of a live SQLite database. The shim's own connection reads through the WAL;
- * large steps keep the copy from restarting over and over while the agent writes.
- */
-export async function backup(dbPath: string, dest: string): Promise<void> {
-  const db = new Database(dbPath, { fileMustExist: true });
-  try {
-    db.pragma('busy_timeout = 5000');
-    await db.backup(dest, { progress: () => 1 << 20 });
-  } finally {
-    db.close();
   }
 }

@@ -7,6 +7,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { ConfigError, ValidationError } from '../lib/errors.js';
 import { BOT_TOKEN_PATTERN, TENANT_ID_PATTERN } from '../lib/validate.js';
+import { loadAgentSettings, type AgentSettings } from '../lib/agent-profiles.js';
 
 import { envInt as int, envStr as str, type Env } from '../lib/util/env.js';
 
@@ -26,6 +27,12 @@ export interface TenantBinding {
   botToken: string | undefined;
   stateGetUrl: string | undefined;
   statePutUrl: string | undefined;
+  /** GET of the older single-brain.db object, read only when the state object does not exist yet. */
+  stateLegacyGetUrl: string | undefined;
+  /** The tenant's webhook secret (telegram protocol: the agent verifies the platform's deliveries with it). */
+  webhookSecret: string | undefined;
+  /** SHA-256 (hex) of the bearer the forwarder presents to this tenant's agent (zeroclaw protocol). */
+  agentTokenSha256: string | undefined;
   /** Extra variables for the agent (claim only); the shim's own PORT, WORKSPACE... win. */
   env: Record<string, string>;
 }
@@ -34,7 +41,16 @@ export interface ShimConfig {
   shimPort: number;
   shimHost: string;
   agentPort: number;
-  agentCommand: AgentCommand;
+  /** A second port for an agent's internal listener (OpenClaw's gateway); loopback only. */
+  internalPort: number;
+  /** AGENT_PROFILE and its settings (lib/agent-profiles.ts). */
+  agent: AgentSettings;
+  /** The Bot API base the platform uses (telegram-protocol agents answer through it). */
+  botApiBase: string | undefined;
+  /** The platform's public webhook base: `<it>/tg/<id>` is the only webhook an agent may register. */
+  routerPublicUrl: string | undefined;
+  /** Bound of the whole state, uncompressed, at checkpoint and restore. */
+  stateMaxBytes: number;
   workspace: string;
   /** 0 turns periodic checkpoints off (the one on stop still happens). */
   checkpointIntervalS: number;
@@ -84,6 +100,15 @@ function checkTenant(name: string, value: unknown, fail: (name: string, msg: str
   return value;
 }
 
+const WEBHOOK_SECRET = /^[A-Za-z0-9_-]{1,256}$/;
+const SHA256_HEX = /^[0-9a-f]{64}$/;
+
+function checkPattern(name: string, value: unknown, pattern: RegExp, what: string, fail: (name: string, msg: string) => Error): string | undefined {
+  if (value === undefined || value === null || value === '') return undefined;
+  if (typeof value !== 'string' || !pattern.test(value)) throw fail(name, `must be ${what}`);
+  return value;
+}
+
 function checkToken(name: string, value: unknown, fail: (name: string, msg: string) => Error): string | undefined {
   if (value === undefined || value === null || value === '') return undefined;
   if (typeof value !== 'string' || !BOT_TOKEN_PATTERN.test(value)) {
@@ -123,10 +148,7 @@ export function loadShimConfig(env: Env): ShimConfig {
     throw new ConfigError('WARM_POOL_SECRET', 'must be at least 16 characters');
   }
 
-  const commandLine = str(env, 'AGENT_COMMAND');
-  const agentCommand: AgentCommand = commandLine === undefined
-    ? defaultAgentCommand()
-    : { file: '/bin/sh', args: ['-c', commandLine], display: commandLine };
+  const agent = loadAgentSettings(env);
 
   let tenant: TenantBinding | undefined;
   const tenantRaw = str(env, 'TENANT_ID');
@@ -139,18 +161,29 @@ export function loadShimConfig(env: Env): ShimConfig {
       botToken: checkToken('BOT_TOKEN', str(env, 'BOT_TOKEN'), configFail),
       stateGetUrl: checkUrl('STATE_GET_URL', str(env, 'STATE_GET_URL'), configFail),
       statePutUrl: checkUrl('STATE_PUT_URL', str(env, 'STATE_PUT_URL'), configFail),
+      stateLegacyGetUrl: checkUrl('STATE_LEGACY_GET_URL', str(env, 'STATE_LEGACY_GET_URL'), configFail),
+      webhookSecret: checkPattern('TENANT_WEBHOOK_SECRET', str(env, 'TENANT_WEBHOOK_SECRET'), WEBHOOK_SECRET, "1-256 characters of A-Z a-z 0-9 _ -", configFail),
+      agentTokenSha256: checkPattern('AGENT_TOKEN_SHA256', str(env, 'AGENT_TOKEN_SHA256'), SHA256_HEX, 'a lowercase hex SHA-256', configFail),
       env: {},
     };
   }
 
   const shimPort = int(env, 'SHIM_PORT', 9000, 1, 65_535);
-  const agentPort = int(env, 'AGENT_PORT', 42617, 1, 65_535);
+  const agentPort = agent.port;
   if (shimPort === agentPort) throw new ConfigError('AGENT_PORT', `must differ from SHIM_PORT (${shimPort})`);
+  const internalPort = int(env, 'AGENT_INTERNAL_PORT', 18_789, 1, 65_535);
+  if (internalPort === agentPort || internalPort === shimPort) throw new ConfigError('AGENT_INTERNAL_PORT', 'must differ from SHIM_PORT and AGENT_PORT');
+  const botApiBase = checkUrl('TELEGRAM_API_BASE', str(env, 'TELEGRAM_API_BASE'), configFail)?.replace(/\/+$/, '');
+  const routerPublicUrl = checkUrl('ROUTER_PUBLIC_URL', str(env, 'ROUTER_PUBLIC_URL'), configFail)?.replace(/\/+$/, '');
   return {
     shimPort,
     shimHost: str(env, 'SHIM_HOST') ?? '0.0.0.0',
     agentPort,
-    agentCommand,
+    internalPort,
+    agent,
+    botApiBase,
+    routerPublicUrl,
+    stateMaxBytes: int(env, 'STATE_MAX_BYTES', 512 * 1_048_576, 1_048_576, 64 * 1024 * 1_048_576),
     workspace: path.resolve(str(env, 'WORKSPACE') ?? '/workspace'),
     checkpointIntervalS: int(env, 'CHECKPOINT_INTERVAL_S', 60, 0, 86_400),
     agentReadyTimeoutS: int(env, 'AGENT_READY_TIMEOUT_S', 60, 1, 3_600),
@@ -164,7 +197,10 @@ export function loadShimConfig(env: Env): ShimConfig {
   };
 }
 
-/** The body of `POST /claim`: `{ tenant_id, bot_token?, state_get_url?, state_put_url?, env? }`. */
+/**
+ * The body of `POST /claim`: `{ tenant_id, bot_token?, state_get_url?, state_put_url?,
+ * state_legacy_get_url?, webhook_secret?, agent_token_sha256?, env? }`.
+ */
 export function parseClaim(body: unknown): TenantBinding {
   if (body === null || typeof body !== 'object' || Array.isArray(body)) throw new ValidationError('claim: expected a JSON object');
   const b = body as Record<string, unknown>;
@@ -184,6 +220,9 @@ export function parseClaim(body: unknown): TenantBinding {
     botToken: checkToken('bot_token', b.bot_token, claimFail),
     stateGetUrl: checkUrl('state_get_url', b.state_get_url, claimFail),
     statePutUrl: checkUrl('state_put_url', b.state_put_url, claimFail),
+    stateLegacyGetUrl: checkUrl('state_legacy_get_url', b.state_legacy_get_url, claimFail),
+    webhookSecret: checkPattern('webhook_secret', b.webhook_secret, WEBHOOK_SECRET, '1-256 characters of A-Z a-z 0-9 _ -', claimFail),
+    agentTokenSha256: checkPattern('agent_token_sha256', b.agent_token_sha256, SHA256_HEX, 'a lowercase hex SHA-256', claimFail),
     env,
   };
 }

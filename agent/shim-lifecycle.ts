@@ -1,18 +1,21 @@
 /**
- * The shim's lifecycle for one tenant: bind (cold env or warm claim) → restore brain.db from S3
- * → start the agent → ready → periodic checkpoints → stop (agent first, final checkpoint after it
- * exited, so nothing is written after the copy). Failures after the restore still checkpoint what
- * is on disk and end with a non-zero exit, so the platform notices.
+ * The shim's lifecycle for one tenant: bind (cold env or warm claim) → restore the whole state
+ * from S3 → the profile writes the agent's config → start the agent → ready (the profile's probes)
+ * → periodic checkpoints → stop (agent first, final checkpoint after it exited, so nothing is
+ * written after the copy). Failures after the restore still checkpoint what is on disk and end with
+ * a non-zero exit, so the platform notices.
  */
 import { writeFileSync } from 'node:fs';
 import { mkdir, rename, rm } from 'node:fs/promises';
 import path from 'node:path';
 import { RuntimeError } from '../lib/errors.js';
 import type { Logger } from '../lib/logger.js';
-import { AgentProcess, assertPortFree, buildAgentEnv, probeHostOf } from './agent-process.js';
-import { Checkpointer, sha256File, type CheckpointResult } from './checkpoint.js';
+import { AgentProcess, assertPortFree, probeHostOf, shimBaseEnv } from './agent-process.js';
+import { Checkpointer, type CheckpointResult } from './checkpoint.js';
+import { profileFor, type AgentProfile } from './profiles/index.js';
 import type { ShimConfig, TenantBinding } from './shim-config.js';
 import type { Phase, ShimHandlers } from './shim-server.js';
+import { clearStatePaths, detectStateFormat, unpackState } from './state-archive.js';
 import { describeUrl, downloadState } from './state-transfer.js';
 
 export interface ShimOptions {
@@ -30,6 +33,7 @@ export class Shim implements ShimHandlers {
   private readonly config: ShimConfig;
   private readonly baseEnv: NodeJS.ProcessEnv;
   private readonly onStopped: (code: number) => void;
+  private readonly profile: AgentProfile;
   private log: Logger;
   private current: Phase;
   private binding: TenantBinding | undefined;
@@ -48,7 +52,17 @@ export class Shim implements ShimHandlers {
     this.onStopped = options.onStopped;
     this.warm = options.config.warm;
     this.secret = options.config.warmPoolSecret;
+    this.profile = profileFor(options.config.agent);
     this.current = 'warm';
+  }
+
+  /** The profile's state root: `<workspace>/<stateDir>`. */
+  private get stateRoot(): string {
+    return path.join(this.config.workspace, this.profile.stateDir);
+  }
+
+  private get scratchDir(): string {
+    return path.join(this.config.workspace, '.shim');
   }
 
   phase(): Phase {
@@ -117,32 +131,44 @@ export class Shim implements ShimHandlers {
   private async activate(binding: TenantBinding): Promise<void> {
     const started = Date.now();
     const { workspace } = this.config;
-    const dbPath = path.join(workspace, 'memory', 'brain.db');
-    await mkdir(path.dirname(dbPath), { recursive: true });
+    await Promise.all([mkdir(this.stateRoot, { recursive: true }), mkdir(this.scratchDir, { recursive: true })]);
     this.checkpointer = new Checkpointer({
-      dbPath,
-      scratchDir: path.join(workspace, '.shim'),
+      root: this.stateRoot,
+      paths: this.profile.statePaths,
+      excludes: this.profile.stateExcludes,
+      scratchDir: this.scratchDir,
+      maxBytes: this.config.stateMaxBytes,
       log: this.log,
       putUrl: () => this.binding?.statePutUrl,
     });
-    await this.restore(binding, dbPath);
+    await this.restore(binding);
     this.abortIfStopping();
     this.restored = true;
 
     this.current = 'starting';
-    const env = buildAgentEnv(this.baseEnv, binding, { port: this.config.agentPort, workspace, host: this.config.shimHost });
-    await assertPortFree(probeHostOf(env.HOST), this.config.agentPort);
-    this.abortIfStopping();
-    this.agent = new AgentProcess({
-      command: this.config.agentCommand,
-      env,
-      cwd: workspace,
+    const host = this.config.shimHost;
+    const launch = await this.profile.prepare({
+      workspace,
+      stateRoot: this.stateRoot,
+      host,
       port: this.config.agentPort,
+      internalPort: this.config.internalPort,
+      tenantId: binding.tenantId,
+      settings: this.config.agent,
+      botToken: binding.botToken,
+      webhookSecret: binding.webhookSecret,
+      agentTokenSha256: binding.agentTokenSha256,
+      botApiBase: this.config.botApiBase,
+      webhookUrl: this.config.routerPublicUrl && `${this.config.routerPublicUrl}/tg/${binding.tenantId}`,
+      baseEnv: shimBaseEnv(this.baseEnv, binding),
       log: this.log,
     });
+    await assertPortFree(probeHostOf(launch.env.HOST), this.config.agentPort);
+    this.abortIfStopping();
+    this.agent = new AgentProcess({ launch, log: this.log });
     const agent = this.agent;
     if (this.config.agentPidFile) writeFileSync(this.config.agentPidFile, String(agent.pid));
-    this.log.info({ command: this.config.agentCommand.display, pid: agent.pid, port: this.config.agentPort }, 'agent started');
+    this.log.info({ profile: this.profile.name, command: launch.command.display, pid: agent.pid, port: this.config.agentPort }, 'agent started');
     await agent.waitReady(this.config.agentReadyTimeoutS * 1000);
     this.abortIfStopping();
     this.current = 'ready';
@@ -155,8 +181,11 @@ export class Shim implements ShimHandlers {
     this.scheduleCheckpoint();
   }
 
-  /** S3 is authoritative when a GET URL is given: its object, or (404) a fresh start. */
-  private async restore(binding: TenantBinding, dbPath: string): Promise<void> {
+  /**
+   * S3 is authoritative when a GET URL is given: its object (the whole-state archive, or the older
+   * single brain.db), or (404) a fresh start, with nothing of an earlier run left in the state paths.
+   */
+  private async restore(binding: TenantBinding): Promise<void> {
     if (binding.statePutUrl === undefined) {
       this.log.warn('no STATE_PUT_URL: state is kept only in the local workspace, not saved to S3');
     }
@@ -165,19 +194,44 @@ export class Shim implements ShimHandlers {
       return;
     }
     const t0 = Date.now();
+    const root = this.stateRoot;
+    const paths = this.profile.statePaths;
     this.log.info({ from: describeUrl(binding.stateGetUrl) }, 'restoring state');
-    const staged = `${dbPath}.restored`;
-    const got = await downloadState(binding.stateGetUrl, staged);
-    // A WAL or shm left by an older run would be replayed onto the restored file: remove them.
-    await Promise.all(['', '-wal', '-shm'].map((suffix) => rm(`${dbPath}${suffix}`, { force: true })));
+    const staged = path.join(this.scratchDir, 'state.download');
+    let got = await downloadState(binding.stateGetUrl, staged);
+    let from = 'state';
+    if (!got.found && binding.stateLegacyGetUrl !== undefined) {
+      got = await downloadState(binding.stateLegacyGetUrl, staged);
+      from = 'legacy brain.db';
+    }
     if (!got.found) {
+      await clearStatePaths(root, paths);
       this.log.info('no saved state: starting fresh');
       return;
     }
-    await rename(staged, dbPath);
-    const sha256 = await sha256File(dbPath);
-    this.checkpointer?.setBaseline(sha256);
-    this.log.info({ bytes: got.bytes, sha256, ms: Date.now() - t0 }, 'state restored');
+    try {
+      const format = await detectStateFormat(staged);
+      if (format === 'archive') {
+        const out = await unpackState(staged, { root, paths, scratchDir: this.scratchDir, maxBytes: this.config.stateMaxBytes });
+        this.log.info({ from, bytes: got.bytes, entries: out.entries, raw_bytes: out.rawBytes, ms: Date.now() - t0 }, 'state restored');
+        return;
+      }
+      if (format !== 'sqlite') throw new RuntimeError(`saved state is not a state archive nor a SQLite database (${format}): not restored`);
+      // The older form: one brain.db, kept where this profile's agent keeps its memory.
+      await clearStatePaths(root, paths);
+      const target = this.profile.legacyBrainDb;
+      if (target === undefined) {
+        this.log.warn({ from, profile: this.profile.name }, 'saved state is an older single brain.db, which this profile cannot use: starting fresh (the object is left in S3)');
+        return;
+      }
+      const dbPath = path.join(root, target);
+      await mkdir(path.dirname(dbPath), { recursive: true });
+      await Promise.all(['-wal', '-shm'].map((suffix) => rm(`${dbPath}${suffix}`, { force: true })));
+      await rename(staged, dbPath);
+      this.log.info({ from, bytes: got.bytes, path: target, ms: Date.now() - t0 }, 'state restored (older single brain.db form)');
+    } finally {
+      await rm(staged, { force: true });
+    }
   }
 
   private scheduleCheckpoint(): void {

@@ -4,12 +4,13 @@
  */
 import path from 'node:path';
 import { ConfigError } from './errors.js';
+import { loadAgentSettings, PROFILE_FACTS, type AgentProtocol, type AgentResources, type AgentSettings } from './agent-profiles.js';
 
 import { envInt as int, envStr as str, type Env } from './util/env.js';
 
 export type { Env };
 export type RuntimeKind = 'local' | 'kubernetes';
-export type AgentProtocol = 'zeroclaw' | 'telegram';
+export type { AgentProtocol };
 export type LogLevel = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
 
 export interface Config {
@@ -45,9 +46,17 @@ export interface Config {
   /** Port of the Bot API sandbox (TELEGRAM_SANDBOX_PORT, default 8081, 0 = a free port). */
   telegramSandboxPort: number;
   webhookSecret: string | undefined;
+  /** AGENT_PROFILE and its settings (protocol, port, model provider...): lib/agent-profiles.ts. */
+  agent: AgentSettings;
+  /** The protocol of the profile (custom: AGENT_PROTOCOL). */
   agentProtocol: AgentProtocol;
   agentPort: number;
+  /** custom profile: the agent's command line (AGENT_COMMAND). */
   agentCommand: string | undefined;
+  /** Bound of one tenant's whole-state checkpoint, uncompressed (STATE_MAX_BYTES). */
+  stateMaxBytes: number;
+  /** Tenant pods' requests/limits (AGENT_POD_RESOURCES JSON; default: the profile's, lib/agent-profiles.ts). */
+  agentPodResources: AgentResources;
   agentTimeoutS: number;
   /** How long a woken agent may take to become ready before the wake fails (local runtime). */
   agentReadyTimeoutS: number;
@@ -151,6 +160,33 @@ function dashboardAuth(env: Env): DashboardCredentials | undefined {
   return { user, password };
 }
 
+/** AGENT_POD_RESOURCES: `{"requests":{"cpu":"500m","memory":"1Gi"},"limits":{...}}` (quantities checked by the runtime). */
+function podResources(env: Env, def: AgentResources): AgentResources {
+  const raw = str(env, 'AGENT_POD_RESOURCES');
+  if (raw === undefined) return { requests: { ...def.requests }, limits: { ...def.limits } };
+  const bad = (): never => {
+    throw new ConfigError('AGENT_POD_RESOURCES', 'must be JSON like {"requests":{"cpu":"500m","memory":"1Gi"},"limits":{"memory":"2Gi"}}');
+  };
+  let value: unknown;
+  try {
+    value = JSON.parse(raw);
+  } catch {
+    bad();
+  }
+  if (value === null || typeof value !== 'object' || Array.isArray(value)) bad();
+  const out: AgentResources = { requests: {}, limits: {} };
+  for (const [kind, list] of Object.entries(value as Record<string, unknown>)) {
+    if ((kind !== 'requests' && kind !== 'limits') || list === null || typeof list !== 'object' || Array.isArray(list)) bad();
+    for (const [name, q] of Object.entries(list as Record<string, unknown>)) {
+      if (typeof q !== 'string' || !/^[0-9]+(\.[0-9]+)?(m|k|Ki|Mi|Gi|Ti|M|G|T)?$/.test(q)) {
+        throw new ConfigError('AGENT_POD_RESOURCES', `${kind}.${name.slice(0, 40)}: expected a quantity such as 500m or 512Mi`);
+      }
+      out[kind as 'requests' | 'limits'][name] = q;
+    }
+  }
+  return out;
+}
+
 function resolveRedisUrl(env: Env): { url: string; defaulted: boolean } {
   const url = str(env, 'REDIS_URL');
   if (url !== undefined) {
@@ -182,7 +218,14 @@ export function loadConfig(env: Env): Config {
     if (!webhookSecret) throw new ConfigError('WEBHOOK_SECRET', 'is required when RUNTIME=kubernetes');
     if (!warmPoolSecret) throw new ConfigError('WARM_POOL_SECRET', 'is required when RUNTIME=kubernetes');
   }
-  const agentProtocol = oneOf<AgentProtocol>(env, 'AGENT_PROTOCOL', ['zeroclaw', 'telegram'], 'zeroclaw');
+  const agent = loadAgentSettings(env);
+  const telegramBase = telegramApiBase(env);
+  const routerPublicUrl = httpUrl(env, 'ROUTER_PUBLIC_URL');
+  if (PROFILE_FACTS[agent.profile].registersOwnWebhook && routerPublicUrl === undefined && telegramBase !== TELEGRAM_SANDBOX) {
+    // The agent calls setWebhook itself at every start: without the platform's URL it would point
+    // the bot somewhere else.
+    throw new ConfigError('ROUTER_PUBLIC_URL', `is required with AGENT_PROFILE=${agent.profile} (the agent registers the bot's webhook at <ROUTER_PUBLIC_URL>/tg/<id> itself)`);
+  }
   const k8sNamespace = str(env, 'K8S_NAMESPACE') ?? 'tenants';
   if (!/^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/.test(k8sNamespace)) {
     throw new ConfigError('K8S_NAMESPACE', 'must be a Kubernetes namespace name (lowercase letters, digits, -)');
@@ -209,19 +252,22 @@ export function loadConfig(env: Env): Config {
     warmPoolSecret,
     zeroclawImage: str(env, 'ZEROCLAW_IMAGE') ?? 'zeroclaw:latest',
     kataRuntimeClass: str(env, 'KATA_RUNTIME_CLASS') ?? 'kata-qemu',
-    routerPublicUrl: httpUrl(env, 'ROUTER_PUBLIC_URL'),
+    routerPublicUrl,
     wakeLockTtlS: int(env, 'WAKE_LOCK_TTL_S', 240, 5, 3600),
     reconcileIntervalS: int(env, 'RECONCILE_INTERVAL_S', 60, 1, 86_400),
     idleCheckIntervalS: int(env, 'IDLE_CHECK_INTERVAL_S', 30, 1, 86_400),
     ingressPort: int(env, 'INGRESS_PORT', 8080, 0, 65_535),
     ingressHost: str(env, 'INGRESS_HOST') ?? (runtime === 'local' ? '127.0.0.1' : '0.0.0.0'),
     ingressBodyLimit: int(env, 'INGRESS_BODY_LIMIT', 1_048_576, 1024, 64 * 1_048_576),
-    telegramApiBase: telegramApiBase(env),
+    telegramApiBase: telegramBase,
     telegramSandboxPort: int(env, 'TELEGRAM_SANDBOX_PORT', 8081, 0, 65_535),
     webhookSecret,
-    agentProtocol,
-    agentPort: int(env, 'AGENT_PORT', 42_617, 1, 65_535),
-    agentCommand: str(env, 'AGENT_COMMAND'),
+    agent,
+    agentProtocol: agent.protocol,
+    agentPort: agent.port,
+    agentCommand: agent.command,
+    stateMaxBytes: int(env, 'STATE_MAX_BYTES', 512 * 1_048_576, 1_048_576, 64 * 1024 * 1_048_576),
+    agentPodResources: podResources(env, PROFILE_FACTS[agent.profile].resources),
     agentTimeoutS: int(env, 'AGENT_TIMEOUT_S', 120, 1, 3600),
     agentReadyTimeoutS: int(env, 'AGENT_READY_TIMEOUT_S', 120, 1, 3600),
     forwarderConcurrency: int(env, 'FORWARDER_CONCURRENCY', 64, 1, 10_000),

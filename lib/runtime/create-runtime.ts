@@ -1,21 +1,31 @@
 /** Picks the runtime named by RUNTIME. */
 import { KubeConfig } from '@kubernetes/client-node';
-import type { Config } from '../config.js';
+import { usesTelegramSandbox, type Config } from '../config.js';
+import { agentSettingsEnv } from '../agent-profiles.js';
 import type { Logger } from '../logger.js';
 import { ConfigError } from '../errors.js';
 import { KubernetesRuntime } from './kubernetes-runtime.js';
 import { LocalRuntime } from './local-runtime.js';
 import type { Runtime } from './runtime.js';
 
-export function createRuntime(config: Config, log: Logger, warmPoolSecret: string): Runtime {
-  if (config.runtime === 'local') return createLocalRuntime(config, log, warmPoolSecret);
-  return createKubernetesRuntime(config, log, warmPoolSecret, loadKubeConfig());
+/** The platform secrets a runtime hands on, derived per tenant (lib/runtime/tenant-agent-secrets.ts). */
+export interface RuntimeSecrets {
+  warmPoolSecret: string;
+  /** The webhook master secret (WEBHOOK_SECRET); without it agents get no per-tenant secrets. */
+  webhookSecret: string | undefined;
 }
 
-export function createLocalRuntime(config: Config, log: Logger, warmPoolSecret: string): LocalRuntime {
+export function createRuntime(config: Config, log: Logger, secrets: RuntimeSecrets): Runtime {
+  if (config.runtime === 'local') return createLocalRuntime(config, log, secrets);
+  return createKubernetesRuntime(config, log, secrets, loadKubeConfig());
+}
+
+export function createLocalRuntime(config: Config, log: Logger, secrets: RuntimeSecrets): LocalRuntime {
   return new LocalRuntime({
-    dataDir: config.dataDir, log: log.child({ component: 'runtime' }), warmPoolSecret,
-    agentCommand: config.agentCommand, logLevel: config.logLevel, readyTimeoutS: config.agentReadyTimeoutS,
+    dataDir: config.dataDir, log: log.child({ component: 'runtime' }), warmPoolSecret: secrets.warmPoolSecret,
+    webhookSecret: secrets.webhookSecret, agent: config.agent, botApiBase: config.telegramApiBase,
+    routerPublicUrl: config.routerPublicUrl, stateMaxBytes: config.stateMaxBytes,
+    logLevel: config.logLevel, readyTimeoutS: config.agentReadyTimeoutS,
   });
 }
 
@@ -37,7 +47,11 @@ function loadKubeConfig(): KubeConfig {
 }
 
 /** The Kubernetes runtime from config, against a given cluster (tests pass their API server's). */
-export function createKubernetesRuntime(config: Config, log: Logger, warmPoolSecret: string, kubeConfig: KubeConfig): KubernetesRuntime {
+export function createKubernetesRuntime(config: Config, log: Logger, secrets: RuntimeSecrets, kubeConfig: KubeConfig): KubernetesRuntime {
+  const { warmPoolSecret, webhookSecret } = secrets;
+  const extraEnv: Record<string, string> = { LOG_LEVEL: config.logLevel, ...agentSettingsEnv(config.agent).plain, STATE_MAX_BYTES: String(config.stateMaxBytes) };
+  if (!usesTelegramSandbox(config)) extraEnv.TELEGRAM_API_BASE = config.telegramApiBase;
+  if (config.routerPublicUrl) extraEnv.ROUTER_PUBLIC_URL = config.routerPublicUrl;
   return new KubernetesRuntime({
     kubeConfig,
     namespace: config.k8sNamespace,
@@ -45,9 +59,12 @@ export function createKubernetesRuntime(config: Config, log: Logger, warmPoolSec
     runtimeClassName: config.kataRuntimeClass,
     agentPort: config.agentPort,
     warmPoolSecret,
+    webhookSecret,
+    llmApiKey: config.agent.llm?.apiKey,
+    resources: config.agentPodResources,
     // A wake never outlives its lock (WAKE_LOCK_TTL_S, 240 s): a second waker could start a second pod.
     readyTimeoutS: config.wakeLockTtlS,
-    extraEnv: { LOG_LEVEL: config.logLevel },
+    extraEnv,
     log: log.child({ component: 'runtime' }),
   });
 }

@@ -75,6 +75,7 @@ import {
   type PodResources,
   type PodSpecOptions,
 } from './pod-spec.js';
+import { tenantAgentSecrets } from './tenant-agent-secrets.js';
 import { postToShim, shimAccepted } from './shim-admin.js';
 import { podNameOf, type Runtime, type StartResult, type StopOptions, type TenantInstance } from './runtime.js';
 
@@ -92,6 +93,10 @@ export interface KubernetesRuntimeOptions {
   shimPort?: number;
   /** WARM_POOL_SECRET: the bearer of `POST /claim`, kept in the Secret `zeroclaw-warm-pool`. */
   warmPoolSecret: string;
+  /** WEBHOOK_SECRET: pods get only what is derived from it for their tenant (tenant-agent-secrets.ts). */
+  webhookSecret?: string | undefined;
+  /** AGENT_LLM_API_KEY: kept in `zeroclaw-warm-pool`, reaches pods by Secret reference only. */
+  llmApiKey?: string | undefined;
   log: Logger;
   resources?: PodResources;
   /** Tenant pods; default `zeroclaw-tenant`. */
@@ -166,6 +171,8 @@ export class KubernetesRuntime implements Runtime {
   private readonly spec: PodSpecOptions;
   private readonly log: Logger;
   private readonly warmPoolSecret: string;
+  private readonly webhookSecret: string | undefined;
+  private readonly llmApiKey: string | undefined;
   private readonly maxClaimAttempts: number;
   private readonly deleteSlackS: number;
   private readonly exitListeners: Array<(tenantId: string, podName: string) => void> = [];
@@ -210,6 +217,8 @@ export class KubernetesRuntime implements Runtime {
       workspaceSizeLimit: o.workspaceSizeLimit,
       extraEnv: o.extraEnv,
     });
+    this.webhookSecret = o.webhookSecret;
+    this.llmApiKey = o.llmApiKey;
     this.readyTimeoutS = intIn('readyTimeoutS', o.readyTimeoutS ?? 300, 1, 3600);
     this.maxClaimAttempts = intIn('maxClaimAttempts', o.maxClaimAttempts ?? 3, 1, 20);
     this.deleteSlackS = intIn('deleteSlackS', o.deleteSlackS ?? 30, 1, 3600);
@@ -340,6 +349,12 @@ export class KubernetesRuntime implements Runtime {
     const body: Record<string, string> = { tenant_id: tenant.tenant_id, bot_token: tenant.bot_token };
     if (state.getUrl) body.state_get_url = state.getUrl;
     if (state.putUrl) body.state_put_url = state.putUrl;
+    if (state.legacyGetUrl) body.state_legacy_get_url = state.legacyGetUrl;
+    if (this.webhookSecret) {
+      const derived = tenantAgentSecrets(this.webhookSecret, tenant.tenant_id);
+      body.webhook_secret = derived.webhookSecret;
+      body.agent_token_sha256 = derived.agentTokenSha256;
+    }
     const timeout = this.readyTimeoutS * 1000;
     try {
       const res = await postToShim(`http://${hostOf(ip)}:${this.shimPort}`, '/claim', this.warmPoolSecret, body, timeout);
@@ -368,7 +383,9 @@ export class KubernetesRuntime implements Runtime {
     for (let attempt = 0; !pod; attempt++) {
       this.assertOpen();
       try {
-        pod = await this.core.createNamespacedPod({ namespace: this.namespace, body: coldPodManifest(this.spec, id, state) });
+        pod = await this.core.createNamespacedPod({ namespace: this.namespace, body: coldPodManifest(this.spec, id, {
+          ...state, ...(this.webhookSecret ? { agentTokenSha256: tenantAgentSecrets(this.webhookSecret, id).agentTokenSha256 } : {}),
+        }) });
         log.info({ pod: name }, 'tenant pod created');
       } catch (err) {
         if (!isConflict(err) || attempt >= 3) throw this.apiError(`create pod ${name}`, err);
@@ -598,7 +615,7 @@ export class KubernetesRuntime implements Runtime {
 
   /** `zeroclaw-warm-pool` with WARM_POOL_SECRET (claims, and control calls to every shim), created if missing, corrected if it differs. */
   private ensureWarmPoolSecret(): Promise<void> {
-    this.warmSecret ??= this.upsertSecret(warmPoolSecretManifest(this.namespace, this.warmPoolSecret), WARM_POOL_SECRET_KEY, 'warm pool secret')
+    this.warmSecret ??= this.upsertSecret(warmPoolSecretManifest(this.namespace, this.warmPoolSecret, this.llmApiKey), 'warm pool secret')
       .catch((err: unknown) => {
         this.warmSecret = undefined;
         throw err;
@@ -611,7 +628,8 @@ export class KubernetesRuntime implements Runtime {
   /** Creates or rotates `zeroclaw-<id>-token` (data BOT_TOKEN). */
   async ensureTokenSecret(tenantId: string, botToken: string): Promise<void> {
     const id = assertTenantId(tenantId);
-    await this.upsertSecret(tokenSecretManifest(this.namespace, id, botToken), BOT_TOKEN_KEY, `token secret ${tokenSecretName(id)}`);
+    const webhookSecret = this.webhookSecret ? tenantAgentSecrets(this.webhookSecret, id).webhookSecret : undefined;
+    await this.upsertSecret(tokenSecretManifest(this.namespace, id, botToken, webhookSecret), `token secret ${tokenSecretName(id)}`);
   }
 
   /** Deletes `zeroclaw-<id>-token`; false when there was none. */
@@ -671,9 +689,10 @@ export class KubernetesRuntime implements Runtime {
     return { pods, secret, pvcs };
   }
 
-  private async upsertSecret(manifest: V1Secret, key: string, what: string): Promise<void> {
+  /** Creates the Secret, or brings every key of `manifest.data` up to date in the existing one. */
+  private async upsertSecret(manifest: V1Secret, what: string): Promise<void> {
     const name = manifest.metadata?.name ?? '';
-    const value = manifest.data?.[key] ?? '';
+    const data = manifest.data ?? {};
     try {
       await this.core.createNamespacedSecret({ namespace: this.namespace, body: manifest });
       return;
@@ -684,15 +703,15 @@ export class KubernetesRuntime implements Runtime {
     try {
       existing = await this.core.readNamespacedSecret({ name, namespace: this.namespace });
     } catch (err) {
-      if (isNotFound(err)) return this.upsertSecret(manifest, key, what); // deleted meanwhile
+      if (isNotFound(err)) return this.upsertSecret(manifest, what); // deleted meanwhile
       throw this.apiError(`read ${what}`, err);
     }
-    if (existing.data?.[key] === value) return;
+    if (Object.entries(data).every(([k, v]) => existing.data?.[k] === v)) return;
     try {
       await this.core.patchNamespacedSecret({
         name,
         namespace: this.namespace,
-        body: { metadata: { labels: { ...manifest.metadata?.labels, [LABEL_MANAGED_BY]: MANAGED_BY } }, data: { [key]: value } },
+        body: { metadata: { labels: { ...manifest.metadata?.labels, [LABEL_MANAGED_BY]: MANAGED_BY } }, data },
       }, MERGE_PATCH);
       this.log.info({ secret: name }, `${what} updated`);
     } catch (err) {

@@ -14,6 +14,8 @@ import type { Tenant } from '../registry/tenant.js';
 import type { PresignedState } from '../state/state-store.js';
 import { podNameOf, type Runtime, type StartResult, type StopOptions, type TenantInstance } from './runtime.js';
 import { ShimProcess, waitForOrphanShim } from './local-process.js';
+import { agentSettingsEnv, type AgentSettings } from '../agent-profiles.js';
+import { tenantAgentSecrets } from './tenant-agent-secrets.js';
 
 /** A shim whose start failed gets this long to stop its agent (which it gives 20 s by default). */
 const FAILED_START_GRACE_MS = 30_000;
@@ -22,8 +24,16 @@ export interface LocalRuntimeOptions {
   dataDir: string;
   log: Logger;
   warmPoolSecret: string;
-  /** A shell command line for the agent (AGENT_COMMAND); the reference agent when unset. */
-  agentCommand?: string | undefined;
+  /** WEBHOOK_SECRET: each agent gets its tenant's derived webhook secret and agent-token hash. */
+  webhookSecret?: string | undefined;
+  /** AGENT_PROFILE and its settings; the reference agent when unset. */
+  agent?: AgentSettings | undefined;
+  /** The Bot API base the platform uses (telegram-protocol agents answer through it). */
+  botApiBase?: string | undefined;
+  /** ROUTER_PUBLIC_URL: agents that register their own webhook may register only `<it>/tg/<id>`. */
+  routerPublicUrl?: string | undefined;
+  /** STATE_MAX_BYTES for the shims' checkpoints. */
+  stateMaxBytes?: number | undefined;
   readyTimeoutS?: number;
   checkpointIntervalS?: number;
   logLevel?: string;
@@ -63,8 +73,40 @@ export class LocalRuntime implements Runtime {
       AGENT_READY_TIMEOUT_S: String(this.o.readyTimeoutS ?? 60),
       LOG_LEVEL: this.o.logLevel ?? 'info',
     };
-    if (this.o.agentCommand) env.AGENT_COMMAND = this.o.agentCommand;
+    if (this.o.agent) {
+      const { plain, secret } = agentSettingsEnv(this.o.agent);
+      // The local runtime has no Secret objects: the key goes into the shim's own environment.
+      Object.assign(env, plain, secret);
+    }
+    if (this.o.botApiBase) env.TELEGRAM_API_BASE = this.o.botApiBase;
+    if (this.o.routerPublicUrl) env.ROUTER_PUBLIC_URL = this.o.routerPublicUrl;
+    if (this.o.stateMaxBytes) env.STATE_MAX_BYTES = String(this.o.stateMaxBytes);
     return env;
+  }
+
+  /** What a shim needs of its tenant beyond the token: derived secrets and the state URLs. */
+  private tenantEnv(tenantId: string, state: PresignedState): Record<string, string> {
+    const env: Record<string, string> = { STATE_GET_URL: state.getUrl, STATE_PUT_URL: state.putUrl };
+    if (state.legacyGetUrl) env.STATE_LEGACY_GET_URL = state.legacyGetUrl;
+    if (this.o.webhookSecret) {
+      const derived = tenantAgentSecrets(this.o.webhookSecret, tenantId);
+      env.TENANT_WEBHOOK_SECRET = derived.webhookSecret;
+      env.AGENT_TOKEN_SHA256 = derived.agentTokenSha256;
+    }
+    return env;
+  }
+
+  private claimBody(tenant: Tenant, state: PresignedState): Record<string, unknown> {
+    const body: Record<string, unknown> = {
+      tenant_id: tenant.tenant_id, bot_token: tenant.bot_token, state_get_url: state.getUrl, state_put_url: state.putUrl,
+    };
+    if (state.legacyGetUrl) body.state_legacy_get_url = state.legacyGetUrl;
+    if (this.o.webhookSecret) {
+      const derived = tenantAgentSecrets(this.o.webhookSecret, tenant.tenant_id);
+      body.webhook_secret = derived.webhookSecret;
+      body.agent_token_sha256 = derived.agentTokenSha256;
+    }
+    return body;
   }
 
   /** A free port no live shim of this runtime holds (see portsInUse). */
@@ -80,12 +122,18 @@ export class LocalRuntime implements Runtime {
   }
 
   /** Gives the shim's ports back once it exited. */
-  private track(shim: ShimProcess): ShimProcess {
+  private track(shim: ShimProcess, internalPort: number): ShimProcess {
     void shim.exited.then(() => {
       this.portsInUse.delete(shim.shimPort);
       this.portsInUse.delete(shim.agentPort);
+      this.portsInUse.delete(internalPort);
     });
     return shim;
+  }
+
+  /** The shim's port, its agent's, and one for the agent's internal listener (OpenClaw's gateway). */
+  private async allocatePorts(): Promise<[number, number, number]> {
+    return [await this.allocatePort(), await this.allocatePort(), await this.allocatePort()];
   }
 
   onExit(listener: (tenantId: string, podName: string) => void): void {
@@ -107,10 +155,11 @@ export class LocalRuntime implements Runtime {
     if (warm) return { instance: warm, path: 'warm' };
     this.o.log.info({ tenant: id }, 'warm pool miss: cold start');
     const dir = path.join(this.o.dataDir, 'tenants', id);
-    const shim = this.track(new ShimProcess(podNameOf(id), await this.allocatePort(), await this.allocatePort(), {
+    const [shimPort, agentPort, internalPort] = await this.allocatePorts();
+    const shim = this.track(new ShimProcess(podNameOf(id), shimPort, agentPort, {
       ...this.baseEnv(), WORKSPACE: path.join(dir, 'workspace'), TENANT_ID: id, BOT_TOKEN: tenant.bot_token,
-      STATE_GET_URL: state.getUrl, STATE_PUT_URL: state.putUrl, WARM_POOL_SECRET: this.o.warmPoolSecret,
-    }, path.join(dir, 'agent.log')));
+      ...this.tenantEnv(id, state), WARM_POOL_SECRET: this.o.warmPoolSecret, AGENT_INTERNAL_PORT: String(internalPort),
+    }, path.join(dir, 'agent.log')), internalPort);
     shim.serves(dir);
     this.o.log.info({ tenant: id, pod: shim.name, address: shim.address }, 'starting agent process (cold)');
     const outcome = await shim.waitFor(() => shim.ready(), this.readyTimeoutMs);
@@ -134,9 +183,7 @@ export class LocalRuntime implements Runtime {
         void shim.terminate(0);
         continue;
       }
-      const ok = await shim.claim(this.o.warmPoolSecret, {
-        tenant_id: tenant.tenant_id, bot_token: tenant.bot_token, state_get_url: state.getUrl, state_put_url: state.putUrl,
-      }, this.readyTimeoutMs);
+      const ok = await shim.claim(this.o.warmPoolSecret, this.claimBody(tenant, state), this.readyTimeoutMs);
       if (!ok) {
         this.o.log.warn({ pod: name, tenant: tenant.tenant_id }, 'warm claim refused: discarding that member');
         void shim.terminate(FAILED_START_GRACE_MS); // its agent may be running: let the shim stop it
@@ -216,9 +263,11 @@ export class LocalRuntime implements Runtime {
     for (let i = 0; i < n; i++) {
       const name = `warm-pool-${randomBytes(3).toString('hex')}`;
       const dir = path.join(this.o.dataDir, 'warm', name);
-      const shim = this.track(new ShimProcess(name, await this.allocatePort(), await this.allocatePort(), {
+      const [shimPort, agentPort, internalPort] = await this.allocatePorts();
+      const shim = this.track(new ShimProcess(name, shimPort, agentPort, {
         ...this.baseEnv(), WARM: '1', WARM_POOL_SECRET: this.o.warmPoolSecret, WORKSPACE: path.join(dir, 'workspace'),
-      }, path.join(dir, 'agent.log')));
+        AGENT_INTERNAL_PORT: String(internalPort),
+      }, path.join(dir, 'agent.log')), internalPort);
       this.warm.set(name, shim);
       void shim.exited.then(() => this.warm.delete(name));
     }

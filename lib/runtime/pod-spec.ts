@@ -47,6 +47,10 @@ export const tenantSelector = (tenantId: string): string => `${LABEL_APP}=${TENA
 export const BOT_TOKEN_KEY = 'BOT_TOKEN';
 export const WARM_POOL_SECRET_NAME = 'zeroclaw-warm-pool';
 export const WARM_POOL_SECRET_KEY = 'WARM_POOL_SECRET';
+/** In the tenant's token Secret: its derived webhook secret (telegram-protocol agents verify deliveries with it). */
+export const TENANT_WEBHOOK_SECRET_KEY = 'TENANT_WEBHOOK_SECRET';
+/** In `zeroclaw-warm-pool`: the model provider's key every agent is given (AGENT_LLM_API_KEY). */
+export const AGENT_LLM_API_KEY_KEY = 'AGENT_LLM_API_KEY';
 export const tokenSecretName = (tenantId: string): string => `zeroclaw-${assertTenantId(tenantId)}-token`;
 
 export const CONTAINER_NAME = 'shim';
@@ -68,7 +72,7 @@ export const DEFAULT_RUN_AS_USER = 65_532;
 /** Variables the runtime sets itself; `extraEnv` may not override them. */
 export const RESERVED_ENV: ReadonlySet<string> = new Set([
   'TENANT_ID', 'BOT_TOKEN', 'SHIM_PORT', 'SHIM_HOST', 'AGENT_PORT', 'WORKSPACE', 'STATE_GET_URL', 'STATE_PUT_URL',
-  'WARM', 'WARM_POOL_SECRET',
+  'WARM', 'WARM_POOL_SECRET', 'STATE_LEGACY_GET_URL', 'TENANT_WEBHOOK_SECRET', 'AGENT_TOKEN_SHA256', 'AGENT_LLM_API_KEY',
 ]);
 
 export interface PodResources {
@@ -101,6 +105,10 @@ export interface PodSpecOptions {
 export interface PodStateUrls {
   getUrl?: string | undefined;
   putUrl?: string | undefined;
+  /** The older single brain.db, restored while no state archive exists. */
+  legacyGetUrl?: string | undefined;
+  /** SHA-256 of the bearer the forwarder presents to this tenant's agent (not a secret: a hash of a 256-bit HMAC). */
+  agentTokenSha256?: string | undefined;
 }
 
 const DNS_LABEL = /^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/;
@@ -244,6 +252,8 @@ function baseEnv(o: PodSpecOptions): V1EnvVar[] {
     { name: 'SHIM_PORT', value: String(o.shimPort) },
     { name: 'AGENT_PORT', value: String(o.agentPort) },
     { name: 'WORKSPACE', value: WORKSPACE_PATH },
+    // The model provider's key, by reference only (absent when the platform was given none).
+    { name: 'AGENT_LLM_API_KEY', valueFrom: { secretKeyRef: { name: WARM_POOL_SECRET_NAME, key: AGENT_LLM_API_KEY_KEY, optional: true } } },
   ];
 }
 
@@ -279,9 +289,12 @@ export function coldPodManifest(o: PodSpecOptions, tenantId: string, state: PodS
     { name: 'BOT_TOKEN', valueFrom: { secretKeyRef: { name: tokenSecretName(id), key: BOT_TOKEN_KEY, optional: false } } },
     // Authenticates the platform's control calls to the shim (/checkpoint, /state-urls refresh).
     { name: 'WARM_POOL_SECRET', valueFrom: { secretKeyRef: { name: WARM_POOL_SECRET_NAME, key: WARM_POOL_SECRET_KEY, optional: false } } },
+    { name: 'TENANT_WEBHOOK_SECRET', valueFrom: { secretKeyRef: { name: tokenSecretName(id), key: TENANT_WEBHOOK_SECRET_KEY, optional: true } } },
   ];
   if (state.getUrl) env.push({ name: 'STATE_GET_URL', value: state.getUrl });
   if (state.putUrl) env.push({ name: 'STATE_PUT_URL', value: state.putUrl });
+  if (state.legacyGetUrl) env.push({ name: 'STATE_LEGACY_GET_URL', value: state.legacyGetUrl });
+  if (state.agentTokenSha256) env.push({ name: 'AGENT_TOKEN_SHA256', value: state.agentTokenSha256 });
   env.push(...extraEnvOf(o));
   return {
     apiVersion: 'v1',
@@ -322,9 +335,11 @@ export function warmPodManifest(o: PodSpecOptions): V1Pod {
 const b64 = (s: string): string => Buffer.from(s, 'utf8').toString('base64');
 
 /** `zeroclaw-<id>-token` with the bot token under BOT_TOKEN (base64, as Secret data is). */
-export function tokenSecretManifest(namespace: string, tenantId: string, botToken: string): V1Secret {
+export function tokenSecretManifest(namespace: string, tenantId: string, botToken: string, webhookSecret?: string): V1Secret {
   const id = assertTenantId(tenantId);
   if (typeof botToken !== 'string' || botToken === '') fail('bot token: expected a non-empty string');
+  const data: Record<string, string> = { [BOT_TOKEN_KEY]: b64(botToken) };
+  if (webhookSecret !== undefined) data[TENANT_WEBHOOK_SECRET_KEY] = b64(webhookSecret);
   return {
     apiVersion: 'v1',
     kind: 'Secret',
@@ -334,13 +349,15 @@ export function tokenSecretManifest(namespace: string, tenantId: string, botToke
       namespace: assertDnsLabel('namespace', namespace),
       labels: { [LABEL_TENANT]: id, [LABEL_MANAGED_BY]: MANAGED_BY },
     },
-    data: { [BOT_TOKEN_KEY]: b64(botToken) },
+    data,
   };
 }
 
 /** `zeroclaw-warm-pool`: the claim secret every warm pod checks `Authorization: Bearer` against. */
-export function warmPoolSecretManifest(namespace: string, secret: string): V1Secret {
+export function warmPoolSecretManifest(namespace: string, secret: string, llmApiKey?: string): V1Secret {
   if (typeof secret !== 'string' || secret.length < 16) fail('warm pool secret: expected at least 16 characters');
+  const data: Record<string, string> = { [WARM_POOL_SECRET_KEY]: b64(secret) };
+  if (llmApiKey !== undefined) data[AGENT_LLM_API_KEY_KEY] = b64(llmApiKey);
   return {
     apiVersion: 'v1',
     kind: 'Secret',
@@ -350,7 +367,7 @@ export function warmPoolSecretManifest(namespace: string, secret: string): V1Sec
       namespace: assertDnsLabel('namespace', namespace),
       labels: { [LABEL_MANAGED_BY]: MANAGED_BY },
     },
-    data: { [WARM_POOL_SECRET_KEY]: b64(secret) },
+    data,
   };
 }
 

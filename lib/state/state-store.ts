@@ -1,5 +1,7 @@
 /**
- * Tenant state in S3: one object per tenant, `tenants/<id>/brain.db`. The platform holds the
+ * Tenant state in S3: one object per tenant, `tenants/<id>/state.tar.gz` (the agent's whole state,
+ * agent/state-archive.ts); tenants saved before whole-state checkpoints have `tenants/<id>/brain.db`,
+ * which a wake still restores while no state.tar.gz exists. The platform holds the
  * credentials; a tenant pod only ever gets presigned URLs for its own key, so an untrusted agent
  * cannot open another tenant's state.
  */
@@ -23,10 +25,12 @@ export interface StateStoreOptions {
 }
 
 export interface PresignedState {
-  /** GET of the tenant's brain.db (404 when the tenant has no saved state yet). */
+  /** GET of the tenant's state archive (404 when the tenant has no saved state yet). */
   getUrl: string;
-  /** PUT of the tenant's brain.db (plain body; Content-Type is not signed). */
+  /** PUT of the tenant's state archive (plain body; Content-Type is not signed). */
   putUrl: string;
+  /** GET of the older single brain.db, read only when the archive does not exist (404 when neither does). */
+  legacyGetUrl?: string;
   /** ISO time after which both URLs are refused; refresh them before (shim: POST /state-urls). */
   expiresAt: string;
 }
@@ -49,6 +53,11 @@ export function tenantPrefix(tenantId: string): string {
 }
 
 export function stateKey(tenantId: string): string {
+  return `${tenantPrefix(tenantId)}state.tar.gz`;
+}
+
+/** Where tenants were saved before whole-state checkpoints (one brain.db): still restored. */
+export function legacyStateKey(tenantId: string): string {
   return `${tenantPrefix(tenantId)}brain.db`;
 }
 
@@ -110,16 +119,20 @@ export class StateStore {
     }
     // Taken before signing so the reported expiry is never later than the real one.
     const expiresAt = new Date(Date.now() + expiresIn * 1000).toISOString();
-    const [getUrl, putUrl] = await Promise.all([
+    const [getUrl, putUrl, legacyGetUrl] = await Promise.all([
       getSignedUrl(this.s3, new GetObjectCommand({ Bucket: this.bucket, Key: key }), { expiresIn }),
       getSignedUrl(this.s3, new PutObjectCommand({ Bucket: this.bucket, Key: key }), { expiresIn }),
+      getSignedUrl(this.s3, new GetObjectCommand({ Bucket: this.bucket, Key: legacyStateKey(tenantId) }), { expiresIn }),
     ]);
-    return { getUrl, putUrl, expiresAt };
+    return { getUrl, putUrl, legacyGetUrl, expiresAt };
   }
 
-  /** The saved state's metadata, or undefined when the tenant has none. */
+  /** The saved state's metadata (the archive, else the older brain.db), or undefined when the tenant has none. */
   async head(tenantId: string): Promise<StateObjectInfo | undefined> {
-    const key = stateKey(tenantId);
+    return (await this.headKey(stateKey(tenantId))) ?? this.headKey(legacyStateKey(tenantId));
+  }
+
+  private async headKey(key: string): Promise<StateObjectInfo | undefined> {
     try {
       const out = await this.s3.send(new HeadObjectCommand({ Bucket: this.bucket, Key: key }));
       return {

@@ -15,7 +15,7 @@ await runService('janitor', async ({ config, log }) => {
   if (!config.warmPoolSecret) throw new ConfigError('WARM_POOL_SECRET', 'is required to run the janitor on its own');
   const clients = createClients(config, { name: 'janitor' });
   await clients.registry.ensureTable();
-  const runtime = createRuntime(config, log, config.warmPoolSecret);
+  const runtime = createRuntime(config, log, { warmPoolSecret: config.warmPoolSecret, webhookSecret: config.webhookSecret });
   const wakeQueue = new Queue(QUEUES.wake, { connection: clients.bull, prefix: QUEUE_PREFIX });
   const lifecycle = new RuntimeLifecycle({ registry: clients.registry, runtime, state: clients.state, redis: clients.redis, wakeQueue, log, wakeTimeoutS: config.wakeLockTtlS });
   const janitor = await createJanitor({ config, log, clients, webhookSecret: config.webhookSecret, runtime, lifecycle });

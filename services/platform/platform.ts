@@ -49,7 +49,7 @@ export async function startPlatform(o: PlatformOptions): Promise<Platform> {
   const metrics = o.metrics ?? createMetrics({ service: 'platform' });
   await clients.state.ensureBucket();
   const queueMetrics = instrumentQueueMetrics(metrics, clients.redis);
-  const runtime = o.runtime ?? createLocalRuntime(config, log, secrets.warmPoolSecret);
+  const runtime = o.runtime ?? createLocalRuntime(config, log, secrets);
   const forwarder = createForwarder({
     config, log: log.child({ component: 'forwarder' }), redis: clients.redis, bull: clients.bull,
     registry: clients.registry, telegram: clients.telegram, webhookSecret: secrets.webhookSecret, metrics,

@@ -11,7 +11,7 @@ await runService('pool-keeper', async ({ config, log }) => {
   if (!config.warmPoolSecret) throw new ConfigError('WARM_POOL_SECRET', 'is required to run the pool-keeper on its own');
   const clients = createClients(config, { name: 'pool-keeper' });
   const metrics = createMetrics({ service: 'pool-keeper' });
-  const runtime = createRuntime(config, log, config.warmPoolSecret);
+  const runtime = createRuntime(config, log, { warmPoolSecret: config.warmPoolSecret, webhookSecret: config.webhookSecret });
   const keeper = new PoolKeeper({ pool: runtime, redis: clients.redis, log, target: config.warmPoolTarget, metrics, intervalMs: 5000 });
   keeper.start();
   const queueMetrics = instrumentQueueMetrics(metrics, clients.redis);

@@ -11,7 +11,7 @@ await runService('waker', async ({ config, log }) => {
   if (!config.warmPoolSecret) throw new ConfigError('WARM_POOL_SECRET', 'is required to run the waker on its own');
   const clients = createClients(config, { name: 'waker' });
   const metrics = createMetrics({ service: 'waker' });
-  const runtime = createRuntime(config, log, config.warmPoolSecret);
+  const runtime = createRuntime(config, log, { warmPoolSecret: config.warmPoolSecret, webhookSecret: config.webhookSecret });
   const waker = new Waker({ config, log, redis: clients.redis, bull: clients.bull, registry: clients.registry, runtime, state: clients.state, metrics });
   const queueMetrics = instrumentQueueMetrics(metrics, clients.redis);
   const http = await serveMetrics({ port: config.adminPort, metrics, ready: () => clients.redis.status === 'ready' });

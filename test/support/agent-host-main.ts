@@ -15,7 +15,7 @@ import { runService } from '../../lib/platform/run-service.js';
 import { createClients } from '../../lib/platform/clients.js';
 import { ConfigError } from '../../lib/errors.js';
 import { QUEUES, QUEUE_PREFIX } from '../../lib/queues.js';
-import { LocalRuntime } from '../../lib/runtime/local-runtime.js';
+import { createLocalRuntime } from '../../lib/runtime/create-runtime.js';
 import { RuntimeLifecycle } from '../../lib/tenants/tenant-lifecycle.js';
 import { Waker } from '../../services/waker/waker.js';
 import { createJanitor } from '../../services/janitor/janitor.js';
@@ -27,10 +27,7 @@ await runService('agent-host', async ({ config, log }) => {
   const clients = createClients(config, { name: 'agent-host' });
   await clients.registry.ensureTable();
   await clients.state.ensureBucket();
-  const runtime = new LocalRuntime({
-    dataDir: config.dataDir, log: log.child({ component: 'runtime' }), warmPoolSecret: config.warmPoolSecret,
-    agentCommand: config.agentCommand, logLevel: config.logLevel, readyTimeoutS: config.agentReadyTimeoutS,
-  });
+  const runtime = createLocalRuntime(config, log, { warmPoolSecret: config.warmPoolSecret, webhookSecret: config.webhookSecret });
   const waker = new Waker({ config, log: log.child({ component: 'waker' }), redis: clients.redis, bull: clients.bull, registry: clients.registry, runtime, state: clients.state });
   const wakeQueue = new Queue(QUEUES.wake, { connection: clients.bull, prefix: QUEUE_PREFIX });
   const lifecycle = new RuntimeLifecycle({

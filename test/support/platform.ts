@@ -128,7 +128,7 @@ export async function startTestPlatform(options: TestPlatformOptions = {}): Prom
     if (options.runtime === 'kubernetes') {
       const api = await KubeApiServer.start({ namespaces: [config.k8sNamespace] });
       kube = { api, kubelet: new Kubelet(api) };
-      runtime = createKubernetesRuntime(config, logs.logger('platform'), warmPoolSecret, api.kubeConfig(config.k8sNamespace));
+      runtime = createKubernetesRuntime(config, logs.logger('platform'), { warmPoolSecret, webhookSecret }, api.kubeConfig(config.k8sNamespace));
     }
     platform = await startPlatform({ config, log: logs.logger('platform'), clients, secrets: { webhookSecret, warmPoolSecret }, ...(runtime ? { runtime } : {}) });
     janitor = platform.janitor;
