@@ -6,8 +6,10 @@
 # Services share one multi-arch image (Dockerfile; the Deployment's args pick the service), so
 # building any service builds that image and restarts the named Deployment(s); `all` builds it once
 # and restarts every service. `zeroclaw` builds the tenant pod image (agent/Dockerfile, amd64 only:
-# kata-qemu nodes are amd64 metal): ZeroClaw from ZEROCLAW_DIR when that directory exists, else the
-# reference agent. No rollout for it: tenant pods are ephemeral and the next wake uses the new image
+# kata-qemu nodes are amd64 metal) for AGENT_PROFILE (docs/agents.md): `zeroclaw` builds ZeroClaw from
+# ZEROCLAW_DIR when that directory exists (else from upstream's release tarball), `openclaw` the
+# OpenClaw image (Node 24), `reference` the reference agent; unset: ZeroClaw when ZEROCLAW_DIR
+# exists, else the reference agent. No rollout for it: tenant pods are ephemeral and the next wake uses the new image
 # (warm pool members are replaced as they are claimed; `kubectl delete pod -l app=warm-pool` to
 # refresh them at once).
 #
@@ -18,6 +20,7 @@
 #   NAMESPACE     tenants                        namespace of the Deployments
 #   PLATFORMS     linux/amd64,linux/arm64        platforms of the services image
 #   ZEROCLAW_DIR  ./zeroclaw                     checkout of zeroclaw-labs/zeroclaw
+#   AGENT_PROFILE unset                          reference|zeroclaw|openclaw: which agent the tenant image holds
 #   TAG           latest                         image tag (also: SERVICES_IMAGE, AGENT_IMAGE names)
 #   DRY_RUN       unset                          1: print the commands instead of running them
 set -euo pipefail
@@ -32,6 +35,7 @@ TAG="${TAG:-latest}"
 SERVICES_IMAGE="${SERVICES_IMAGE:-agentic-tenancy}"
 AGENT_IMAGE="${AGENT_IMAGE:-zeroclaw}"
 DRY_RUN="${DRY_RUN:-}"
+AGENT_PROFILE="${AGENT_PROFILE:-}"
 
 SERVICES=(ingress forwarder waker janitor pool-keeper dashboard)
 PROJECT_DIR="$(cd "$(dirname "$0")/.." && pwd)"
@@ -80,12 +84,25 @@ rollout() {
 build_zeroclaw() {
   local image="${ECR_REGISTRY}/${AGENT_IMAGE}:${TAG}"
   local extra=()
-  if [ -d "$ZEROCLAW_DIR" ]; then
-    info "building ${image} (linux/amd64): shim + ZeroClaw from ${ZEROCLAW_DIR}"
-    extra=(--build-arg "ZEROCLAW_DIR=${ZEROCLAW_DIR}" --build-context "zeroclaw=${ZEROCLAW_DIR}")
-  else
-    info "building ${image} (linux/amd64): shim + reference agent (no ZeroClaw checkout at ${ZEROCLAW_DIR})"
-  fi
+  local profile="$AGENT_PROFILE"
+  [ -n "$profile" ] || { [ -d "$ZEROCLAW_DIR" ] && profile=zeroclaw || profile=reference; }
+  case "$profile" in
+    zeroclaw)
+      if [ -d "$ZEROCLAW_DIR" ]; then
+        info "building ${image} (linux/amd64): shim + ZeroClaw from ${ZEROCLAW_DIR}"
+        extra=(--build-arg AGENT=zeroclaw --build-context "zeroclaw=${ZEROCLAW_DIR}")
+      else
+        info "building ${image} (linux/amd64): shim + ZeroClaw from upstream's release tarball"
+        extra=(--build-arg AGENT=zeroclaw --build-arg ZEROCLAW_FROM=release)
+      fi ;;
+    openclaw)
+      info "building ${image} (linux/amd64): shim + OpenClaw (Node 24)"
+      extra=(--build-arg AGENT=openclaw) ;;
+    reference)
+      info "building ${image} (linux/amd64): shim + reference agent"
+      extra=(--build-arg AGENT=reference) ;;
+    *) echo "AGENT_PROFILE must be reference, zeroclaw or openclaw (custom agents bring their own image)" >&2; exit 2 ;;
+  esac
   run docker buildx build --platform linux/amd64 -f "$PROJECT_DIR/agent/Dockerfile" "${extra[@]}" -t "$image" --push "$PROJECT_DIR"
   info "tenant pods are ephemeral: the next wake uses ${image}"
 }

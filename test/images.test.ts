@@ -77,7 +77,7 @@ t.test('every path the Dockerfiles COPY exists and is in the build context', asy
       }
     }
   }
-  t.match(agent.stages, ['compile', 'deps', 'agent-reference', 'zeroclaw-build', 'agent-zeroclaw']);
+  t.same(agent.stages, ['compile', 'deps', 'agent-reference', 'zeroclaw-build-source', 'zeroclaw-build-release', 'zeroclaw-build', 'agent-zeroclaw', 'deps-node24', 'agent-openclaw']);
 });
 
 t.test('the compile stage produces every entry point the images run', async (t) => {

@@ -47,7 +47,7 @@ await runService('platform', async ({ config: given, log }) => {
     `  redis:      ${describeRedisUrl(stores.redisUrl)}`,
     `  registry:   DynamoDB table ${config.dynamodbTable} at ${stores.dynamodbEndpoint ?? 'AWS'}`,
     `  state:      s3://${config.s3Bucket} at ${stores.s3Endpoint ?? 'AWS'}`,
-    `  agents:     local child processes (${config.agentCommand ? `AGENT_COMMAND=${config.agentCommand}` : 'reference agent'}), logs in ${path.join(config.dataDir, 'tenants', '<id>', 'agent.log')}`,
+    `  agents:     local child processes, AGENT_PROFILE=${config.agent.profile}${config.agent.profile === 'custom' ? ` (AGENT_COMMAND=${config.agentCommand})` : ''}${config.agent.llm ? `, model ${config.agent.llm.model} at ${config.agent.llm.baseUrl}` : ''}; logs in ${path.join(config.dataDir, 'tenants', '<id>', 'agent.log')}`,
     ...stores.started.map((s) => `  started:    ${s}`),
     `  started:    ingress, forwarder, waker, janitor (ztm admin, idle check every ${config.idleCheckIntervalS}s, reconciler every ${config.reconcileIntervalS}s), pool-keeper (warm pool target ${config.warmPoolTarget})`,
     `  dashboard:  ${dashboard ? dashboard.url : 'npx ztm dashboard (or set DASHBOARD_PORT to serve it here)'}`,

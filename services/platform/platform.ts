@@ -12,6 +12,7 @@ import { createRedis, closeRedis } from '../../lib/redis.js';
 import type { PlatformClients } from '../../lib/platform/clients.js';
 import type { PlatformSecrets } from '../../lib/local-secrets.js';
 import { Mailbox } from '../../lib/delivery/mailbox.js';
+import { profileFor } from '../../agent/profiles/index.js';
 import { createLocalRuntime } from '../../lib/runtime/create-runtime.js';
 import type { Runtime } from '../../lib/runtime/runtime.js';
 import { RuntimeLifecycle } from '../../lib/tenants/tenant-lifecycle.js';
@@ -46,6 +47,8 @@ export interface Platform {
 
 export async function startPlatform(o: PlatformOptions): Promise<Platform> {
   const { config, log, clients, secrets } = o;
+  // Local agents run on this host: a missing binary or a too-old Node fails the start, in one line.
+  if (!o.runtime) await profileFor(config.agent).preflight(config.agent);
   const metrics = o.metrics ?? createMetrics({ service: 'platform' });
   await clients.state.ensureBucket();
   const queueMetrics = instrumentQueueMetrics(metrics, clients.redis);
