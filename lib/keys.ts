@@ -20,6 +20,12 @@ export const seenKey = (tenantId: string, updateId: number): string => `${MB}:se
 export const scheduledKey = `${MB}:scheduled`;
 /** Delivery attempts per update (`<tenant>.<chat>.<update_id>` → count), cleared when it leaves the mailbox. */
 export const attemptsKey = `${MB}:attempts`;
+/**
+ * Answer outbox of a chat's head update: hash {id: the head's envelope identity, answer: the agent's
+ * answer, sent: chunks of it already sent, failed_turns: agent turns that ended in an error}. Only
+ * the head has one; it leaves with the head (popNext, dead letter).
+ */
+export const outboxKey = (tenantId: string, chatId: string): string => `${MB}:outbox:${tenantId}:${chatId}`;
 /** Lease that makes one drainer at a time own a chat. */
 export const chatLeaseKey = (tenantId: string, chatId: string): string => `${MB}:lease:${tenantId}:${chatId}`;
 

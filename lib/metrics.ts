@@ -3,12 +3,16 @@
  * depend on them (docs/operations.md lists them). Never label by anything secret.
  */
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { AGENT_ERROR_CODES } from './delivery/outcomes.js';
 
 export interface Metrics {
   registry: Registry;
   ingressRequests: Counter<'status'>;
   ingressAccepted: Counter<'duplicate'>;
+  /** Label values: FORWARD_OUTCOMES (lib/delivery/outcomes.ts). */
   forwarded: Counter<'outcome'>;
+  /** Agents' error answers; label values: AGENT_ERROR_CODES (lib/delivery/outcomes.ts). */
+  agentErrors: Counter<'reason'>;
   forwardLatency: Histogram<'protocol'>;
   pipelineLatency: Histogram;
   wakeLatency: Histogram<'path'>;
@@ -39,8 +43,12 @@ export function createMetrics(options: { service: string; defaultMetrics?: boole
     inflight ??= collector().catch(() => undefined).finally(() => (inflight = undefined));
     return inflight;
   };
+  const agentErrors = new Counter({ name: 'ztm_agent_errors_total', help: 'Error answers of agents by stable reason code', labelNames: ['reason'], registers: r });
+  // Every reason exported from the start, so an alert on increase() sees the first one.
+  for (const reason of AGENT_ERROR_CODES) agentErrors.inc({ reason }, 0);
   return {
     registry,
+    agentErrors,
     ingressRequests: new Counter({ name: 'ztm_ingress_requests_total', help: 'Webhook requests by HTTP status', labelNames: ['status'], registers: r }),
     ingressAccepted: new Counter({ name: 'ztm_ingress_updates_total', help: 'Updates accepted durably (duplicate=true: a Telegram retry)', labelNames: ['duplicate'], registers: r }),
     forwarded: new Counter({ name: 'ztm_forward_total', help: 'Delivery attempts by outcome', labelNames: ['outcome'], registers: r }),

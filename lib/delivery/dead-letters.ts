@@ -4,10 +4,10 @@
  */
 import type { RedisClient } from '../redis.js';
 import { NotFoundError } from '../errors.js';
-import { chatLeaseKey, mailboxKey, scheduledKey, seenKey } from '../keys.js';
+import { attemptsKey, chatLeaseKey, mailboxKey, outboxKey, scheduledKey, seenKey } from '../keys.js';
 import { DEAD_LETTER } from './mailbox-scripts.js';
 import { callScript, defineScripts } from '../redis-scripts.js';
-import { scheduledMember, type Mailbox } from './mailbox.js';
+import { attemptsField, scheduledMember, type Mailbox } from './mailbox.js';
 import { decodeEnvelope } from './update.js';
 
 /** Zset of dead-letter ids scored by failure time (ms); exported for the status and metrics readers. */
@@ -34,18 +34,28 @@ export class DeadLetterStore {
   constructor(options: { redis: RedisClient }) {
     if (!options.redis) throw new TypeError('DeadLetterStore: redis is required');
     this.redis = options.redis;
-    defineScripts(this.redis, { mbDeadLetter: { keys: 5, lua: DEAD_LETTER } });
+    defineScripts(this.redis, { mbDeadLetter: { keys: 7, lua: DEAD_LETTER } });
   }
 
-  /** Moves the chat's head to the store if this drainer still holds the lease; -1 lease lost, 0 head moved. */
+  /**
+   * Moves the chat's head to the store if this drainer still holds the lease, clearing its attempt
+   * counter and answer outbox in the same step; -1 lease lost, 0 head moved. A malformed envelope
+   * (no update id) is stored too (update_id -1, an id of its own), so it cannot hold its chat forever.
+   */
   async moveHead(tenantId: string, chatId: string, envelope: string, leaseToken: string, attempts: number, reason: string): Promise<number> {
-    const { updateId } = decodeEnvelope(envelope);
+    let updateId: number;
+    try {
+      ({ updateId } = decodeEnvelope(envelope));
+    } catch {
+      updateId = -1;
+    }
     const letter: DeadLetter = {
-      id: `${tenantId}.${chatId}.${updateId}`, tenant_id: tenantId, chat_id: chatId, update_id: updateId,
+      id: updateId < 0 ? `${tenantId}.${chatId}.malformed-${Date.now()}` : `${tenantId}.${chatId}.${updateId}`, tenant_id: tenantId, chat_id: chatId, update_id: updateId,
       failed_at: new Date().toISOString(), attempts, reason: reason.slice(0, 500), envelope,
     };
     return callScript<number>(this.redis, 'mbDeadLetter', mailboxKey(tenantId, chatId), chatLeaseKey(tenantId, chatId), INDEX, DATA, scheduledKey,
-      envelope, leaseToken, letter.id, JSON.stringify(letter), Date.now(), scheduledMember(tenantId, chatId));
+      attemptsKey, outboxKey(tenantId, chatId), envelope, leaseToken, letter.id, JSON.stringify(letter), Date.now(), scheduledMember(tenantId, chatId),
+      attemptsField(tenantId, chatId, updateId));
   }
 
   async count(): Promise<number> {

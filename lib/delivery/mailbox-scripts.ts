@@ -5,6 +5,13 @@
  */
 
 /**
+ * Lua reading the answer outbox (keys.ts outboxKey) at `key` beside a head: HMGET of id, answer,
+ * sent, failed_turns (nil when absent). Only the head update has an outbox; the reader compares its
+ * id with the head's envelope identity, so an outbox can never be taken for another update's.
+ */
+const outboxRead = (key: string): string => `redis.call('HMGET', ${key}, 'id', 'answer', 'sent', 'failed_turns')`;
+
+/**
  * accept(KEYS: scheduled, seq, then per update: seen, mailbox, drain;
  *        ARGV: seenTtlS, then per update: envelope, member, nowMs)
  * → per update two entries: accepted (1|0), generation to schedule or ''.
@@ -42,10 +49,11 @@ return out
 `;
 
 /**
- * claim(KEYS: drain, lease, tenantActive, mailbox, slotWaiters; ARGV: generation, token, nowMs, leaseMs,
- *       tenantLimit, jobId)
- * → {status, head}: status 'ok' | 'stale' (another generation is responsible) | 'busy' (chat leased)
- * | 'full' (tenant at limit); head is the mailbox's oldest envelope when 'ok' (saves a round trip).
+ * claim(KEYS: drain, lease, tenantActive, mailbox, slotWaiters, outbox; ARGV: generation, token, nowMs,
+ *       leaseMs, tenantLimit, jobId)
+ * → {status, head, outbox}: status 'ok' | 'stale' (another generation is responsible) | 'busy' (chat
+ * leased) | 'full' (tenant at limit); head is the mailbox's oldest envelope when 'ok' (saves a round
+ * trip), outbox the head's answer outbox as outboxRead returns it (the caller checks its id).
  * A 'full' claim queues its job id in slotWaiters (oldest first): the drain that frees a slot of the
  * tenant hands it to the oldest waiter (see RELEASE), so waiting chats take turns in order.
  */
@@ -64,7 +72,9 @@ end
 redis.call('ZADD', KEYS[3], now + lease, ARGV[2])
 redis.call('PEXPIRE', KEYS[3], lease * 2)
 redis.call('ZREM', KEYS[5], ARGV[6])
-return {'ok', redis.call('LINDEX', KEYS[4], 0)}
+local head = redis.call('LINDEX', KEYS[4], 0)
+if not head then return {'ok', false} end
+return {'ok', head, ${outboxRead('KEYS[6]')}}
 `;
 
 /** renew(KEYS: lease, tenantActive; ARGV: token, nowMs, leaseMs) → 1 if still held. */
@@ -106,13 +116,14 @@ return 1
 `;
 
 /**
- * popNext(KEYS: mailbox, lease, scheduled, drain, tenantActive, attempts, slotWaiters;
+ * popNext(KEYS: mailbox, lease, scheduled, drain, tenantActive, attempts, slotWaiters, outbox;
  *         ARGV: envelope's identity (its `update_id|accepted_at|` prefix), token, member, nowMs,
  *         generation, attemptsField)
  * → {-1} lease lost | {0} the head is not that envelope | {1, next} popped, next head |
  *   {2, waiter} popped, mailbox empty: this generation gave up responsibility and the lease is
  *   released (waiter: as RELEASE returns it).
- * Pop + the attempt counter's cleanup + HEAD + FINISH + RELEASE in one round trip: the steady-state
+ * Pop + the attempt counter's and the answer outbox's cleanup + HEAD + FINISH + RELEASE in one round
+ * trip: the steady-state
  * step of a drain. The empty check and the release are one step, as in FINISH. The head is matched
  * by its prefix (update ids are unique per tenant) so the update is not sent back to Redis.
  */
@@ -122,6 +133,7 @@ local head = redis.call('LINDEX', KEYS[1], 0)
 if not head or string.sub(head, 1, #ARGV[1]) ~= ARGV[1] then return {0} end
 redis.call('LPOP', KEYS[1])
 redis.call('HDEL', KEYS[6], ARGV[6])
+redis.call('DEL', KEYS[8])
 local nxt = redis.call('LINDEX', KEYS[1], 0)
 if nxt then
   redis.call('ZADD', KEYS[3], tonumber(ARGV[4]), ARGV[3])
@@ -152,8 +164,10 @@ return gen
 `;
 
 /**
- * deadLetter(KEYS: mailbox, lease, deadIndex, deadData, scheduled; ARGV: envelope, token, id, json, nowMs, member)
- * → 1 when the head was moved to the dead-letter store; the same fence as POP_NEXT.
+ * deadLetter(KEYS: mailbox, lease, deadIndex, deadData, scheduled, attempts, outbox;
+ *            ARGV: envelope, token, id, json, nowMs, member, attemptsField)
+ * → 1 when the head was moved to the dead-letter store, its attempt counter and answer outbox
+ * cleared; -1 lease lost, 0 the head is another envelope (the same fence as POP_NEXT).
  */
 export const DEAD_LETTER = `
 if redis.call('GET', KEYS[2]) ~= ARGV[2] then return -1 end
@@ -162,5 +176,72 @@ redis.call('LPOP', KEYS[1])
 redis.call('HSET', KEYS[4], ARGV[3], ARGV[4])
 redis.call('ZADD', KEYS[3], tonumber(ARGV[5]), ARGV[3])
 redis.call('ZADD', KEYS[5], tonumber(ARGV[5]), ARGV[6])
+redis.call('HDEL', KEYS[6], ARGV[7])
+redis.call('DEL', KEYS[7])
 return 1
+`;
+
+/** Lua: true when the mailbox KEYS[mb]'s head is the envelope of identity `id`. */
+const HEAD_IS = `
+local function headIs(mb, id)
+  local head = redis.call('LINDEX', mb, 0)
+  return head and string.sub(head, 1, #id) == id
+end
+`;
+
+/**
+ * head(KEYS: mailbox, outbox) → {head, outbox}: the oldest envelope (nil when empty) and its answer
+ * outbox (outboxRead), for a drain that has to read the head again (after a wake, a moved head).
+ */
+export const HEAD = `
+local head = redis.call('LINDEX', KEYS[1], 0)
+if not head then return {false} end
+return {head, ${outboxRead('KEYS[2]')}}
+`;
+
+/**
+ * keepAnswer(KEYS: lease, mailbox, outbox; ARGV: token, identity, answer, ttlS) → 1 kept, -1 lease
+ * lost, 0 the head is another envelope. Stores the agent's answer with the head update before it is
+ * sent, so a redelivery sends it instead of asking the agent again. The TTL only bounds a leak (the
+ * outbox leaves with its update); far longer than any update stays the head.
+ */
+export const KEEP_ANSWER = `${HEAD_IS}
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return -1 end
+if not headIs(KEYS[2], ARGV[2]) then return 0 end
+if redis.call('HGET', KEYS[3], 'id') ~= ARGV[2] then redis.call('DEL', KEYS[3]) end
+redis.call('HSET', KEYS[3], 'id', ARGV[2], 'answer', ARGV[3], 'sent', 0)
+redis.call('EXPIRE', KEYS[3], tonumber(ARGV[4]))
+return 1
+`;
+
+/**
+ * recordSent(KEYS: lease, outbox; ARGV: token, identity, sent) → 1, -1 lease lost, 0 no outbox of
+ * that update. How many chunks of a long answer are sent, so a retry does not repeat them. The
+ * outbox's id is enough of a fence: it only exists while its update is the head.
+ */
+export const RECORD_SENT = `
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return -1 end
+if redis.call('HGET', KEYS[2], 'id') ~= ARGV[2] then return 0 end
+redis.call('HSET', KEYS[2], 'sent', tonumber(ARGV[3]))
+return 1
+`;
+
+/**
+ * countAttempt(KEYS: attempts, lease, mailbox, outbox; ARGV: attemptsField, token, identity,
+ *              turnEnded (1|0), ttlS)
+ * → {attempts, failedTurns}: counts a failed delivery; when the agent ended its turn in an error
+ * (turnEnded) and this drainer still holds the head, also counts that in the head's outbox, so the
+ * next delivery presents a new idempotency key (outcomes.ts idempotencyKey). failedTurns is 0 when
+ * not counted.
+ */
+export const COUNT_ATTEMPT = `${HEAD_IS}
+local attempts = redis.call('HINCRBY', KEYS[1], ARGV[1], 1)
+if ARGV[4] ~= '1' or redis.call('GET', KEYS[2]) ~= ARGV[2] or not headIs(KEYS[3], ARGV[3]) then return {attempts, 0} end
+if redis.call('HGET', KEYS[4], 'id') ~= ARGV[3] then
+  redis.call('DEL', KEYS[4])
+  redis.call('HSET', KEYS[4], 'id', ARGV[3])
+end
+local turns = redis.call('HINCRBY', KEYS[4], 'failed_turns', 1)
+redis.call('EXPIRE', KEYS[4], tonumber(ARGV[5]))
+return {attempts, turns}
 `;

@@ -5,8 +5,8 @@
  */
 import type { Queue } from 'bullmq';
 import type { RedisClient } from '../redis.js';
-import { attemptsKey, chatLeaseKey, drainKey, mailboxKey, scheduledKey, seenKey } from '../keys.js';
-import { ACCEPT, CLAIM, FINISH, HANDOFF, POP_NEXT, RELEASE, RENEW } from './mailbox-scripts.js';
+import { attemptsKey, chatLeaseKey, drainKey, mailboxKey, outboxKey, scheduledKey, seenKey } from '../keys.js';
+import { ACCEPT, CLAIM, COUNT_ATTEMPT, FINISH, HANDOFF, HEAD, KEEP_ANSWER, POP_NEXT, RECORD_SENT, RELEASE, RENEW } from './mailbox-scripts.js';
 import { encodeEnvelope, envelopeIdentity } from './update.js';
 import { promoteWhenDelayed } from './promote-job.js';
 import { callScript, defineScripts, type ScriptDef } from '../redis-scripts.js';
@@ -23,6 +23,35 @@ export interface DrainJobData {
 
 export type ClaimResult = 'ok' | 'stale' | 'busy' | 'full';
 
+/**
+ * The answer outbox of the head update (keys.ts outboxKey): what earlier deliveries of it left for
+ * the next one. See docs/architecture.md ("The answer outbox").
+ */
+export interface Outbox {
+  /** The agent's answer, kept until it was sent: a redelivery sends it instead of asking again. */
+  answer: string | undefined;
+  /** Chunks of the answer (splitMessage) Telegram already took. */
+  sent: number;
+  /** Turns of this update the agent ended in an error (picks the next idempotency key). */
+  failedTurns: number;
+}
+
+/** The head envelope (null: the mailbox is empty) with its outbox, if it has one. */
+export interface HeadRead {
+  head: string | null;
+  outbox: Outbox | undefined;
+}
+
+/** A write fenced by the lease and the head's identity: done, lease lost, or the head is another update. */
+export type FencedWrite = 'ok' | 'lost-lease' | 'moved';
+const fenced = (code: number): FencedWrite => (code === 1 ? 'ok' : code === -1 ? 'lost-lease' : 'moved');
+
+/** The outbox fields as the scripts read them (HMGET id, answer, sent, failed_turns), if they belong to `head`. */
+function outboxOf(head: string | null, fields: Array<string | null> | undefined): Outbox | undefined {
+  if (!head || !fields || fields[0] !== envelopeIdentity(head)) return undefined;
+  return { answer: fields[1] ?? undefined, sent: Number(fields[2] ?? 0) || 0, failedTurns: Number(fields[3] ?? 0) || 0 };
+}
+
 /** What popNext() did: the next head to deliver, or the chat drained and released. */
 export type PopNextResult = { kind: 'next'; head: string } | { kind: 'drained' } | { kind: 'lost-lease' } | { kind: 'moved' };
 
@@ -34,6 +63,8 @@ export interface MailboxOptions {
   forwardQueue: Queue;
   /** How long an update_id is remembered for dedup (Telegram retries for up to 24h). */
   seenTtlS?: number;
+  /** Bound of an answer outbox's life if its update never left (a leak guard only; default 7 days). */
+  outboxTtlS?: number;
   leaseMs?: number;
   /**
    * Most updates one accept script takes (see accept()); a full batch is sent at once. 32: small
@@ -55,10 +86,12 @@ interface PendingAccept {
 }
 
 const SCRIPTS: Record<string, ScriptDef> = {
-  mbAcceptBatch: { keys: 'variable', lua: ACCEPT }, mbClaim: { keys: 5, lua: CLAIM }, mbPopNext: { keys: 7, lua: POP_NEXT }, mbRenew: { keys: 2, lua: RENEW }, mbRelease: { keys: 3, lua: RELEASE },
-  mbFinish: { keys: 3, lua: FINISH }, mbHandoff: { keys: 3, lua: HANDOFF },
+  mbAcceptBatch: { keys: 'variable', lua: ACCEPT }, mbClaim: { keys: 6, lua: CLAIM }, mbPopNext: { keys: 8, lua: POP_NEXT }, mbRenew: { keys: 2, lua: RENEW }, mbRelease: { keys: 3, lua: RELEASE },
+  mbFinish: { keys: 3, lua: FINISH }, mbHandoff: { keys: 3, lua: HANDOFF }, mbHead: { keys: 2, lua: HEAD },
+  mbKeepAnswer: { keys: 3, lua: KEEP_ANSWER }, mbRecordSent: { keys: 2, lua: RECORD_SENT }, mbCountAttempt: { keys: 4, lua: COUNT_ATTEMPT },
 };
-type ScriptName = 'mbAcceptBatch' | 'mbClaim' | 'mbPopNext' | 'mbRenew' | 'mbRelease' | 'mbFinish' | 'mbHandoff';
+type ScriptName = 'mbAcceptBatch' | 'mbClaim' | 'mbPopNext' | 'mbRenew' | 'mbRelease' | 'mbFinish' | 'mbHandoff' | 'mbHead'
+  | 'mbKeepAnswer' | 'mbRecordSent' | 'mbCountAttempt';
 
 /**
  * Options of every drain job (schedule() and the batched adds of accept). Attempts only matter for
@@ -77,6 +110,7 @@ export class Mailbox {
   private readonly redis: RedisClient;
   private readonly queue: Queue;
   private readonly seenTtlS: number;
+  private readonly outboxTtlS: number;
   private readonly acceptBatch: number;
   private pending: PendingAccept[] = [];
   private flushScheduled = false;
@@ -90,6 +124,7 @@ export class Mailbox {
     this.redis = options.redis;
     this.queue = options.forwardQueue;
     this.seenTtlS = options.seenTtlS ?? 86_400;
+    this.outboxTtlS = options.outboxTtlS ?? 7 * 86_400;
     this.leaseMs = options.leaseMs ?? 15_000;
     this.acceptBatch = options.acceptBatch ?? 32;
     if (!Number.isInteger(this.acceptBatch) || this.acceptBatch < 1) throw new TypeError('Mailbox: acceptBatch must be a positive integer');
@@ -167,15 +202,16 @@ export class Mailbox {
   }
 
   /**
-   * claim() that also reads the oldest envelope when it succeeds (null: the mailbox is empty). A
-   * 'full' claim queues the drain's job for the tenant's next free slot: the drain that frees it
-   * promotes the job (release(), popNext()), so the caller delays it only as a fallback.
+   * claim() that also reads the oldest envelope when it succeeds (null: the mailbox is empty) and its
+   * answer outbox, in the same script. A 'full' claim queues the drain's job for the tenant's next
+   * free slot: the drain that frees it promotes the job (release(), popNext()), so the caller delays
+   * it only as a fallback.
    */
-  async claimHead(tenantId: string, chatId: string, gen: string, token: string, tenantLimit: number): Promise<{ result: ClaimResult; head: string | null }> {
-    const [result, head] = (await this.call('mbClaim', drainKey(tenantId, chatId), chatLeaseKey(tenantId, chatId), tenantActiveKey(tenantId),
-      mailboxKey(tenantId, chatId), slotWaitersKey(tenantId), gen, token, Date.now(), this.leaseMs, tenantLimit,
-      drainJobId(tenantId, chatId, gen))) as [ClaimResult, string | null | undefined];
-    return { result, head: head ?? null };
+  async claimHead(tenantId: string, chatId: string, gen: string, token: string, tenantLimit: number): Promise<{ result: ClaimResult } & HeadRead> {
+    const [result, head, fields] = (await this.call('mbClaim', drainKey(tenantId, chatId), chatLeaseKey(tenantId, chatId), tenantActiveKey(tenantId),
+      mailboxKey(tenantId, chatId), slotWaitersKey(tenantId), outboxKey(tenantId, chatId), gen, token, Date.now(), this.leaseMs, tenantLimit,
+      drainJobId(tenantId, chatId, gen))) as [ClaimResult, string | null | undefined, Array<string | null> | undefined];
+    return { result, head: head ?? null, outbox: outboxOf(head ?? null, fields) };
   }
 
   async renew(tenantId: string, chatId: string, token: string): Promise<boolean> {
@@ -208,18 +244,52 @@ export class Mailbox {
     return this.redis.lindex(mailboxKey(tenantId, chatId), 0);
   }
 
+  /** head() with the head's answer outbox, in one script. */
+  async headWithOutbox(tenantId: string, chatId: string): Promise<HeadRead> {
+    const [head, fields] = (await this.call('mbHead', mailboxKey(tenantId, chatId), outboxKey(tenantId, chatId))) as [string | null, Array<string | null> | undefined];
+    return { head: head ?? null, outbox: outboxOf(head ?? null, fields) };
+  }
+
+  /**
+   * Keeps the agent's answer with the head update (`envelope`) until it was sent: a redelivery
+   * (crash, Telegram failure) sends it instead of asking the agent again. Needs the chat lease.
+   */
+  async keepAnswer(tenantId: string, chatId: string, envelope: string, token: string, answer: string): Promise<FencedWrite> {
+    return fenced((await this.call('mbKeepAnswer', chatLeaseKey(tenantId, chatId), mailboxKey(tenantId, chatId), outboxKey(tenantId, chatId),
+      token, envelopeIdentity(envelope), answer, this.outboxTtlS)) as number);
+  }
+
+  /** Records that `sent` chunks of the kept answer reached the chat (a retry goes on after them). */
+  async recordSent(tenantId: string, chatId: string, envelope: string, token: string, sent: number): Promise<FencedWrite> {
+    return fenced((await this.call('mbRecordSent', chatLeaseKey(tenantId, chatId), outboxKey(tenantId, chatId),
+      token, envelopeIdentity(envelope), sent)) as number);
+  }
+
+  /**
+   * Counts a failed delivery of the head and returns the attempts so far. `turnEnded`: the agent
+   * answered with an error after recording the idempotency key (zeroclaw 5xx/408), counted in the
+   * outbox too, so the next delivery presents a new key; `failedTurns` is then the new count.
+   */
+  async countAttempt(tenantId: string, chatId: string, envelope: string, updateId: number, token: string, turnEnded: boolean): Promise<{ attempts: number; failedTurns: number }> {
+    const [attempts, failedTurns] = (await this.call('mbCountAttempt', attemptsKey, chatLeaseKey(tenantId, chatId), mailboxKey(tenantId, chatId),
+      outboxKey(tenantId, chatId), attemptsField(tenantId, chatId, updateId), token, envelopeIdentity(envelope), turnEnded ? 1 : 0,
+      this.outboxTtlS)) as [number, number];
+    return { attempts, failedTurns };
+  }
+
   async depth(tenantId: string, chatId: string): Promise<number> {
     return this.redis.llen(mailboxKey(tenantId, chatId));
   }
 
   /**
-   * Removes the delivered head and, in the same step, returns the next one; when none is left the
-   * generation gives up responsibility and the lease is released (the drain is over). One round
-   * trip for what pop + head + finish + release do separately.
+   * Removes the delivered head (with its attempt counter and answer outbox) and, in the same step,
+   * returns the next one, which never has an outbox yet; when none is left the generation gives up
+   * responsibility and the lease is released (the drain is over). One round trip for what pop +
+   * head + finish + release do separately.
    */
   async popNext(tenantId: string, chatId: string, envelope: string, updateId: number, token: string, gen: string): Promise<PopNextResult> {
     const reply = (await this.call('mbPopNext', mailboxKey(tenantId, chatId), chatLeaseKey(tenantId, chatId), scheduledKey,
-      drainKey(tenantId, chatId), tenantActiveKey(tenantId), attemptsKey, slotWaitersKey(tenantId),
+      drainKey(tenantId, chatId), tenantActiveKey(tenantId), attemptsKey, slotWaitersKey(tenantId), outboxKey(tenantId, chatId),
       envelopeIdentity(envelope), token, scheduledMember(tenantId, chatId), Date.now(), gen, attemptsField(tenantId, chatId, updateId))) as [number, string?];
     switch (reply[0]) {
       case 1: return { kind: 'next', head: reply[1] as string };

@@ -1,17 +1,29 @@
 /**
  * Talks to tenants' agents over HTTP with one undici Pool per endpoint (kept alive, closed when idle),
- * in either protocol of the brief, and classifies every outcome for the drainer.
+ * in either protocol of the brief, and classifies every answer by what it means (ZeroClaw's gateway,
+ * OpenClaw's webhook listener; docs/architecture.md "Failures") for the drainer.
  */
 import { Pool, errors as undiciErrors } from 'undici';
+import type { IncomingHttpHeaders } from 'node:http';
 import type { AgentProtocol } from '../../lib/config.js';
+import { AGENT_REFUSAL_REASONS, MAX_AGENT_RETRY_AFTER_S, idempotencyKey, type AgentErrorCode } from '../../lib/delivery/outcomes.js';
 
 export type DeliveryOutcome =
+  /** 2xx. `response`: the zeroclaw answer (undefined: none; the telegram protocol never has one). */
   | { kind: 'answered'; response: string | undefined; status: number }
+  /** ZeroClaw saw this X-Idempotency-Key before: 200 `{"status":"duplicate"}` with no response. */
+  | { kind: 'duplicate'; status: number }
   /** Connection refused/reset or timeout before an answer: the endpoint is stale. */
   | { kind: 'unreachable'; reason: string }
-  /** 5xx: retry with backoff. */
-  | { kind: 'server-error'; status: number; reason: string }
-  /** 4xx: the agent refused this update; do not retry. */
+  /**
+   * 5xx, 408, 429: retry with backoff, not before `retryAfterMs`. `turnEnded`: the agent recorded
+   * the idempotency key and ended that turn without an answer (zeroclaw 5xx/408), so the next try
+   * must present a new key (outcomes.ts idempotencyKey).
+   */
+  | { kind: 'retry'; status: number; error: AgentErrorCode; reason: string; retryAfterMs?: number; turnEnded: boolean }
+  /** Nothing but an operator can fix it (413, 401, needs_quickstart): a dead letter at once. */
+  | { kind: 'refused'; status: number; error: AgentErrorCode; reason: string }
+  /** Any other 4xx: the agent refused this update; not retried. */
   | { kind: 'rejected'; status: number; reason: string };
 
 export interface AgentClientOptions {
@@ -26,8 +38,11 @@ export interface DeliverRequest {
   address: string;
   tenantId: string;
   updateId: number;
-  /** zeroclaw: the text to forward. */
+  /** Turns of this update the agent ended in an error so far (picks the idempotency key). */
+  failedTurns?: number;
+  /** zeroclaw: the text to forward and the tenant's bearer (deriveAgentToken). */
   text?: string;
+  bearer?: string;
   /** telegram: the raw Update and the tenant's webhook secret. */
   raw?: string;
   secret?: string;
@@ -82,7 +97,8 @@ export class AgentClient {
 
   async deliver(req: DeliverRequest): Promise<DeliveryOutcome> {
     const zeroclaw = this.options.protocol === 'zeroclaw';
-    const headers: Record<string, string> = { 'content-type': 'application/json', 'x-idempotency-key': `${req.tenantId}:${req.updateId}` };
+    const headers: Record<string, string> = { 'content-type': 'application/json', 'x-idempotency-key': idempotencyKey(req.tenantId, req.updateId, req.failedTurns) };
+    if (zeroclaw && req.bearer) headers.authorization = `Bearer ${req.bearer}`;
     if (!zeroclaw && req.secret) headers['x-telegram-bot-api-secret-token'] = req.secret;
     let res;
     try {
@@ -101,17 +117,7 @@ export class AgentClient {
     } catch (err) {
       return { kind: 'unreachable', reason: `reading the answer: ${describe(err)}` };
     }
-    if (res.statusCode >= 500) return { kind: 'server-error', status: res.statusCode, reason: `agent answered ${res.statusCode}` };
-    if (res.statusCode >= 400) return { kind: 'rejected', status: res.statusCode, reason: `agent answered ${res.statusCode}: ${body.slice(0, 200)}` };
-    if (!zeroclaw) return { kind: 'answered', response: undefined, status: res.statusCode };
-    let response: string | undefined;
-    try {
-      const parsed = JSON.parse(body) as { response?: unknown };
-      if (typeof parsed.response === 'string') response = parsed.response;
-    } catch {
-      return { kind: 'server-error', status: res.statusCode, reason: 'agent answered with a body that is not JSON' };
-    }
-    return { kind: 'answered', response, status: res.statusCode };
+    return classify(res.statusCode, res.headers, body, this.options.protocol);
   }
 
   async close(): Promise<void> {
@@ -120,6 +126,59 @@ export class AgentClient {
     this.pools.clear();
     await Promise.allSettled(pools.map((p) => p.pool.close()));
   }
+}
+
+/** What an agent's HTTP answer means (exported for the tests of each status). */
+export function classify(status: number, headers: IncomingHttpHeaders, body: string, protocol: AgentProtocol): DeliveryOutcome {
+  const zeroclaw = protocol === 'zeroclaw';
+  const json = parseObject(body);
+  if (status === 429) {
+    const retryAfterMs = retryAfterOf(headers, json);
+    const wait = retryAfterMs === undefined ? '' : `, retry after ${retryAfterMs / 1000}s`;
+    // ZeroClaw checks its rate limit before it records the idempotency key: the same key is fine.
+    return { kind: 'retry', status, error: 'rate_limited', reason: `agent rate limit (429)${wait}`, ...(retryAfterMs === undefined ? {} : { retryAfterMs }), turnEnded: false };
+  }
+  if (status === 408) return { kind: 'retry', status, error: 'timeout', reason: 'agent request timeout (408)', turnEnded: zeroclaw };
+  if (status === 413) return { kind: 'refused', status, error: 'too_large', reason: AGENT_REFUSAL_REASONS.tooLarge };
+  if (status === 401) {
+    return { kind: 'refused', status, error: 'unauthorized', reason: zeroclaw ? AGENT_REFUSAL_REASONS.credentials : AGENT_REFUSAL_REASONS.webhookSecret };
+  }
+  if (status === 503 && json?.error === 'needs_quickstart') {
+    return { kind: 'refused', status, error: 'needs_quickstart', reason: AGENT_REFUSAL_REASONS.needsQuickstart };
+  }
+  if (status >= 500) return { kind: 'retry', status, error: 'server_error', reason: `agent answered ${status}`, turnEnded: zeroclaw };
+  if (status >= 400) return { kind: 'rejected', status, reason: `agent answered ${status}: ${body.slice(0, 200)}` };
+  // The telegram protocol's agent answers Telegram itself; its 200 (OpenClaw: empty, with
+  // `x-openclaw-delivery-accepted: durable`) only says it took the update.
+  if (!zeroclaw) return { kind: 'answered', response: undefined, status };
+  if (!json) return { kind: 'retry', status, error: 'server_error', reason: 'agent answered with a body that is not a JSON object', turnEnded: true };
+  if (typeof json.response === 'string') return { kind: 'answered', response: json.response, status };
+  if (json.status === 'duplicate') return { kind: 'duplicate', status };
+  return { kind: 'answered', response: undefined, status };
+}
+
+function parseObject(body: string): Record<string, unknown> | undefined {
+  try {
+    const v: unknown = JSON.parse(body);
+    return typeof v === 'object' && v !== null && !Array.isArray(v) ? (v as Record<string, unknown>) : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** A 429's wait: the larger of the body's `retry_after` (s) and `Retry-After` (s or HTTP date), capped. */
+function retryAfterOf(headers: IncomingHttpHeaders, json: Record<string, unknown> | undefined): number | undefined {
+  const waits: number[] = [];
+  const fromBody = json?.retry_after;
+  if (typeof fromBody === 'number' && Number.isFinite(fromBody) && fromBody >= 0) waits.push(fromBody * 1000);
+  const header = headers['retry-after'];
+  const value = Array.isArray(header) ? header[0] : header;
+  if (value !== undefined) {
+    if (/^\s*\d+\s*$/.test(value)) waits.push(Number(value) * 1000);
+    else if (Number.isFinite(Date.parse(value))) waits.push(Math.max(0, Date.parse(value) - Date.now()));
+  }
+  if (!waits.length) return undefined;
+  return Math.min(MAX_AGENT_RETRY_AFTER_S * 1000, Math.round(Math.max(...waits)));
 }
 
 async function readCapped(body: AsyncIterable<Buffer> & { destroy?: () => void }, cap: number): Promise<string> {

@@ -10,17 +10,17 @@ import type { Logger } from '../../lib/logger.js';
 import type { Metrics } from '../../lib/metrics.js';
 import type { RedisClient } from '../../lib/redis.js';
 import { Activity } from '../../lib/tenants/activity.js';
-import { attemptsField, type Mailbox } from '../../lib/delivery/mailbox.js';
-import { attemptsKey } from '../../lib/keys.js';
+import type { Mailbox, Outbox } from '../../lib/delivery/mailbox.js';
+import type { AgentErrorCode, ForwardOutcome } from '../../lib/delivery/outcomes.js';
 import type { Endpoints, Endpoint } from '../../lib/delivery/endpoints.js';
 import type { EndpointWatch } from '../../lib/delivery/endpoint-watch.js';
 import type { DeadLetterStore } from '../../lib/delivery/dead-letters.js';
 import { decodeEnvelope, parseUpdate, textOf, type Envelope } from '../../lib/delivery/update.js';
 import type { TenantCache } from '../../lib/tenants/tenant-cache.js';
-import { deriveWebhookSecret } from '../../lib/webhook-secret.js';
+import { deriveAgentToken, deriveWebhookSecret, memoizePerTenant } from '../../lib/webhook-secret.js';
 import { TENANT_ID_PATTERN } from '../../lib/validate.js';
 import type { AgentClient } from './agent-client.js';
-import type { ReplySender, SendOutcome } from './reply-sender.js';
+import type { ReplySender, SendOutcome, SendProgress } from './reply-sender.js';
 
 export const STARTING_UP_TEXT = '⏳ Starting up...';
 /** How often a drain parked on a wake re-checks by itself (the waker normally promotes it first). */
@@ -52,7 +52,7 @@ export interface DrainerDeps {
  * them, `undefined` = read them again), stop because the chat is drained (lease released), or park.
  */
 type Step =
-  | { next: 'continue'; head?: string | null; endpoint?: Endpoint | undefined }
+  | { next: 'continue'; head?: string | null; outbox?: Outbox | undefined; endpoint?: Endpoint | undefined }
   | { next: 'drained' }
   | { next: 'park'; delayMs: number; onWake: boolean };
 
@@ -63,14 +63,25 @@ interface Head {
   gen: string;
   lease: string;
   raw: string;
+  /** What earlier deliveries of this update left: a kept answer, failed agent turns. */
+  outbox: Outbox | undefined;
   endpoint: Endpoint | undefined;
   log: Logger;
 }
 
 export class Drainer {
   private closing = false;
+  private readonly zeroclaw: boolean;
+  /** The tenant's bearer for its ZeroClaw gateway (zeroclaw protocol). Never logged. */
+  private readonly agentToken: (tenantId: string) => string;
+  /** The tenant's webhook secret (telegram protocol). */
+  private readonly webhookSecretOf: (tenantId: string) => string;
 
-  constructor(private readonly d: DrainerDeps) {}
+  constructor(private readonly d: DrainerDeps) {
+    this.zeroclaw = d.config.agentProtocol === 'zeroclaw';
+    this.agentToken = memoizePerTenant((t) => deriveAgentToken(d.webhookSecret, t));
+    this.webhookSecretOf = memoizePerTenant((t) => deriveWebhookSecret(d.webhookSecret, t));
+  }
 
   /** After this, drains hand their chat to a fresh job after the current update. */
   stop(): void {
@@ -100,22 +111,25 @@ export class Drainer {
     }
     const log = this.d.log.child({ tenant: tenantId, chat: chatId });
     const renew = setInterval(() => void this.d.mailbox.renew(tenantId, chatId, lease).catch(() => undefined), Math.floor(this.d.mailbox.leaseMs / 3));
-    let step: Step = { next: 'continue', head: claim.head, endpoint: firstEndpoint };
+    let step: Step = { next: 'continue', head: claim.head, outbox: claim.outbox, endpoint: firstEndpoint };
     try {
       for (;;) {
         if (this.closing) {
           await this.d.mailbox.handOff(tenantId, chatId, gen);
           return 'handed-off';
         }
-        let envelope = step.head;
-        let endpoint = step.endpoint;
-        if (envelope === undefined) [envelope, endpoint] = await Promise.all([this.d.mailbox.head(tenantId, chatId), this.d.endpoints.get(tenantId)]);
+        let { head: envelope, outbox, endpoint } = step;
+        if (envelope === undefined) {
+          let read;
+          [read, endpoint] = await Promise.all([this.d.mailbox.headWithOutbox(tenantId, chatId), this.d.endpoints.get(tenantId)]);
+          ({ head: envelope, outbox } = read);
+        }
         if (envelope === null) {
           if (await this.d.mailbox.finish(tenantId, chatId, gen)) return 'drained';
           step = { next: 'continue' };
           continue;
         }
-        step = await this.deliverHead({ tenantId, chatId, gen, lease, raw: envelope, endpoint, log });
+        step = await this.deliverHead({ tenantId, chatId, gen, lease, raw: envelope, outbox, endpoint, log });
         if (step.next === 'drained') return 'drained';
         if (step.next === 'park') break;
       }
@@ -134,77 +148,126 @@ export class Drainer {
   }
 
   private async deliverHead(h: Head): Promise<Step> {
-    const { tenantId, chatId, lease, raw, endpoint, log } = h;
+    const { tenantId, raw, endpoint, log } = h;
     let env: Envelope;
     try {
       env = decodeEnvelope(raw);
     } catch {
-      await this.deadLetter(tenantId, chatId, raw, lease, 0, 'malformed envelope', log);
+      await this.deadLetter(h, 0, 'malformed envelope');
       return { next: 'continue' };
     }
     const update = parseUpdate(env.raw);
     const text = update ? textOf(update) : undefined;
-    if (!update || (this.d.config.agentProtocol === 'zeroclaw' && text === undefined)) {
+    if (!update || (this.zeroclaw && text === undefined)) {
       // Nothing the agent can use (a sticker, a join…): acknowledged and counted, not forwarded.
-      this.d.metrics?.forwarded.inc({ outcome: 'skipped' });
+      this.count('skipped');
       return this.pop(h, env);
     }
-    if (!endpoint) return this.needWake(tenantId, chatId, raw, lease, env, log);
+    // An earlier delivery got the agent's answer but did not finish sending it: send that, do not
+    // ask again (the agent may not be awake, and needs not be).
+    if (h.outbox?.answer !== undefined) return this.sendAnswer(h, env, h.outbox.answer, h.outbox.sent, undefined);
+    if (!endpoint) return this.needWake(h, env);
 
     this.d.metrics?.pipelineLatency.observe((Date.now() - env.acceptedAt) / 1000);
     const started = Date.now();
     const outcome = await this.d.agents.deliver({
-      address: endpoint.address, tenantId, updateId: env.updateId, text, raw: env.raw,
-      // Only the telegram protocol sends it: no HMAC per delivery for zeroclaw agents.
-      ...(this.d.config.agentProtocol === 'telegram' ? { secret: deriveWebhookSecret(this.d.webhookSecret, tenantId) } : {}),
+      address: endpoint.address, tenantId, updateId: env.updateId, failedTurns: h.outbox?.failedTurns ?? 0, text, raw: env.raw,
+      // Each protocol gets only its own credential, derived once per tenant per process.
+      ...(this.zeroclaw ? { bearer: this.agentToken(tenantId) } : { secret: this.webhookSecretOf(tenantId) }),
     });
     this.d.metrics?.forwardLatency.observe({ protocol: this.d.config.agentProtocol }, (Date.now() - started) / 1000);
     switch (outcome.kind) {
       case 'answered': {
         if (outcome.response && outcome.response.trim()) {
-          const sent = await this.sendToChat(tenantId, chatId, outcome.response, log);
-          if (sent?.kind === 'later') {
-            log.warn({ update_id: env.updateId, reason: sent.reason }, 'sending the answer failed: will retry');
-            return this.retryLater(tenantId, chatId, raw, lease, env, sent.reason, log, sent.delayMs);
-          }
-          if (sent?.kind === 'refused') log.warn({ update_id: env.updateId, reason: sent.reason }, 'telegram refused the answer: dropped');
+          // Kept before the first byte goes to Telegram: from here on a redelivery resends it.
+          const kept = await this.d.mailbox.keepAnswer(tenantId, h.chatId, raw, h.lease, outcome.response);
+          if (kept === 'lost-lease') throw new Error('chat lease lost while draining');
+          if (kept === 'moved') return { next: 'continue' };
+          return this.sendAnswer(h, env, outcome.response, 0, { started, endpoint });
         }
         log.info({ update_id: env.updateId, ms: Date.now() - started, endpoint: endpoint.address }, 'forwarded to pod');
-        this.d.metrics?.forwarded.inc({ outcome: 'delivered' });
+        this.count('delivered');
         return this.pop(h, env);
       }
-      case 'rejected':
-        log.warn({ update_id: env.updateId, status: outcome.status, reason: outcome.reason }, 'agent rejected the update: not retried');
-        this.d.metrics?.forwarded.inc({ outcome: 'rejected' });
+      case 'duplicate':
+        // ZeroClaw recorded this key before (a delivery whose answer we never got, e.g. a crash in
+        // the instant before the answer was kept): nothing to send, and asking again cannot help.
+        log.warn({ update_id: env.updateId, status: outcome.status }, 'agent answered duplicate: its answer went to an earlier delivery');
+        this.count('duplicate');
         return this.pop(h, env);
-      case 'server-error':
-        return this.retryLater(tenantId, chatId, raw, lease, env, outcome.reason, log);
+      case 'rejected':
+        this.agentError('rejected');
+        log.warn({ update_id: env.updateId, status: outcome.status, reason: outcome.reason }, 'agent rejected the update: not retried');
+        this.count('rejected');
+        return this.pop(h, env);
+      case 'refused': {
+        // Retrying cannot help until an operator acts: said loudly, then a dead letter at once
+        // (`ztm dead retry` re-sends it once fixed).
+        this.agentError(outcome.error);
+        log.error({ update_id: env.updateId, status: outcome.status, agent_error: outcome.error }, outcome.reason);
+        const { attempts } = await this.countAttempt(h, env, false);
+        await this.deadLetter(h, attempts, outcome.reason);
+        return { next: 'continue' };
+      }
+      case 'retry':
+        this.agentError(outcome.error);
+        return this.retryLater(h, env, outcome.reason, outcome.retryAfterMs ?? 0, outcome.turnEnded, outcome.error);
       case 'unreachable':
-        return this.unreachable(tenantId, chatId, raw, lease, env, endpoint, outcome.reason, log);
+        return this.unreachable(h, env, endpoint, outcome.reason);
     }
   }
 
-  private async unreachable(tenantId: string, chatId: string, raw: string, lease: string, env: Envelope, endpoint: Endpoint, reason: string, log: Logger): Promise<Step> {
-    log.warn({ update_id: env.updateId, endpoint: endpoint.address, reason }, 'forward to pod failed, invalidating cache');
-    await this.d.endpoints.invalidate(tenantId, endpoint.address);
+  /**
+   * Sends the answer kept in the outbox, from chunk `from` on, recording each chunk but the last
+   * (popNext records that one). `agent`: set when the agent answered just now (else it is a kept
+   * answer of an earlier delivery).
+   */
+  private async sendAnswer(h: Head, env: Envelope, answer: string, from: number, agent: { started: number; endpoint: Endpoint } | undefined): Promise<Step> {
+    const { log } = h;
+    const sent = await this.sendToChat(h.tenantId, h.chatId, answer, log, {
+      from,
+      onSent: async (n, total) => {
+        if (n < total && (await this.d.mailbox.recordSent(h.tenantId, h.chatId, h.raw, h.lease, n)) !== 'ok') throw new Error('chat lease lost while draining');
+      },
+    });
+    if (sent?.kind === 'later') {
+      log.warn({ update_id: env.updateId, reason: sent.reason, sent: sent.sent }, 'sending the answer failed: will retry');
+      return this.retryLater(h, env, sent.reason, sent.delayMs, false);
+    }
+    if (sent?.kind === 'refused') log.warn({ update_id: env.updateId, reason: sent.reason }, 'telegram refused the answer: dropped');
+    if (agent) {
+      log.info({ update_id: env.updateId, ms: Date.now() - agent.started, endpoint: agent.endpoint.address }, 'forwarded to pod');
+      this.count('delivered');
+    } else {
+      log.info({ update_id: env.updateId, from_chunk: from }, 'sent the answer kept from an earlier delivery');
+      this.count('kept-answer');
+    }
+    return this.pop(h, env);
+  }
+
+  private async unreachable(h: Head, env: Envelope, endpoint: Endpoint, reason: string): Promise<Step> {
+    h.log.warn({ update_id: env.updateId, endpoint: endpoint.address, reason }, 'forward to pod failed, invalidating cache');
+    await this.d.endpoints.invalidate(h.tenantId, endpoint.address);
     this.d.agents.drop(endpoint.address);
-    const attempts = await this.countAttempt(tenantId, chatId, env);
+    // The agent may still be working on it (our timeout): the idempotency key stays the same.
+    const { attempts } = await this.countAttempt(h, env, false);
     if (attempts >= this.d.config.forwardAttempts) {
-      await this.deadLetter(tenantId, chatId, raw, lease, attempts, `agent unreachable: ${reason}`, log);
+      await this.deadLetter(h, attempts, `agent unreachable: ${reason}`);
       return { next: 'continue' };
     }
-    await this.requestWake(tenantId);
+    await this.requestWake(h.tenantId);
     return { next: 'park', delayMs: Math.min(PARK_POLL_MS, backoffMs(attempts)), onWake: true };
   }
 
-  private async needWake(tenantId: string, chatId: string, raw: string, lease: string, env: Envelope, log: Logger): Promise<Step> {
+  private async needWake(h: Head, env: Envelope): Promise<Step> {
+    const { tenantId, chatId, log } = h;
     // Both read in one round trip: the first message of a sleeping tenant waits for this.
     let [failure, waking] = await Promise.all([this.d.endpoints.lastWakeFailure(tenantId), this.d.endpoints.isWaking(tenantId)]);
     if (failure?.startsWith('unknown tenant')) {
       // Re-read the registry (rare path): the tenant may have been created since.
       this.d.tenants.invalidate(tenantId);
       if (!(await this.d.tenants.botToken(tenantId))) {
-        await this.deadLetter(tenantId, chatId, raw, lease, 1, failure, log);
+        await this.deadLetter(h, 1, failure);
         return { next: 'continue' };
       }
       await this.d.endpoints.clearWakeFailure(tenantId);
@@ -213,9 +276,9 @@ export class Drainer {
     }
     if (!waking) {
       // Each wake this update has to ask for is an attempt: a tenant that never wakes dead-letters.
-      const attempts = failure ? await this.countAttempt(tenantId, chatId, env) : 0;
+      const attempts = failure ? (await this.countAttempt(h, env, false)).attempts : 0;
       if (attempts >= this.d.config.forwardAttempts) {
-        await this.deadLetter(tenantId, chatId, raw, lease, attempts, `wake failed: ${failure ?? 'unknown'}`, log);
+        await this.deadLetter(h, attempts, `wake failed: ${failure ?? 'unknown'}`);
         return { next: 'continue' };
       }
       await this.requestWake(tenantId);
@@ -244,34 +307,46 @@ export class Drainer {
   /**
    * Sends with the tenant's bot token (undefined: no such tenant). When Telegram refuses the cached
    * token (401/404: it may have been rotated within the TenantCache TTL), the token is read again
-   * and, if it changed, the message is sent once more with it instead of being dropped.
+   * and, if it changed, the rest of the message is sent with it instead of being dropped.
    */
-  private async sendToChat(tenantId: string, chatId: string, text: string, log: Logger): Promise<SendOutcome | undefined> {
+  private async sendToChat(tenantId: string, chatId: string, text: string, log: Logger, progress: SendProgress = {}): Promise<SendOutcome | undefined> {
     const token = await this.d.tenants.botToken(tenantId);
     if (!token) return undefined;
-    const sent = await this.d.replies.send(token, chatId, text);
+    const sent = await this.d.replies.send(token, chatId, text, progress);
     if (sent.kind !== 'refused' || (sent.errorCode !== 401 && sent.errorCode !== 404)) return sent;
     this.d.tenants.invalidate(tenantId);
     const fresh = await this.d.tenants.botToken(tenantId);
     if (!fresh || fresh === token) return sent;
     log.info('telegram refused the cached bot token: sending with the current one');
-    return this.d.replies.send(fresh, chatId, text);
+    return this.d.replies.send(fresh, chatId, text, { ...progress, from: sent.sent });
   }
 
-  private async retryLater(tenantId: string, chatId: string, raw: string, lease: string, env: Envelope, reason: string, log: Logger, minDelayMs = 0): Promise<Step> {
-    const attempts = await this.countAttempt(tenantId, chatId, env);
-    this.d.metrics?.forwarded.inc({ outcome: 'retry' });
+  /**
+   * Counts an attempt and parks the chat for a backoff (at least `minDelayMs`), or dead-letters the
+   * update after FORWARD_ATTEMPTS. `turnEnded`: see Mailbox.countAttempt.
+   */
+  private async retryLater(h: Head, env: Envelope, reason: string, minDelayMs: number, turnEnded: boolean, agentError?: AgentErrorCode): Promise<Step> {
+    const { attempts } = await this.countAttempt(h, env, turnEnded);
+    this.count('retry');
     if (attempts >= this.d.config.forwardAttempts) {
-      await this.deadLetter(tenantId, chatId, raw, lease, attempts, reason, log);
+      await this.deadLetter(h, attempts, reason);
       return { next: 'continue' };
     }
     const delayMs = Math.max(minDelayMs, backoffMs(attempts));
-    log.warn({ update_id: env.updateId, attempts, delay_ms: delayMs, reason }, 'delivery failed: retrying with backoff');
+    h.log.warn({ update_id: env.updateId, attempts, delay_ms: delayMs, reason, ...(agentError ? { agent_error: agentError } : {}) }, 'delivery failed: retrying with backoff');
     return { next: 'park', delayMs, onWake: false };
   }
 
-  private async countAttempt(tenantId: string, chatId: string, env: Envelope): Promise<number> {
-    return this.d.redis.hincrby(attemptsKey, attemptsField(tenantId, chatId, env.updateId), 1);
+  private countAttempt(h: Head, env: Envelope, turnEnded: boolean): Promise<{ attempts: number; failedTurns: number }> {
+    return this.d.mailbox.countAttempt(h.tenantId, h.chatId, h.raw, env.updateId, h.lease, turnEnded);
+  }
+
+  private count(outcome: ForwardOutcome): void {
+    this.d.metrics?.forwarded.inc({ outcome });
+  }
+
+  private agentError(reason: AgentErrorCode): void {
+    this.d.metrics?.agentErrors.inc({ reason });
   }
 
   /**
@@ -289,22 +364,18 @@ export class Drainer {
     switch (popped.kind) {
       case 'lost-lease': throw new Error('chat lease lost while draining');
       case 'drained': return { next: 'drained' };
-      case 'next': return { next: 'continue', head: popped.head, endpoint };
+      // The next head has no outbox yet: popNext cleared the chat's with the popped update.
+      case 'next': return { next: 'continue', head: popped.head, outbox: undefined, endpoint };
       case 'moved': return { next: 'continue' };
     }
   }
 
-  private async deadLetter(tenantId: string, chatId: string, raw: string, lease: string, attempts: number, reason: string, log: Logger): Promise<void> {
-    const moved = await this.d.deadLetters.moveHead(tenantId, chatId, raw, lease, attempts, reason);
+  /** Moves the head to the dead letters (its attempt counter and outbox go with it, atomically). */
+  private async deadLetter(h: Head, attempts: number, reason: string): Promise<void> {
+    const moved = await this.d.deadLetters.moveHead(h.tenantId, h.chatId, h.raw, h.lease, attempts, reason);
     if (moved === -1) throw new Error('chat lease lost while draining');
-    this.d.metrics?.forwarded.inc({ outcome: 'dead-letter' });
-    log.error({ attempts, reason }, 'update moved to dead letters');
-    try {
-      const { updateId } = decodeEnvelope(raw);
-      await this.d.redis.hdel(attemptsKey, attemptsField(tenantId, chatId, updateId));
-    } catch {
-      /* malformed envelope: no attempt counter */
-    }
+    this.count('dead-letter');
+    h.log.error({ attempts, reason }, 'update moved to dead letters');
   }
 }
 

@@ -9,12 +9,21 @@ import type { Logger } from '../../lib/logger.js';
 import type { Metrics } from '../../lib/metrics.js';
 import { TelegramApiError, TelegramTransportError, splitMessage, type TelegramClient } from '../../lib/telegram-client.js';
 
+/** `sent`: chunks of the text Telegram took so far (including those of earlier tries). */
 export type SendOutcome =
   | { kind: 'sent'; messages: number }
   /** Telegram will not take it (blocked bot, chat gone, token revoked…): drop the answer, move on. */
-  | { kind: 'refused'; reason: string; errorCode: number }
+  | { kind: 'refused'; reason: string; errorCode: number; sent: number }
   /** Try again after `delayMs` (429 with a long retry_after, 5xx, network). */
-  | { kind: 'later'; delayMs: number; reason: string };
+  | { kind: 'later'; delayMs: number; reason: string; sent: number };
+
+/** Where a long answer's send stands, so a retry goes on where the last one stopped. */
+export interface SendProgress {
+  /** Chunks an earlier try already sent: they are skipped. */
+  from?: number;
+  /** Awaited after each chunk Telegram took, with the chunks sent so far and their total. */
+  onSent?: (sent: number, total: number) => Promise<void>;
+}
 
 const MAX_INLINE_WAIT_MS = 5_000;
 
@@ -33,17 +42,23 @@ export class ReplySender {
     return Math.max(0, left);
   }
 
-  /** At-least-once: an answer retried after a partial send may repeat its first chunks. */
-  async send(token: string, chatId: string, text: string): Promise<SendOutcome> {
+  /**
+   * Sends `text` in chunks of at most 4096 characters (the split is deterministic, so chunk numbers
+   * stay valid across processes). At-least-once per chunk: with `progress` recorded after each one, a
+   * retry repeats at most the chunk that was in flight.
+   */
+  async send(token: string, chatId: string, text: string, progress: SendProgress = {}): Promise<SendOutcome> {
     const chunks = splitMessage(text).filter((c) => c.trim().length > 0);
-    for (const chunk of chunks) {
-      const outcome = await this.sendOne(token, chatId, chunk);
-      if (outcome !== 'ok') return outcome;
+    const from = Math.max(0, progress.from ?? 0);
+    for (let i = from; i < chunks.length; i++) {
+      const outcome = await this.sendOne(token, chatId, chunks[i] as string);
+      if (outcome !== 'ok') return { ...outcome, sent: i };
+      await progress.onSent?.(i + 1, chunks.length);
     }
-    return { kind: 'sent', messages: chunks.length };
+    return { kind: 'sent', messages: Math.max(0, chunks.length - from) };
   }
 
-  private async sendOne(token: string, chatId: string, text: string): Promise<'ok' | Exclude<SendOutcome, { kind: 'sent' }>> {
+  private async sendOne(token: string, chatId: string, text: string): Promise<'ok' | DistributiveOmit<Exclude<SendOutcome, { kind: 'sent' }>, 'sent'>> {
     for (let attempt = 0; attempt < 3; attempt++) {
       // Another chat of this bot may have been told to wait: so is this one (re-checked after each
       // wait, as a 429 to yet another chat may have extended it).
@@ -76,3 +91,5 @@ export class ReplySender {
     return { kind: 'later', delayMs: 1000, reason: 'telegram rate limit persisted' };
   }
 }
+
+type DistributiveOmit<T, K extends PropertyKey> = T extends unknown ? Omit<T, K> : never;
