@@ -6,10 +6,11 @@
  * promises are checked on the objects: probes, PDBs, RBAC, isolation, autoscaling, metrics.
  */
 import t from 'tap';
-import { readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import { Ajv } from 'ajv';
-import { parse } from 'yaml';
+import { parse, stringify } from 'yaml';
 import { ROOT } from './support/platform.js';
 import { CHART, SERVICES, byKind, one, renderChart, validateManifest, type Manifest } from './support/chart.js';
 
@@ -39,7 +40,10 @@ t.test('the schema refuses what would break an install', async (t) => {
     ['negative replicas', (v) => (v.services.forwarder.replicas = -1)],
     ['no memory limit', (v) => delete v.services.waker.resources.limits.memory],
     ['a PDB with both fields', (v) => (v.services.ingress.pdb = { minAvailable: 1, maxUnavailable: 1 })],
-    ['an unknown protocol', (v) => (v.config.agentProtocol = 'http')],
+    ['an unknown protocol', (v) => (v.agent.custom.protocol = 'http')],
+    ['an unknown agent profile', (v) => (v.agent.profile = 'hermes')],
+    ['openclaw without a model', (v) => (v.agent.profile = 'openclaw')],
+    ['an agent quantity that is not a string', (v) => (v.agent.resources.openclaw.limits.cpu = 2)],
     ['a short webhook secret', (v) => (v.secrets.webhookSecret = 'short')],
     ['a redis URL without scheme', (v) => (v.secrets.redisUrl = 'redis.example:6379')],
     ['KEDA without Prometheus', (v) => (v.autoscaling.keda.enabled = true)],
@@ -95,13 +99,33 @@ t.test('a Deployment per service: probes, resources, grace, non-root, a PDB that
 });
 
 t.test('every variable the chart sets is one the platform reads', async (t) => {
-  const config = readFileSync(path.join(ROOT, 'lib/config.ts'), 'utf8');
+  // The platform's configuration, and the agent settings it parses with it (lib/agent-profiles.ts).
+  const config = ['lib/config.ts', 'lib/agent-profiles.ts'].map((f) => readFileSync(path.join(ROOT, f), 'utf8')).join('\n');
   const known = new Set([...config.matchAll(/'([A-Z][A-Z0-9_]+)'/g)].map((m) => m[1]));
   const cm = one(plain, 'ConfigMap', 'agentic-tenancy-config');
   const secret = one(plain, 'Secret', 'agentic-tenancy-secrets');
   for (const key of [...Object.keys(cm.data), ...Object.keys(secret.stringData)]) t.ok(known.has(key), `${key} is read by lib/config.ts`);
   t.equal(cm.data.RUNTIME, 'kubernetes');
   t.equal(cm.data.K8S_NAMESPACE, 'tenants');
+  t.equal(cm.data.AGENT_PROFILE, 'reference');
+  t.same(JSON.parse(cm.data.AGENT_POD_RESOURCES), { requests: { cpu: '50m', memory: '96Mi' }, limits: { cpu: '500m', memory: '256Mi' } }, 'the profile\'s resources');
+});
+
+t.test('the openclaw profile: its resources, its port, the key only in the Secret', async (t) => {
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'ztm-chart-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const file = path.join(dir, 'openclaw.yaml');
+  writeFileSync(file, stringify({ agent: { profile: 'openclaw', llm: { baseUrl: 'https://llm.example/v1', model: 'gpt-x' } }, secrets: { agentLlmApiKey: 'sk-abcdef' } }));
+  const { manifests, values } = await renderChart([TEST_SECRETS, file]);
+  t.ok(validate(values), JSON.stringify(validate.errors));
+  const cm = one(manifests, 'ConfigMap', 'agentic-tenancy-config');
+  t.equal(cm.data.AGENT_PROFILE, 'openclaw');
+  t.equal(cm.data.AGENT_PORT, '8787', 'OpenClaw\'s webhook listener');
+  t.same(JSON.parse(cm.data.AGENT_POD_RESOURCES).limits, { cpu: '2', memory: '2Gi' });
+  t.equal(cm.data.AGENT_LLM_MODEL, 'gpt-x');
+  t.notOk(Object.values(cm.data).some((v) => String(v).includes('sk-abcdef')), 'no key in the ConfigMap');
+  t.equal(one(manifests, 'Secret', 'agentic-tenancy-secrets').stringData.AGENT_LLM_API_KEY, 'sk-abcdef');
+  t.equal(cm.data.AGENT_PROTOCOL, undefined, 'the profile decides the protocol');
 });
 
 t.test('RBAC: the least the runtime needs, in the tenants namespace, for the runtime account only', async (t) => {

@@ -75,7 +75,7 @@ export interface TestPlatformOptions {
  * Runs the real `ztm` binary as a child process with only `env` (plus PATH and HOME); `input` is
  * written to its stdin, which is then closed (no input: stdin is /dev/null). Killed after 60 s.
  */
-export function spawnZtm(argv: string[], env: Record<string, string>, input?: string): Promise<ZtmResult> {
+export function spawnZtm(argv: string[], env: Record<string, string>, input?: string, timeoutMs = 60_000): Promise<ZtmResult> {
   return new Promise((resolve, reject) => {
     const child = spawn(process.execPath, [path.join(ROOT, 'cli/ztm.js'), ...argv], {
       cwd: ROOT,
@@ -87,7 +87,7 @@ export function spawnZtm(argv: string[], env: Record<string, string>, input?: st
     child.stdout?.on('data', (d: Buffer) => (stdout += d.toString()));
     child.stderr?.on('data', (d: Buffer) => (stderr += d.toString()));
     child.stdin?.end(input);
-    const timer = setTimeout(() => child.kill('SIGKILL'), 60_000);
+    const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
     child.once('error', reject);
     child.once('exit', (code) => {
       clearTimeout(timer);

@@ -50,3 +50,8 @@ dashboard: dashboard
 {{- else if eq .service "dashboard" -}}{{ .root.Values.services.dashboard.port }}
 {{- else -}}{{ .root.Values.adminPort }}{{- end -}}
 {{- end }}
+
+{{/* AGENT_PORT: tenants.agentPort, else the profile's own (lib/agent-profiles.ts: OpenClaw's webhook listener 8787, the rest 42617). */}}
+{{- define "at.agentPort" -}}
+{{- if .Values.tenants.agentPort -}}{{ .Values.tenants.agentPort }}{{- else if eq .Values.agent.profile "openclaw" -}}8787{{- else -}}42617{{- end -}}
+{{- end }}
