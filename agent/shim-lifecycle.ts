@@ -205,20 +205,20 @@ export class Shim implements ShimHandlers {
       from = 'legacy brain.db';
     }
     if (!got.found) {
-      await clearStatePaths(root, paths);
+      await clearStatePaths(root, paths, this.profile.stateExcludes);
       this.log.info('no saved state: starting fresh');
       return;
     }
     try {
       const format = await detectStateFormat(staged);
       if (format === 'archive') {
-        const out = await unpackState(staged, { root, paths, scratchDir: this.scratchDir, maxBytes: this.config.stateMaxBytes });
+        const out = await unpackState(staged, { root, paths, excludes: this.profile.stateExcludes, scratchDir: this.scratchDir, maxBytes: this.config.stateMaxBytes });
         this.log.info({ from, bytes: got.bytes, entries: out.entries, raw_bytes: out.rawBytes, ms: Date.now() - t0 }, 'state restored');
         return;
       }
       if (format !== 'sqlite') throw new RuntimeError(`saved state is not a state archive nor a SQLite database (${format}): not restored`);
       // The older form: one brain.db, kept where this profile's agent keeps its memory.
-      await clearStatePaths(root, paths);
+      await clearStatePaths(root, paths, this.profile.stateExcludes);
       const target = this.profile.legacyBrainDb;
       if (target === undefined) {
         this.log.warn({ from, profile: this.profile.name }, 'saved state is an older single brain.db, which this profile cannot use: starting fresh (the object is left in S3)');

@@ -6,7 +6,7 @@
  */
 import t, { type Test } from 'tap';
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -15,11 +15,12 @@ import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import Database from 'better-sqlite3';
 import { request } from 'undici';
-import type { S3Client } from '@aws-sdk/client-s3';
+import * as tar from 'tar';
+import { PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
 import { freePort } from '../lib/util/free-port.js';
 import { startEmbeddedS3, type EmbeddedS3 } from '../lib/state/embedded-s3.js';
 import { createS3Client } from '../lib/state/s3-client.js';
-import { StateStore, type PresignedState } from '../lib/state/state-store.js';
+import { StateStore, legacyStateKey, type PresignedState } from '../lib/state/state-store.js';
 
 const SHIM = fileURLToPath(new URL('../agent/shim.ts', import.meta.url));
 const TOKEN = `123456789:${'AAHdqTcvCH1vGWJxfSeofSAs0K5PALDsaw'}`;
@@ -124,12 +125,20 @@ async function presign(tenant: string): Promise<PresignedState> {
   return urls;
 }
 
-/** Memories in the tenant's brain.db as stored in S3 (downloaded with the presigned GET). */
-async function memoriesInS3(tenant: string): Promise<number> {
+/** The tenant's saved state (the archive, downloaded with the presigned GET), unpacked into a fresh directory. */
+async function stateInS3(tenant: string): Promise<string> {
   const res = await request((await presign(tenant)).getUrl);
-  const file = path.join(scratch, `${tenant}-${Date.now()}.db`);
+  if (res.statusCode !== 200) throw new Error(`no state for ${tenant} (HTTP ${res.statusCode})`);
+  const dir = mkdtempSync(path.join(scratch, `${tenant}-state-`));
+  const file = `${dir}.tar.gz`;
   writeFileSync(file, Buffer.from(await res.body.arrayBuffer()));
-  const db = new Database(file, { readonly: true });
+  await tar.x({ file, cwd: dir });
+  return dir;
+}
+
+/** Memories in the tenant's brain.db as stored in S3. */
+async function memoriesInS3(tenant: string): Promise<number> {
+  const db = new Database(path.join(await stateInS3(tenant), 'memory', 'brain.db'), { readonly: true });
   try {
     return (db.prepare('SELECT count(*) AS n FROM memories').get() as { n: number }).n;
   } finally {
@@ -150,7 +159,8 @@ function assertNoSecrets(t: Test, s: Shim): void {
 t.test('presigned GET/PUT against s3rver, head, purge', async (t) => {
   await store.ensureBucket(); // idempotent
   const urls = await presign('carol');
-  t.match(new URL(urls.putUrl).pathname, /\/tenants\/carol\/brain\.db$/, 'URL for exactly that key');
+  t.match(new URL(urls.putUrl).pathname, /\/tenants\/carol\/state\.tar\.gz$/, 'URL for exactly that key');
+  t.match(new URL(urls.legacyGetUrl ?? '').pathname, /\/tenants\/carol\/brain\.db$/, 'and a GET of the older single brain.db');
   t.ok(Date.parse(urls.expiresAt) > Date.now() + 590_000);
   t.equal((await request(urls.getUrl).then(async (r) => (await r.body.dump(), r.statusCode))), 404, 'no state yet');
   t.equal(await store.head('carol'), undefined);
@@ -160,7 +170,7 @@ t.test('presigned GET/PUT against s3rver, head, purge', async (t) => {
   t.equal(put.statusCode, 200, 'PUT multi-MB');
   const got = Buffer.from(await (await request(urls.getUrl)).body.arrayBuffer());
   t.ok(got.equals(payload), 'byte-identical round trip');
-  t.match(await store.head('carol'), { key: 'tenants/carol/brain.db', bytes: payload.length });
+  t.match(await store.head('carol'), { key: 'tenants/carol/state.tar.gz', bytes: payload.length });
   const other = await presign('car');
   await (await request(other.putUrl, { method: 'PUT', body: 'x' })).body.dump();
   t.equal(await store.purge('carol'), 1, 'purge deletes the tenant prefix only');
@@ -185,7 +195,7 @@ t.test('cold start, stop, state in S3, a new shim continues the memory', async (
   t.match(a.output(), /"msg":"checkpoint saved"/);
   t.match(a.output(), /"reason":"shutdown"[^\n]*checkpoint saved|checkpoint saved[^\n]*"reason":"shutdown"/);
   t.match(a.output(), /"tenant_id":"alice"/, 'lines carry the tenant id');
-  t.ok(await store.head('alice'), 'brain.db is in S3');
+  t.ok(await store.head('alice'), 'the state is in S3');
   t.equal(await memoriesInS3('alice'), 3);
   assertNoSecrets(t, a);
 
@@ -283,8 +293,9 @@ t.test('the agent gets its tenant env and none of the shim secrets; one of two r
   const results = await Promise.all([1, 2].map(() => http(w.port, '/claim', { body: claim, auth: SECRET })));
   t.same(results.map((r) => r.status).sort(), [200, 409], 'exactly one claim binds');
   const env = (await http(w.agentPort, '/webhook', { body: { message: 'env?' } })).json.response as Record<string, string>;
-  t.match(env, { TENANT_ID: 'erin', TELEGRAM_BOT_TOKEN: TOKEN, PORT: String(w.agentPort), WORKSPACE: ws, EXTRA: 'yes', HOST: '127.0.0.1' });
+  t.match(env, { TENANT_ID: 'erin', PORT: String(w.agentPort), WORKSPACE: ws, EXTRA: 'yes', HOST: '127.0.0.1' });
   for (const k of ['WARM_POOL_SECRET', 'STATE_GET_URL', 'STATE_PUT_URL', 'BOT_TOKEN', 'AWS_SECRET_ACCESS_KEY']) t.notOk(k in env, `agent has no ${k}`);
+  t.notOk('TELEGRAM_BOT_TOKEN' in env, 'a zeroclaw-protocol agent never needs the bot token: it does not get it');
   t.match(w.output(), /no STATE_PUT_URL: state is kept only in the local workspace/);
   w.signal('SIGTERM');
   t.equal(await w.waitExit(), 0);
@@ -331,4 +342,62 @@ t.test('failures to start: bad config exits 2, an agent that dies before ready e
   t.not(await squatted.waitExit(), 0, 'the shim gives up');
   t.match(squatted.output(), /agent port 127\.0\.0\.1:\d+ is already taken by another process/);
   t.notMatch(squatted.output(), /"msg":"agent ready"/, 'never reported ready');
+});
+
+t.test('a tenant saved in the older single-brain.db form still restores, and is saved whole from then on', async (t) => {
+  const old = path.join(scratch, 'legacy.db');
+  const db = new Database(old);
+  db.exec("CREATE TABLE memories (id INTEGER PRIMARY KEY, text TEXT, at TEXT); INSERT INTO memories (text, at) VALUES ('a', 'x'), ('b', 'y');");
+  db.close();
+  await client.send(new PutObjectCommand({ Bucket: 'zeroclaw-tenant-state', Key: legacyStateKey('gina'), Body: readFileSync(old) }));
+  const urls = await presign('gina');
+  const g = await startShim({ TENANT_ID: 'gina', STATE_GET_URL: urls.getUrl, STATE_PUT_URL: urls.putUrl, STATE_LEGACY_GET_URL: urls.legacyGetUrl ?? '', WORKSPACE: path.join(scratch, 'gina') });
+  await waitReady(g);
+  t.match(g.output(), /"from":"legacy brain.db"[^\n]*state restored \(older single brain.db form\)/);
+  t.equal(await say(g, 'three'), 'You said: three (memories: 3)', 'the old memories are there');
+  g.signal('SIGTERM');
+  t.equal(await g.waitExit(), 0);
+  t.equal(await memoriesInS3('gina'), 3, 'saved as a whole-state archive');
+  assertNoSecrets(t, g);
+});
+
+t.test('a custom agent\'s whole state: every declared path, links left out, a size bound with a clear error', async (t) => {
+  const agent = fileURLToPath(new URL('../agent/reference-agent.ts', import.meta.url));
+  // The agent's cwd is its workspace: tsx by absolute URL.
+  const command = `exec "${process.execPath}" --import "${import.meta.resolve('tsx')}" "${agent}"`;
+  const urls = await presign('hank');
+  const ws1 = path.join(scratch, 'hank-1');
+  const env = { TENANT_ID: 'hank', AGENT_PROFILE: 'custom', AGENT_COMMAND: command, AGENT_STATE_PATHS: 'memory/brain.db,notes/,profile.json', STATE_GET_URL: urls.getUrl, STATE_PUT_URL: urls.putUrl, CHECKPOINT_INTERVAL_S: '0', STATE_MAX_BYTES: String(1024 * 1024) };
+  const a = await startShim({ ...env, WORKSPACE: ws1, WARM_POOL_SECRET: SECRET });
+  await waitReady(a);
+  await say(a, 'one');
+  mkdirSync(path.join(ws1, 'notes', 'deep'), { recursive: true });
+  writeFileSync(path.join(ws1, 'notes', 'deep', 'todo.md'), '- remember the milk\n');
+  writeFileSync(path.join(ws1, 'profile.json'), '{"name":"hank"}');
+  writeFileSync(path.join(ws1, 'not-state.txt'), 'left behind');
+  symlinkSync('/etc/passwd', path.join(ws1, 'notes', 'passwd'));
+  const ok = await http(a.port, '/checkpoint', { body: {}, auth: SECRET });
+  t.equal(ok.status, 200);
+  t.match(a.output(), /links and special files left out/);
+
+  writeFileSync(path.join(ws1, 'notes', 'big.bin'), randomBytes(2 * 1024 * 1024));
+  const tooBig = await http(a.port, '/checkpoint', { body: {}, auth: SECRET });
+  t.equal(tooBig.status, 502, 'a state above STATE_MAX_BYTES fails the checkpoint');
+  t.match(String(tooBig.json.error), /above the .*bound/i);
+  rmSync(path.join(ws1, 'notes', 'big.bin'));
+  a.signal('SIGTERM');
+  t.equal(await a.waitExit(), 0);
+
+  const saved = await stateInS3('hank');
+  t.equal(readFileSync(path.join(saved, 'notes', 'deep', 'todo.md'), 'utf8'), '- remember the milk\n');
+  t.equal(readFileSync(path.join(saved, 'profile.json'), 'utf8'), '{"name":"hank"}');
+  t.notOk(existsSync(path.join(saved, 'not-state.txt')), 'only the declared paths');
+  t.notOk(existsSync(path.join(saved, 'notes', 'passwd')), 'a symlink is never followed nor saved');
+
+  const ws2 = path.join(scratch, 'hank-2');
+  const b = await startShim({ ...env, WORKSPACE: ws2 });
+  await waitReady(b);
+  t.equal(await say(b, 'two'), 'You said: two (memories: 2)');
+  t.equal(readFileSync(path.join(ws2, 'notes', 'deep', 'todo.md'), 'utf8'), '- remember the milk\n', 'restored before the start');
+  b.kill();
 });

@@ -11,7 +11,7 @@ import path from 'node:path';
 import type { AgentSettings } from '../../lib/agent-profiles.js';
 import { RuntimeError } from '../../lib/errors.js';
 import {
-  ZEROCLAW_CACHE_EXCLUDES, ZEROCLAW_COMMAND_ARGS, ZEROCLAW_HEALTH_PATH, ZEROCLAW_STATE_PATHS, newZeroclawProbeToken, renderZeroclawConfig,
+  ZEROCLAW_CACHE_EXCLUDES, ZEROCLAW_COMMAND_ARGS, ZEROCLAW_HEALTH_PATH, ZEROCLAW_OVERRIDE_NAME, ZEROCLAW_STATE_PATHS, newZeroclawProbeToken, renderZeroclawConfig,
   zeroclawEnv, zeroclawReadinessProbe,
 } from '../zeroclaw/config.js';
 import { agentEnv, httpProbe, resolveExecutable } from './common.js';
@@ -45,7 +45,10 @@ export const zeroclawProfile: AgentProfile = {
     });
     await writeFile(path.join(ctx.stateRoot, 'config.toml'), toml, { mode: 0o600 });
     if (!llm) ctx.log.warn('no AGENT_LLM_BASE_URL/AGENT_LLM_MODEL: ZeroClaw will answer every message 503 needs_quickstart');
-    const env = agentEnv(ctx, { HOME: home, ZEROCLAW_CONFIG_DIR: ctx.stateRoot, ...zeroclawEnv({ ...(llm?.apiKey ? { apiKey: llm.apiKey } : {}) }) });
+    const env = agentEnv(ctx, { HOME: home, ZEROCLAW_CONFIG_DIR: ctx.stateRoot });
+    // ZeroClaw refuses to start on an override name that is no config path: only ours reach it.
+    for (const name of Object.keys(env)) if (ZEROCLAW_OVERRIDE_NAME.test(name)) delete env[name];
+    Object.assign(env, zeroclawEnv({ ...(llm?.apiKey ? { apiKey: llm.apiKey } : {}) }));
     const health = httpProbe(ctx.port, ZEROCLAW_HEALTH_PATH, `GET ${ZEROCLAW_HEALTH_PATH}`);
     const ready = zeroclawReadinessProbe;
     return {
