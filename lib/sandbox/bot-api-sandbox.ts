@@ -3,8 +3,8 @@
  * Telegram (`TELEGRAM_API_BASE=sandbox npm start`, then `ztm chat <tenant>`). It serves the methods
  * the platform calls (`/bot<token>/<method>`: bot-directory.ts) with Telegram's answers, and plays
  * the bots' users on `/sandbox/...` (sandbox-routes.ts): what a user writes becomes a real Update
- * delivered to the bot's webhook (webhook-delivery.ts); what the bot sends is kept per chat for
- * `ztm chat` to read (chat-history.ts).
+ * delivered to the bot's webhook (webhook-delivery.ts); what the bot sends, edits, deletes and
+ * its chat actions (typing) are kept per chat for `ztm chat` to read (chat-history.ts).
  *
  * Any token of Telegram's shape (BOT_TOKEN_PATTERN) is a known bot, registered on first use; other
  * paths under /bot answer 404 Not Found as Telegram does. It listens on loopback only and delivers
@@ -57,7 +57,9 @@ export class BotApiSandbox {
       loopbackWebhooksOnly: true,
       pendingUpdates: (bot) => this.delivery.pending(bot),
       onWebhookChange: (bot, change) => this.delivery.webhookChanged(bot, change),
-      onSent: (bot, message) => this.history.add(bot.user.id, message),
+      onChatEvent: (bot, event) => this.history.add(bot.user.id, event),
+      // Every user message is made here (sandbox-routes.ts), so unknown message ids are truly unknown.
+      knowsAllMessages: true,
     });
     this.delivery = new WebhookDelivery({
       directory: this.directory, log: o.log,

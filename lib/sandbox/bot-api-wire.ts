@@ -13,7 +13,10 @@ export interface BotApiAnswer {
   body: Record<string, unknown>;
 }
 
-export const BOT_API_METHODS = ['getMe', 'setWebhook', 'deleteWebhook', 'getWebhookInfo', 'sendMessage', 'getUpdates'] as const;
+export const BOT_API_METHODS = [
+  'getMe', 'setWebhook', 'deleteWebhook', 'getWebhookInfo', 'sendMessage', 'getUpdates',
+  'editMessageText', 'deleteMessage', 'sendChatAction', 'answerCallbackQuery', 'setMyCommands', 'getMyCommands', 'deleteMyCommands',
+] as const;
 export type BotApiMethod = (typeof BOT_API_METHODS)[number];
 
 /** The real API matches method names case-insensitively; callers record the canonical name. */

@@ -1,14 +1,23 @@
 /**
- * The bots a local Bot API server knows and what Telegram does for each method the platform calls:
- * getMe, setWebhook, deleteWebhook, getWebhookInfo, sendMessage, getUpdates. Pure state and rules,
- * no I/O: the sandbox (bot-api-sandbox.ts) and the test emulator serve HTTP around it.
+ * The bots a local Bot API server knows and what Telegram does for each method it serves: getMe,
+ * the webhook methods, getUpdates, the message methods (bot-messages.ts) and the command lists
+ * (bot-commands.ts). Pure state and rules, no I/O: the sandbox (bot-api-sandbox.ts) and the test
+ * emulator serve HTTP around it.
  *
- * Faithful where the platform depends on Telegram's behaviour: the status codes and descriptions,
- * webhook rules (http(s) URL, secret alphabet, max_connections, an empty url deletes), the secret
- * never revealed by getWebhookInfo, message text 1..4096 characters, per-chat message ids.
+ * Faithful where bots depend on Telegram's behaviour: the status codes and descriptions,
+ * webhook rules (http(s) URL, secret alphabet, max_connections, an empty url deletes,
+ * allowed_updates kept until changed), the secret never revealed by getWebhookInfo, message text
+ * rules and parse modes, per-chat message ids.
  */
 import { BOT_TOKEN_PATTERN } from '../validate.js';
-import { badRequest, fail, int, jsonValue, nowS, ok, str, type BotApiAnswer, type BotApiMethod, type BotApiParams } from './bot-api-wire.js';
+import { allowedUpdatesAfter, receives } from './allowed-updates.js';
+import { badRequest, fail, int, nowS, ok, str, type BotApiAnswer, type BotApiMethod, type BotApiParams } from './bot-api-wire.js';
+import { deleteMyCommands, getMyCommands, setMyCommands, type CommandLists } from './bot-commands.js';
+import { answerCallbackQuery, deleteMessage, editMessageText, sendChatAction, sendMessage, truthy, type MessageContext } from './bot-messages.js';
+import { MessageStore, type ChatEvent, type ChatMessage, type SentMessage } from './chat-messages.js';
+
+export type { ChatEvent, ChatMessage, SentMessage };
+export { MAX_MESSAGE_LENGTH } from './telegram-markup.js';
 
 export interface BotUser {
   id: number;
@@ -33,15 +42,12 @@ export interface KnownBot {
   lastError: { date: number; message: string } | undefined;
   /** Next message id per chat (Telegram numbers a private chat's messages in one sequence). */
   readonly nextMessageId: Map<number, number>;
-}
-
-/** What sendMessage answered: a Telegram Message. */
-export interface SentMessage {
-  message_id: number;
-  from: { id: number; is_bot: true; first_name: string; username: string };
-  chat: { id: number; type: 'private' | 'group' | 'supergroup' };
-  date: number;
-  text: string;
+  /** setWebhook's allowed_updates, kept by Telegram until changed (undefined: the default). */
+  allowedUpdates: string[] | undefined;
+  /** setMyCommands' lists by scope and language. */
+  readonly commands: CommandLists;
+  /** Messages of its chats, for edits, deletions and replies. */
+  readonly messages: MessageStore;
 }
 
 export interface BotDirectoryOptions {
@@ -55,14 +61,19 @@ export interface BotDirectoryOptions {
   pendingUpdates?: (bot: KnownBot) => number;
   /** After a webhook was set, changed or deleted; `dropPending` from drop_pending_updates. */
   onWebhookChange?: (bot: KnownBot, change: { dropPending: boolean }) => void;
-  /** After sendMessage succeeded. */
-  onSent?: (bot: KnownBot, message: SentMessage) => void;
+  /** After a message was sent, edited or deleted, or a chat action sent, in a chat of the bot. */
+  onChatEvent?: (bot: KnownBot, event: ChatEvent) => void;
+  /**
+   * Every user message reaches the bot through this server (the sandbox records them with
+   * `receive`), so replies to and deletions of unknown messages fail as on Telegram. Off for an
+   * emulator that is handed updates it did not make: unknown ids are then taken on trust.
+   */
+  knowsAllMessages?: boolean;
 }
 
 const SECRET_TOKEN = /^[A-Za-z0-9_-]{1,256}$/;
 const LOOSE_TOKEN = /^[0-9]{1,20}:[A-Za-z0-9_-]{1,200}$/;
 const LOOPBACK_HOST = /^(localhost|127(\.\d{1,3}){3}|\[::1\])$/;
-export const MAX_MESSAGE_LENGTH = 4096;
 
 /** True for localhost, 127.0.0.0/8 and [::1]: hosts a local Bot API server may post to. */
 export function isLoopbackHost(hostname: string): boolean {
@@ -81,7 +92,9 @@ export class BotDirectory {
       id, is_bot: true, first_name: info.first_name ?? 'Sandbox Bot', username: info.username ?? `sandbox_${id}_bot`,
       can_join_groups: true, can_read_all_group_messages: false, supports_inline_queries: false,
     };
-    const bot: KnownBot = { token, user, webhook: undefined, lastError: undefined, nextMessageId: new Map() };
+    const bot: KnownBot = {
+      token, user, webhook: undefined, lastError: undefined, nextMessageId: new Map(), allowedUpdates: undefined, commands: new Map(), messages: new MessageStore(),
+    };
     this.bots.set(token, bot);
     return bot;
   }
@@ -108,6 +121,16 @@ export class BotDirectory {
     return this.bots.values();
   }
 
+  /** A user's message as the server delivers it to the bot: kept so the bot can reply to it or delete it. */
+  receive(bot: KnownBot, message: ChatMessage): void {
+    bot.messages.put(message);
+  }
+
+  /** Whether the bot gets updates of `type` (e.g. "message") by its allowed_updates. */
+  receives(bot: KnownBot, type: string): boolean {
+    return receives(bot.allowedUpdates, type);
+  }
+
   /** Allocates the next message id of a chat (shared by the user's and the bot's messages). */
   nextMessageId(bot: KnownBot, chatId: number): number {
     const id = (bot.nextMessageId.get(chatId) ?? 0) + 1;
@@ -126,7 +149,14 @@ export class BotDirectory {
       case 'setWebhook': return this.setWebhook(bot, p);
       case 'deleteWebhook': return this.deleteWebhook(bot, p);
       case 'getWebhookInfo': return ok(this.webhookInfo(bot));
-      case 'sendMessage': return this.sendMessage(bot, p);
+      case 'sendMessage': return sendMessage(this.context(bot), p);
+      case 'editMessageText': return editMessageText(this.context(bot), p);
+      case 'deleteMessage': return deleteMessage(this.context(bot), p);
+      case 'sendChatAction': return sendChatAction(this.context(bot), p);
+      case 'answerCallbackQuery': return answerCallbackQuery(p);
+      case 'setMyCommands': return setMyCommands(bot.commands, p);
+      case 'getMyCommands': return getMyCommands(bot.commands, p);
+      case 'deleteMyCommands': return deleteMyCommands(bot.commands, p);
       case 'getUpdates':
         return bot.webhook
           ? fail(409, "Conflict: can't use getUpdates method while webhook is active; use deleteWebhook to delete the webhook first")
@@ -175,13 +205,12 @@ export class BotDirectory {
     const maxConn = p.max_connections === undefined ? 40 : int(p.max_connections);
     // Stricter than strictly known of Telegram: an out-of-range value is a caller bug worth surfacing.
     if (maxConn === undefined || maxConn < 1 || maxConn > 100) return badRequest('max_connections must be between 1 and 100');
-    const allowed = p.allowed_updates === undefined ? undefined : jsonValue(p.allowed_updates);
-    if (p.allowed_updates !== undefined && !(Array.isArray(allowed) && allowed.every((u) => typeof u === 'string'))) {
-      return badRequest("can't parse allowed updates");
-    }
+    // Like Telegram: a value it cannot use is ignored, and no value keeps the previous setting.
+    const allowed = allowedUpdatesAfter(p.allowed_updates, bot.allowedUpdates);
+    bot.allowedUpdates = allowed;
     const hook: StoredWebhook = { url, max_connections: maxConn };
     if (secret) hook.secret_token = secret;
-    if (allowed) hook.allowed_updates = allowed as string[];
+    if (allowed) hook.allowed_updates = allowed;
     const same = JSON.stringify(bot.webhook) === JSON.stringify(hook);
     if (!same) bot.lastError = undefined;
     bot.webhook = hook;
@@ -189,21 +218,11 @@ export class BotDirectory {
     return ok(true, same ? 'Webhook is already set' : 'Webhook was set');
   }
 
-  private sendMessage(bot: KnownBot, p: BotApiParams): BotApiAnswer {
-    if (p.chat_id === undefined || p.chat_id === '') return badRequest('chat_id is empty');
-    const chatId = int(p.chat_id);
-    if (chatId === undefined || chatId === 0) return badRequest('chat not found'); // e.g. an @channel it has never seen
-    const text = str(p.text) ?? '';
-    if (text.trim() === '') return badRequest('message text is empty');
-    if (text.length > MAX_MESSAGE_LENGTH) return badRequest('message is too long');
-    const type = chatId > 0 ? 'private' : String(chatId).startsWith('-100') ? 'supergroup' : 'group';
-    const { id, is_bot, first_name, username } = bot.user;
-    const message: SentMessage = {
-      message_id: this.nextMessageId(bot, chatId), from: { id, is_bot, first_name, username }, chat: { id: chatId, type }, date: nowS(), text,
+  private context(bot: KnownBot): MessageContext {
+    return {
+      bot, store: bot.messages, knowsAllMessages: this.opts.knowsAllMessages ?? false,
+      nextMessageId: (chatId) => this.nextMessageId(bot, chatId),
+      emit: (event) => this.opts.onChatEvent?.(bot, event),
     };
-    this.opts.onSent?.(bot, message);
-    return ok(message);
   }
 }
-
-const truthy = (v: unknown): boolean => v === true || v === 'true' || v === '1' || v === 1;

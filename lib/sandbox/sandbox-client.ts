@@ -1,11 +1,13 @@
 /**
  * Client of the sandbox's user routes (sandbox-routes.ts), for `ztm chat` and the tests: look a bot
- * up by its public id, write to it as a user, read what it sent to a chat (long-poll).
+ * up by its public id, write to it as a user, read what it sent to a chat or what it did there
+ * (sent, edited, deleted, typing), both by long-poll.
  */
 import { Agent, request } from 'undici';
 import { SandboxError } from '../errors.js';
 import { redactSecrets } from '../redact.js';
-import type { SentMessage } from './bot-directory.js';
+import type { SentMessage } from './chat-messages.js';
+import type { HistoryEvent } from './chat-history.js';
 
 export interface SandboxBotInfo {
   bot_id: number;
@@ -36,8 +38,11 @@ export class SandboxClient {
     return this.call<SandboxBotInfo>('GET', `/sandbox/bots/${botId}`);
   }
 
-  /** Writes `text` to the bot as the user `chatId`; resolves once the Update is queued. */
-  send(botId: number, chatId: number, text: string, from?: { first_name?: string; username?: string }): Promise<{ update_id: number; message_id: number }> {
+  /**
+   * Writes `text` to the bot as the user `chatId`; resolves once the Update is queued, with `seq`,
+   * the chat's last event before it (what the bot does about it comes after).
+   */
+  send(botId: number, chatId: number, text: string, from?: { first_name?: string; username?: string }): Promise<{ update_id: number; message_id: number; seq: number }> {
     return this.call('POST', `/sandbox/bots/${botId}/messages`, { chat_id: chatId, text, ...(from ? { from } : {}) });
   }
 
@@ -45,6 +50,12 @@ export class SandboxClient {
   messages(botId: number, chatId: number, o: { after: number; timeoutS: number; signal?: AbortSignal }): Promise<SentMessage[]> {
     const query = new URLSearchParams({ chat_id: String(chatId), after: String(o.after), timeout: String(o.timeoutS) });
     return this.call('GET', `/sandbox/bots/${botId}/messages?${query}`, undefined, o.timeoutS * 1000 + this.timeoutMs, o.signal);
+  }
+
+  /** What the bot did in the chat after event `after`, waiting up to `timeoutS` (max 30) for the first. */
+  events(botId: number, chatId: number, o: { after: number; timeoutS: number; signal?: AbortSignal }): Promise<HistoryEvent[]> {
+    const query = new URLSearchParams({ chat_id: String(chatId), after: String(o.after), timeout: String(o.timeoutS) });
+    return this.call('GET', `/sandbox/bots/${botId}/events?${query}`, undefined, o.timeoutS * 1000 + this.timeoutMs, o.signal);
   }
 
   async close(): Promise<void> {

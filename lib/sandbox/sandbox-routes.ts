@@ -4,9 +4,14 @@
  *
  *   GET  /sandbox/bots/<botId>                 is the bot known, its webhook url (never the secret)
  *   POST /sandbox/bots/<botId>/messages        {chat_id, text, from?}: a user writes to the bot;
- *        202 {update_id, message_id} once the Update is queued for the webhook, 409 without one
+ *        202 {update_id, message_id, seq} once the Update is queued for the webhook (seq: the chat's
+ *        last event so far); 409 without a webhook, or when its allowed_updates exclude "message"
  *   GET  /sandbox/bots/<botId>/messages?chat_id=N&after=<message_id>&timeout=<s, max 30>
- *        what the bot sent to that chat after `after`, long-polling up to `timeout` for the first
+ *        what the bot sent to that chat after `after` (as edited since), long-polling up to
+ *        `timeout` for the first
+ *   GET  /sandbox/bots/<botId>/events?chat_id=N&after=<seq>&timeout=<s, max 30>
+ *        what the bot did in that chat after event `after`: {seq, date, type: message | edited |
+ *        deleted | chat_action, ...}, long-polling like /messages
  *
  * Every input is validated (400 with a one-line description); answers use the Bot API's shapes.
  */
@@ -22,7 +27,7 @@ export const SANDBOX_MAX_POLL_S = 30;
 const MAX_BODY = 64 * 1024;
 /** Telegram's user ids fit in 52 bits. */
 const MAX_USER_ID = 2 ** 52;
-const ROUTE = /^\/sandbox\/bots\/([^/]*)(\/messages)?\/?$/;
+const ROUTE = /^\/sandbox\/bots\/([^/]*)(\/messages|\/events)?\/?$/;
 const BOT_ID = /^[0-9]{1,20}$/;
 const USERNAME = /^[A-Za-z0-9_]{1,32}$/;
 
@@ -53,15 +58,15 @@ export class SandboxRoutes {
     const rawId = match[1] ?? '';
     if (!BOT_ID.test(rawId)) return this.answer(req, res, badRequest('bot id must be the digits before ":" in the bot token'));
     const botId = Number(rawId);
-    const messages = match[2] !== undefined;
-    const allowed = messages ? ['GET', 'POST'] : ['GET'];
+    const sub = match[2];
+    const allowed = sub === '/messages' ? ['GET', 'POST'] : ['GET'];
     if (!allowed.includes(req.method ?? '')) {
       res.setHeader('allow', allowed.join(', '));
       return this.answer(req, res, fail(405, 'Method Not Allowed'));
     }
-    if (!messages) return this.answer(req, res, ok(this.describe(botId)));
+    if (sub === undefined) return this.answer(req, res, ok(this.describe(botId)));
     if (req.method === 'POST') return sendAnswer(res, await this.userWrites(req, botId));
-    return sendAnswer(res, await this.botMessages(req, res, url.searchParams, botId));
+    return sendAnswer(res, await this.botActivity(req, res, url.searchParams, botId, sub === '/events'));
   }
 
   private answer(req: IncomingMessage, res: ServerResponse, answer: BotApiAnswer): void {
@@ -100,30 +105,37 @@ export class SandboxRoutes {
     const bot = this.o.directory.byId(botId);
     if (!bot) return fail(404, `Not Found: no bot with id ${botId} has called the sandbox yet`);
     if (!bot.webhook) return fail(409, `Conflict: bot ${botId} has no webhook set: register it (ztm webhook register <tenant>)`);
+    // Telegram would not deliver it: say so rather than let the user wait for an answer.
+    if (!this.o.directory.receives(bot, 'message')) {
+      return fail(409, `Conflict: bot ${botId} does not receive "message" updates: its webhook's allowed_updates are ${JSON.stringify(bot.allowedUpdates)}`);
+    }
+    const seq = this.o.history.lastSeq(botId, chatId);
     const update = this.updateFor(bot, from, text);
     if (!this.o.delivery.enqueue(bot, update)) {
       return fail(429, `Too Many Requests: too many updates are pending for bot ${botId}`, { retry_after: 1 });
     }
+    this.o.directory.receive(bot, update.message);
     this.o.log?.debug({ bot_id: botId, chat_id: chatId, update_id: update.update_id }, 'sandbox: user message queued');
-    return { status: 202, body: { ok: true, result: { update_id: update.update_id, message_id: update.message.message_id } } };
+    return { status: 202, body: { ok: true, result: { update_id: update.update_id, message_id: update.message.message_id, seq } } };
   }
 
-  private async botMessages(req: IncomingMessage, res: ServerResponse, query: URLSearchParams, botId: number): Promise<BotApiAnswer> {
+  /** GET /messages (by message id) or /events (by seq): the same parameters, long-polled alike. */
+  private async botActivity(req: IncomingMessage, res: ServerResponse, query: URLSearchParams, botId: number, events: boolean): Promise<BotApiAnswer> {
     req.resume();
     const unknown = [...query.keys()].find((k) => !['chat_id', 'after', 'timeout'].includes(k));
     if (unknown !== undefined) return badRequest(`unknown parameter ${JSON.stringify(unknown.slice(0, 40))}: expected chat_id, after, timeout`);
     const chatId = positiveId(query.get('chat_id') ?? undefined);
     if (chatId === undefined) return badRequest(`chat_id must be a whole number from 1 to ${MAX_USER_ID}`);
     const after = query.has('after') ? int(query.get('after')) : 0;
-    if (after === undefined || after < 0) return badRequest('after must be a message_id: a whole number, 0 or more');
+    if (after === undefined || after < 0) return badRequest(`after must be ${events ? 'an event seq' : 'a message_id'}: a whole number, 0 or more`);
     const timeout = query.has('timeout') ? int(query.get('timeout')) : 0;
     if (timeout === undefined || timeout < 0 || timeout > SANDBOX_MAX_POLL_S) return badRequest(`timeout must be a whole number of seconds from 0 to ${SANDBOX_MAX_POLL_S}`);
     if (!this.o.directory.byId(botId)) return fail(404, `Not Found: no bot with id ${botId} has called the sandbox yet`);
     // A client that goes away ends its wait, so abandoned long-polls hold nothing.
     const gone = new AbortController();
     res.once('close', () => gone.abort());
-    const messages = await this.o.history.wait(botId, chatId, after, timeout * 1000, gone.signal);
-    return ok(messages);
+    const ms = timeout * 1000;
+    return ok(await (events ? this.o.history.waitEvents(botId, chatId, after, ms, gone.signal) : this.o.history.wait(botId, chatId, after, ms, gone.signal)));
   }
 
   private updateFor(bot: KnownBot, from: SandboxUser, text: string) {
