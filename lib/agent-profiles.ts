@@ -169,7 +169,8 @@ export const AGENT_LLM_API_KEY_VAR = 'AGENT_LLM_API_KEY';
  * `secret` only through a Secret (Kubernetes) or the child's own environment (local runtime).
  */
 export function agentSettingsEnv(s: AgentSettings): { plain: Record<string, string>; secret: Record<string, string> } {
-  const plain: Record<string, string> = { AGENT_PROFILE: s.profile, AGENT_PORT: String(s.port) };
+  // AGENT_PORT is the runtime's to set (a pod's fixed port, or a free one per local shim).
+  const plain: Record<string, string> = { AGENT_PROFILE: s.profile };
   if (s.profile === 'custom') {
     plain.AGENT_PROTOCOL = s.protocol;
     plain.AGENT_HEALTH_PATH = s.healthPath;

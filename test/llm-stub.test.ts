@@ -222,3 +222,12 @@ t.test('main: a bad LLM_STUB_PORT exits 2; a port in use exits 1 with a reason',
   t.same(await busy.exited, { code: 1, signal: null });
   t.match(busy.err(), new RegExp(`port ${port} is in use`));
 });
+
+t.test('the user turns and the typed text, without what OpenClaw and ZeroClaw wrap around them', async (t) => {
+  const openclawTurn = '[Tue 2026-12-01 09:05 UTC] Conversation info: \u27e6openclaw:ctx\u27e7\n```json\n{"sender":{"id":"555"}}\n```\n\nhello, remember banana\n\nRuntime: agent=main | model=platform/stub-model';
+  const internal = [{ type: 'text', text: '<<<BEGIN_OPENCLAW_INTERNAL_CONTEXT>>>\nConversation data\n<<<END_OPENCLAW_INTERNAL_CONTEXT>>>' }];
+  t.equal(stubReply([{ role: 'system', content: 'x' }, { role: 'user', content: openclawTurn }, { role: 'user', content: internal }]),
+    'stub reply: user turns 1; last: "hello, remember banana"', 'internal context is no turn; the wrapping is stripped');
+  t.equal(stubReply([{ role: 'user', content: '[Memory context]\n- earlier\n[/Memory context]\n\n[2026-12-01 10:00:00 UTC] hi there' }]),
+    'stub reply: user turns 1; last: "hi there"', 'ZeroClaw\'s recalled memory and time prefix are stripped');
+});

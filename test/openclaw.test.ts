@@ -98,7 +98,8 @@ t.teardown(async () => {
   if (dataDir) rmSync(dataDir, { recursive: true, force: true });
 });
 
-let turnsBeforeSleep = 0;
+/** User turns OpenClaw sent with its latest prompt: all DMs of a bot share its main session. */
+let lastTurns = 0;
 
 t.test('a first message wakes OpenClaw and is answered; a second is answered with the history', async (t) => {
   const created = await ztm(['tenant', 'create', 'alice', TOKEN]);
@@ -118,7 +119,7 @@ t.test('a first message wakes OpenClaw and is answered; a second is answered wit
   t.notMatch(second.stdout, STARTING_UP_TEXT, 'awake: no notice');
   t.match(answer, /which word did I ask you to remember\?"$/);
   t.equal(userTurns(answer), turns1 + 1, 'OpenClaw sent the first turn along: the history is kept');
-  turnsBeforeSleep = userTurns(answer);
+  lastTurns = userTurns(answer);
   for (const r of [created, first, second]) t.notMatch(r.stdout + r.stderr, TOKEN_SECRET, 'no token in ztm output');
 });
 
@@ -162,6 +163,9 @@ t.test('a repeated update_id is answered once (at the ingress, and at OpenClaw i
   t.match(texts[0], /once through the ingress"$/);
   t.match(texts[1], /twice at the agent"$/);
   t.equal(completions() - before, 2, 'the LLM was asked once per update');
+  t.equal(userTurns(texts[0]), lastTurns + 1, 'this chat joins the same session');
+  t.equal(userTurns(texts[1]), lastTurns + 2);
+  lastTurns = userTurns(texts[1]);
 });
 
 t.test('ztm tenant sleep, then the next message: woken again, the history intact', async (t) => {
@@ -175,7 +179,7 @@ t.test('ztm tenant sleep, then the next message: woken again, the history intact
   t.equal(lines[0], `alice> ${STARTING_UP_TEXT}`, 'woken again: the notice once');
   const answer = lines.at(-1);
   t.match(answer, /still there after the nap\?"$/);
-  t.equal(userTurns(answer), turnsBeforeSleep + 1, 'the transcript came back from the checkpoint: every earlier turn of this chat is in the prompt');
+  t.equal(userTurns(answer), lastTurns + 1, 'the transcript came back from the checkpoint: every earlier turn is in the prompt');
   t.same([...new Set(advertisedWebhooks())], [`${ingressUrl}/tg/alice`], 'the second start registered the platform\'s webhook too');
 });
 

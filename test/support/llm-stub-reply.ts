@@ -37,10 +37,29 @@ export function quote(text: string, max = QUOTE_MAX): string {
   return flat.length <= max ? flat : `…${flat.slice(flat.length - (max - 1))}`;
 }
 
+/**
+ * OpenClaw adds a synthetic user message of internal context after the real one
+ * (`<<<BEGIN_OPENCLAW_INTERNAL_CONTEXT>>>…`): not a turn of the person chatting.
+ */
+const INTERNAL_CONTEXT = /^\s*<<<BEGIN_[A-Z_]*INTERNAL_CONTEXT>>>/;
+
+/**
+ * What the person typed, without what an agent wrapped it in: OpenClaw puts
+ * `[<time>] Conversation info: ⟦openclaw:ctx⟧` and a ```json block before it and a `Runtime: …`
+ * line after it; ZeroClaw a `[Memory context]…[/Memory context]` block and a `[<time>] ` prefix.
+ */
+export function typedText(text: string): string {
+  let t = text.replace(/\[Memory context\][\s\S]*?\[\/Memory context\]\s*/g, '');
+  t = t.replace(/^\s*\[[^\]\n]{1,60}\]\s*Conversation info:[^\n]*\n```json\n[\s\S]*?\n```\s*/, '');
+  t = t.replace(/\n\nRuntime: [^\n]*$/, '');
+  t = t.replace(/^\s*\[[^\]\n]{1,60}\]\s+/, '');
+  return t.trim();
+}
+
 export function stubReply(messages: readonly StubMessage[]): string {
-  const users = messages.filter((m) => m.role === 'user');
+  const users = messages.filter((m) => m.role === 'user' && !INTERNAL_CONTEXT.test(contentText(m.content)));
   const last = users.at(-1);
-  return `stub reply: user turns ${users.length}; last: ${JSON.stringify(last ? quote(contentText(last.content)) : '')}`;
+  return `stub reply: user turns ${users.length}; last: ${JSON.stringify(last ? quote(typedText(contentText(last.content))) : '')}`;
 }
 
 /** A rough token count (4 characters a token), enough for usage fields. */
