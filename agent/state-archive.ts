@@ -64,6 +64,8 @@ export type StateFormat = 'archive' | 'sqlite' | 'empty' | 'unknown';
 
 const DEFAULT_MAX_ENTRIES = 100_000;
 const FORMAT = 'ztm-state-archive/1';
+/** The shim's setting for maxBytes (agent/shim-config.ts), named in the error an operator sees. */
+const BOUND_SETTING = 'STATE_MAX_BYTES';
 
 /** The AGENT_STATE_PATHS form: `a/brain.db,dir:workspace/,file:config.toml`; errors name `name`. */
 export function parseStatePaths(spec: string, name: string): StatePath[] {
@@ -117,7 +119,7 @@ export async function packState(o: PackOptions): Promise<PackResult> {
     if (root !== undefined) for (const sp of paths) await packer.packPath(sp);
     if (packer.over) {
       throw new StateTooLargeError(packer.rawBytes, o.maxBytes, 'bytes',
-        `state is ${formatBytes(packer.rawBytes)}, above the ${formatBytes(o.maxBytes)} bound`);
+        `state is ${formatBytes(packer.rawBytes)}, above the ${formatBytes(o.maxBytes)} bound (${BOUND_SETTING})`);
     }
     const entries = packer.entries.sort((a, b) => (a.rel < b.rel ? -1 : a.rel > b.rel ? 1 : 0));
     await writeTar(packer.c.tree, entries.map((e) => e.rel), file);
@@ -228,7 +230,7 @@ async function extract(file: string, staging: string, paths: readonly StatePath[
       rawBytes += entry.size;
       if (rawBytes > maxBytes) {
         throw new StateTooLargeError(rawBytes, maxBytes, 'bytes',
-          `state archive holds at least ${formatBytes(rawBytes)}, above the ${formatBytes(maxBytes)} bound`);
+          `state archive holds at least ${formatBytes(rawBytes)}, above the ${formatBytes(maxBytes)} bound (${BOUND_SETTING})`);
       }
       extracted++;
       writes.push(writeEntry(entry, path.join(staging, rel), stop.signal).catch((err: unknown) => {
