@@ -37,10 +37,17 @@ export class Checkpointer {
   private readonly options: CheckpointerOptions;
   /** Content hash of the state S3 is known to hold: skip uploads of the same state. */
   private lastUploaded: string | undefined;
+  /** S3 holds a state of this tenant (restored, or uploaded): an emptied state must replace it. */
+  private s3HasState = false;
   private queue: Promise<unknown> = Promise.resolve();
 
   constructor(options: CheckpointerOptions) {
     this.options = options;
+  }
+
+  /** The restore found a saved state: from now on even an empty state is uploaded over it. */
+  markRestored(): void {
+    this.s3HasState = true;
   }
 
   /** Queues a checkpoint behind any running one; `reason` only goes to the log. */
@@ -63,7 +70,7 @@ export class Checkpointer {
     });
     try {
       if (packed.skipped.length > 0) log.warn({ reason, skipped: packed.skipped.slice(0, 20), count: packed.skipped.length }, 'checkpoint: links and special files left out');
-      if (packed.entries === 0) {
+      if (packed.entries === 0 && !this.s3HasState) {
         log.debug({ reason }, 'checkpoint: the agent has no state yet, nothing to save');
         return { uploaded: false, bytes: 0, sha256: null, entries: 0 };
       }
@@ -79,6 +86,7 @@ export class Checkpointer {
       }
       await uploadState(putUrl, packed.file, this.options.transfer);
       this.lastUploaded = packed.contentSha256;
+      this.s3HasState = true;
       log.info(facts, 'checkpoint saved');
       return { uploaded: true, bytes: packed.bytes, sha256: packed.contentSha256, entries: packed.entries };
     } finally {

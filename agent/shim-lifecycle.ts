@@ -212,6 +212,7 @@ export class Shim implements ShimHandlers {
     try {
       const format = await detectStateFormat(staged);
       if (format === 'archive') {
+        this.checkpointer?.markRestored();
         const out = await unpackState(staged, { root, paths, excludes: this.profile.stateExcludes, scratchDir: this.scratchDir, maxBytes: this.config.stateMaxBytes });
         this.log.info({ from, bytes: got.bytes, entries: out.entries, raw_bytes: out.rawBytes, ms: Date.now() - t0 }, 'state restored');
         return;
@@ -228,6 +229,7 @@ export class Shim implements ShimHandlers {
       await mkdir(path.dirname(dbPath), { recursive: true });
       await Promise.all(['-wal', '-shm'].map((suffix) => rm(`${dbPath}${suffix}`, { force: true })));
       await rename(staged, dbPath);
+      this.checkpointer?.markRestored();
       this.log.info({ from, bytes: got.bytes, path: target, ms: Date.now() - t0 }, 'state restored (older single brain.db form)');
     } finally {
       await rm(staged, { force: true });
