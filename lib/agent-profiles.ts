@@ -115,9 +115,15 @@ function llmSettings(env: Env): AgentLlmSettings | undefined {
   return { baseUrl, model, apiKey };
 }
 
-/** AGENT_PROFILE and what goes with it; ConfigError on the first bad variable. */
-export function loadAgentSettings(env: Env): AgentSettings {
-  const rawProfile = str(env, 'AGENT_PROFILE') ?? 'reference';
+/**
+ * AGENT_PROFILE and what goes with it; ConfigError on the first bad variable. `requireCommand`:
+ * where the agent is started (the shim, the local runtime) a custom agent needs AGENT_COMMAND; the
+ * services of a Kubernetes platform only need its protocol (the tenant image may bring the command).
+ */
+export function loadAgentSettings(env: Env, options: { requireCommand?: boolean } = {}): AgentSettings {
+  const requireCommand = options.requireCommand ?? true;
+  const givenProfile = str(env, 'AGENT_PROFILE');
+  const rawProfile = givenProfile ?? 'reference';
   if (!(AGENT_PROFILE_NAMES as readonly string[]).includes(rawProfile)) {
     throw new ConfigError('AGENT_PROFILE', `must be one of ${AGENT_PROFILE_NAMES.join('|')}, got ${JSON.stringify(rawProfile.slice(0, 30))}`);
   }
@@ -127,16 +133,17 @@ export function loadAgentSettings(env: Env): AgentSettings {
   if (rawProtocol !== undefined && rawProtocol !== 'zeroclaw' && rawProtocol !== 'telegram') {
     throw new ConfigError('AGENT_PROTOCOL', `must be one of zeroclaw|telegram, got ${JSON.stringify(rawProtocol.slice(0, 30))}`);
   }
-  if (rawProtocol !== undefined && profile !== 'custom' && rawProtocol !== facts.protocol) {
+  if (rawProtocol !== undefined && givenProfile !== undefined && profile !== 'custom' && rawProtocol !== facts.protocol) {
     throw new ConfigError('AGENT_PROTOCOL', `the ${profile} profile speaks ${facts.protocol}; leave AGENT_PROTOCOL unset (or use AGENT_PROFILE=custom)`);
   }
   const command = str(env, 'AGENT_COMMAND');
   if (command !== undefined && profile !== 'custom' && profile !== 'reference') {
     throw new ConfigError('AGENT_COMMAND', `is for AGENT_PROFILE=custom; the ${profile} profile starts its own agent`);
   }
-  // AGENT_COMMAND alone keeps meaning what it always meant: a custom agent.
-  const effective: AgentProfileName = profile === 'reference' && command !== undefined ? 'custom' : profile;
-  if (effective === 'custom' && command === undefined) throw new ConfigError('AGENT_COMMAND', 'is required with AGENT_PROFILE=custom');
+  // AGENT_COMMAND or AGENT_PROTOCOL without a profile keep meaning what they meant before
+  // profiles: a custom agent.
+  const effective: AgentProfileName = givenProfile === undefined && (command !== undefined || rawProtocol !== undefined) ? 'custom' : profile;
+  if (effective === 'custom' && command === undefined && requireCommand) throw new ConfigError('AGENT_COMMAND', 'is required with AGENT_PROFILE=custom');
   const healthPath = str(env, 'AGENT_HEALTH_PATH') ?? '/health';
   if (!HEALTH_PATH.test(healthPath)) throw new ConfigError('AGENT_HEALTH_PATH', 'must be a URL path starting with /');
   const statePaths = str(env, 'AGENT_STATE_PATHS');

@@ -218,7 +218,7 @@ export function loadConfig(env: Env): Config {
     if (!webhookSecret) throw new ConfigError('WEBHOOK_SECRET', 'is required when RUNTIME=kubernetes');
     if (!warmPoolSecret) throw new ConfigError('WARM_POOL_SECRET', 'is required when RUNTIME=kubernetes');
   }
-  const agent = loadAgentSettings(env);
+  const agent = loadAgentSettings(env, { requireCommand: runtime === 'local' });
   const telegramBase = telegramApiBase(env);
   const routerPublicUrl = httpUrl(env, 'ROUTER_PUBLIC_URL');
   if (PROFILE_FACTS[agent.profile].registersOwnWebhook && routerPublicUrl === undefined && telegramBase !== TELEGRAM_SANDBOX) {

@@ -76,6 +76,7 @@ t.test('good values are taken', async (t) => {
     TELEGRAM_API_BASE: 'http://127.0.0.1:9999/',
     ROUTER_PUBLIC_URL: 'https://router.example.com',
     AGENT_PROTOCOL: 'telegram',
+    AGENT_COMMAND: 'exec my-agent --port "$PORT"',
     DATA_DIR: '/tmp/ztm-data',
     LOG_LEVEL: 'debug',
     WEBHOOK_SECRET,
@@ -90,6 +91,7 @@ t.test('good values are taken', async (t) => {
   t.equal(c.telegramApiBase, 'http://127.0.0.1:9999', 'trailing slash dropped');
   t.equal(c.routerPublicUrl, 'https://router.example.com');
   t.equal(c.agentProtocol, 'telegram');
+  t.equal(c.agent.profile, 'custom', 'AGENT_COMMAND without a profile: a custom agent, as before profiles');
   t.equal(c.dataDir, '/tmp/ztm-data');
   t.equal(c.logLevel, 'debug');
   t.equal(c.webhookSecret, WEBHOOK_SECRET);
@@ -238,4 +240,50 @@ t.test('a service with a bad variable exits 2 with one stderr line', async (t) =
   t.ok(stderr.endsWith('\n'), 'line is terminated');
   t.match(lines[0] ?? '', /^janitor: configuration error: INGRESS_PORT: must be a whole number from 0 to 65535/);
   t.equal(stdout, '', 'nothing on stdout');
+});
+
+t.test('agent profiles: protocol, port, model provider, resources, and what each refuses', async (t) => {
+  const base = { WEBHOOK_SECRET };
+  const ref = loadConfig(base);
+  t.match(ref.agent, { profile: 'reference', protocol: 'zeroclaw', port: 42617, llm: undefined });
+  t.same(ref.agentPodResources.limits, { cpu: '500m', memory: '256Mi' });
+
+  const oc = loadConfig({ ...base, AGENT_PROFILE: 'openclaw', ROUTER_PUBLIC_URL: 'https://bots.example', AGENT_LLM_BASE_URL: 'http://127.0.0.1:4000/v1/', AGENT_LLM_MODEL: 'stub-model', AGENT_LLM_API_KEY: 'sk-123' });
+  t.match(oc.agent, { profile: 'openclaw', protocol: 'telegram', port: 8787, llm: { baseUrl: 'http://127.0.0.1:4000/v1', model: 'stub-model', apiKey: 'sk-123' }, node: 'node', openclawBin: 'openclaw' });
+  t.equal(oc.agentProtocol, 'telegram', 'the forwarder speaks the profile\'s protocol');
+  t.same(oc.agentPodResources.requests, { cpu: '500m', memory: '1280Mi' });
+
+  const zc = loadConfig({ ...base, AGENT_PROFILE: 'zeroclaw', ZEROCLAW_BIN: '/opt/zeroclaw', AGENT_POD_RESOURCES: '{"requests":{"cpu":"1"},"limits":{"memory":"1Gi"}}' });
+  t.match(zc.agent, { profile: 'zeroclaw', protocol: 'zeroclaw', zeroclawBin: '/opt/zeroclaw', llm: undefined });
+  t.same(zc.agentPodResources, { requests: { cpu: '1' }, limits: { memory: '1Gi' } });
+
+  const k8sCustom = loadConfig({ ...base, RUNTIME: 'kubernetes', WARM_POOL_SECRET: 'p'.repeat(20), AGENT_PROTOCOL: 'telegram' });
+  t.match(k8sCustom.agent, { profile: 'custom', protocol: 'telegram' }, 'kubernetes services need only the protocol of a custom agent');
+
+  const bad: Array<[Record<string, string>, string, RegExp]> = [
+    [{ AGENT_PROFILE: 'hermes' }, 'AGENT_PROFILE', /one of reference\|zeroclaw\|openclaw\|custom/],
+    [{ AGENT_PROFILE: 'openclaw', ROUTER_PUBLIC_URL: 'https://x.example' }, 'AGENT_LLM_BASE_URL', /needs a model/],
+    [{ AGENT_PROFILE: 'openclaw', AGENT_LLM_BASE_URL: 'http://llm/v1', AGENT_LLM_MODEL: 'm' }, 'ROUTER_PUBLIC_URL', /registers the bot's webhook/],
+    [{ AGENT_PROFILE: 'zeroclaw', AGENT_PROTOCOL: 'telegram' }, 'AGENT_PROTOCOL', /speaks zeroclaw/],
+    [{ AGENT_PROFILE: 'zeroclaw', AGENT_COMMAND: 'x' }, 'AGENT_COMMAND', /is for AGENT_PROFILE=custom/],
+    [{ AGENT_PROFILE: 'custom' }, 'AGENT_COMMAND', /is required/],
+    [{ AGENT_STATE_PATHS: 'x/' }, 'AGENT_STATE_PATHS', /is for AGENT_PROFILE=custom/],
+    [{ AGENT_LLM_MODEL: 'm' }, 'AGENT_LLM_BASE_URL', /required when AGENT_LLM_MODEL/],
+    [{ AGENT_LLM_API_KEY: 'sk-1' }, 'AGENT_LLM_BASE_URL', /required when AGENT_LLM_API_KEY/],
+    [{ AGENT_LLM_BASE_URL: 'http://user:pw@llm/v1', AGENT_LLM_MODEL: 'm' }, 'AGENT_LLM_BASE_URL', /must not carry credentials/],
+    [{ AGENT_LLM_BASE_URL: 'ftp://llm', AGENT_LLM_MODEL: 'm' }, 'AGENT_LLM_BASE_URL', /http\(s\)/],
+    [{ AGENT_POD_RESOURCES: '{"limits":{"memory":"lots"}}' }, 'AGENT_POD_RESOURCES', /quantity/],
+    [{ AGENT_POD_RESOURCES: 'nope' }, 'AGENT_POD_RESOURCES', /must be JSON/],
+    [{ STATE_MAX_BYTES: '10' }, 'STATE_MAX_BYTES', /whole number/],
+  ];
+  for (const [env, variable, message] of bad) {
+    t.throws(() => loadConfig({ ...base, ...env }), { code: 'E_CONFIG', variable, message }, `${JSON.stringify(env)} → ${variable}`);
+  }
+  // A secret is never echoed in the error.
+  try {
+    loadConfig({ ...base, AGENT_LLM_API_KEY: 'sk-secret value' , AGENT_LLM_BASE_URL: 'http://llm/v1', AGENT_LLM_MODEL: 'm' });
+    t.fail('a key with a space is refused');
+  } catch (err) {
+    t.notMatch((err as Error).message, 'sk-secret');
+  }
 });
