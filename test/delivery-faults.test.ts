@@ -2,7 +2,9 @@
  * Faults on the message path, end to end on the embedded default (real shim and agent processes,
  * real Redis, the Telegram emulator): a wake that fails and is retried, an agent that never gets
  * ready, Telegram 429 and 5xx on sendMessage, answers longer than Telegram's 4096-character limit,
- * and an agent answering 5xx (retried with backoff) or 4xx (not retried).
+ * and an agent answering 5xx (retried with backoff) or 4xx (not retried). Then every status an agent
+ * can answer (ZeroClaw's gateway, OpenClaw's webhook listener), played by an agent of the test's own
+ * against a forwarder with real Redis, registry and Telegram emulator (support/outbox-harness.ts).
  */
 import t, { type Test } from 'tap';
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -11,6 +13,15 @@ import path from 'node:path';
 import { ROOT, startTestPlatform, type TestPlatform } from './support/platform.js';
 import { STARTING_UP_TEXT } from '../services/forwarder/drainer.js';
 import { sleep, waitUntil } from './support/wait.js';
+import { startOutboxHarness, botToken, type OutboxHarness } from './support/outbox-harness.js';
+import { ScriptedAgent, type AgentReply, type AgentRequest } from './support/outbox-agent.js';
+import { classify } from '../services/forwarder/agent-client.js';
+import { splitMessage } from '../lib/telegram-client.js';
+import { AGENT_REFUSAL_REASONS } from '../lib/delivery/outcomes.js';
+import { agentTokenSha256, deriveAgentToken, deriveWebhookSecret } from '../lib/webhook-secret.js';
+import { mailboxKey } from '../lib/keys.js';
+import type { Metrics } from '../lib/metrics.js';
+import type { LogCapture } from './support/log-capture.js';
 
 const TOKEN = '222222222:AAHdqTcvCH1vGWJxfSeofSAs0K5PALDsaw2';
 const REFERENCE_AGENT = `${shq(process.execPath)} --import ${shq(import.meta.resolve('tsx'))} ${shq(path.join(ROOT, 'agent/reference-agent.ts'))}`;
@@ -180,7 +191,8 @@ t.test('Telegram faults on sendMessage, on an awake tenant', async (t) => {
     t.equal(parts.length, 2, 'two messages');
     t.equal(sendCallsTo(p, 13).length, 2, 'two sendMessage calls, none refused');
     t.ok(parts.every((s) => s.length <= 4096), `each at most 4096 (${parts.map((s) => s.length).join(', ')})`);
-    t.equal(parts.join(''), `You said: ${text} (memories: ${memories})`, 'they join to the whole answer');
+    // Telegram trims each message, so the space at a split point is not shown.
+    t.same(parts, splitMessage(`You said: ${text} (memories: ${memories})`).map((c) => c.trim()), 'they are the whole answer, split');
   });
 
   t.equal(memoriesIn(answersTo(p, 12)[0] ?? ''), 3);
@@ -239,7 +251,8 @@ process.on('SIGTERM', () => process.exit(0));
   await waitUntil('the answer after the 5xx', () => answersTo(p, 20).some((a) => a.startsWith('ok')), 30_000);
   const firsts = seen().filter((r) => r.message === 'first');
   t.same(firsts.map((r) => r.n), [1, 2, 3], 'delivered three times: 500, 500, then answered');
-  t.equal(new Set(firsts.map((r) => r.key)).size, 1, 'with one idempotency key');
+  const key = firsts[0]!.key;
+  t.same(firsts.map((r) => r.key), [key, `${key}:1`, `${key}:2`], 'a new idempotency key after each turn the agent ended in an error');
   const gaps = [firsts[1]!.at - firsts[0]!.at, firsts[2]!.at - firsts[1]!.at];
   t.ok(gaps[0]! >= 200 && gaps[1]! >= 450, `retried with growing backoff (${gaps.join(' ms, ')} ms)`);
   t.ok(p.logs.find('delivery failed: retrying with backoff').length >= 2);
@@ -253,4 +266,215 @@ process.on('SIGTERM', () => process.exit(0));
   t.same(rest.map((r) => r.message), ['a bad one', 'after the refused one'], 'the 4xx update was posted once; the next followed it');
   t.equal(p.logs.find('agent rejected the update: not retried').length, 1);
   t.equal(await p.forwarderDeadLetters(), 0, 'a refused update is not a dead letter');
+});
+
+t.test('the agent bearer and what the shim writes for it: a fixed derivation', async (t) => {
+  // Computed independently: printf 'agent-bearer:alice' | openssl dgst -sha256 -hmac master-secret -binary | base64url
+  t.equal(deriveAgentToken('master-secret', 'alice'), 'zhIcjWWwVXwUGL18qxBtZd2NKnomOOSTj-eYGR-oSzw');
+  t.equal(agentTokenSha256('zhIcjWWwVXwUGL18qxBtZd2NKnomOOSTj-eYGR-oSzw'), '39a011525e618267a3b32455555dc33b89cd6f1b592bae8002b7864817d3de93', 'lowercase hex SHA-256 (ZeroClaw paired_tokens)');
+  t.not(deriveAgentToken('master-secret', 'alice'), deriveWebhookSecret('master-secret', 'alice'), 'not the webhook secret');
+  t.not(deriveAgentToken('master-secret', 'alice'), deriveAgentToken('master-secret', 'alicf'), 'per tenant');
+});
+
+t.test('classify: 429 waits, from the body, the header or both, capped', async (t) => {
+  const wait = (headers: Record<string, string>, body: string) => {
+    const o = classify(429, headers, body, 'zeroclaw');
+    return o.kind === 'retry' ? o.retryAfterMs : 'not retried';
+  };
+  t.equal(wait({}, JSON.stringify({ error: 'Too many webhook requests. Please retry later.', retry_after: 60 })), 60_000, 'ZeroClaw: retry_after in the body');
+  t.equal(wait({ 'retry-after': '7' }, ''), 7_000, 'Retry-After seconds');
+  t.equal(wait({ 'retry-after': '7' }, '{"retry_after":9}'), 9_000, 'both: the longer');
+  t.equal(wait({}, '{"retry_after":86400}'), 300_000, 'capped at 300 s');
+  const date = wait({ 'retry-after': new Date(Date.now() + 30_000).toUTCString() }, '') as number;
+  t.ok(date > 25_000 && date <= 30_000, `Retry-After as an HTTP date (${date} ms)`);
+  t.equal(wait({}, 'not json'), undefined, 'none given: ordinary backoff');
+  t.match(classify(429, {}, '', 'zeroclaw'), { kind: 'retry', error: 'rate_limited', turnEnded: false }, 'the key was not recorded: same key next time');
+  t.match(classify(408, {}, '', 'zeroclaw'), { kind: 'retry', error: 'timeout', turnEnded: true });
+  t.match(classify(503, {}, '{"error":"needs_quickstart","url":"/quickstart"}', 'zeroclaw'), { kind: 'refused', error: 'needs_quickstart' });
+  t.match(classify(503, {}, '{"error":"overloaded"}', 'zeroclaw'), { kind: 'retry', error: 'server_error' }, 'another 503 is an ordinary 5xx');
+  t.match(classify(200, {}, '{"status":"duplicate","idempotent":true,"message":"Request already processed for this idempotency key"}', 'zeroclaw'), { kind: 'duplicate' });
+  t.match(classify(200, { 'x-openclaw-delivery-accepted': 'durable' }, '', 'telegram'), { kind: 'answered', response: undefined });
+  t.match(classify(500, {}, '', 'telegram'), { kind: 'retry', turnEnded: false }, 'OpenClaw ignores the key: it stays');
+});
+
+/** Sums of a counter's values by one label. */
+async function counts(metric: Metrics['agentErrors'] | Metrics['forwarded'], label: 'reason' | 'outcome'): Promise<Record<string, number>> {
+  const out: Record<string, number> = {};
+  for (const v of (await metric.get()).values) out[String((v.labels as Record<string, unknown>)[label])] = v.value;
+  return out;
+}
+
+t.test('every status an agent answers, as it means (zeroclaw protocol)', async (t) => {
+  const h: OutboxHarness = await startOutboxHarness();
+  // Per message text, the answers to play in turn (the last one repeats).
+  const script = new Map<string, AgentReply[]>();
+  const agent = await ScriptedAgent.start((req: AgentRequest) => {
+    const plays = script.get(req.message ?? '') ?? [{ status: 200, body: { response: `ok: ${req.message}` } }];
+    return plays.length > 1 ? (plays.shift() as AgentReply) : (plays[0] as AgentReply);
+  });
+  t.teardown(async () => {
+    await h.close();
+    await agent.close();
+  });
+  const token = botToken(10);
+  await h.addTenant('statuses', token);
+  await h.setEndpoint('statuses', agent.address);
+  const { logs, metrics }: { logs: LogCapture; metrics: Metrics } = await h.startForwarder({ FORWARD_ATTEMPTS: '3' });
+  let nextId = 7000;
+  const texts = (chat: number) => h.emulator.sentMessages(token).filter((m) => m.chat_id === chat).map((m) => m.text);
+  const logsOf = (msg: string, chat: number) => logs.find(msg).filter((e) => e.chat === String(chat));
+  /** Sends `message` to `chat` with the agent's answers scripted, and waits until it left the mailbox. */
+  const play = async (chat: number, message: string, replies: AgentReply[]): Promise<number> => {
+    script.set(message, replies);
+    const id = nextId++;
+    await h.send('statuses', chat, id, message);
+    await waitUntil(`${message}: out of the mailbox`, async () => (await h.clients.redis.llen(mailboxKey('statuses', String(chat)))) === 0, 30_000);
+    return id;
+  };
+  const deadLetterOf = async (id: number) => (await h.deadLetterList()).find((d) => d.update_id === id);
+
+  await t.test('every delivery carries the tenant\'s bearer, and only there', async (t) => {
+    await play(1, 'hello', [{ status: 200, body: { response: 'hi' } }]);
+    const bearer = deriveAgentToken(h.webhookSecret, 'statuses');
+    t.same(agent.requests.map((r) => r.headers.authorization), [`Bearer ${bearer}`]);
+    t.equal(agent.requests[0]?.headers['x-telegram-bot-api-secret-token'], undefined, 'no webhook secret for a zeroclaw agent');
+    t.same(texts(1), ['hi']);
+    t.notOk(logs.text().includes(bearer), 'the bearer is in no log line');
+  });
+
+  await t.test('408 (ZeroClaw\'s request timeout): retried with a new idempotency key', async (t) => {
+    const id = await play(2, 'slow turn', [{ status: 408 }, { status: 200, body: { response: 'finally' } }]);
+    t.same(agent.asked('slow turn').map((r) => r.key), [`statuses:${id}`, `statuses:${id}:1`], 'the second try is a new turn for ZeroClaw');
+    t.same(texts(2), ['finally']);
+    t.match(logsOf('delivery failed: retrying with backoff', 2)[0], { agent_error: 'timeout', attempts: 1 });
+  });
+
+  await t.test('429: retried after retry_after (body and Retry-After), same key, counted as an attempt', async (t) => {
+    const id = await play(3, 'busy agent', [
+      { status: 429, body: { error: 'Too many webhook requests. Please retry later.', retry_after: 1 } },
+      { status: 429, body: { error: 'Too many auth attempts. Try again in 2s.' }, headers: { 'retry-after': '2' } },
+      { status: 200, body: { response: 'after the wait' } },
+    ]);
+    t.same(agent.asked('busy agent').map((r) => r.key), [`statuses:${id}`, `statuses:${id}`, `statuses:${id}`], 'ZeroClaw checks its limit before recording the key');
+    t.same(texts(3), ['after the wait']);
+    const retries = logsOf('delivery failed: retrying with backoff', 3);
+    t.same(retries.map((e) => e.agent_error), ['rate_limited', 'rate_limited']);
+    t.same(retries.map((e) => e.attempts), [1, 2], 'each 429 counts against FORWARD_ATTEMPTS');
+    t.ok((retries[0]?.delay_ms as number) >= 1000 && (retries[1]?.delay_ms as number) >= 2000, `the waits honour retry_after (${retries.map((e) => e.delay_ms).join(', ')} ms)`);
+  });
+
+  await t.test('429 past FORWARD_ATTEMPTS: a dead letter, not dropped', async (t) => {
+    const id = await play(4, 'always limited', [{ status: 429, body: { retry_after: 0 } }]);
+    t.equal(agent.asked('always limited').length, 3);
+    t.match(await deadLetterOf(id), { attempts: 3, reason: /agent rate limit \(429\)/ });
+  });
+
+  await t.test('413: a dead letter at once, said in an error line', async (t) => {
+    const id = await play(5, 'too big', [{ status: 413 }]);
+    t.equal(agent.asked('too big').length, 1, 'not retried');
+    t.match(await deadLetterOf(id), { reason: AGENT_REFUSAL_REASONS.tooLarge, attempts: 1 });
+    t.equal(AGENT_REFUSAL_REASONS.tooLarge, 'agent refused the update as too large (413)');
+    t.match(logsOf(AGENT_REFUSAL_REASONS.tooLarge, 5), [{ level: 50, status: 413, agent_error: 'too_large' }]);
+  });
+
+  await t.test('503 needs_quickstart: operator-visible, a dead letter at once; `ztm dead retry` re-sends it once fixed', async (t) => {
+    const id = await play(6, 'no model', [{ status: 503, body: { error: 'needs_quickstart', url: '/quickstart' } }]);
+    t.equal(agent.asked('no model').length, 1, 'not retried: it cannot help');
+    t.equal(AGENT_REFUSAL_REASONS.needsQuickstart, 'agent not configured: needs_quickstart (set AGENT_LLM_BASE_URL/AGENT_LLM_MODEL)');
+    t.match(logsOf(AGENT_REFUSAL_REASONS.needsQuickstart, 6), [{ level: 50, status: 503, agent_error: 'needs_quickstart' }], 'an error line');
+    const letter = await deadLetterOf(id);
+    t.match(letter, { reason: AGENT_REFUSAL_REASONS.needsQuickstart });
+    t.same(texts(6), [], 'nothing was sent to the user');
+    // The operator configures the model; the agent answers now.
+    script.set('no model', [{ status: 200, body: { response: 'configured now' } }]);
+    await h.deadLetters.retry(h.mailbox, letter!.id);
+    await waitUntil('the retried update answered', () => texts(6).length >= 1, 30_000);
+    t.same(texts(6), ['configured now']);
+  });
+
+  await t.test('another 503 is an ordinary 5xx: retried', async (t) => {
+    await play(7, 'overloaded', [{ status: 503, body: { error: 'overloaded' } }, { status: 200, body: { response: 'better' } }]);
+    t.equal(agent.asked('overloaded').length, 2);
+    t.same(texts(7), ['better']);
+  });
+
+  await t.test('401: the platform\'s credentials refused, a dead letter with an error line, never silent', async (t) => {
+    const id = await play(8, 'not paired', [{ status: 401, body: { error: 'Unauthorized — pair first via POST /pair, then send Authorization: Bearer <token>' } }]);
+    t.equal(agent.asked('not paired').length, 1);
+    t.match(await deadLetterOf(id), { reason: "agent refused the platform's credentials (401)" });
+    t.match(logsOf("agent refused the platform's credentials (401)", 8), [{ level: 50, status: 401, agent_error: 'unauthorized' }]);
+  });
+
+  await t.test('200 duplicate (ZeroClaw saw the key): acknowledged, logged, never an empty message', async (t) => {
+    await play(9, 'seen before', [{ status: 200, body: { status: 'duplicate', idempotent: true, message: 'Request already processed for this idempotency key' } }]);
+    await play(9, 'next one', [{ status: 200, body: { response: 'next answer' } }]);
+    t.same(texts(9), ['next answer'], 'no message for the duplicate; the chat moved on');
+    t.equal(logsOf('agent answered duplicate: its answer went to an earlier delivery', 9).length, 1);
+  });
+
+  await t.test('another 4xx: rejected, not retried, logged with its status', async (t) => {
+    const id = await play(10, 'bad request', [{ status: 400, body: { error: 'Invalid JSON body' } }]);
+    t.equal(agent.asked('bad request').length, 1);
+    t.match(logsOf('agent rejected the update: not retried', 10), [{ status: 400 }]);
+    t.equal(await deadLetterOf(id), undefined, 'not a dead letter');
+  });
+
+  await t.test('5xx past FORWARD_ATTEMPTS: a dead letter; a new key for each failed turn', async (t) => {
+    const id = await play(11, 'llm down', [{ status: 500, body: { error: 'LLM request failed' } }]);
+    t.same(agent.asked('llm down').map((r) => r.key), [`statuses:${id}`, `statuses:${id}:1`, `statuses:${id}:2`]);
+    t.match(await deadLetterOf(id), { attempts: 3, reason: 'agent answered 500' });
+  });
+
+  await t.test('the metrics count each error by its reason', async (t) => {
+    t.match(await counts(metrics.agentErrors, 'reason'), {
+      timeout: 1, rate_limited: 5, too_large: 1, needs_quickstart: 1, unauthorized: 1, server_error: 4, rejected: 1,
+    });
+    t.match(await counts(metrics.forwarded, 'outcome'), { duplicate: 1, rejected: 1 });
+  });
+});
+
+t.test('the telegram protocol (OpenClaw\'s webhook listener)', async (t) => {
+  const h = await startOutboxHarness({ AGENT_PROFILE: 'custom', AGENT_COMMAND: 'true', AGENT_PROTOCOL: 'telegram' });
+  const plays: AgentReply[] = [];
+  const agent = await ScriptedAgent.start(() => (plays.length > 1 ? plays.shift() : plays[0]) ?? { status: 200 });
+  t.teardown(async () => {
+    await h.close();
+    await agent.close();
+  });
+  const token = botToken(11);
+  await h.addTenant('claw', token);
+  await h.setEndpoint('claw', agent.address);
+  const { logs, metrics } = await h.startForwarder();
+  const drained = (chat: number) => waitUntil('out of the mailbox', async () => (await h.clients.redis.llen(mailboxKey('claw', String(chat)))) === 0, 30_000);
+
+  await t.test('an empty 200 (delivery accepted: durable) is a delivery; the agent answers Telegram itself', async (t) => {
+    plays.splice(0, plays.length, { status: 200, headers: { 'x-openclaw-delivery-accepted': 'durable' } });
+    await h.send('claw', 1, 8001, 'hello claw');
+    await drained(1);
+    t.equal(agent.requests.length, 1);
+    const req = agent.requests[0]!;
+    t.equal(req.path, '/telegram-webhook');
+    t.equal(req.headers['x-telegram-bot-api-secret-token'], deriveWebhookSecret(h.webhookSecret, 'claw'), 'its webhook secret');
+    t.equal(req.headers.authorization, undefined, 'no bearer for the telegram protocol');
+    t.match(JSON.parse(req.body), { update_id: 8001, message: { text: 'hello claw' } }, 'the raw update');
+    t.equal(logs.find('forwarded to pod').length, 1);
+    t.same(h.emulator.sentMessages(token), [], 'the forwarder sent nothing itself');
+  });
+
+  await t.test('500s in its first moments are retried, with the same key', async (t) => {
+    plays.splice(0, plays.length, { status: 500 }, { status: 500 }, { status: 200 });
+    await h.send('claw', 2, 8002, 'early');
+    await drained(2);
+    const tries = agent.requests.filter((r) => r.key === 'claw:8002');
+    t.equal(tries.length, 3, 'three tries under one key (OpenClaw dedups by update_id itself)');
+  });
+
+  await t.test('401 (webhook secret mismatch): a dead letter with an error line', async (t) => {
+    plays.splice(0, plays.length, { status: 401 });
+    await h.send('claw', 3, 8003, 'wrong secret');
+    await drained(3);
+    t.match((await h.deadLetterList()).find((d) => d.update_id === 8003), { reason: 'agent refused the webhook secret (401)' });
+    t.match(logs.find('agent refused the webhook secret (401)'), [{ level: 50, agent_error: 'unauthorized' }]);
+    t.match(await counts(metrics.agentErrors, 'reason'), { unauthorized: 1, server_error: 2 });
+  });
 });

@@ -58,7 +58,17 @@ export async function startOutboxHarness(baseEnv: Record<string, string> = {}): 
     TELEGRAM_API_BASE: emulator.url, WEBHOOK_SECRET: webhookSecret, DATA_DIR: dataDir, ADMIN_PORT: '0', LOG_LEVEL: 'info',
     ...baseEnv,
   };
-  const config = loadConfig(env);
+  let config: Config;
+  try {
+    config = loadConfig(env);
+  } catch (err) {
+    // Nothing may outlive a harness that could not start.
+    await emulator.close();
+    await dynamo.close();
+    await redis.close();
+    rmSync(dataDir, { recursive: true, force: true });
+    throw err;
+  }
   const clients = createClients(config, { name: 'outbox-test' });
   await clients.registry.ensureTable();
   const queue = new Queue(QUEUES.forward, { connection: clients.bull, prefix: QUEUE_PREFIX });

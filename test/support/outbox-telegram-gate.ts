@@ -3,7 +3,8 @@
  * can freeze a forwarder inside its send (the moment between the agent's answer and Telegram's
  * acknowledgement), kill it there, and then decide what Telegram did with the held call: process it
  * late (`deliver`: it reaches the emulator, as a request Telegram had read before the client died)
- * or never (`drop`: the connection is cut, nothing reaches the emulator).
+ * or never (`drop`: the connection is cut, nothing reaches the emulator). `intercept` answers chosen
+ * sendMessage calls itself (e.g. a 500 for the second chunk of a long answer only).
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
