@@ -4,8 +4,11 @@
  * run the local Bot API sandbox (`TELEGRAM_API_BASE=sandbox npm start`); ztm plays a user of the
  * tenant's bot on the sandbox's user routes and reads the bot's answers from it.
  *
- * Interactive on a terminal (`you> ` prompt, answers printed as they come); otherwise `--message`
- * sends one message, or each line of stdin is sent in turn, each waiting for its answer.
+ * Interactive on a terminal (`you> ` prompt, answers printed as they come, "alice is typing…" in
+ * the prompt while the bot says so); otherwise `--message` sends one message, or each line of stdin
+ * is sent in turn, each waiting for its answer. The bot's messages are shown as a Telegram app shows
+ * them (its HTML or Markdown already parsed by the sandbox: telegram-text.ts), an edited one again
+ * with "(edited)".
  */
 import { createInterface, clearLine, cursorTo } from 'node:readline';
 import { once } from 'node:events';
@@ -13,11 +16,14 @@ import type { CliConfig } from '../lib/config.js';
 import { SandboxError, TimeoutError, ValidationError, ZtmError } from '../lib/errors.js';
 import { AdminClient } from '../lib/admin/admin-client.js';
 import { SandboxClient } from '../lib/sandbox/sandbox-client.js';
-import type { SentMessage } from '../lib/sandbox/bot-directory.js';
+import type { HistoryEvent } from '../lib/sandbox/chat-history.js';
+import type { SentMessage } from '../lib/sandbox/chat-messages.js';
 import { SANDBOX_MAX_POLL_S } from '../lib/sandbox/sandbox-routes.js';
 import { STARTING_UP_TEXT } from '../services/forwarder/drainer.js';
 import { localPlatform, type CliTarget } from './target.js';
 import { printFailure, type Printer } from './output.js';
+import { TypingIndicator } from './chat-typing.js';
+import { renderMessage } from './telegram-text.js';
 
 export interface ChatInvocation {
   tenantId: string;
@@ -28,7 +34,7 @@ export interface ChatInvocation {
 
 export interface ChatIo {
   stdin: NodeJS.ReadableStream & { isTTY?: boolean };
-  stdout: NodeJS.WritableStream;
+  stdout: NodeJS.WritableStream & { isTTY?: boolean };
 }
 
 /** The sandbox user (and private chat) ztm chat speaks as unless --chat-id says otherwise. */
@@ -118,17 +124,18 @@ class Chat {
   async exchange(text: string): Promise<void> {
     const sent = await this.sandbox.send(this.botId, this.inv.chatId, text);
     const deadline = Date.now() + this.inv.waitS * 1000;
-    let after = sent.message_id;
+    // What the bot does about this message comes after the chat's last event before it.
+    let after = sent.seq;
     for (;;) {
       const left = deadline - Date.now();
       if (left <= 0) {
         throw new TimeoutError(`no answer from ${this.inv.tenantId} within ${this.inv.waitS}s (is its agent starting? see ztm status and its agent.log; --wait gives it longer)`);
       }
-      const messages = await this.poll(after, Math.min(SANDBOX_MAX_POLL_S, Math.ceil(left / 1000)));
-      after = this.print(messages, after);
-      if (messages.some((m) => m.text !== STARTING_UP_TEXT)) break;
+      const events = await this.poll(after, Math.min(SANDBOX_MAX_POLL_S, Math.ceil(left / 1000)));
+      after = this.print(events, after);
+      if (events.some((e) => e.type === 'message' && e.message.text !== STARTING_UP_TEXT)) break;
     }
-    // A long answer arrives in parts, one sendMessage each: take what follows right behind.
+    // A long answer arrives in parts, one sendMessage each, or is edited as it grows: take what follows right behind.
     await new Promise((r) => setTimeout(r, MORE_PARTS_MS));
     this.print(await this.poll(after, 0), after);
   }
@@ -148,10 +155,13 @@ class Chat {
     const rl = createInterface({ input: this.io.stdin, output: stdout, prompt: 'you> ' });
     const stop = new AbortController();
     let failure: unknown;
-    const show = (m: SentMessage): void => {
+    // Only where a person watches the prompt: never into a file or a pipe.
+    const typing = stdout.isTTY ? new TypingIndicator(rl, this.inv.tenantId, 'you> ') : undefined;
+    const show = (line: string): void => {
+      typing?.clear(false);
       clearLine(stdout, 0);
       cursorTo(stdout, 0);
-      stdout.write(`${this.inv.tenantId}> ${m.text}\n`);
+      stdout.write(`${line}\n`);
       rl.prompt(true);
     };
     const fail = (err: unknown): void => {
@@ -159,13 +169,16 @@ class Chat {
       rl.close();
     };
     // Start after what the chat already holds: earlier conversations are not replayed.
-    let after = Math.max(0, ...(await this.poll(0, 0)).map((m) => m.message_id));
+    let after = Math.max(0, ...(await this.poll(0, 0)).map((e) => e.seq));
     const reader = (async () => {
       while (!stop.signal.aborted) {
-        const messages = await this.sandbox.messages(this.botId, this.inv.chatId, { after, timeoutS: SANDBOX_MAX_POLL_S, signal: stop.signal });
-        for (const m of messages) {
-          after = Math.max(after, m.message_id);
-          show(m);
+        const events = await this.sandbox.events(this.botId, this.inv.chatId, { after, timeoutS: SANDBOX_MAX_POLL_S, signal: stop.signal });
+        for (const e of events) {
+          after = Math.max(after, e.seq);
+          if (e.type === 'chat_action') {
+            if (e.action === 'typing') typing?.show();
+            else if (e.action === 'cancel') typing?.clear();
+          } else if (e.type !== 'deleted') show(this.line(e.message, e.type === 'edited'));
         }
       }
     })().catch((err: unknown) => (stop.signal.aborted ? undefined : fail(err)));
@@ -180,6 +193,7 @@ class Chat {
       sending = sending.then(() => this.sandbox.send(this.botId, this.inv.chatId, line).then(() => rl.prompt(), fail));
     });
     rl.on('SIGINT', () => rl.close());
+    rl.on('close', () => typing?.clear(false));
     this.p.err(`chatting with ${this.inv.tenantId} (bot ${this.botId}) as sandbox user ${this.inv.chatId}; Ctrl-D to leave`);
     rl.prompt();
     await once(rl, 'close');
@@ -189,19 +203,28 @@ class Chat {
     if (failure !== undefined) throw failure;
   }
 
-  private poll(after: number, timeoutS: number): Promise<SentMessage[]> {
-    return this.sandbox.messages(this.botId, this.inv.chatId, { after, timeoutS });
+  private poll(after: number, timeoutS: number): Promise<HistoryEvent[]> {
+    return this.sandbox.events(this.botId, this.inv.chatId, { after, timeoutS });
   }
 
-  /** Prints the messages newer than `after`; returns the newest message id seen. */
-  private print(messages: SentMessage[], after: number): number {
+  /** Prints the sent and edited messages among the events newer than `after`; returns the newest seq seen. */
+  private print(events: HistoryEvent[], after: number): number {
     let last = after;
-    for (const m of messages) {
-      if (m.message_id <= last) continue;
-      last = m.message_id;
-      if (this.p.json) this.p.out(JSON.stringify({ tenant_id: this.inv.tenantId, message_id: m.message_id, date: m.date, text: m.text }));
-      else this.p.out(`${this.inv.tenantId}> ${m.text}`);
+    for (const e of events) {
+      if (e.seq <= last) continue;
+      last = e.seq;
+      if (e.type !== 'message' && e.type !== 'edited') continue;
+      const m = e.message;
+      if (!this.p.json) this.p.out(this.line(m, e.type === 'edited'));
+      else {
+        const edit = e.type === 'edited' ? { edited: true, edit_date: m.edit_date } : {};
+        this.p.out(JSON.stringify({ tenant_id: this.inv.tenantId, message_id: m.message_id, date: m.date, text: m.text, ...edit }));
+      }
     }
     return last;
+  }
+
+  private line(m: SentMessage, edited: boolean): string {
+    return `${this.inv.tenantId}> ${edited ? '(edited) ' : ''}${renderMessage(m)}`;
   }
 }

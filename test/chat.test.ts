@@ -2,9 +2,11 @@
  * `ztm chat` end to end: the real `npm start` entry (services/platform/main.ts) as a process with
  * TELEGRAM_API_BASE=sandbox (embedded dynalite and s3rver under its DATA_DIR, a test redis-server),
  * tenants created with the real ztm, and the real `ztm chat` as a child process finding the platform
- * through DATA_DIR/platform.json. Answers come from the reference agent, whose memory count grows.
+ * through DATA_DIR/platform.json. Answers come from the reference agent, whose memory count grows,
+ * and from a stand-in agent that answers through the Bot API itself with formatted and edited text.
  */
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import http from 'node:http';
 import os from 'node:os';
 import path from 'node:path';
 import t from 'tap';
@@ -26,7 +28,7 @@ let sandboxUrl: string;
 const ztm = (argv: string[], input?: string) => spawnZtm(argv, { DATA_DIR: dataDir }, input);
 const botApi = async (token: string, method: string, params: unknown) => {
   const res = await request(`${sandboxUrl}/bot${token}/${method}`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(params) });
-  return (await res.body.json()) as { ok: boolean };
+  return (await res.body.json()) as { ok: boolean; result?: { message_id?: number } };
 };
 
 t.before(async () => {
@@ -113,6 +115,39 @@ t.test('errors: one line, non-zero exit', async (t) => {
   t.equal(late.code, 1);
   t.match(late.stderr.trim(), /^ztm: no answer from slow within 2s/);
   t.equal(late.stderr.trim().split('\n').length, 1);
+});
+
+t.test('an agent\'s HTML and MarkdownV2 are shown as Telegram shows them; an edit is shown again; typing never in --message output', async (t) => {
+  // A stand-in for an OpenClaw-style agent on the tenant "slow": it answers through the Bot API itself.
+  const agent = http.createServer((req, res) => {
+    let body = '';
+    req.on('data', (c: Buffer) => (body += c.toString()));
+    req.on('end', () => {
+      res.writeHead(200).end();
+      const chatId = (JSON.parse(body) as { message: { chat: { id: number } } }).message.chat.id;
+      void (async () => {
+        await botApi(SLOW_TOKEN, 'sendChatAction', { chat_id: chatId, action: 'typing' });
+        const sent = await botApi(SLOW_TOKEN, 'sendMessage', {
+          chat_id: chatId, parse_mode: 'HTML', text: '<b>Hi</b> &lt;you&gt; &amp; <a href="https://example.org/docs">the docs</a>', link_preview_options: { is_disabled: true },
+        });
+        await botApi(SLOW_TOKEN, 'editMessageText', { chat_id: chatId, message_id: sent.result?.message_id, parse_mode: 'MarkdownV2', text: '*Hi* again\\! `x_y`' });
+      })();
+    });
+  });
+  await new Promise<void>((resolve) => agent.listen(0, '127.0.0.1', resolve));
+  t.teardown(() => new Promise<void>((resolve) => { agent.closeAllConnections(); agent.close(() => resolve()); }));
+  const url = `http://127.0.0.1:${(agent.address() as { port: number }).port}/telegram-webhook`;
+  t.equal((await botApi(SLOW_TOKEN, 'setWebhook', { url })).ok, true);
+
+  const r = await ztm(['chat', 'slow', '--message', 'hi', '--wait', '10']);
+  t.equal(r.code, 0, r.stderr);
+  t.same(r.stdout.trim().split('\n'), ['slow> Hi <you> & the docs (https://example.org/docs)', 'slow> (edited) Hi again! x_y']);
+  t.notMatch(r.stdout + r.stderr, /typing/);
+  const json = await ztm(['chat', 'slow', '--message', 'hi', '--wait', '10', '--json']);
+  t.equal(json.code, 0, json.stderr);
+  const lines = json.stdout.trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>);
+  t.match(lines, [{ tenant_id: 'slow', text: 'Hi <you> & the docs' }, { tenant_id: 'slow', text: 'Hi again! x_y', edited: true, edit_date: Number }]);
+  t.equal(lines[0]?.message_id, lines[1]?.message_id, 'the edit is of the message just shown');
 });
 
 t.test('errors: no platform running; a platform not in sandbox mode', async (t) => {

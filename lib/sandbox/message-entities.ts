@@ -55,7 +55,7 @@ export function sortEntities(entities: MessageEntity[]): MessageEntity[] {
 
 /**
  * The text without its leading and trailing white space, entities moved and clipped to what is
- * left, empty ones dropped: what Telegram stores of a sent message.
+ * left, empty ones and those inside code dropped: what Telegram stores of a sent message.
  */
 export function trimText(text: string, entities: MessageEntity[]): { text: string; entities: MessageEntity[] } {
   const start = text.length - text.trimStart().length;
@@ -66,5 +66,13 @@ export function trimText(text: string, entities: MessageEntity[]): { text: strin
     const to = Math.min(trimmed.length, e.offset + e.length - start);
     if (to > from) kept.push({ ...e, offset: from, length: to - from });
   }
-  return { text: trimmed, entities: sortEntities(kept) };
+  return { text: trimmed, entities: withoutNestedInCode(sortEntities(kept)) };
+}
+
+/** Telegram keeps no entity inside code or pre (their text is shown as is); one around it stays. */
+function withoutNestedInCode(sorted: MessageEntity[]): MessageEntity[] {
+  const code = sorted.filter((e) => e.type === 'code' || e.type === 'pre');
+  const inside = (e: MessageEntity, c: MessageEntity): boolean =>
+    c.offset <= e.offset && e.offset + e.length <= c.offset + c.length && (c.offset !== e.offset || c.length !== e.length);
+  return sorted.filter((e) => !code.some((c) => c !== e && inside(e, c)));
 }
