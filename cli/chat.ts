@@ -40,6 +40,8 @@ export interface ChatIo {
 /** The sandbox user (and private chat) ztm chat speaks as unless --chat-id says otherwise. */
 export const DEFAULT_CHAT_ID = 10001;
 export const DEFAULT_CHAT_WAIT_S = 30;
+/** After the "⏳ Starting up..." notice, an answer is awaited at least this long (the wake lock's default). */
+export const WAKE_WAIT_S = 240;
 const MAX_CHAT_ID = 2 ** 52;
 const MAX_WAIT_S = 3600;
 /** After an answer, how long more parts of it (a long answer is split) may take to arrive. */
@@ -123,7 +125,8 @@ class Chat {
   /** Sends `text`, prints the bot's messages until one that is not the wake notice; throws on --wait. */
   async exchange(text: string): Promise<void> {
     const sent = await this.sandbox.send(this.botId, this.inv.chatId, text);
-    const deadline = Date.now() + this.inv.waitS * 1000;
+    let deadline = Date.now() + this.inv.waitS * 1000;
+    let waking = false;
     // What the bot does about this message comes after the chat's last event before it.
     let after = sent.seq;
     for (;;) {
@@ -134,6 +137,12 @@ class Chat {
       const events = await this.poll(after, Math.min(SANDBOX_MAX_POLL_S, Math.ceil(left / 1000)));
       after = this.print(events, after);
       if (events.some((e) => e.type === 'message' && e.message.text !== STARTING_UP_TEXT)) break;
+      if (!waking && events.some((e) => e.type === 'message' && e.message.text === STARTING_UP_TEXT)) {
+        // The platform says the agent is waking: a real agent takes its start (OpenClaw ~30 s, a cold
+        // node minutes) before it answers, which --wait did not have to foresee.
+        waking = true;
+        deadline = Math.max(deadline, Date.now() + WAKE_WAIT_S * 1000);
+      }
     }
     // A long answer arrives in parts, one sendMessage each, or is edited as it grows: take what follows right behind.
     await new Promise((r) => setTimeout(r, MORE_PARTS_MS));

@@ -100,7 +100,7 @@ function program(onRun: (inv: Invocation) => void, argv: string[] = []) {
   cli.command('chat <id>', 'Talk to the tenant\'s agent through the platform, without Telegram (needs TELEGRAM_API_BASE=sandbox npm start)')
     .option('--chat-id <id>', 'The sandbox user (and private chat) to speak as', { default: DEFAULT_CHAT_ID })
     .option('--message <text>', 'Send this one message, print the answer and exit')
-    .option('--wait <secs>', 'How long to wait for each answer', { default: DEFAULT_CHAT_WAIT_S })
+    .option('--wait <secs>', 'How long to wait for each answer (at least 240 s once the agent is starting up)', { default: DEFAULT_CHAT_WAIT_S })
     .action((id: string, o: { chatId: unknown; message?: unknown; wait: unknown }) => onRun({
       kind: 'chat',
       tenantId: assertTenantId(id),
