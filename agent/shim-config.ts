@@ -74,6 +74,13 @@ export interface ShimConfig {
 
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
 const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]{0,127}$/;
+/**
+ * What a claim may set in the agent's environment: locale, time zone, log level and TENANT_* facts.
+ * Nothing that changes how a program loads (NODE_OPTIONS, LD_PRELOAD, PATH...) or what the shim
+ * relies on (PORT, HOST, WORKSPACE, the agent's own settings).
+ */
+const CLAIM_ENV_ALLOWED = /^(TZ|LANG|LANGUAGE|LC_[A-Z]+|LOG_LEVEL|TENANT_[A-Z0-9_]+)$/;
+const CLAIM_ENV_RESERVED = new Set(['TENANT_ID', 'TENANT_WEBHOOK_SECRET']);
 const MAX_CLAIM_ENV = 100;
 const MAX_ENV_VALUE = 32 * 1024;
 
@@ -211,6 +218,9 @@ export function parseClaim(body: unknown): TenantBinding {
     if (entries.length > MAX_CLAIM_ENV) throw new ValidationError(`env: at most ${MAX_CLAIM_ENV} variables`);
     for (const [k, v] of entries) {
       if (!ENV_NAME.test(k)) throw new ValidationError(`env: invalid variable name ${JSON.stringify(k.slice(0, 40))}`);
+      if (!CLAIM_ENV_ALLOWED.test(k) || CLAIM_ENV_RESERVED.has(k)) {
+        throw new ValidationError(`env: ${k} may not be set by a claim (allowed: TZ, LANG, LC_*, LOG_LEVEL, TENANT_*)`);
+      }
       if (typeof v !== 'string' || v.length > MAX_ENV_VALUE) throw new ValidationError(`env.${k}: expected a string of at most ${MAX_ENV_VALUE} characters`);
       env[k] = v;
     }

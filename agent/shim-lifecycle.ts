@@ -17,6 +17,7 @@ import type { ShimConfig, TenantBinding } from './shim-config.js';
 import type { Phase, ShimHandlers } from './shim-server.js';
 import { clearStatePaths, detectStateFormat, unpackState } from './state-archive.js';
 import { describeUrl, downloadState } from './state-transfer.js';
+import { StateUrlPins, assertOwnObject } from './state-url-guard.js';
 
 export interface ShimOptions {
   config: ShimConfig;
@@ -44,6 +45,7 @@ export class Shim implements ShimHandlers {
   private activation: Promise<void> | undefined;
   private stopping: Promise<number> | undefined;
   private timer: NodeJS.Timeout | undefined;
+  private readonly pins = new StateUrlPins();
 
   constructor(options: ShimOptions) {
     this.config = options.config;
@@ -90,6 +92,11 @@ export class Shim implements ShimHandlers {
 
   setStateUrls(urls: { getUrl: string | undefined; putUrl: string | undefined }): boolean {
     if (!this.binding) return false;
+    // Throws a ValidationError (400) for a URL of another object: nothing is replaced then.
+    assertOwnObject('state_get_url', urls.getUrl, this.binding.tenantId, 'state');
+    assertOwnObject('state_put_url', urls.putUrl, this.binding.tenantId, 'state');
+    this.pins.check('get', urls.getUrl);
+    this.pins.check('put', urls.putUrl);
     if (urls.getUrl !== undefined) this.binding.stateGetUrl = urls.getUrl;
     if (urls.putUrl !== undefined) this.binding.statePutUrl = urls.putUrl;
     this.log.info({
@@ -110,7 +117,26 @@ export class Shim implements ShimHandlers {
     }
   }
 
+  /** Checks the state URLs a binding brings: this tenant's own objects; pins them for later replacements. */
+  private guardState(binding: TenantBinding): void {
+    assertOwnObject('state_get_url', binding.stateGetUrl, binding.tenantId, 'state');
+    assertOwnObject('state_put_url', binding.statePutUrl, binding.tenantId, 'state');
+    assertOwnObject('state_legacy_get_url', binding.stateLegacyGetUrl, binding.tenantId, 'legacy');
+    this.pins.check('get', binding.stateGetUrl);
+    this.pins.check('put', binding.statePutUrl);
+  }
+
   private bind(binding: TenantBinding): Promise<void> {
+    try {
+      this.guardState(binding);
+    } catch (err) {
+      // A claim answers 400; a cold start fails like any bad configuration.
+      if (!this.warm) {
+        this.log.error({ err }, `agent start refused: ${(err as Error).message}`);
+        void this.shutdown('bad state urls', 2);
+      }
+      return Promise.reject(err);
+    }
     this.binding = binding;
     this.log = this.log.child({ tenant_id: binding.tenantId });
     this.current = 'restoring';

@@ -3,14 +3,17 @@
  * checks and body parsing only; what each endpoint does lives in the Shim behind ShimHandlers.
  *
  *   GET  /healthz      200 while the process lives, with the lifecycle phase
- *   GET  /readyz       200 once the agent answered its health check and the shim is not stopping
- *   POST /claim        warm pods only; Bearer WARM_POOL_SECRET; 200 once the agent is ready
- *   POST /checkpoint   Bearer (when a secret is set); { uploaded, bytes, sha256 }
- *   POST /state-urls   Bearer (when a secret is set); replaces the presigned URLs
+ *   GET  /readyz       200 once the agent passed its readiness probes and the shim is not stopping
+ *   POST /claim        warm pods only; signed; 200 once the agent is ready
+ *   POST /checkpoint   signed; { uploaded, bytes, sha256 }
+ *   POST /state-urls   signed; replaces the presigned URLs
+ *
+ * "Signed": `x-shim-auth` made with this shim's own control secret, fresh and never seen before
+ * (lib/runtime/shim-auth.ts). Without a configured secret the control routes refuse every call.
  */
-import { createHash, timingSafeEqual } from 'node:crypto';
 import http from 'node:http';
 import { ZtmError } from '../lib/errors.js';
+import { SHIM_AUTH_HEADER, ShimCallVerifier } from '../lib/runtime/shim-auth.js';
 import type { Logger } from '../lib/logger.js';
 import type { CheckpointResult } from './checkpoint.js';
 import { parseClaim, parseStateUrls, type TenantBinding } from './shim-config.js';
@@ -19,7 +22,7 @@ export type Phase = 'warm' | 'restoring' | 'starting' | 'ready' | 'stopping';
 
 export interface ShimHandlers {
   readonly warm: boolean;
-  /** When set, every control endpoint needs `Authorization: Bearer <secret>`. */
+  /** This shim's control secret: every control call must be signed with it; none, no control calls. */
   readonly secret: string | undefined;
   phase(): Phase;
   /** A tenant is bound (cold start, or claimed): a second claim is a conflict. */
@@ -36,15 +39,7 @@ const MAX_BODY = 1024 * 1024;
 
 type Reply = { status: number; body: unknown };
 
-/** Constant-time comparison of the presented bearer token (hashes equalise the lengths). */
-export function bearerMatches(header: string | undefined, secret: string): boolean {
-  const m = /^Bearer[ ]+(\S+)\s*$/i.exec(header ?? '');
-  const given = createHash('sha256').update(m?.[1] ?? '').digest();
-  const want = createHash('sha256').update(secret).digest();
-  return timingSafeEqual(given, want) && m !== null;
-}
-
-async function readJson(req: http.IncomingMessage): Promise<{ ok: true; value: unknown } | { ok: false; reply: Reply }> {
+async function readBody(req: http.IncomingMessage): Promise<{ ok: true; text: string } | { ok: false; reply: Reply }> {
   const chunks: Buffer[] = [];
   let size = 0;
   for await (const chunk of req as AsyncIterable<Buffer>) {
@@ -55,8 +50,12 @@ async function readJson(req: http.IncomingMessage): Promise<{ ok: true; value: u
     }
     chunks.push(chunk);
   }
+  return { ok: true, text: Buffer.concat(chunks).toString('utf8') };
+}
+
+function parseJson(text: string): { ok: true; value: unknown } | { ok: false; reply: Reply } {
   try {
-    return { ok: true, value: JSON.parse(Buffer.concat(chunks).toString('utf8')) };
+    return { ok: true, value: JSON.parse(text) };
   } catch {
     return { ok: false, reply: { status: 400, body: { error: 'body is not JSON' } } };
   }
@@ -68,7 +67,7 @@ function errorReply(err: unknown, fallback: number): Reply {
   return { status: code === 'E_VALIDATION' ? 400 : fallback, body: { error: message, code } };
 }
 
-async function route(req: http.IncomingMessage, h: ShimHandlers, log: Logger): Promise<Reply> {
+async function route(req: http.IncomingMessage, h: ShimHandlers, verifier: ShimCallVerifier | undefined, log: Logger): Promise<Reply> {
   const url = (req.url ?? '/').split('?', 1)[0];
   const method = req.method ?? 'GET';
   if (url === '/healthz' && (method === 'GET' || method === 'HEAD')) return { status: 200, body: { status: 'ok', phase: h.phase() } };
@@ -79,14 +78,22 @@ async function route(req: http.IncomingMessage, h: ShimHandlers, log: Logger): P
   const controls = ['/claim', '/checkpoint', '/state-urls'];
   if (!controls.includes(url ?? '') || (url === '/claim' && !h.warm)) return { status: 404, body: { error: 'not found' } };
   if (method !== 'POST') return { status: 405, body: { error: 'method not allowed' } };
-  if (h.secret !== undefined && !bearerMatches(req.headers.authorization, h.secret)) {
-    log.warn({ path: url }, 'control request rejected: bad or missing bearer token');
-    return { status: 401, body: { error: 'unauthorized' } };
+  if (!verifier) {
+    log.warn({ path: url }, 'control request refused: this shim has no control secret');
+    return { status: 403, body: { error: 'control calls are disabled: no control secret configured' } };
+  }
+  const raw = await readBody(req);
+  if (!raw.ok) return raw.reply;
+  const auth = req.headers[SHIM_AUTH_HEADER];
+  const verdict = verifier.verify(Array.isArray(auth) ? auth[0] : auth, method, url ?? '', raw.text);
+  if (verdict !== 'ok') {
+    log.warn({ path: url, verdict }, 'control request rejected: not signed with this shim\'s secret');
+    return { status: 401, body: { error: 'unauthorized', reason: verdict } };
   }
 
   if (url === '/claim') {
     if (h.hasTenant()) return { status: 409, body: { error: 'already claimed' } };
-    const body = await readJson(req);
+    const body = parseJson(raw.text);
     if (!body.ok) return body.reply;
     let binding: TenantBinding;
     try {
@@ -106,7 +113,6 @@ async function route(req: http.IncomingMessage, h: ShimHandlers, log: Logger): P
   }
 
   if (url === '/checkpoint') {
-    await readJson(req).catch(() => undefined); // body ignored; drained so keep-alive works
     try {
       const result = await h.checkpoint();
       if (result === undefined) return { status: 409, body: { error: 'no tenant state yet' } };
@@ -117,7 +123,7 @@ async function route(req: http.IncomingMessage, h: ShimHandlers, log: Logger): P
   }
 
   // /state-urls
-  const body = await readJson(req);
+  const body = parseJson(raw.text);
   if (!body.ok) return body.reply;
   try {
     const urls = parseStateUrls(body.value);
@@ -129,8 +135,9 @@ async function route(req: http.IncomingMessage, h: ShimHandlers, log: Logger): P
 }
 
 export function createShimServer(handlers: ShimHandlers, log: Logger): http.Server {
+  const verifier = handlers.secret === undefined ? undefined : new ShimCallVerifier(handlers.secret);
   return http.createServer((req, res) => {
-    route(req, handlers, log).then(
+    route(req, handlers, verifier, log).then(
       (reply) => send(res, reply),
       (err: unknown) => {
         log.error({ err }, 'shim request failed');

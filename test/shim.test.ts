@@ -21,6 +21,7 @@ import { freePort } from '../lib/util/free-port.js';
 import { startEmbeddedS3, type EmbeddedS3 } from '../lib/state/embedded-s3.js';
 import { createS3Client } from '../lib/state/s3-client.js';
 import { StateStore, legacyStateKey, type PresignedState } from '../lib/state/state-store.js';
+import { SHIM_AUTH_HEADER, signShimCall } from '../lib/runtime/shim-auth.js';
 
 const SHIM = fileURLToPath(new URL('../agent/shim.ts', import.meta.url));
 const TOKEN = `123456789:${'AAHdqTcvCH1vGWJxfSeofSAs0K5PALDsaw'}`;
@@ -93,11 +94,15 @@ async function startShim(env: Record<string, string>): Promise<Shim> {
   return shim;
 }
 
-async function http(port: number, p: string, init: { method?: string; body?: unknown; auth?: string } = {}) {
+/** `auth`: the control secret the call is signed with (`x-shim-auth`); `header`: that header as given. */
+async function http(port: number, p: string, init: { method?: string; body?: unknown; auth?: string; header?: string } = {}) {
+  const method = init.method ?? (init.body === undefined ? 'GET' : 'POST');
+  const body = init.body === undefined ? undefined : typeof init.body === 'string' ? init.body : JSON.stringify(init.body);
+  const auth = init.header ?? (init.auth ? signShimCall(init.auth, method, p, body ?? '') : undefined);
   const res = await request(`http://127.0.0.1:${port}${p}`, {
-    method: (init.method ?? (init.body === undefined ? 'GET' : 'POST')) as 'GET',
-    body: init.body === undefined ? undefined : typeof init.body === 'string' ? init.body : JSON.stringify(init.body),
-    headers: { 'content-type': 'application/json', ...(init.auth ? { authorization: `Bearer ${init.auth}` } : {}) },
+    method: method as 'GET',
+    body,
+    headers: { 'content-type': 'application/json', ...(auth ? { [SHIM_AUTH_HEADER]: auth } : {}) },
     headersTimeout: 90_000,
   });
   const text = await res.body.text();
@@ -190,6 +195,7 @@ t.test('cold start, stop, state in S3, a new shim continues the memory', async (
   t.equal(await say(a, 'two'), 'You said: two (memories: 2)');
   t.equal(await say(a, 'three'), 'You said: three (memories: 3)');
   t.equal((await http(a.port, '/healthz')).status, 200);
+  t.match(await http(a.port, '/checkpoint', { body: {}, auth: SECRET }), { status: 403 }, 'no control secret configured: control calls are refused, not open');
   a.signal('SIGTERM');
   t.equal(await a.waitExit(), 0, 'SIGTERM: exit 0');
   t.match(a.output(), /"msg":"checkpoint saved"/);
@@ -225,12 +231,18 @@ t.test('warm pool member: claim auth, readiness, conflict, periodic and forced c
 
   const urls = await presign('bob');
   const claim = { tenant_id: 'bob', bot_token: TOKEN, state_get_url: urls.getUrl, state_put_url: urls.putUrl };
-  t.equal((await http(w.port, '/claim', { body: claim })).status, 401, 'no bearer');
-  t.equal((await http(w.port, '/claim', { body: claim, auth: `${SECRET}x` })).status, 401, 'wrong secret');
+  t.equal((await http(w.port, '/claim', { body: claim })).status, 401, 'not signed');
+  t.equal((await http(w.port, '/claim', { body: claim, auth: `${SECRET}x` })).status, 401, 'signed with another secret');
+  t.equal((await http(w.port, '/claim', { body: claim, header: `Bearer ${SECRET}` })).status, 401, 'the secret itself as a bearer is no signature');
+  const stale = signShimCall(SECRET, 'POST', '/claim', JSON.stringify(claim), Date.now() - 5 * 60_000);
+  t.match(await http(w.port, '/claim', { body: claim, header: stale }), { status: 401, json: { reason: 'expired' } }, 'an old signed call');
+  const forOther = signShimCall(SECRET, 'POST', '/claim', JSON.stringify({ ...claim, tenant_id: 'mallory' }));
+  t.match(await http(w.port, '/claim', { body: claim, header: forOther }), { status: 401, json: { reason: 'bad-signature' } }, 'a signature of another body');
   t.equal((await http(w.port, '/claim', { body: { ...claim, tenant_id: 'Bad!' }, auth: SECRET })).status, 400, 'invalid tenant id');
   t.equal((await http(w.port, '/claim', { body: 'not json', auth: SECRET })).status, 400);
   t.equal((await http(w.port, '/readyz')).status, 503);
 
+  t.match(await http(w.port, '/claim', { body: { ...claim, state_put_url: (await presign('mallory')).putUrl }, auth: SECRET }), { status: 400, json: { error: /own state object/ } }, 'a claim with another tenant\'s state URL is refused');
   const ok = await http(w.port, '/claim', { body: claim, auth: SECRET });
   t.same(ok, { status: 200, json: { status: 'ready', tenant_id: 'bob' } }, 'claim answers once the agent is ready');
   t.equal((await http(w.port, '/readyz')).status, 200, 'ready right after the claim');
@@ -243,6 +255,9 @@ t.test('warm pool member: claim auth, readiness, conflict, periodic and forced c
 
   t.equal((await http(w.port, '/checkpoint', { body: {} })).status, 401, 'checkpoint needs the secret');
   await say(w, 'again');
+  const once = signShimCall(SECRET, 'POST', '/checkpoint', '{}');
+  t.equal((await http(w.port, '/checkpoint', { body: {}, header: once })).status, 200);
+  t.match(await http(w.port, '/checkpoint', { body: {}, header: once }), { status: 401, json: { reason: 'replayed' } }, 'a signed call cannot be replayed');
   const forced = await http(w.port, '/checkpoint', { body: {}, auth: SECRET });
   t.equal(forced.status, 200);
   t.match(forced.json, { uploaded: Boolean, bytes: Number, sha256: /^[0-9a-f]{64}$/ });
@@ -254,6 +269,10 @@ t.test('warm pool member: claim auth, readiness, conflict, periodic and forced c
   t.equal((await http(w.port, '/state-urls', { body: { state_put_url: fresh.putUrl } })).status, 401);
   t.equal((await http(w.port, '/state-urls', { body: { state_put_url: 'ftp://x' }, auth: SECRET })).status, 400);
   t.equal((await http(w.port, '/state-urls', { body: {}, auth: SECRET })).status, 400);
+  // Whoever holds the control secret still cannot send the checkpoints anywhere but bob's own object.
+  const collector = `http://127.0.0.1:9/tenants/bob/state.tar.gz?X-Amz-Signature=${'a'.repeat(64)}`;
+  t.match(await http(w.port, '/state-urls', { body: { state_put_url: collector }, auth: SECRET }), { status: 400, json: { error: /same object as the URL this shim was started with/ } }, 'not to a collector');
+  t.match(await http(w.port, '/state-urls', { body: { state_put_url: (await presign('carol')).putUrl }, auth: SECRET }), { status: 400, json: { error: /this tenant's own state object/ } }, 'not to another tenant\'s key');
   t.equal((await http(w.port, '/state-urls', { body: { state_get_url: fresh.getUrl, state_put_url: fresh.putUrl }, auth: SECRET })).status, 200);
   t.equal((await http(w.port, '/nope')).status, 404);
 
@@ -289,11 +308,14 @@ t.test('the agent gets its tenant env and none of the shim secrets; one of two r
     STATE_GET_URL: 'http://leak.invalid/x?X-Amz-Signature=nope', BOT_TOKEN: TOKEN, AWS_SECRET_ACCESS_KEY: 'nope',
   });
   await until('shim up', 30_000, async () => ((await http(w.port, '/healthz')).status === 200 ? true : undefined));
-  const claim = { tenant_id: 'erin', bot_token: TOKEN, env: { EXTRA: 'yes', PORT: '1' } };
+  for (const env of [{ NODE_OPTIONS: '--require /tmp/evil.js' }, { LD_PRELOAD: '/tmp/evil.so' }, { PORT: '1' }, { PATH: '/tmp' }, { TENANT_ID: 'mallory' }]) {
+    t.match(await http(w.port, '/claim', { body: { tenant_id: 'erin', env }, auth: SECRET }), { status: 400, json: { error: /may not be set by a claim/ } }, `a claim cannot set ${Object.keys(env)[0]}`);
+  }
+  const claim = { tenant_id: 'erin', bot_token: TOKEN, env: { TENANT_PLAN: 'yes', TZ: 'Europe/Paris' } };
   const results = await Promise.all([1, 2].map(() => http(w.port, '/claim', { body: claim, auth: SECRET })));
   t.same(results.map((r) => r.status).sort(), [200, 409], 'exactly one claim binds');
   const env = (await http(w.agentPort, '/webhook', { body: { message: 'env?' } })).json.response as Record<string, string>;
-  t.match(env, { TENANT_ID: 'erin', PORT: String(w.agentPort), WORKSPACE: ws, EXTRA: 'yes', HOST: '127.0.0.1' });
+  t.match(env, { TENANT_ID: 'erin', PORT: String(w.agentPort), WORKSPACE: ws, TENANT_PLAN: 'yes', TZ: 'Europe/Paris', HOST: '127.0.0.1' });
   for (const k of ['WARM_POOL_SECRET', 'STATE_GET_URL', 'STATE_PUT_URL', 'BOT_TOKEN', 'AWS_SECRET_ACCESS_KEY']) t.notOk(k in env, `agent has no ${k}`);
   t.notOk('TELEGRAM_BOT_TOKEN' in env, 'a zeroclaw-protocol agent never needs the bot token: it does not get it');
   t.match(w.output(), /no STATE_PUT_URL: state is kept only in the local workspace/);
@@ -324,6 +346,11 @@ t.test('failures to start: bad config exits 2, an agent that dies before ready e
   const badTenant = await startShim({ TENANT_ID: 'Nope!', WORKSPACE: path.join(scratch, 'x') });
   t.equal(await badTenant.waitExit(), 2);
   t.match(badTenant.output(), /TENANT_ID: must be lowercase/);
+
+  const otherTenant = await startShim({ TENANT_ID: 'frank', STATE_PUT_URL: (await presign('gina')).putUrl, WORKSPACE: path.join(scratch, 'frank-x') });
+  t.equal(await otherTenant.waitExit(), 2, 'a cold pod given another tenant\'s state URL does not start');
+  t.match(otherTenant.output(), /own state object/);
+  t.notMatch(otherTenant.output(), /X-Amz-Signature=/);
 
   const badUrl = await startShim({ TENANT_ID: 'frank', STATE_GET_URL: 'ftp://secret-place?X-Amz-Signature=abc', WORKSPACE: path.join(scratch, 'x') });
   t.equal(await badUrl.waitExit(), 2);

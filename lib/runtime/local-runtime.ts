@@ -16,6 +16,7 @@ import { podNameOf, type Runtime, type StartResult, type StopOptions, type Tenan
 import { ShimProcess, waitForOrphanShim } from './local-process.js';
 import { agentSettingsEnv, type AgentSettings } from '../agent-profiles.js';
 import { tenantAgentSecrets } from './tenant-agent-secrets.js';
+import { shimControlSecret } from './shim-auth.js';
 
 /** A shim whose start failed gets this long to stop its agent (which it gives 20 s by default). */
 const FAILED_START_GRACE_MS = 30_000;
@@ -109,6 +110,14 @@ export class LocalRuntime implements Runtime {
     return body;
   }
 
+  /**
+   * The control secret of one shim, derived from the pool's master secret and its name
+   * (lib/runtime/shim-auth.ts): what an agent reads of its own shim opens no other shim.
+   */
+  private controlSecret(shimName: string): string {
+    return shimControlSecret(this.o.warmPoolSecret, shimName);
+  }
+
   /** A free port no live shim of this runtime holds (see portsInUse). */
   private async allocatePort(): Promise<number> {
     for (let attempt = 0; attempt < 50; attempt++) {
@@ -158,7 +167,7 @@ export class LocalRuntime implements Runtime {
     const [shimPort, agentPort, internalPort] = await this.allocatePorts();
     const shim = this.track(new ShimProcess(podNameOf(id), shimPort, agentPort, {
       ...this.baseEnv(), WORKSPACE: path.join(dir, 'workspace'), TENANT_ID: id, BOT_TOKEN: tenant.bot_token,
-      ...this.tenantEnv(id, state), WARM_POOL_SECRET: this.o.warmPoolSecret, AGENT_INTERNAL_PORT: String(internalPort),
+      ...this.tenantEnv(id, state), WARM_POOL_SECRET: this.controlSecret(podNameOf(id)), AGENT_INTERNAL_PORT: String(internalPort),
     }, path.join(dir, 'agent.log')), internalPort);
     shim.serves(dir);
     this.o.log.info({ tenant: id, pod: shim.name, address: shim.address }, 'starting agent process (cold)');
@@ -183,7 +192,7 @@ export class LocalRuntime implements Runtime {
         void shim.terminate(0);
         continue;
       }
-      const ok = await shim.claim(this.o.warmPoolSecret, this.claimBody(tenant, state), this.readyTimeoutMs);
+      const ok = await shim.claim(this.controlSecret(shim.name), this.claimBody(tenant, state), this.readyTimeoutMs);
       if (!ok) {
         this.o.log.warn({ pod: name, tenant: tenant.tenant_id }, 'warm claim refused: discarding that member');
         void shim.terminate(FAILED_START_GRACE_MS); // its agent may be running: let the shim stop it
@@ -232,7 +241,7 @@ export class LocalRuntime implements Runtime {
   async refreshState(tenantId: string, state: PresignedState): Promise<boolean> {
     const entry = this.tenants.get(tenantId);
     if (!entry?.shim.alive) return false;
-    return entry.shim.refreshState(this.o.warmPoolSecret, { state_get_url: state.getUrl, state_put_url: state.putUrl });
+    return entry.shim.refreshState(this.controlSecret(entry.shim.name), { state_get_url: state.getUrl, state_put_url: state.putUrl });
   }
 
   /** Local agents get the token in their environment at start: nothing to rotate until the next wake. */
@@ -261,11 +270,12 @@ export class LocalRuntime implements Runtime {
 
   async addWarm(n: number): Promise<void> {
     for (let i = 0; i < n; i++) {
-      const name = `warm-pool-${randomBytes(3).toString('hex')}`;
+      // Unguessable and collision-free: a member's name is part of its control secret's derivation.
+      const name = `warm-pool-${randomBytes(8).toString('hex')}`;
       const dir = path.join(this.o.dataDir, 'warm', name);
       const [shimPort, agentPort, internalPort] = await this.allocatePorts();
       const shim = this.track(new ShimProcess(name, shimPort, agentPort, {
-        ...this.baseEnv(), WARM: '1', WARM_POOL_SECRET: this.o.warmPoolSecret, WORKSPACE: path.join(dir, 'workspace'),
+        ...this.baseEnv(), WARM: '1', WARM_POOL_SECRET: this.controlSecret(name), WORKSPACE: path.join(dir, 'workspace'),
         AGENT_INTERNAL_PORT: String(internalPort),
       }, path.join(dir, 'agent.log')), internalPort);
       this.warm.set(name, shim);

@@ -1,16 +1,19 @@
 /**
- * The shim's authenticated admin calls (`POST /claim`, `POST /state-urls`), made by both runtimes:
- * bearer WARM_POOL_SECRET, a JSON body, the answer's status and text. Throws on transport errors.
+ * The shim's authenticated admin calls (`POST /claim`, `/state-urls`, `/checkpoint`), made by both
+ * runtimes: signed with the shim's control secret (shim-auth.ts), a JSON body, the answer's status
+ * and text. Throws on transport errors.
  */
 import { request } from 'undici';
+import { SHIM_AUTH_HEADER, signShimCall } from './shim-auth.js';
 
-export type ShimAdminPath = '/claim' | '/state-urls';
+export type ShimAdminPath = '/claim' | '/state-urls' | '/checkpoint';
 
 export async function postToShim(base: string, route: ShimAdminPath, secret: string, body: Record<string, unknown>, timeoutMs: number): Promise<{ status: number; text: string }> {
+  const text = JSON.stringify(body);
   const res = await request(`${base}${route}`, {
     method: 'POST',
-    headers: { authorization: `Bearer ${secret}`, 'content-type': 'application/json' },
-    body: JSON.stringify(body),
+    headers: { [SHIM_AUTH_HEADER]: signShimCall(secret, 'POST', route, text), 'content-type': 'application/json' },
+    body: text,
     headersTimeout: timeoutMs,
     bodyTimeout: timeoutMs,
   });
