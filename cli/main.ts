@@ -2,16 +2,18 @@
  * `ztm`: the operator's CLI. Commands become admin jobs that the janitor executes; ztm waits for
  * the reply and prints it (a table, or JSON with --json). Any error is one line and a non-zero exit.
  */
+import type { Readable } from 'node:stream';
 import { cac } from 'cac';
 import { loadCliConfig, type Env } from '../lib/config.js';
 import { ZtmError, ValidationError } from '../lib/errors.js';
 import { AdminClient } from '../lib/admin/admin-client.js';
 import type { AdminArgs, AdminCommand } from '../lib/admin/admin-protocol.js';
-import { assertBotToken, assertIdleTimeout, assertTenantId } from '../lib/validate.js';
+import { assertIdleTimeout, assertTenantId } from '../lib/validate.js';
 import { printError, printFailure, printJson, printRecord, printTable, type Printer } from './output.js';
-import { resolveTarget, runThroughKubectl } from './target.js';
+import { resolveTarget, runThroughKubectl, kubectlTokenArgv } from './target.js';
 import { renderResult } from './render.js';
 import { runStatus } from './status.js';
+import { ARGV_TOKEN_WARNING, readBotToken, SAFER_FORMS, tokenSource, type TokenSource } from './token-input.js';
 import { runDashboard, type DashboardInvocation } from './dashboard.js';
 import { chatIdOption, DEFAULT_CHAT_ID, DEFAULT_CHAT_WAIT_S, messageOption, runChat, waitOption, type ChatInvocation } from './chat.js';
 import { DEFAULT_DASHBOARD_PORT } from '../lib/ops/dashboard.js';
@@ -20,9 +22,19 @@ const GROUPS = new Set(['tenant', 'webhook', 'dead']);
 const EXIT_USAGE = 2;
 const EXIT_FAILED = 1;
 
+/** The commands that take a bot token, and their arguments before the token is read. */
+export type TokenCommand = 'tenant.create' | 'tenant.update';
+export interface TokenInvocation {
+  kind: 'token';
+  command: TokenCommand;
+  args: { tenant_id: string; idle_timeout_s?: number };
+  token: { source: TokenSource; value?: string };
+}
+
 /** An admin job for the janitor, or one of the commands ztm runs itself against Redis. */
 type Invocation =
   | { kind: 'admin'; command: AdminCommand; args: AdminArgs[AdminCommand]; timeoutS?: number }
+  | TokenInvocation
   | { kind: 'status' }
   | ({ kind: 'dashboard' } & DashboardInvocation)
   | ({ kind: 'chat' } & ChatInvocation);
@@ -44,6 +56,20 @@ function rawOption(argv: string[], name: string): string | undefined {
   return value;
 }
 
+/** `--bot-token -` → `--bot-token=-`: the parser takes a lone `-` for a flag, not a value. */
+function normalizeArgv(argv: string[]): string[] {
+  const out: string[] = [];
+  for (let i = 0; i < argv.length; i++) {
+    if (argv[i] === '--bot-token' && argv[i + 1] === '-') {
+      out.push('--bot-token=-');
+      i++;
+    } else out.push(argv[i] as string);
+  }
+  return out;
+}
+
+const TOKEN_FLAG_HELP = "The bot token; '-' reads it from stdin (a hidden prompt on a terminal), a value shows in ps";
+
 /** Builds the cac program; each action records what to run instead of running it. */
 function program(onRun: (inv: Invocation) => void, argv: string[] = []) {
   const cli = cac('ztm');
@@ -51,28 +77,39 @@ function program(onRun: (inv: Invocation) => void, argv: string[] = []) {
   cli.option('--json', 'Print JSON instead of a table');
   cli.option('--timeout <secs>', 'How long to wait for the command to finish', { default: 60 });
 
-  cli.command('tenant create <id> <bot_token>', 'Create a tenant (registers its webhook when ROUTER_PUBLIC_URL is set)')
+  const tokenOptions = (o: { botTokenEnv?: unknown }, positional?: unknown) => tokenSource({
+    positional: positional === undefined ? undefined : String(positional),
+    flag: rawOption(argv, 'bot-token'),
+    file: rawOption(argv, 'bot-token-file'),
+    env: o.botTokenEnv,
+  });
+
+  cli.command('tenant create <id> [bot_token]', 'Create a tenant (registers its webhook when ROUTER_PUBLIC_URL is set); the token from --bot-token -, --bot-token-file or --bot-token-env ([bot_token] shows in ps)')
+    .option('--bot-token <token>', TOKEN_FLAG_HELP)
+    .option('--bot-token-file <path>', 'Read the bot token from this file')
+    .option('--bot-token-env', 'Read the bot token from $ZTM_BOT_TOKEN')
     .option('--idle-timeout <secs>', 'Seconds of silence before the agent is stopped (1-604800, default 300)')
-    .action((id: string, token: string, o: { idleTimeout?: unknown }) =>
-      run('tenant.create', {
-        tenant_id: assertTenantId(id),
-        bot_token: assertBotToken(String(token)),
-        ...(o.idleTimeout !== undefined ? { idle_timeout_s: assertIdleTimeout(o.idleTimeout) } : {}),
-      }));
+    .action((id: string, positional: unknown, o: { idleTimeout?: unknown; botTokenEnv?: unknown }) => {
+      const args = { tenant_id: assertTenantId(id), ...(o.idleTimeout !== undefined ? { idle_timeout_s: assertIdleTimeout(o.idleTimeout) } : {}) };
+      const token = tokenOptions(o, positional);
+      if (!token) throw new ValidationError(`no bot token: give it with ${SAFER_FORMS}`);
+      onRun({ kind: 'token', command: 'tenant.create', args, token });
+    });
   cli.command('tenant list', 'List tenants (bot tokens redacted)')
     .option('--limit <n>', 'Tenants per page fetched from the registry', { default: 100 })
     .action((o: { limit: unknown }) => run('tenant.list', { limit: Number(o.limit) }));
   cli.command('tenant get <id>', 'Show one tenant').action((id: string) => run('tenant.get', { tenant_id: assertTenantId(id) }));
   cli.command('tenant update <id>', 'Change the bot token and/or idle timeout (a new token re-registers the webhook)')
-    .option('--bot-token <token>', 'New Telegram bot token')
+    .option('--bot-token <token>', TOKEN_FLAG_HELP)
+    .option('--bot-token-file <path>', 'Read the bot token from this file')
+    .option('--bot-token-env', 'Read the bot token from $ZTM_BOT_TOKEN')
     .option('--idle-timeout <secs>', 'New idle timeout in seconds (1-604800)')
-    .action((id: string, o: { botToken?: unknown; idleTimeout?: unknown }) => {
-      if (o.botToken === undefined && o.idleTimeout === undefined) throw new ValidationError('nothing to update: give --bot-token and/or --idle-timeout');
-      run('tenant.update', {
-        tenant_id: assertTenantId(id),
-        ...(o.botToken !== undefined ? { bot_token: assertBotToken(String(o.botToken)) } : {}),
-        ...(o.idleTimeout !== undefined ? { idle_timeout_s: assertIdleTimeout(o.idleTimeout) } : {}),
-      });
+    .action((id: string, o: { idleTimeout?: unknown; botTokenEnv?: unknown }) => {
+      const args = { tenant_id: assertTenantId(id), ...(o.idleTimeout !== undefined ? { idle_timeout_s: assertIdleTimeout(o.idleTimeout) } : {}) };
+      const token = tokenOptions(o);
+      if (token) onRun({ kind: 'token', command: 'tenant.update', args, token });
+      else if (args.idle_timeout_s !== undefined) run('tenant.update', args);
+      else throw new ValidationError('nothing to update: give --bot-token (or --bot-token-file, --bot-token-env) and/or --idle-timeout');
     });
   cli.command('tenant delete <id>', 'Delete a tenant: record, pod, secret, endpoint cache, wake lock, webhook')
     .option('--purge-state', 'Also delete the saved agent state (brain.db) from S3')
@@ -119,7 +156,18 @@ function joinGroup(argv: string[]): string[] {
   return argv;
 }
 
-export async function main(argv: string[], env: Env = process.env, io?: Partial<Printer>): Promise<number> {
+/** A warning on stderr that does not stop the command (JSON with --json, like errors). */
+function printWarning(p: Printer, code: string, message: string): void {
+  p.err(p.json ? JSON.stringify({ warning: { code, message } }) : `ztm: warning: ${message}`);
+}
+
+export interface ZtmIo extends Partial<Printer> {
+  /** Where `--bot-token -` reads (default process.stdin). */
+  stdin?: Readable;
+}
+
+export async function main(rawArgv: string[], env: Env = process.env, io?: ZtmIo): Promise<number> {
+  const argv = normalizeArgv(rawArgv);
   const p: Printer = {
     json: argv.includes('--json'),
     out: io?.out ?? ((l) => process.stdout.write(`${l}\n`)),
@@ -145,6 +193,27 @@ export async function main(argv: string[], env: Env = process.env, io?: Partial<
   }
   if (!invocation) return 0;
 
+  /** In kubectl mode, a token command's argv and the token that goes on the exec's stdin. */
+  let viaStdin: { argv: string[]; input: string } | undefined;
+  if (invocation.kind === 'token') {
+    let token: string;
+    try {
+      token = await readBotToken(invocation.token, {
+        env,
+        // Lazily: touching process.stdin opens it, which a token from a file or argv never needs.
+        stdin: () => io?.stdin ?? process.stdin,
+        promptTo: (text) => process.stderr.write(text),
+        tenantId: invocation.args.tenant_id,
+      });
+    } catch (err) {
+      printError(p, err instanceof ZtmError ? err.code : 'E_USAGE', (err as Error).message);
+      return EXIT_USAGE;
+    }
+    if (invocation.token.source.kind === 'argv') printWarning(p, 'W_TOKEN_IN_ARGV', ARGV_TOKEN_WARNING);
+    viaStdin = { argv: kubectlTokenArgv(invocation, { json: p.json, timeout: rawOption(argv, 'timeout') }), input: `${token}\n` };
+    invocation = { kind: 'admin', command: invocation.command, args: { ...invocation.args, bot_token: token } };
+  }
+
   let config;
   try {
     config = loadCliConfig(env);
@@ -155,7 +224,10 @@ export async function main(argv: string[], env: Env = process.env, io?: Partial<
   const target = resolveTarget(config);
   if (invocation.kind === 'dashboard') return runDashboard(invocation, target, config, p);
   if (invocation.kind === 'chat') return runChat(invocation, config, target, p);
-  if (target.kind === 'kubectl') return runThroughKubectl(target, argv);
+  if (target.kind === 'kubectl') {
+    // A token goes on the exec's stdin: argv becomes part of the exec URL (and the audit log).
+    return viaStdin ? runThroughKubectl(target, viaStdin.argv, viaStdin.input) : runThroughKubectl(target, argv);
+  }
   if (invocation.kind === 'status') return runStatus(target.url, p);
 
   const timeout = Number(cli.options.timeout ?? 60);

@@ -8,6 +8,7 @@ import { spawnSync, spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import type { CliConfig } from '../lib/config.js';
+import { TOKEN_ENV } from './token-input.js';
 
 export type CliTarget = { kind: 'redis'; url: string; source: string } | { kind: 'kubectl'; args: string[] };
 
@@ -58,10 +59,35 @@ export function resolveTarget(config: CliConfig): CliTarget {
   return { kind: 'redis', url: 'redis://127.0.0.1:6379', source: 'default' };
 }
 
-/** Runs the same ztm command inside the cluster; stdout, stderr and the exit code pass through. */
-export async function runThroughKubectl(target: { args: string[] }, argv: string[]): Promise<number> {
+/**
+ * The in-cluster ztm's argv for a command whose bot token travels on stdin: rebuilt from the
+ * validated arguments, so no token (positional, `--bot-token <t>`) can slip into the exec URL.
+ */
+export function kubectlTokenArgv(
+  inv: { command: 'tenant.create' | 'tenant.update'; args: { tenant_id: string; idle_timeout_s?: number } },
+  globals: { json: boolean; timeout?: string | undefined },
+): string[] {
+  return [
+    'tenant', inv.command === 'tenant.create' ? 'create' : 'update', inv.args.tenant_id, '--bot-token', '-',
+    ...(inv.args.idle_timeout_s !== undefined ? ['--idle-timeout', String(inv.args.idle_timeout_s)] : []),
+    ...(globals.json ? ['--json'] : []),
+    ...(globals.timeout !== undefined ? ['--timeout', globals.timeout] : []),
+  ];
+}
+
+/**
+ * Runs the same ztm command inside the cluster; stdout, stderr and the exit code pass through.
+ * `input` (a bot token) is written to the exec's stdin instead of the terminal's.
+ */
+export async function runThroughKubectl(target: { args: string[] }, argv: string[], input?: string): Promise<number> {
   return new Promise((resolve) => {
-    const child = spawn('kubectl', [...target.args, ...argv], { stdio: 'inherit' });
+    // kubectl never needs the token's variable: keep it out of its environment too.
+    const env = { ...process.env };
+    delete env[TOKEN_ENV];
+    const child = spawn('kubectl', [...target.args, ...argv], { stdio: [input === undefined ? 'inherit' : 'pipe', 'inherit', 'inherit'], env });
+    // kubectl exiting before it read its stdin (no such context) is reported by its exit code.
+    child.stdin?.on('error', () => undefined);
+    child.stdin?.end(input);
     child.once('error', () => resolve(127));
     child.once('exit', (code) => resolve(code ?? 1));
   });

@@ -11,6 +11,8 @@ const TOKEN_SECRET = TOKEN.split(':')[1] as string;
 const NEW_TOKEN = '987654321:BBHnewtokenAAAAAAAAAAAAAAAAAAAAAAAA2';
 const NEW_SECRET = NEW_TOKEN.split(':')[1] as string;
 const PUBLIC_URL = 'https://bots.example.test';
+/** The runbook's positional token form still works; it says once why another form is safer. */
+const ARGV_WARNING = 'ztm: warning: a bot token on the command line is visible in ps and shell history; use --bot-token - (stdin), --bot-token-file <path> or --bot-token-env ($ZTM_BOT_TOKEN)';
 
 let p: TestPlatform;
 const outputs: string[] = [];
@@ -34,16 +36,17 @@ t.test('create registers the webhook with the derived secret; output redacts the
   t.match(r.stdout, /idle_timeout_s\s+600/);
   t.match(r.stdout, /webhook registered: https:\/\/bots\.example\.test\/tg\/alice/);
   t.match(r.stdout, /123456789:\[REDACTED\]/);
+  t.equal(r.stderr, ARGV_WARNING, 'the positional token warns, on stderr only');
   const hook = p.emulator.webhookOf(TOKEN);
   t.equal(hook?.url, `${PUBLIC_URL}/tg/alice`);
   t.equal(hook?.secret_token, deriveWebhookSecret(p.webhookSecret, 'alice'));
   t.ok(p.logs.find('webhook registered').length >= 1, 'logs "webhook registered"');
 });
 
-t.test('duplicate create fails with one line and non-zero exit', async (t) => {
+t.test('duplicate create fails with one error line and non-zero exit', async (t) => {
   const r = await run('tenant', 'create', 'alice', TOKEN);
   t.equal(r.code, 1);
-  t.equal(r.stderr, 'ztm: tenant alice already exists');
+  t.equal(r.stderr, `${ARGV_WARNING}\nztm: tenant alice already exists`, 'the warning, then the one-line error');
 });
 
 t.test('get shows the record with the token redacted', async (t) => {
@@ -118,7 +121,7 @@ t.test('validation errors: one line, non-zero exit, nothing enqueued', async (t)
     [['tenant', 'create', 'carol', TOKEN, '--idle-timeout', '604801'], /from 1 to 604800/],
     [['tenant', 'create', 'carol', TOKEN, '--idle-timeout', 'abc'], /invalid idle timeout "abc"/],
     [['tenant', 'create', 'carol', TOKEN, '--idle-timeout', '1.5'], /invalid idle timeout/],
-    [['tenant', 'create', 'carol'], /missing required args/],
+    [['tenant', 'create', 'carol'], /no bot token: give it with --bot-token -/],
     [['tenant', 'update', 'carol'], /nothing to update/],
     [['tenant', 'frobnicate', 'x'], /unknown command "tenant frobnicate"/],
   ];
@@ -157,7 +160,7 @@ t.test('the real ztm binary: exit codes and JSON', async (t) => {
   t.match(bad.stderr, /^ztm: invalid tenant id "Erin"/);
   const usage = await p.ztmProcess(['--help']);
   t.equal(usage.code, 0);
-  t.match(usage.stdout, /tenant create <id> <bot_token>/);
+  t.match(usage.stdout, /tenant create <id> \[bot_token\] .*--bot-token -, --bot-token-file or --bot-token-env/);
 });
 
 t.test('tokens appear in no output and no log line', async (t) => {
