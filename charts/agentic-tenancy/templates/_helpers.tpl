@@ -2,8 +2,15 @@
 
 {{- define "at.name" -}}agentic-tenancy{{- end }}
 
-{{/* Namespace of the tenant pods (K8S_NAMESPACE): tenants.namespace, else the release's. */}}
-{{- define "at.tenantsNamespace" -}}{{ .Values.tenants.namespace | default .Release.Namespace }}{{- end }}
+{{/*
+Namespace of the tenant pods, their token Secrets and the warm pool (K8S_NAMESPACE):
+tenants.namespace, else "<release namespace>-agents". Their own namespace, so that the runtime's
+Roles reach nothing of the release (its Secret, Helm's release Secrets) and Pod Security Admission
+`restricted` can be enforced on it without touching the platform's pods.
+*/}}
+{{- define "at.tenantsNamespace" -}}
+{{- .Values.tenants.namespace | default (printf "%s-agents" .Release.Namespace | trunc 63 | trimSuffix "-") -}}
+{{- end }}
 
 {{- define "at.labels" -}}
 app.kubernetes.io/name: {{ include "at.name" . }}
@@ -30,8 +37,29 @@ pool-keeper: poolKeeper
 dashboard: dashboard
 {{- end }}
 
-{{/* Services that run the Kubernetes runtime (pods, secrets, PVCs in the tenants namespace). */}}
+{{/* Services that run the Kubernetes runtime (pods, secrets, PVCs in the tenants namespace), each with its own account and Role. */}}
 {{- define "at.runtimeServices" -}}waker janitor pool-keeper{{- end }}
+
+{{/*
+The keys of the platform Secret each service gets (secretKeyRef, one by one: no envFrom), from
+lib/config.ts and services/<name>/main.ts. The internet-facing ingress gets the webhook secret and
+Redis only. WARM_POOL_SECRET authorises control calls to every shim: only the runtime services.
+WEBHOOK_SECRET: the ingress and forwarder verify and sign with it; the waker and janitor derive
+each tenant's secrets from it (the pool-keeper's warm pods carry none). AGENT_LLM_API_KEY goes into
+the tenants namespace's warm pool Secret, which the waker (cold start) and the pool-keeper (warm
+pool) write. DASHBOARD_*: the dashboard alone.
+*/}}
+{{- define "at.serviceSecrets" -}}
+ingress: [WEBHOOK_SECRET, REDIS_URL]
+forwarder: [WEBHOOK_SECRET, REDIS_URL]
+waker: [WEBHOOK_SECRET, WARM_POOL_SECRET, REDIS_URL, AGENT_LLM_API_KEY]
+janitor: [WEBHOOK_SECRET, WARM_POOL_SECRET, REDIS_URL]
+pool-keeper: [WARM_POOL_SECRET, REDIS_URL, AGENT_LLM_API_KEY]
+dashboard: [REDIS_URL, DASHBOARD_USER, DASHBOARD_PASSWORD]
+{{- end }}
+
+{{/* Keys a service starts without (secretKeyRef optional: true): the model provider's key. */}}
+{{- define "at.optionalSecrets" -}}AGENT_LLM_API_KEY{{- end }}
 
 {{- define "at.image" -}}
 {{- printf "%s:%s" .Values.image.repository (.Values.image.tag | default .Chart.AppVersion) -}}
@@ -41,14 +69,28 @@ dashboard: dashboard
 {{- .Values.secrets.existingSecret | default (printf "%s-secrets" (include "at.name" .)) -}}
 {{- end }}
 
-{{- define "at.runtimeServiceAccount" -}}{{ .Values.serviceAccounts.runtime.name }}{{- end }}
-{{- define "at.appServiceAccount" -}}{{ .Values.serviceAccounts.app.name }}{{- end }}
+{{/* The service account of a service: (dict "root" $ "service" "pool-keeper"). Runtime services each their own, the rest `app`. */}}
+{{- define "at.serviceAccount" -}}
+{{- if has .service (splitList " " (include "at.runtimeServices" .root)) -}}
+{{- (index .root.Values.serviceAccounts (index (include "at.services" .root | fromYaml) .service)).name -}}
+{{- else -}}
+{{- .root.Values.serviceAccounts.app.name -}}
+{{- end -}}
+{{- end }}
 
-{{/* Port a service serves /healthz, /readyz and /metrics on. */}}
+{{/*
+Port a service serves /healthz and /readyz on (its probes): the ingress's webhook port (the load
+balancer's health check too), the dashboard's port, the workers' admin port.
+*/}}
 {{- define "at.port" -}}
 {{- if eq .service "ingress" -}}{{ .root.Values.services.ingress.port }}
 {{- else if eq .service "dashboard" -}}{{ .root.Values.services.dashboard.port }}
 {{- else -}}{{ .root.Values.adminPort }}{{- end -}}
+{{- end }}
+
+{{/* Port a service serves /metrics on: adminPort (the ingress's too: never its webhook port), the dashboard's own. */}}
+{{- define "at.metricsPort" -}}
+{{- if eq .service "dashboard" -}}{{ .root.Values.services.dashboard.port }}{{- else -}}{{ .root.Values.adminPort }}{{- end -}}
 {{- end }}
 
 {{/* AGENT_PORT: tenants.agentPort, else the profile's own (lib/agent-profiles.ts: OpenClaw's webhook listener 8787, the rest 42617). */}}
