@@ -7,6 +7,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { request } from 'undici';
 import { RuntimeError, TimeoutError } from '../lib/errors.js';
 import { isListening } from '../lib/util/free-port.js';
+import { withParentDeathSignal } from '../lib/util/parent-death.js';
 import type { Logger } from '../lib/logger.js';
 import type { TenantBinding } from './shim-config.js';
 import type { AgentLaunch, Probe } from './profiles/profile.js';
@@ -54,8 +55,10 @@ export class AgentProcess {
     const { command, env, cwd } = options.launch;
     this.launch = options.launch;
     // Own process group, so stop() reaches what `sh -c` started too; output goes straight to
-    // the shim's stdout/stderr (the pod's log), unprefixed.
-    this.child = spawn(command.file, command.args, { cwd, env, stdio: ['ignore', 'inherit', 'inherit'], detached: true });
+    // the shim's stdout/stderr (the pod's log), unprefixed. SIGKILLed by the kernel if the shim
+    // dies first: an agent never outlives its shim (it would hold the port and the workspace).
+    const run = withParentDeathSignal(command.file, command.args, 'KILL');
+    this.child = spawn(run.file, run.args, { cwd, env, stdio: ['ignore', 'inherit', 'inherit'], detached: true });
     this.probeHost = probeHostOf(env.HOST);
     this.exited = new Promise<AgentExit>((resolve) => {
       this.child.once('exit', (code, signal) => {

@@ -18,6 +18,7 @@ import type { Phase, ShimHandlers } from './shim-server.js';
 import { clearStatePaths, detectStateFormat, unpackState } from './state-archive.js';
 import { describeUrl, downloadState } from './state-transfer.js';
 import { StateUrlPins, assertOwnObject } from './state-url-guard.js';
+import { STOPPED_CLEAN } from '../lib/runtime/shim-files.js';
 
 export interface ShimOptions {
   config: ShimConfig;
@@ -300,6 +301,8 @@ export class Shim implements ShimHandlers {
       try {
         const result = await this.checkpointer.run('shutdown');
         if (!result.uploaded) this.log.info({ bytes: result.bytes, sha256: result.sha256 }, 'final checkpoint: nothing new to upload');
+        // For the local runtime: this workspace holds nothing S3 lacks, it may be removed.
+        if (this.binding?.statePutUrl !== undefined) writeFileSync(path.join(this.scratchDir, STOPPED_CLEAN), new Date().toISOString());
       } catch (err) {
         this.log.error({ err }, 'final checkpoint failed: state since the last checkpoint is not in S3');
         exitCode = exitCode || 1;

@@ -3,7 +3,8 @@
  * at REDIS_URL, and by the test harness (always on a free port, never the machine's 6379).
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { mkdirSync } from 'node:fs';
+import { chmodSync, mkdirSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
 import { Redis } from 'ioredis';
 import { RuntimeError } from './errors.js';
 import { freePort } from './util/free-port.js';
@@ -15,6 +16,8 @@ export interface EmbeddedRedisOptions {
   host?: string;
   /** appendonly yes with appendfsync `always` or `everysec`; off means memory only. */
   persist?: false | 'always' | 'everysec';
+  /** requirepass: given to redis-server in a 0600 config file under `dir`, never on its command line. */
+  password?: string;
 }
 
 export class EmbeddedRedis {
@@ -28,7 +31,7 @@ export class EmbeddedRedis {
     this.options = options;
     this.host = options.host ?? '127.0.0.1';
     this.port = port;
-    this.url = `redis://${this.host}:${port}`;
+    this.url = options.password ? `redis://:${encodeURIComponent(options.password)}@${this.host}:${port}` : `redis://${this.host}:${port}`;
   }
 
   static isInstalled(): boolean {
@@ -48,13 +51,21 @@ export class EmbeddedRedis {
   /** Starts (or restarts after stop()) the server on the same port and directory. */
   async spawn(): Promise<void> {
     if (this.child) return;
-    mkdirSync(this.options.dir, { recursive: true });
+    mkdirSync(this.options.dir, { recursive: true, mode: 0o700 });
     const persist = this.options.persist ?? false;
-    const args = [
+    const args: string[] = [];
+    if (this.options.password) {
+      // A config file, not --requirepass: process arguments are readable by every user of the host.
+      const conf = path.join(this.options.dir, 'redis-auth.conf');
+      writeFileSync(conf, `requirepass "${this.options.password.replace(/["\\]/g, '')}"\n`, { mode: 0o600 });
+      chmodSync(conf, 0o600);
+      args.push(conf);
+    }
+    args.push(
       '--port', String(this.port), '--bind', this.host, '--dir', this.options.dir,
       '--save', '', '--protected-mode', 'no', '--daemonize', 'no', '--loglevel', 'warning',
       '--appendonly', persist ? 'yes' : 'no',
-    ];
+    );
     if (persist) args.push('--appendfsync', persist);
     const child = spawn('redis-server', args, { stdio: ['ignore', 'ignore', 'pipe'] });
     this.child = child;
@@ -70,7 +81,7 @@ export class EmbeddedRedis {
     const deadline = Date.now() + 10_000;
     while (Date.now() < deadline) {
       if (!this.child) throw new RuntimeError(`redis-server exited at start: ${stderr().trim().split('\n').pop() ?? ''}`);
-      const probe = new Redis({ host: this.host, port: this.port, lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null });
+      const probe = new Redis({ host: this.host, port: this.port, lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null, ...(this.options.password ? { password: this.options.password } : {}) });
       probe.on('error', () => undefined);
       try {
         await probe.connect();

@@ -3,7 +3,7 @@
  * webhooks registered before a restart keep verifying after it. Production passes them in.
  */
 import { randomBytes } from 'node:crypto';
-import { mkdirSync, readFileSync, writeFileSync, existsSync } from 'node:fs';
+import { chmodSync, mkdirSync, readFileSync, writeFileSync, existsSync } from 'node:fs';
 import path from 'node:path';
 
 export interface PlatformSecrets {
@@ -17,13 +17,16 @@ export function loadOrCreateSecrets(
 ): PlatformSecrets {
   const file = path.join(dataDir, 'secrets.json');
   let stored: Partial<PlatformSecrets> = {};
-  if (existsSync(file)) stored = JSON.parse(readFileSync(file, 'utf8')) as Partial<PlatformSecrets>;
+  if (existsSync(file)) {
+    chmodSync(file, 0o600); // an older platform wrote it with the umask's mode
+    stored = JSON.parse(readFileSync(file, 'utf8')) as Partial<PlatformSecrets>;
+  }
   const secrets: PlatformSecrets = {
     webhookSecret: given.webhookSecret ?? stored.webhookSecret ?? randomBytes(32).toString('base64url'),
     warmPoolSecret: given.warmPoolSecret ?? stored.warmPoolSecret ?? randomBytes(32).toString('base64url'),
   };
   if (secrets.webhookSecret !== stored.webhookSecret || secrets.warmPoolSecret !== stored.warmPoolSecret) {
-    mkdirSync(dataDir, { recursive: true });
+    mkdirSync(dataDir, { recursive: true, mode: 0o700 });
     writeFileSync(file, JSON.stringify(secrets), { mode: 0o600 });
   }
   return secrets;

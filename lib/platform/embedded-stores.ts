@@ -7,6 +7,10 @@ import type { Config } from '../config.js';
 import type { Logger } from '../logger.js';
 import { RuntimeError } from '../errors.js';
 import { EmbeddedRedis } from '../embedded-redis.js';
+import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
+import { Redis } from 'ioredis';
+import { describeRedisUrl } from '../redis.js';
 import { isListening } from '../util/free-port.js';
 import { startEmbeddedDynamo } from '../registry/embedded-dynamodb.js';
 import { startEmbeddedS3 } from '../state/embedded-s3.js';
@@ -25,15 +29,22 @@ export async function startEmbeddedStores(config: Config, log: Logger): Promise<
   let redisUrl = config.redisUrl;
   if (config.redisUrlDefaulted) {
     const url = new URL(config.redisUrl);
-    if (!(await isListening(url.hostname, Number(url.port || 6379)))) {
+    const port = Number(url.port || 6379);
+    const redisDir = path.join(config.dataDir, 'redis');
+    // The Redis this platform starts requires a password of its own (agents run on this host).
+    const password = loadOrCreateRedisPassword(redisDir);
+    if (await isListening(url.hostname, port)) {
+      // Ours from a previous run (still running after a crash) answers to the password.
+      if (await answersWithPassword(url.hostname, port, password)) redisUrl = `redis://:${encodeURIComponent(password)}@${url.hostname}:${port}`;
+    } else {
       if (!EmbeddedRedis.isInstalled()) {
         throw new RuntimeError('nothing answers at redis://127.0.0.1:6379 and redis-server is not installed: install it (Debian/Ubuntu: `sudo apt-get install redis-server`; macOS: `brew install redis`) or set REDIS_URL');
       }
-      const redis = await EmbeddedRedis.start({ dir: path.join(config.dataDir, 'redis'), port: Number(url.port || 6379), persist: 'everysec' });
+      const redis = await EmbeddedRedis.start({ dir: redisDir, port, persist: 'everysec', password });
       closers.push(() => redis.stop('SIGTERM'));
       redisUrl = redis.url;
-      started.push(`redis-server ${redis.url} (data in ${path.join(config.dataDir, 'redis')})`);
-      log.info({ url: redis.url }, 'started embedded redis-server');
+      started.push(`redis-server ${describeRedisUrl(redis.url)} (password in ${path.join(redisDir, 'password')}; data in ${redisDir})`);
+      log.info({ url: describeRedisUrl(redis.url) }, 'started embedded redis-server (password required)');
     }
   }
   let dynamodbEndpoint = config.dynamodbEndpoint;
@@ -61,4 +72,31 @@ export async function startEmbeddedStores(config: Config, log: Logger): Promise<
       for (const close of closers.reverse()) await close().catch(() => undefined);
     },
   };
+}
+
+/** DATA_DIR/redis/password (0600): made once, so a restarted platform reaches the Redis it started. */
+function loadOrCreateRedisPassword(dir: string): string {
+  const file = path.join(dir, 'password');
+  mkdirSync(dir, { recursive: true, mode: 0o700 });
+  if (existsSync(file)) {
+    chmodSync(file, 0o600);
+    const stored = readFileSync(file, 'utf8').trim();
+    if (/^[A-Za-z0-9_-]{32,}$/.test(stored)) return stored;
+  }
+  const password = randomBytes(24).toString('base64url');
+  writeFileSync(file, `${password}\n`, { mode: 0o600 });
+  return password;
+}
+
+async function answersWithPassword(host: string, port: number, password: string): Promise<boolean> {
+  const probe = new Redis({ host, port, password, lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null, connectTimeout: 2000 });
+  probe.on('error', () => undefined);
+  try {
+    await probe.connect();
+    return (await probe.ping()) === 'PONG';
+  } catch {
+    return false;
+  } finally {
+    probe.disconnect();
+  }
 }

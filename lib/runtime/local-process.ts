@@ -8,6 +8,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { request } from 'undici';
 import { shimAccepted } from './shim-admin.js';
+import { withParentDeathSignal } from '../util/parent-death.js';
 
 const SHIM_ENTRY = fileURLToPath(new URL('../../agent/shim.ts', import.meta.url));
 
@@ -71,7 +72,10 @@ export class ShimProcess {
     // a pipe to this process: if this process dies, their next log line must not die of EPIPE.
     const logFd = openSync(logPath, 'a');
     try {
-      this.child = spawn(process.execPath, ['--import', import.meta.resolve('tsx'), SHIM_ENTRY], {
+      // SIGTERM from the kernel if this process dies, however: the shim stops its agent and saves the
+      // state at once (the supervisor watch in agent/shim.ts is the fallback where setpriv is missing).
+      const run = withParentDeathSignal(process.execPath, ['--import', import.meta.resolve('tsx'), SHIM_ENTRY], 'TERM');
+      this.child = spawn(run.file, run.args, {
         env: {
           PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: process.env.HOME ?? '/tmp', SHIM_HOST: '127.0.0.1', SHIM_PORT: String(shimPort),
           AGENT_PORT: String(agentPort), AGENT_PID_FILE: pidFile, SHIM_SUPERVISOR_PID: String(process.pid), ...env,
@@ -161,8 +165,12 @@ export class ShimProcess {
     return shimAccepted(`http://127.0.0.1:${this.shimPort}`, '/state-urls', secret, body, 5000);
   }
 
+  /** A claim was sent: the shim may hold a tenant's state from then on. */
+  claimed = false;
+
   /** POST /claim: binds a warm shim to a tenant; resolves true once its agent is ready. */
   async claim(secret: string, body: Record<string, unknown>, timeoutMs: number): Promise<boolean> {
+    this.claimed = true;
     return shimAccepted(`http://127.0.0.1:${this.shimPort}`, '/claim', secret, body, timeoutMs);
   }
 }

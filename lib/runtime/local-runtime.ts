@@ -5,7 +5,7 @@
  * `DATA_DIR/warm/<name>/agent.log`.
  */
 import { randomBytes } from 'node:crypto';
-import { rmSync } from 'node:fs';
+import { existsSync, readdirSync, rmSync } from 'node:fs';
 import path from 'node:path';
 import type { Logger } from '../logger.js';
 import { RuntimeError } from '../errors.js';
@@ -17,6 +17,7 @@ import { ShimProcess, waitForOrphanShim } from './local-process.js';
 import { agentSettingsEnv, type AgentSettings } from '../agent-profiles.js';
 import { tenantAgentSecrets } from './tenant-agent-secrets.js';
 import { shimControlSecret } from './shim-auth.js';
+import { STOPPED_CLEAN } from './shim-files.js';
 
 /** A shim whose start failed gets this long to stop its agent (which it gives 20 s by default). */
 const FAILED_START_GRACE_MS = 30_000;
@@ -60,8 +61,38 @@ export class LocalRuntime implements Runtime {
    */
   private readonly portsInUse = new Set<number>();
 
+  /** Removal of the warm workspaces a previous runtime process left (started at construction). */
+  private readonly sweeping: Promise<void>;
+
   constructor(private readonly o: LocalRuntimeOptions) {
     if (!o.dataDir || !o.log || !o.warmPoolSecret) throw new TypeError('LocalRuntime: dataDir, log and warmPoolSecret are required');
+    this.sweeping = this.sweepWarmLeftovers();
+  }
+
+  /**
+   * Warm workspaces of a runtime process that died: once their shim is gone (a shim still saving a
+   * claimed tenant's state is waited for), they are removed, so no later agent finds a tenant's
+   * files there. Taken as a snapshot now: members this runtime starts have new names.
+   */
+  private async sweepWarmLeftovers(): Promise<void> {
+    const root = path.join(this.o.dataDir, 'warm');
+    const names = existsSync(root) ? readdirSync(root).filter((n) => n.startsWith('warm-pool-')) : [];
+    await Promise.all(names.map(async (name) => {
+      const dir = path.join(root, name);
+      try {
+        await waitForOrphanShim(dir, FAILED_START_GRACE_MS);
+        // Claimed (the shim made its scratch dir) and not stopped with its state in S3: the only copy.
+        const scratch = path.join(dir, 'workspace', '.shim');
+        if (existsSync(scratch) && !existsSync(path.join(scratch, STOPPED_CLEAN))) {
+          this.o.log.warn({ dir }, 'kept a warm workspace a previous run left: its last state may not be in S3');
+          return;
+        }
+        rmSync(dir, { recursive: true, force: true });
+      } catch (err) {
+        this.o.log.warn({ err, dir }, 'could not remove a warm workspace a previous run left');
+      }
+    }));
+    if (names.length > 0) this.o.log.info({ removed: names.length }, 'removed the warm workspaces a previous run left');
   }
 
   private get readyTimeoutMs(): number {
@@ -204,6 +235,18 @@ export class LocalRuntime implements Runtime {
     return undefined;
   }
 
+  /**
+   * A warm member's directory goes once its shim is gone: unclaimed, it holds nothing; claimed, the
+   * tenant's state was saved by the shim's clean exit (code 0), and nothing of it must be left for
+   * a later agent to find. After an unclean exit it is kept (the only copy of unsaved state).
+   */
+  private removeWarmDir(shim: ShimProcess): void {
+    if (!shim.name.startsWith('warm-pool-')) return;
+    const dir = path.join(this.o.dataDir, 'warm', shim.name);
+    if (shim.child.exitCode === 0 || !shim.claimed) rmSync(dir, { recursive: true, force: true });
+    else this.o.log.warn({ pod: shim.name, code: shim.child.exitCode, signal: shim.child.signalCode, dir }, 'warm member exited uncleanly: its workspace is kept');
+  }
+
   private adopt(tenantId: string, shim: ShimProcess): TenantInstance {
     shim.serves(path.join(this.o.dataDir, 'tenants', tenantId));
     const instance: TenantInstance = { tenantId, podName: shim.name, address: shim.address, ip: '127.0.0.1' };
@@ -279,7 +322,11 @@ export class LocalRuntime implements Runtime {
         AGENT_INTERNAL_PORT: String(internalPort),
       }, path.join(dir, 'agent.log')), internalPort);
       this.warm.set(name, shim);
-      void shim.exited.then(() => this.warm.delete(name));
+      shim.serves(dir); // its shim.pid: a later runtime waits for it before removing the workspace
+      void shim.exited.then(() => {
+        this.warm.delete(name);
+        this.removeWarmDir(shim);
+      });
     }
   }
 
@@ -305,5 +352,6 @@ export class LocalRuntime implements Runtime {
     await Promise.all([...this.tenants.keys()].map((id) => this.stop(id)));
     await Promise.all([...this.warm.values()].map((w) => w.terminate(5000)));
     this.warm.clear();
+    await this.sweeping;
   }
 }

@@ -3,7 +3,7 @@
  * stores under DATA_DIR and agents as local child processes. A faithful miniature of production:
  * same queues, same workers, same keys.
  */
-import { writeFileSync, rmSync, mkdirSync } from 'node:fs';
+import { chmodSync, writeFileSync, rmSync, mkdirSync } from 'node:fs';
 import path from 'node:path';
 import { runService } from '../../lib/platform/run-service.js';
 import { startEmbeddedStores } from '../../lib/platform/embedded-stores.js';
@@ -15,7 +15,9 @@ import { startPlatform } from './platform.js';
 import { serveDashboard, type ServedDashboard } from '../../lib/ops/dashboard.js';
 
 await runService('platform', async ({ config: given, log }) => {
-  mkdirSync(given.dataDir, { recursive: true });
+  // Private to the platform's user: it holds secrets, the registry, the state store and workspaces.
+  mkdirSync(given.dataDir, { recursive: true, mode: 0o700 });
+  chmodSync(given.dataDir, 0o700);
   const stores = await startEmbeddedStores(given, log);
   // TELEGRAM_API_BASE=sandbox: the local Bot API first, so every client below talks to it.
   const { config, sandbox } = await startTelegramSandbox(given, log);
@@ -34,9 +36,11 @@ await runService('platform', async ({ config: given, log }) => {
 
   const infoFile = path.join(config.dataDir, 'platform.json');
   const ingressUrl = `http://${config.ingressHost}:${platform.ingress.port}`;
+  // It holds the Redis URL with its password, for ztm: readable by this user only.
   writeFileSync(infoFile, JSON.stringify({
     pid: process.pid, redisUrl: stores.redisUrl, ingressUrl, ...(sandbox ? { sandboxUrl: sandbox.url } : {}), startedAt: new Date().toISOString(),
-  }));
+  }), { mode: 0o600 });
+  chmodSync(infoFile, 0o600);
   const lines = [
     'agentic-tenancy platform running (embedded default)',
     `  ingress:    ${ingressUrl}  (POST /tg/<tenant>, GET /healthz /readyz /metrics)`,
