@@ -213,11 +213,8 @@ export function loadConfig(env: Env): Config {
   const dataDir = path.resolve(str(env, 'DATA_DIR') ?? './.ztm');
   const webhookSecret = secret(env, 'WEBHOOK_SECRET');
   const warmPoolSecret = secret(env, 'WARM_POOL_SECRET');
-  if (runtime === 'kubernetes') {
-    // In production the secrets must be stable across replicas and restarts: no generated defaults.
-    if (!webhookSecret) throw new ConfigError('WEBHOOK_SECRET', 'is required when RUNTIME=kubernetes');
-    if (!warmPoolSecret) throw new ConfigError('WARM_POOL_SECRET', 'is required when RUNTIME=kubernetes');
-  }
+  // Each service requires the secrets it uses itself (services/<name>/main.ts): a Deployment is given
+  // only those (the chart's secretKeyRefs), so the ingress never holds the warm pool's secret.
   const agent = loadAgentSettings(env, { requireCommand: runtime === 'local' });
   const telegramBase = telegramApiBase(env);
   const routerPublicUrl = httpUrl(env, 'ROUTER_PUBLIC_URL');

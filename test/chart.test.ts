@@ -468,8 +468,8 @@ t.test('each runtime service\'s code path succeeds under its own Role alone, and
   }
   const pod = created[0] as V1Pod;
   const shim = pod.spec?.containers[0];
-  t.equal(shim?.securityContext?.readOnlyRootFilesystem, true, 'tenant pods: read-only root filesystem', { todo: 'lib/runtime/pod-spec.ts: readOnlyRootFilesystem with a /tmp emptyDir (issue 11 item 7; not the chart\'s)' });
-  t.ok(pod.spec?.volumes?.some((v) => v.emptyDir) && shim?.volumeMounts?.some((m) => m.mountPath === '/tmp'), 'tenant pods: a writable /tmp beside /workspace', { todo: 'lib/runtime/pod-spec.ts (issue 11 item 7)' });
+  t.equal(shim?.securityContext?.readOnlyRootFilesystem, true, 'tenant pods: read-only root filesystem');
+  t.ok(pod.spec?.volumes?.some((v) => v.emptyDir) && shim?.volumeMounts?.some((m) => m.mountPath === '/tmp'), 'tenant pods: a writable /tmp beside /workspace');
 });
 
 t.test('secrets key by key: each Deployment references only the Secret keys its service uses', async (t) => {
@@ -509,10 +509,7 @@ t.test('secrets key by key: each Deployment references only the Secret keys its 
     } catch (err) {
       error = (err as Error).message;
     }
-    const blocked = error !== undefined && /is required when RUNTIME=kubernetes/.test(error);
-    t.equal(error, undefined, `${name}: lib/config.ts accepts its environment`, {
-      todo: blocked ? `lib/config.ts still requires every platform secret of every service with RUNTIME=kubernetes (${error})` : false,
-    });
+    t.equal(error, undefined, `${name}: lib/config.ts accepts its environment`);
   }
   t.notOk(JSON.stringify(one(plain, 'Deployment', 'ingress').spec).match(/WARM_POOL_SECRET|AGENT_LLM_API_KEY|DASHBOARD_/), 'the internet-facing ingress holds no control, model or dashboard secret');
 });

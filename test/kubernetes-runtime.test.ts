@@ -82,10 +82,10 @@ t.test('cold pod spec: identity, kata scheduling, hardening, probe, env', async 
   t.equal(c.image, 'registry.example.com/zeroclaw:1.2.3');
   t.same(c.ports?.map((p) => [p.name, p.containerPort]), [['shim', 9000], ['agent', 42617]]);
   t.same(c.resources, { requests: { cpu: '100m', memory: '384Mi' }, limits: { cpu: '500m', memory: '512Mi' } });
-  t.match(c.securityContext, { allowPrivilegeEscalation: false, privileged: false, capabilities: { drop: ['ALL'] }, seccompProfile: { type: 'RuntimeDefault' } });
+  t.match(c.securityContext, { allowPrivilegeEscalation: false, privileged: false, readOnlyRootFilesystem: true, capabilities: { drop: ['ALL'] }, seccompProfile: { type: 'RuntimeDefault' } });
   t.match(c.readinessProbe, { httpGet: { path: '/readyz', port: 9000 } }, 'readiness is the shim /readyz (agent answers)');
-  t.same(c.volumeMounts, [{ name: 'workspace', mountPath: '/workspace' }]);
-  t.same(spec.volumes, [{ name: 'workspace', emptyDir: {} }]);
+  t.same(c.volumeMounts, [{ name: 'workspace', mountPath: '/workspace' }, { name: 'tmp', mountPath: '/tmp' }], 'the workspace and /tmp: the only writable places');
+  t.same(spec.volumes, [{ name: 'workspace', emptyDir: {} }, { name: 'tmp', emptyDir: { sizeLimit: '256Mi' } }]);
 
   const env = envOf(pod);
   t.equal(env.get('TENANT_ID')?.value, 'alice');

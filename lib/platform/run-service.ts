@@ -44,6 +44,11 @@ export async function runService(service: string, start: (ctx: ServiceContext) =
   try {
     running = await start({ config, log });
   } catch (err) {
+    if (err instanceof ConfigError) {
+      // A setting this service needs (checked in its main): the same one line and exit code as above.
+      process.stderr.write(`${service}: configuration error: ${err.message}\n`);
+      process.exit(2);
+    }
     log.fatal({ err }, `${service} failed to start`);
     process.stderr.write(`${service}: failed to start: ${redactSecrets(err instanceof Error ? err.message : String(err))}\n`);
     log.flush();

@@ -56,6 +56,9 @@ export const tokenSecretName = (tenantId: string): string => `zeroclaw-${assertT
 export const CONTAINER_NAME = 'shim';
 export const WORKSPACE_PATH = '/workspace';
 export const WORKSPACE_VOLUME = 'workspace';
+/** The only other writable place of a tenant pod (its root filesystem is read-only). */
+export const TMP_VOLUME = 'tmp';
+export const TMP_PATH = '/tmp';
 
 export const DEFAULT_KATA_NODE_SELECTOR: Readonly<Record<string, string>> = Object.freeze({ 'katacontainers.io/kata-runtime': 'true' });
 export const DEFAULT_KATA_TOLERATIONS: readonly V1Toleration[] = Object.freeze([
@@ -235,12 +238,14 @@ function container(o: PodSpecOptions, env: V1EnvVar[], readinessPath: string): V
     resources: resourcesOf(o.resources),
     securityContext: {
       allowPrivilegeEscalation: false,
+      // Nothing the agent writes outlives the pod except through its checkpointed workspace.
+      readOnlyRootFilesystem: true,
       privileged: false,
       runAsNonRoot: true,
       capabilities: { drop: ['ALL'] },
       seccompProfile: { type: 'RuntimeDefault' },
     },
-    volumeMounts: [{ name: WORKSPACE_VOLUME, mountPath: WORKSPACE_PATH }],
+    volumeMounts: [{ name: WORKSPACE_VOLUME, mountPath: WORKSPACE_PATH }, { name: TMP_VOLUME, mountPath: TMP_PATH }],
     terminationMessagePolicy: 'FallbackToLogsOnError',
   };
   if (o.imagePullPolicy) c.imagePullPolicy = o.imagePullPolicy;
@@ -274,7 +279,10 @@ function podBody(o: PodSpecOptions, priorityClassName: string, c: V1Container): 
     enableServiceLinks: false,
     securityContext: podSecurityContext(o),
     containers: [c],
-    volumes: [{ name: WORKSPACE_VOLUME, emptyDir: o.workspaceSizeLimit ? { sizeLimit: o.workspaceSizeLimit } : {} }],
+    volumes: [
+      { name: WORKSPACE_VOLUME, emptyDir: o.workspaceSizeLimit ? { sizeLimit: o.workspaceSizeLimit } : {} },
+      { name: TMP_VOLUME, emptyDir: { sizeLimit: '256Mi' } },
+    ],
   };
   if (o.serviceAccountName) spec.serviceAccountName = o.serviceAccountName;
   return spec;

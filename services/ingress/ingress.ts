@@ -40,6 +40,11 @@ export interface IngressOptions {
   redisTimeoutMs?: number;
   /** How long close() waits for in-flight writes to settle. */
   closeGraceMs?: number;
+  /**
+   * Serve GET /metrics on the webhook port too (default true: `npm start`). The ingress Deployment
+   * turns it off and serves its metrics on ADMIN_PORT: the webhook port faces the internet.
+   */
+  metricsOnWebhookPort?: boolean;
 }
 
 export interface Ingress {
@@ -311,9 +316,13 @@ export async function createIngress(options: IngressOptions): Promise<Ingress> {
       reply(res, TENANT_ID_PATTERN.test(tenant) ? A.tgMethod : A.notFound, '');
     }))
     .get('/healthz', guarded('healthz', (res) => write(res, A.healthy)))
-    .get('/readyz', guarded('readyz', (res) => write(res, !closing && redis.status === 'ready' ? A.ready : A.notReady)))
-    .get('/metrics', guarded('metrics', onMetrics));
-  for (const path of ['/healthz', '/readyz', '/metrics']) app.any(path, guarded(path, (res) => write(res, A.getMethod)));
+    .get('/readyz', guarded('readyz', (res) => write(res, !closing && redis.status === 'ready' ? A.ready : A.notReady)));
+  const probes = ['/healthz', '/readyz'];
+  if (options.metricsOnWebhookPort !== false) {
+    app.get('/metrics', guarded('metrics', onMetrics));
+    probes.push('/metrics');
+  }
+  for (const path of probes) app.any(path, guarded(path, (res) => write(res, A.getMethod)));
   app.any('/*', guarded('other', (res) => write(res, A.notFound)));
 
   // listen() calls back synchronously; false means the address could not be bound.

@@ -10,6 +10,7 @@ import { QUEUES, QUEUE_PREFIX } from '../../lib/queues.js';
 import { Mailbox } from '../../lib/delivery/mailbox.js';
 import { createMetrics } from '../../lib/metrics.js';
 import { createIngress } from './ingress.js';
+import { serveMetrics } from '../../lib/platform/metrics-server.js';
 import { instrumentQueueMetrics } from '../../lib/ops/queue-metrics.js';
 
 await runService('ingress', async ({ config, log }) => {
@@ -41,11 +42,14 @@ await runService('ingress', async ({ config, log }) => {
         redis.once('ready', () => (clearTimeout(timer), resolve()));
       });
     }
-    const ingress = await createIngress({ config, log, redis, mailbox, webhookSecret: config.webhookSecret, metrics });
-    log.info({ redis: describeRedisUrl(url), port: ingress.port }, 'ingress started');
+    // /metrics on ADMIN_PORT only: the webhook port is the internet's (the chart scrapes `admin`).
+    const ingress = await createIngress({ config, log, redis, mailbox, webhookSecret: config.webhookSecret, metrics, metricsOnWebhookPort: false });
+    const admin = await serveMetrics({ port: config.adminPort, metrics, ready: () => redis.status === 'ready' });
+    log.info({ redis: describeRedisUrl(url), port: ingress.port, admin_port: config.adminPort }, 'ingress started');
     return {
       async close() {
         await ingress.close();
+        await admin.close();
         await queueMetrics.close();
         await queue.close();
         await closeRedis(bull);

@@ -9,6 +9,8 @@ import { instrumentQueueMetrics } from '../../lib/ops/queue-metrics.js';
 
 await runService('waker', async ({ config, log }) => {
   if (!config.warmPoolSecret) throw new ConfigError('WARM_POOL_SECRET', 'is required to run the waker on its own');
+  // Agents get their tenant's derived secrets (webhook secret, bearer hash) from the waker.
+  if (!config.webhookSecret) throw new ConfigError('WEBHOOK_SECRET', 'is required to run the waker on its own');
   const clients = createClients(config, { name: 'waker' });
   const metrics = createMetrics({ service: 'waker' });
   const runtime = createRuntime(config, log, { warmPoolSecret: config.warmPoolSecret, webhookSecret: config.webhookSecret });
