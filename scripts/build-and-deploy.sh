@@ -10,7 +10,7 @@
 # ZEROCLAW_DIR when that directory exists (else from upstream's release tarball), `openclaw` the
 # OpenClaw image (Node 24), `reference` the reference agent; unset: ZeroClaw when ZEROCLAW_DIR
 # exists, else the reference agent. No rollout for it: tenant pods are ephemeral and the next wake uses the new image
-# (warm pool members are replaced as they are claimed; `kubectl delete pod -l app=warm-pool` to
+# (warm pool members are replaced as they are claimed; `kubectl -n tenants-agents delete pod -l app=warm-pool` to
 # refresh them at once).
 #
 # Environment (the Go system's names):
