@@ -12,6 +12,7 @@ import { createClients } from '../../lib/platform/clients.js';
 import { loadOrCreateSecrets } from '../../lib/local-secrets.js';
 import { describeRedisUrl } from '../../lib/redis.js';
 import { startPlatform } from './platform.js';
+import { parentDeathSignalAvailable } from '../../lib/util/parent-death.js';
 import { serveDashboard, type ServedDashboard } from '../../lib/ops/dashboard.js';
 
 await runService('platform', async ({ config: given, log }) => {
@@ -52,6 +53,8 @@ await runService('platform', async ({ config: given, log }) => {
     `  registry:   DynamoDB table ${config.dynamodbTable} at ${stores.dynamodbEndpoint ?? 'AWS'}`,
     `  state:      s3://${config.s3Bucket} at ${stores.s3Endpoint ?? 'AWS'}`,
     `  agents:     local child processes, AGENT_PROFILE=${config.agent.profile}${config.agent.profile === 'custom' ? ` (AGENT_COMMAND=${config.agentCommand})` : ''}${config.agent.llm ? `, model ${config.agent.llm.model} at ${config.agent.llm.baseUrl}` : ''}; logs in ${path.join(config.dataDir, 'tenants', '<id>', 'agent.log')}`,
+    // Said at every start, loudly: the embedded default is a real deployment for small installations.
+    `  isolation:  agents are NOT sandboxed here: they run as this user, see each other's processes and DATA_DIR (docs/security.md); ${parentDeathSignalAvailable() ? 'they die with the platform (setpriv --pdeathsig)' : 'no setpriv: an agent may outlive a crashed platform'}`,
     ...stores.started.map((s) => `  started:    ${s}`),
     `  started:    ingress, forwarder, waker, janitor (ztm admin, idle check every ${config.idleCheckIntervalS}s, reconciler every ${config.reconcileIntervalS}s), pool-keeper (warm pool target ${config.warmPoolTarget})`,
     `  dashboard:  ${dashboard ? dashboard.url : 'npx ztm dashboard (or set DASHBOARD_PORT to serve it here)'}`,
