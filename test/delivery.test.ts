@@ -1,6 +1,6 @@
 /**
- * The delivery scenarios (test/support/delivery-scenarios.ts) on the local runtime: agents as local child processes.
+ * The delivery scenarios (test/support/delivery-scenarios.ts) on the local runtime: reference agents as local child processes (ZeroClaw: delivery-zeroclaw.test.ts).
  */
 import { deliveryScenarios } from './support/delivery-scenarios.js';
 
-deliveryScenarios('local');
+deliveryScenarios('local', 'reference');

@@ -1,15 +1,22 @@
 /**
  * Lifecycle on the embedded default: idle shutdown with state saved, the reconciler's repairs, the
- * warm pool (hit, replenish, shrink, no overshoot), the stop/wake race, and the delete path.
+ * warm pool (hit, replenish, shrink, no overshoot), the stop/wake race, and the delete path, with
+ * the reference agent or ZeroClaw (the emulator behind the stub LLM; test/support/scenario-agents.ts).
  */
 import t from 'tap';
 import { CoreV1Api } from '@kubernetes/client-node';
 import { startTestPlatform, type TestPlatform } from './platform.js';
 import { PoolKeeper } from '../../services/pool-keeper/pool-keeper.js';
+import { scenarioAgent, type ScenarioAgentName } from './scenario-agents.js';
 import { waitUntil } from './wait.js';
 
-/** The scenarios, run once per runtime by test/lifecycle*.test.ts. */
-export function lifecycleScenarios(runtime: 'local' | 'kubernetes'): void {
+/**
+ * The scenarios, run once per runtime and agent by test/lifecycle*.test.ts. `raceCycles`: the
+ * stop/wake race's cycles (each wakes an agent: ZeroClaw's take longer to start).
+ */
+export function lifecycleScenarios(runtime: 'local' | 'kubernetes', agentName: ScenarioAgentName = 'reference', o: { raceCycles?: number } = {}): void {
+  const agent = scenarioAgent(agentName);
+  const raceCycles = o.raceCycles ?? 50;
 
   const TOKEN = '222222222:AAHdqTcvCH1vGWJxfSeofSAs0K5PALDsaw1';
   let p: TestPlatform;
@@ -18,8 +25,9 @@ export function lifecycleScenarios(runtime: 'local' | 'kubernetes'): void {
     const id = nextUpdateId++;
     return { update_id: id, message: { message_id: id, date: 1, chat: { id: chatId, type: 'private' }, text } };
   };
-  const replies = (chatId: number) => p.emulator.sentMessages(TOKEN).filter((m) => m.chat_id === chatId && m.text.startsWith('You said')).map((m) => m.text);
-  const memoriesIn = (text: string) => Number(/memories: (\d+)\)/.exec(text)?.[1] ?? NaN);
+  const replies = (chatId: number) => p.emulator.sentMessages(TOKEN).filter((m) => m.chat_id === chatId && agent.said(m.text) !== undefined).map((m) => m.text);
+  /** The memory count right after `answer`: the one it carries, else the agent's own store now. */
+  const memoriesAfter = async (answer: string, tenantId: string) => agent.countIn(answer) ?? agent.memories(p, tenantId);
   const status = async (id: string) => (await p.clients.registry.get(id))?.status;
 
 
@@ -32,7 +40,7 @@ export function lifecycleScenarios(runtime: 'local' | 'kubernetes'): void {
   }
 
   t.before(async () => {
-    p = await startTestPlatform({ full: true, runtime, env: { IDLE_CHECK_INTERVAL_S: '1', RECONCILE_INTERVAL_S: '1', WARM_POOL_TARGET: '1' } });
+    p = await startTestPlatform({ full: true, runtime, env: { IDLE_CHECK_INTERVAL_S: '1', RECONCILE_INTERVAL_S: '1', WARM_POOL_TARGET: '1', ...(await agent.env()) } });
     p.emulator.addBot(TOKEN);
     for (const id of ['idler', 'crashy', 'racer', 'doomed']) {
       const r = await p.ztm('tenant', 'create', id, TOKEN, '--idle-timeout', id === 'idler' ? '2' : '3600');
@@ -43,18 +51,24 @@ export function lifecycleScenarios(runtime: 'local' | 'kubernetes'): void {
   t.teardown(async () => {
     const s = Date.now();
     await p.close();
+    await agent.close();
     t.comment(`teardown ${Date.now() - s} ms`);
   });
 
   t.test('a message wakes from the warm pool; silence stops it with state saved; the next wakes with memory', async (t) => {
-    t.equal(memoriesIn(await ask('idler', 1, 'one')), 1);
+    const first = await ask('idler', 1, 'one');
+    t.equal(agent.said(first), 'one');
+    t.equal(await memoriesAfter(first, 'idler'), 1);
     t.ok(p.logs.find('warm pool hit: reusing node').length >= 1, 'woken from the warm pool');
     await waitUntil('idle shutdown', async () => (await status('idler')) === 'idle', 20_000);
     t.ok(p.logs.find('idle check: terminating idle tenant').some((l) => l.tenant === 'idler'));
-    t.ok(await p.clients.state.head('idler'), 'brain.db saved in S3');
+    t.ok(await p.clients.state.head('idler'), 'state saved in S3');
+    t.equal(await agent.memories(p, 'idler', 'saved'), 1, 'the saved state holds the message');
     t.equal(await p.clients.redis.get('router:endpoint:idler'), null);
     t.ok((await p.clients.registry.get('idler'))?.last_active_at, 'last_active_at written at stop');
-    t.equal(memoriesIn(await ask('idler', 1, 'two')), 2, 'memory intact after sleep');
+    const second = await ask('idler', 1, 'two');
+    t.equal(agent.said(second), 'two');
+    t.equal(await memoriesAfter(second, 'idler'), 2, 'memory intact after sleep');
     await waitUntil('a claimable warm member again', async () => (await p.platform!.runtime.countReadyWarm()) === 1);
   });
 
@@ -71,7 +85,7 @@ export function lifecycleScenarios(runtime: 'local' | 'kubernetes'): void {
     t.ok(await p.killPod('crashy'), 'pod killed by hand');
     await waitUntil('reconciler reset', async () => (await status('crashy')) === 'idle', 10_000);
     t.ok(p.logs.find('reconciler: pod missing, resetting state').some((l) => l.tenant === 'crashy'));
-    t.match(await ask('crashy', 2, 'again'), /You said: again/);
+    t.equal(agent.said(await ask('crashy', 2, 'again')), 'again');
   });
 
   t.test('the reconciler clears stale wake locks and deletes agents of tenants that are not running', async (t) => {
@@ -107,10 +121,10 @@ export function lifecycleScenarios(runtime: 'local' | 'kubernetes'): void {
     t.ok(p.logs.find('warm pool: shrunk').length >= 1);
   });
 
-  t.test('stop/wake race, 50 rapid cycles: never delivered to a dying agent, memory never goes back', async (t) => {
-    let last = memoriesIn(await ask('racer', 4, 'start'));
+  t.test(`stop/wake race, ${raceCycles} rapid cycles: never delivered to a dying agent, memory never goes back`, async (t) => {
+    let last = await memoriesAfter(await ask('racer', 4, 'start'), 'racer');
     let regressions = 0;
-    for (let i = 0; i < 50; i++) {
+    for (let i = 0; i < raceCycles; i++) {
       const before = replies(4).length;
       const [res] = await Promise.all([
         p.postUpdate('racer', message(4, `r${i}`)),
@@ -118,12 +132,17 @@ export function lifecycleScenarios(runtime: 'local' | 'kubernetes'): void {
       ]);
       t.equal(res.status, 200);
       await waitUntil(`answer ${i}`, () => replies(4).length > before, 30_000);
-      const count = memoriesIn(replies(4)[before] as string);
+      const answer = replies(4)[before] as string;
+      if (agent.said(answer) !== `r${i}`) t.fail(`answer ${i} echoes ${JSON.stringify(agent.said(answer))}`);
+      // The sleep has returned: the tenant is asleep with its state saved, or awake again for this message.
+      const count = await memoriesAfter(answer, 'racer');
       if (count !== last + 1) regressions++;
       last = count;
     }
     t.equal(regressions, 0, 'each answer shows exactly one more memory than the one before');
-    t.equal(replies(4).length, 51, 'every message answered exactly once');
+    t.equal(replies(4).length, raceCycles + 1, 'every message answered exactly once');
+    const held = await agent.stored(p, 'racer');
+    t.same(held, ['start', ...Array.from({ length: raceCycles }, (_, i) => `r${i}`)], 'the agent holds each message once, in order');
   });
 
   t.test('delete: agent, state, cache, lock, record; twice is harmless', async (t) => {
