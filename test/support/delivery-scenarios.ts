@@ -3,12 +3,15 @@
  * processes, local or as pods on the Kubernetes stand-in) → Telegram emulator, with the reference
  * agent or ZeroClaw (the emulator behind the stub LLM; test/support/scenario-agents.ts).
  */
+import { existsSync, readFileSync } from 'node:fs';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import path from 'node:path';
 import t, { type Test } from 'tap';
 import { request } from 'undici';
 import { startTestPlatform, type TestPlatform } from './platform.js';
 import { STARTING_UP_TEXT } from '../../services/forwarder/drainer.js';
+import type { LocalRuntime } from '../../lib/runtime/local-runtime.js';
 import { scenarioAgent, type ScenarioAgentName } from './scenario-agents.js';
 import { waitUntil } from './wait.js';
 
@@ -34,6 +37,21 @@ export function deliveryScenarios(runtime: 'local' | 'kubernetes', agentName: Sc
   /** The memory count right after `answer`: the one it carries, else the agent's own store now. */
   const memoriesAfter = async (answer: string, tenantId = 'alice') => agent.countIn(answer) ?? agent.memories(p, tenantId);
   const occurrences = (list: readonly string[], text: string) => list.filter((s) => s === text).length;
+  /** A pod's own log lines (the local runtime keeps them in a file per pod; none on the kube stand-in here). */
+  const podLog = (pod: string): string[] => {
+    if (p.kube || !pod) return [];
+    const file = pod.startsWith('warm-pool-') ? path.join(p.config.dataDir, 'warm', pod, 'agent.log') : path.join(p.config.dataDir, 'tenants', pod.replace(/^zeroclaw-/, ''), 'agent.log');
+    return existsSync(file) ? readFileSync(file, 'utf8').split('\n') : [];
+  };
+  const timeOf = (line: string) => /"time":"([^"]+)"/.exec(line)?.[1] ?? '';
+  /** The OS pid of the tenant's pod (its shim): the local runtime's child, or the kubelet's container. */
+  const shimPidOf = async (tenantId: string): Promise<number | undefined> => {
+    if (p.kube) {
+      const pod = (await p.clients.registry.get(tenantId))?.pod_name;
+      return pod ? p.kube.kubelet.pidOf(pod) : undefined;
+    }
+    return (p.platform!.runtime as unknown as LocalRuntime).pidOf(tenantId);
+  };
 
   t.before(async () => {
     const env: Record<string, string> = { ROUTER_PUBLIC_URL: 'https://bots.example.test', ...(await agent.env()) };
@@ -167,6 +185,47 @@ export function deliveryScenarios(runtime: 'local' | 'kubernetes', agentName: Sc
   });
 
   if (agent.name === 'zeroclaw') {
+    // About the platform, not the agent: run with ZeroClaw only (whose state takes longest to
+    // save), so the reference files keep exactly their scenarios.
+    t.test('agent killed while its pod is slow to save: the wake restores what the dying pod saved, never an older state', async (t) => {
+      // The shim of a killed agent saves the state after the agent died, then exits. Here it is held
+      // (SIGSTOP) in that moment, as a slow S3 or a big state would hold it, while the forwarder finds
+      // the agent dead and the tenant is woken again: the new pod must not restore the checkpoint
+      // from before that final save (design: "A wake that follows a shutdown must restore the state
+      // that shutdown saved, never an older one").
+      const count = await agent.memories(p, 'alice', 'live');
+      t.ok(count > 0, `alice holds ${count} messages`);
+      const agentPid = await p.agentPidOf('alice');
+      const podPid = await shimPidOf('alice');
+      t.ok(agentPid && podPid, 'the agent and its pod run');
+      const logMark = p.logs.lines.length;
+      const oldPod = (await p.clients.registry.get('alice'))?.pod_name as string;
+      process.kill(podPid as number, 'SIGSTOP');
+      try {
+        process.kill(agentPid as number, 'SIGKILL');
+        t.equal((await p.postUpdate('alice', message(10, 'right after the crash'))).status, 200);
+        // Long enough for a wake that does not wait for the dying pod to restore (and answer).
+        await waitUntil('an answer, or 3 s', () => repliesTo(10).length >= 1, 3_000).catch(() => undefined);
+      } finally {
+        process.kill(podPid as number, 'SIGCONT');
+      }
+      await waitUntil('the answer', () => repliesTo(10).length >= 1, 60_000);
+      const reply = repliesTo(10)[0] as string;
+      t.equal(agent.said(reply), 'right after the crash');
+      await waitUntil('the dying pod is gone', () => !alive(podPid as number), 30_000);
+      const restored = await agent.memories(p, 'alice', 'live');
+      t.equal(restored, count + 1, `the memory the dying pod saved, then the new message (held before the crash: ${count}, now: ${restored})`);
+      const held = await agent.stored(p, 'alice', 'live');
+      t.equal(occurrences(held, 'text after sticker'), 1, 'the last message before the crash is still held');
+      // What happened, in order: the platform's events and the two pods' own lines about the state.
+      const newPod = (await p.platform!.runtime.list()).find((i) => i.tenantId === 'alice')?.podName as string;
+      t.comment(`pods: ${oldPod} (its agent killed) → ${newPod} (serving now)`);
+      const platformEvents = p.logs.lines.slice(logMark).filter((l) => /"msg":"(warm pool hit: reusing node|warm pool miss: cold start|agent process exited|tenant pod exited|forward to pod failed, invalidating cache)"/.test(l));
+      const podEvents = [...new Set([oldPod, newPod])].flatMap((pod) => podLog(pod).filter((l) => l.startsWith('{') && /"msg":"(restoring state|state restored|no saved state: starting fresh|agent exited unexpectedly|checkpoint saved|shim stopped)"/.test(l))
+        .map((l) => `${pod}: ${l}`));
+      t.comment([...platformEvents, ...podEvents].sort((a, b) => timeOf(a).localeCompare(timeOf(b))).join('\n'));
+    });
+
     /**
      * ZeroClaw's idempotency is in memory: a new ZeroClaw process answers (and stores) an update it
      * already answered. The forwarder must not ask it: the answer waits in the outbox with its update.
@@ -197,7 +256,7 @@ export function deliveryScenarios(runtime: 'local' | 'kubernetes', agentName: Sc
       await waitUntil('the old ZeroClaw is gone', () => !alive(startPid as number), 15_000);
       // Woken once the platform saw the pod go (its exit watch drops the endpoint): the pod's last
       // act may be saving the state, which the next one must restore (a wake during that save is the
-      // race this scenario stays out of).
+      // scenario "agent killed while its pod is slow to save").
       await waitUntil('the old endpoint dropped', async () => (await p.clients.redis.get('router:endpoint:alice')) !== oldAddress, 15_000);
       const woken = await p.ztm('tenant', 'wake', 'alice', '--json');
       t.equal(woken.code, 0, woken.stderr);
