@@ -185,6 +185,14 @@ export class LocalRuntime implements Runtime {
     await this.stopping.get(id);
     const live = await this.find(id);
     if (live) return { instance: live, path: 'warm' };
+    const dying = this.tenants.get(id);
+    if (dying?.shim.alive) {
+      // Its agent died and its shim is still saving the state (or stopping): the new agent must
+      // restore what that save writes, never the checkpoint before it. Bounded: a stuck shim is stopped.
+      this.o.log.warn({ tenant: id, pod: dying.shim.name }, 'waiting for the previous agent process of this tenant to save its state and exit');
+      const gone = await Promise.race([dying.shim.exited.then(() => true), new Promise<false>((r) => setTimeout(() => r(false), FAILED_START_GRACE_MS).unref())]);
+      if (!gone) await dying.shim.terminate(5_000);
+    }
     if (!this.tenants.has(id)) {
       // An agent of this tenant started by a previous runtime process (which died) may still be
       // saving its state: the new one must restore that, not an older checkpoint.
