@@ -6,7 +6,7 @@
 import type { RedisClient } from '../redis.js';
 
 /** How long presigned URLs are valid. With STS session credentials (IRSA) they die with the session sooner: refresh covers that. */
-export const STATE_URL_TTL_S = 12 * 3600;
+export const STATE_URL_TTL_S = 3600;
 /** Refresh when URLs are older than this: short, since URLs signed with STS session credentials die with the session. */
 export const STATE_URL_REFRESH_AFTER_MS = 15 * 60 * 1000;
 
