@@ -8,20 +8,22 @@ import { pipeline } from 'node:stream/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { request } from 'undici';
 import { RuntimeError } from '../lib/errors.js';
+import { redactSecrets } from '../lib/redact.js';
 
 /** Origin and path of a URL, without its query (where presigned URLs keep their signature). */
 export function describeUrl(url: string): string {
   try {
     const u = new URL(url);
-    return `${u.origin}${u.pathname}`;
+    // The origin has no userinfo; the path could still hold a token (`/bot<token>/`).
+    return redactSecrets(`${u.origin}${u.pathname}`);
   } catch {
     return '(invalid url)';
   }
 }
 
-/** Removes anything that looks like a signed query from free text (e.g. a library's message). */
+/** Removes secrets (signed queries, credentials, tokens) from free text, e.g. a library's message. */
 export function scrubUrls(text: string): string {
-  return text.replace(/\?[^\s"']*X-Amz-[^\s"']*/gi, '?[REDACTED]').replace(/X-Amz-(Signature|Credential|Security-Token)=[^&\s"']+/gi, 'X-Amz-$1=[REDACTED]');
+  return redactSecrets(text);
 }
 
 export interface TransferOptions {

@@ -1,6 +1,7 @@
 /**
  * Printing for `ztm`: human tables by default, JSON with --json. Everything printed passes through
- * redaction, so a token can never reach a terminal or a script.
+ * redaction (lib/redact.ts: secret-named fields at any depth, secret-shaped text), so a token, a
+ * password or a signed URL can never reach a terminal or a script.
  */
 import { ZtmError } from '../lib/errors.js';
 import { redactDeep, redactSecrets } from '../lib/redact.js';
@@ -27,8 +28,9 @@ export function printFailure(p: Printer, err: unknown): void {
 }
 
 /** A fixed-width table; `columns` picks and orders the fields. */
-export function printTable(p: Printer, rows: Array<Record<string, unknown>>, columns: string[]): void {
-  const cell = (v: unknown): string => (v === undefined || v === null || v === '' ? '-' : redactSecrets(String(v)));
+export function printTable(p: Printer, rawRows: Array<Record<string, unknown>>, columns: string[]): void {
+  const rows = redactDeep(rawRows) as Array<Record<string, unknown>>;
+  const cell = (v: unknown): string => (v === undefined || v === null || v === '' ? '-' : String(v));
   const widths = columns.map((c) => Math.max(c.length, ...rows.map((r) => cell(r[c]).length)));
   const line = (vals: string[]): string => vals.map((v, i) => v.padEnd(widths[i] ?? 0)).join('  ').trimEnd();
   p.out(line(columns.map((c) => c.toUpperCase())));
@@ -36,9 +38,10 @@ export function printTable(p: Printer, rows: Array<Record<string, unknown>>, col
 }
 
 /** One `key: value` per line, for a single record. */
-export function printRecord(p: Printer, record: Record<string, unknown>): void {
+export function printRecord(p: Printer, rawRecord: Record<string, unknown>): void {
+  const record = redactDeep(rawRecord) as Record<string, unknown>;
   const width = Math.max(...Object.keys(record).map((k) => k.length));
   for (const [k, v] of Object.entries(record)) {
-    p.out(`${k.padEnd(width)}  ${v === undefined || v === null || v === '' ? '-' : redactSecrets(typeof v === 'object' ? JSON.stringify(v) : String(v))}`);
+    p.out(`${k.padEnd(width)}  ${v === undefined || v === null || v === '' ? '-' : typeof v === 'object' ? JSON.stringify(v) : String(v)}`);
   }
 }

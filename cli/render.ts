@@ -1,5 +1,6 @@
-/** Human rendering of each admin command's result. */
+/** Human rendering of each admin command's result; free text passes redaction like the tables. */
 import type { AdminCommand } from '../lib/admin/admin-protocol.js';
+import { redactSecrets } from '../lib/redact.js';
 import type { Printer } from './output.js';
 
 interface Printers {
@@ -11,9 +12,10 @@ const TENANT_COLUMNS = ['tenant_id', 'status', 'idle_timeout_s', 'last_active_at
 
 function webhookLine(p: Printer, webhook: { registered: boolean; url?: string; reason?: string } | undefined): void {
   if (!webhook) return;
-  if (webhook.registered) p.out(`webhook registered: ${webhook.url}`);
+  // The URL is ROUTER_PUBLIC_URL's (it may carry credentials), the reason a library's message.
+  if (webhook.registered) p.out(redactSecrets(`webhook registered: ${webhook.url}`));
   else if (webhook.reason === 'ROUTER_PUBLIC_URL is not set') p.out('webhook not registered: ROUTER_PUBLIC_URL is not set (run `ztm webhook register <id>` once it is)');
-  else p.err(`ztm: webhook registration failed: ${webhook.reason ?? 'unknown'}; fix it, then run \`ztm webhook register <id>\``);
+  else p.err(redactSecrets(`ztm: webhook registration failed: ${webhook.reason ?? 'unknown'}; fix it, then run \`ztm webhook register <id>\``));
 }
 
 export function renderResult(p: Printer, command: AdminCommand, result: unknown, f: Printers): void {
@@ -31,7 +33,7 @@ export function renderResult(p: Printer, command: AdminCommand, result: unknown,
       f.printTable(p, (r.items as Array<Record<string, unknown>>) ?? [], TENANT_COLUMNS);
       return;
     case 'tenant.delete':
-      for (const step of (r.steps as string[]) ?? []) p.out(step);
+      for (const step of (r.steps as string[]) ?? []) p.out(redactSecrets(step));
       return;
     case 'webhook.register':
       webhookLine(p, r as never);

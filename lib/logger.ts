@@ -1,18 +1,13 @@
 /**
- * pino with `service` in the base and one redaction policy for the whole platform: known secret
- * fields by path, and any bot token by shape in every string (messages, URLs, error stacks).
+ * pino with `service` in the base and the platform's one redaction policy (lib/redact.ts) on every
+ * way into a line: the merging object and child bindings are walked at any depth (secret-named
+ * fields, secret-shaped strings, errors with their causes), and the message, its interpolated
+ * arguments and a message pino takes from an error are scrubbed by shape.
  */
 import pino, { type Logger, type DestinationStream } from 'pino';
-import { REDACTED, redactDeep, redactSecrets } from './redact.js';
+import { redactDeep, redactSecrets } from './redact.js';
 
 export type { Logger } from 'pino';
-
-const REDACT_PATHS = [
-  'bot_token', 'botToken', 'token', 'secret', 'webhookSecret', 'warmPoolSecret', 'password',
-  '*.bot_token', '*.botToken', '*.token', '*.secret', '*.webhookSecret', '*.warmPoolSecret', '*.password',
-  'req.headers["x-telegram-bot-api-secret-token"]', 'headers["x-telegram-bot-api-secret-token"]',
-  'headers.authorization', 'req.headers.authorization',
-];
 
 export interface LoggerOptions {
   service: string;
@@ -21,43 +16,57 @@ export interface LoggerOptions {
   destination?: DestinationStream;
 }
 
-function serializeError(err: unknown): unknown {
-  if (!(err instanceof Error)) return redactDeep(err);
-  const out: Record<string, unknown> = {
-    type: err.name,
-    message: redactSecrets(err.message),
-    stack: err.stack ? redactSecrets(err.stack) : undefined,
-  };
-  const code = (err as { code?: unknown }).code;
-  if (code !== undefined) out.code = code;
-  if (err.cause !== undefined) out.cause = serializeError(err.cause);
-  return out;
+// A log line is not a data dump: past these bounds values print as `[Truncated]`, never raw.
+const BOUNDS = { maxDepth: 16, maxNodes: 5000 };
+
+const redactObject = (obj: Record<string, unknown>): Record<string, unknown> => redactDeep(obj, BOUNDS) as Record<string, unknown>;
+
+function redactArg(arg: unknown): unknown {
+  if (typeof arg === 'string') return redactSecrets(arg);
+  return arg !== null && typeof arg === 'object' ? redactDeep(arg, BOUNDS) : arg;
+}
+
+/** The message pino would take from an error (`log.error(err)`, `log.error({ err })`), scrubbed. */
+function messageFromError(first: unknown): string | undefined {
+  if (first instanceof Error) return redactSecrets(String(first.message));
+  if (first === null || typeof first !== 'object' || 'msg' in first) return undefined;
+  const message = (first as { err?: { message?: unknown } }).err?.message;
+  return typeof message === 'string' ? redactSecrets(message) : undefined;
 }
 
 export function createLogger(options: LoggerOptions): Logger {
-  return pino(
+  const logger = pino(
     {
       level: options.level ?? 'info',
       base: { service: options.service },
       timestamp: pino.stdTimeFunctions.isoTime,
-      redact: { paths: REDACT_PATHS, censor: REDACTED },
-      serializers: { err: serializeError, error: serializeError },
-      formatters: {
-        // Scrub strings by shape too: a token can hide in a URL or a third-party message.
-        log: (obj) => redactDeep(obj) as Record<string, unknown>,
-      },
+      // The walk has already turned errors into redacted plain objects; pino's own err
+      // serializer would take those for errors again and rename their type.
+      serializers: { err: (v: unknown) => v, error: (v: unknown) => v },
+      formatters: { log: redactObject },
       hooks: {
         logMethod(args, method) {
-          for (let i = 0; i < args.length; i++) {
-            if (typeof args[i] === 'string') args[i] = redactSecrets(args[i] as string);
+          const first: unknown = args[0];
+          const from = first !== null && typeof first === 'object' ? 1 : 0; // args[0] is walked by the formatter
+          for (let i = from; i < args.length; i++) args[i] = redactArg(args[i]) as never;
+          if (from === 1 && args.length === 1) {
+            const msg = messageFromError(first);
+            if (msg !== undefined) args.splice(1, 0, msg as never);
           }
           method.apply(this, args as Parameters<typeof method>);
         },
-        // Last line of defence on the finished line: pino takes `msg` from an error's raw message
-        // (`log.error(err)`, `log.error({ err })`) and writes child bindings without the log formatter.
-        streamWrite: (line) => redactSecrets(line),
       },
     },
     options.destination ?? pino.destination({ dest: 1, sync: false }),
   );
+  // pino passes child bindings through serializers only (its bindings formatter sees the base
+  // alone), so they are walked here; children inherit these from the root by prototype.
+  const { child, setBindings } = logger;
+  logger.child = function (this: Logger, bindings, childOptions) {
+    return child.call(this, redactObject(bindings), childOptions);
+  } as Logger['child'];
+  logger.setBindings = function (this: Logger, bindings) {
+    setBindings.call(this, redactObject(bindings));
+  };
+  return logger;
 }

@@ -1,7 +1,10 @@
 /**
  * Logging never carries a bot token's secret part or a webhook secret header, in any field,
- * message, URL, error or cause, while keeping `service` and the public bot id; the redaction
- * helpers on their own; and the input validators (tenant id, bot token, idle timeout).
+ * message, URL, error or cause, while keeping `service` and the public bot id; nor, at any depth
+ * and in child bindings too, a secret-named field, an encoded token, a signed query or a password
+ * in a URL; cycles and huge objects cost a bounded line, not a crash. The redaction helpers on
+ * their own (more in test/redact.test.ts); and the input validators (tenant id, bot token, idle
+ * timeout).
  */
 import t from 'tap';
 import { createLogger } from '../lib/logger.js';
@@ -75,8 +78,9 @@ t.test('logger: no secret in any line, service everywhere, bot id kept', async (
   for (const [i, e] of entries.entries()) t.equal(e.service, 'test-svc', `line ${i}: service is set`);
 
   const byMsg = (m: string): Record<string, unknown> | undefined => entries.find((e) => e.msg === m);
-  t.equal(byMsg('top-level token fields')?.bot_token, REDACTED);
-  t.equal(byMsg('top-level token fields')?.botToken, REDACTED);
+  // A secret-named field holding a bot token keeps the public id, like the token in text.
+  t.equal(byMsg('top-level token fields')?.bot_token, `${BOT_ID}:${REDACTED}`);
+  t.equal(byMsg('top-level token fields')?.botToken, `${BOT_ID}:${REDACTED}`);
   t.match(byMsg('nested token fields'), { tenant: { tenant_id: 'alice' } }, 'non-secret fields survive');
   t.match(byMsg('url field')?.url, `https://api.telegram.org/bot${BOT_ID}:${REDACTED}/sendMessage`, 'url keeps its shape');
   t.match(entries[3]?.msg, `/bot${BOT_ID}:${REDACTED}/sendMessage`, 'message keeps the bot id');
@@ -92,6 +96,56 @@ t.test('logger: no secret in any line, service everywhere, bot id kept', async (
   }
   t.match(lines[3] ?? '', BOT_ID, 'message: bot id visible');
   t.match(lines.find((l) => l.includes('array of urls')) ?? '', '987654321', 'second bot id visible');
+});
+
+t.test('logger: secrets at any depth and in every shape, child bindings too', async (t) => {
+  const { cap, log } = capturingLogger();
+  const PW = 'redis-pw-0123456789';
+  const SIG = 'f'.repeat(64);
+  const SESSION = 'IQoJb3JpZ2luX2VjEJr';
+  const signed = `https://s3.eu-west-1.amazonaws.com/ztm-state/alice/brain.tar?X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Credential=AKIAEXAMPLE%2F20240101%2Feu-west-1%2Fs3%2Faws4_request&X-Amz-Date=20240101T000000Z&X-Amz-Expires=3600&X-Amz-Security-Token=${SESSION}&X-Amz-Signature=${SIG}&X-Amz-SignedHeaders=host`;
+  const encoded = `${BOT_ID}%3A${SECRET}`;
+
+  log.info({ tenant: { config: { password: PW, api_key: 'key-ABCDEF123456', webhookSecret: HEADER_SECRET } } }, 'two levels');
+  log.info({ a: { b: { c: { d: { secret: HEADER_SECRET, authorization: `Bearer ${HEADER_SECRET}` } } } } }, 'four levels');
+  log.info({ claim: { env: [{ name: 'WARM_POOL_SECRET', value: HEADER_SECRET }, { name: 'TZ', value: 'UTC' }] } }, 'env pairs');
+  log.info({ url: `https://api.telegram.org/bot${encoded}/getMe` }, `encoded token in /bot${encoded}/`);
+  log.info({ state: { put: signed } }, `uploading to ${signed}`);
+  log.warn({ redis: `redis://:${PW}@10.0.0.5:6379`, other: `rediss://app:${PW}@r.example:6380/1`, dash: `https://ops:${PW}@dash/` }, 'urls with passwords');
+  log.error(new Error(`connect ECONNREFUSED redis://:${PW}@10.0.0.5:6379`)); // msg taken from the error
+  log.error({ err: new Error(`PUT ${signed} failed`, { cause: new Error(`token ${encoded}`) }) });
+  const child = log.child({ tenant: { id: 'alice', config: { bot_token: TOKEN, password: PW } }, redis: `redis://:${PW}@h:1` });
+  child.info({ deeper: { again: { token: 'tok-ABCDEFGHIJ' } } }, 'child with nested secrets');
+  child.child({ more: { api_key: 'key-ABCDEF123456' } }).info('grandchild');
+  log.info('interpolated %j and %s', { nested: { password: PW } }, `redis://:${PW}@h:1`);
+  const cyclic: Record<string, unknown> = { password: PW };
+  cyclic.self = cyclic;
+  log.info({ cyclic }, 'a cycle');
+  let deep: Record<string, unknown> = { password: PW, token: TOKEN };
+  for (let i = 0; i < 40; i++) deep = { next: deep };
+  log.info({ deep }, 'deeper than the bound');
+
+  t.equal(cap.lines.length, 13, 'every call wrote one line, the cycle too');
+  for (const [i, line] of cap.lines.entries()) {
+    for (const secret of [SECRET, PW, SIG, SESSION, HEADER_SECRET, 'key-ABCDEF123456', 'tok-ABCDEFGHIJ', 'AKIAEXAMPLE']) {
+      t.notMatch(line, secret, `line ${i}: no ${secret.slice(0, 8)}…`);
+    }
+  }
+  const entries = cap.parsed();
+  const byMsg = (m: string) => entries.find((e) => e.msg === m) as Record<string, any> | undefined;
+  t.equal(byMsg('two levels')?.tenant.config.password, REDACTED, 'a secret name two levels deep');
+  t.equal(byMsg('four levels')?.a.b.c.d.secret, REDACTED, 'four levels deep');
+  t.same(byMsg('env pairs')?.claim.env, [{ name: 'WARM_POOL_SECRET', value: REDACTED }, { name: 'TZ', value: 'UTC' }]);
+  t.equal(byMsg(`encoded token in /bot${BOT_ID}%3A${REDACTED}/`)?.url, `https://api.telegram.org/bot${BOT_ID}%3A${REDACTED}/getMe`, 'the encoded token keeps its id');
+  t.match(byMsg('urls with passwords'), { redis: `redis://:${REDACTED}@10.0.0.5:6379`, other: `rediss://app:${REDACTED}@r.example:6380/1`, dash: `https://ops:${REDACTED}@dash/` });
+  t.ok(entries.some((e) => e.msg === `connect ECONNREFUSED redis://:${REDACTED}@10.0.0.5:6379`), 'the message pino takes from an error is redacted');
+  const put = entries.find((e) => typeof e.msg === 'string' && e.msg.startsWith('PUT '));
+  t.match(put, { err: { type: 'Error', message: /X-Amz-Expires=3600/, cause: { message: `token ${BOT_ID}%3A${REDACTED}` } } }, 'a signed URL in an error keeps what is not secret');
+  t.match(byMsg('child with nested secrets'), { tenant: { id: 'alice', config: { bot_token: `${BOT_ID}:${REDACTED}`, password: REDACTED } }, redis: `redis://:${REDACTED}@h:1`, deeper: { again: { token: REDACTED } } });
+  t.match(byMsg('grandchild'), { tenant: { id: 'alice' }, more: { api_key: REDACTED } }, 'bindings of a child of a child');
+  t.equal(byMsg(`interpolated {"nested":{"password":"${REDACTED}"}} and redis://:${REDACTED}@h:1`)?.level, 30, 'interpolated objects and strings');
+  t.same(byMsg('a cycle')?.cyclic, { password: REDACTED, self: '[Circular]' });
+  t.match(JSON.stringify(byMsg('deeper than the bound')), '[Truncated]');
 });
 
 t.test('logger: level and service options', async (t) => {
@@ -113,7 +167,8 @@ t.test('redactSecrets', async (t) => {
     `a ${BOT_ID}:${REDACTED} b /bot987654321:${REDACTED}/getMe c "${BOT_ID}:${REDACTED}"`,
     'multiple tokens',
   );
-  t.equal(redactSecrets(`token=${TOKEN}&x=1`), `token=${BOT_ID}:${REDACTED}&x=1`, 'in a query string');
+  t.equal(redactSecrets(`q=${TOKEN}&x=1`), `q=${BOT_ID}:${REDACTED}&x=1`, 'in a query string');
+  t.equal(redactSecrets(`token=${TOKEN}&x=1`), `token=${REDACTED}&x=1`, 'a secret-named parameter goes whole');
 
   for (const text of ['meet at 12:30', '12:30:45.123', '2024-01-02T12:30:45Z', 'ratio 16:9', 'host:6379', 'a 1:2 b', '123456789:short', '']) {
     t.equal(redactSecrets(text), text, `untouched: ${JSON.stringify(text)}`);

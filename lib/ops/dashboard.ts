@@ -4,7 +4,8 @@
  * Served by `ztm dashboard` (locally, against the Redis ztm talks to), by the `dashboard` service
  * in the chart, and by `npm start` when DASHBOARD_PORT is set.
  *
- * Job data is redacted before it reaches the browser (admin jobs carry bot tokens while they run).
+ * Everything the board's API answers is redacted before it reaches the browser (admin jobs carry
+ * bot tokens while they run; a failed reason or a dead-lettered update can carry anything).
  * The admin and lifecycle queues are read-only on the board: replaying an admin command or a
  * lifecycle tick by hand is not something a button should do. Basic auth protects everything but
  * `/healthz` and `/readyz` when a user and password are given.
@@ -18,7 +19,7 @@ import { ExpressAdapter } from '@bull-board/express';
 import type { Logger } from '../logger.js';
 import type { Metrics } from '../metrics.js';
 import type { RedisClient } from '../redis.js';
-import { REDACTED, maskToken, redactDeep } from '../redact.js';
+import { redactDeep } from '../redact.js';
 import { DeadLetterStore } from '../delivery/dead-letters.js';
 import { QueueStats, type QueueLabel } from './queue-stats.js';
 import { DeadLetterAdapter } from './dead-letter-adapter.js';
@@ -54,21 +55,15 @@ const DESCRIPTIONS: Record<QueueLabel, { name: string; text: string; readOnly: b
   lifecycle: { name: 'lifecycle', text: 'Idle check, reconciler and stale-lock repair ticks from job schedulers (janitor). Read-only here.', readOnly: true },
 };
 
-const SECRET_FIELD = /token|secret|password|authorization/i;
-
-/** Job data as the board may show it: secret-named fields masked, token-shaped strings scrubbed. */
-export function redactJobData(value: unknown, depth = 0): unknown {
-  if (value === null || typeof value !== 'object' || depth > 8) return redactDeep(value);
-  if (Array.isArray(value)) return value.map((v) => redactJobData(v, depth + 1));
-  const out: Record<string, unknown> = {};
-  for (const [k, v] of Object.entries(value)) {
-    if (SECRET_FIELD.test(k) && v !== null && v !== undefined && v !== '') {
-      out[k] = /bot_?token/i.test(k) && typeof v === 'string' ? maskToken(v) : REDACTED;
-    } else {
-      out[k] = redactJobData(v, depth + 1);
-    }
-  }
-  return out;
+/**
+ * Every JSON answer of the board's API, redacted on its way out (lib/redact.ts): job data, names,
+ * progress, return values, failed reasons, stack traces, options, logs, flows, schedulers'
+ * templates, the dead letters' updates. One place, so no view the board adds later is missed.
+ */
+export function redactJsonAnswers(_req: Request, res: Response, next: NextFunction): void {
+  const json = res.json.bind(res);
+  res.json = (body: unknown) => json(redactDeep(body));
+  next();
 }
 
 function digest(s: string): Buffer {
@@ -93,14 +88,9 @@ export function createDashboard(o: DashboardOptions): Dashboard {
   const stats = new QueueStats(o.redis);
   const adapters = stats.bullQueues.map(({ label, queue }) => {
     const d = DESCRIPTIONS[label];
-    const adapter = new BullMQAdapter(queue, { readOnlyMode: d.readOnly, description: d.text, displayName: d.name, prefix: '' });
-    adapter.setFormatter('data', (data: unknown) => redactJobData(data));
-    adapter.setFormatter('returnValue', (rv: unknown) => redactJobData(rv));
-    adapter.setFormatter('name', (job: { name?: string }) => String(redactDeep(job.name ?? '')));
-    return adapter;
+    return new BullMQAdapter(queue, { readOnlyMode: d.readOnly, description: d.text, displayName: d.name, prefix: '' });
   });
   const dead = new DeadLetterAdapter(new DeadLetterStore({ redis: o.redis }));
-  dead.setFormatter('data', (data: unknown) => redactJobData(data));
 
   const serverAdapter = new ExpressAdapter();
   serverAdapter.setBasePath(basePath === '/' ? '' : basePath);
@@ -124,7 +114,7 @@ export function createDashboard(o: DashboardOptions): Dashboard {
     });
   }
   if (o.auth) app.use(basicAuth(o.auth));
-  app.use(basePath, serverAdapter.getRouter() as express.Router);
+  app.use(basePath, redactJsonAnswers, serverAdapter.getRouter() as express.Router);
   app.use((err: unknown, _req: Request, res: Response, _next: NextFunction) => {
     o.log?.warn({ err }, 'dashboard request failed');
     if (!res.headersSent) res.status(500).type('text/plain').send('dashboard error\n');
