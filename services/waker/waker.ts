@@ -172,10 +172,14 @@ export class Waker {
     await this.endpoints.promoteParked(tenant.tenant_id, this.forwardQueue);
     await this.endpoints.clearWakeFailure(tenant.tenant_id);
     await this.activity.touch(tenant.tenant_id, tenant.idle_timeout_s);
-    await this.o.registry.mutate(tenant.tenant_id, (cur) =>
-      cur.status === 'running' && cur.pod_name === instance.podName && cur.pod_ip === instance.ip
-        ? undefined
-        : { status: 'running', pod_name: instance.podName, pod_ip: instance.ip }, { current: tenant });
+    await this.o.registry.mutate(tenant.tenant_id, (cur) => {
+      if (cur.status === 'running' && cur.pod_name === instance.podName && cur.pod_ip === instance.ip) return undefined;
+      // This wake marked the tenant provisioning; a stop since (ztm tenant sleep, the idle check,
+      // which may have begun as soon as the endpoint above was published) wins: its 'stopping' or
+      // 'idle' is the truth now, and overwriting it would leave an asleep tenant marked running.
+      if (path !== 'already-running' && (cur.status === 'stopping' || cur.status === 'idle')) return undefined;
+      return { status: 'running', pod_name: instance.podName, pod_ip: instance.ip };
+    }, { current: tenant });
     const ms = Date.now() - started;
     this.o.metrics?.wakeLatency.observe({ path }, ms / 1000);
     this.o.metrics?.wakes.inc({ outcome: path });
