@@ -45,6 +45,13 @@ function main(): void {
   if (config.supervisorPid !== undefined) watchSupervisor(config.supervisorPid, log, shim);
   for (const signal of ['SIGTERM', 'SIGINT'] as const) {
     process.on(signal, () => {
+      // The kernel's parent-death signal (lib/util/parent-death.ts) when the local runtime died: say
+      // so as the supervisor watch does, so one log line tells what happened however it was noticed.
+      if (config.supervisorPid !== undefined && process.ppid !== config.supervisorPid) {
+        log.warn({ supervisor_pid: config.supervisorPid, signal }, 'supervisor process gone: stopping');
+        void shim.shutdown('supervisor process gone', 0);
+        return;
+      }
       log.info({ signal }, 'signal received');
       void shim.shutdown(signal, 0);
     });
