@@ -76,6 +76,19 @@ t.test('the Redis the platform starts requires a password kept in a 0600 file, n
   t.notMatch(cmdlines, password, 'the password is in no process\'s arguments');
 });
 
+t.test('a Redis already answering without a password (the machine\'s own) is used as it is', async (t) => {
+  const dataDir = mkdtempSync(path.join(os.tmpdir(), 'ztm-iso-theirs-'));
+  const theirs = await startRedis();
+  t.teardown(async () => {
+    await theirs.close();
+    rmSync(dataDir, { recursive: true, force: true });
+  });
+  const config = { ...loadConfig({ DATA_DIR: dataDir }), redisUrl: theirs.url };
+  const stores = await startEmbeddedStores(config, createLogger({ service: 'test', level: 'silent' }));
+  t.teardown(() => stores.close());
+  t.equal(stores.redisUrl, theirs.url, 'no password of ours added to a Redis that needs none');
+});
+
 t.test('npm start: DATA_DIR 0700, its secrets 0600; SIGKILLed, it leaves no shim or agent behind and the state is saved', async (t) => {
   let redis: TestRedis | undefined = await startRedis();
   // The state store outside the platform's process, as in production: the shims' final

@@ -88,15 +88,24 @@ function loadOrCreateRedisPassword(dir: string): string {
   return password;
 }
 
+/** True when the Redis there requires a password (NOAUTH without one) and ours opens it. */
 async function answersWithPassword(host: string, port: number, password: string): Promise<boolean> {
-  const probe = new Redis({ host, port, password, lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null, connectTimeout: 2000 });
-  probe.on('error', () => undefined);
-  try {
-    await probe.connect();
-    return (await probe.ping()) === 'PONG';
-  } catch {
-    return false;
-  } finally {
-    probe.disconnect();
-  }
+  const ping = async (withPassword: boolean): Promise<boolean> => {
+    const probe = new Redis({
+      host, port, lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null, connectTimeout: 2000, enableReadyCheck: false,
+      ...(withPassword ? { password } : {}),
+    });
+    probe.on('error', () => undefined);
+    try {
+      await probe.connect();
+      return (await probe.ping()) === 'PONG';
+    } catch {
+      return false;
+    } finally {
+      probe.disconnect();
+    }
+  };
+  // A Redis that needs no password (the machine's own) is used as it is, without ours.
+  if (await ping(false)) return false;
+  return ping(true);
 }
