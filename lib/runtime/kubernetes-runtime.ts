@@ -76,7 +76,7 @@ import {
   type PodSpecOptions,
 } from './pod-spec.js';
 import { tenantAgentSecrets } from './tenant-agent-secrets.js';
-import { postToShim, shimAccepted } from './shim-admin.js';
+import { claimBody, postToShim, shimAccepted } from './shim-admin.js';
 import { podNameOf, type Runtime, type StartResult, type StopOptions, type TenantInstance } from './runtime.js';
 
 export interface KubernetesRuntimeOptions {
@@ -346,15 +346,7 @@ export class KubernetesRuntime implements Runtime {
   private async postClaim(pod: V1Pod, tenant: Tenant, state: PresignedState): Promise<ClaimOutcome> {
     const ip = pod.status?.podIP;
     if (!ip) return { ok: false, reason: 'pod has no IP' };
-    const body: Record<string, string> = { tenant_id: tenant.tenant_id, bot_token: tenant.bot_token };
-    if (state.getUrl) body.state_get_url = state.getUrl;
-    if (state.putUrl) body.state_put_url = state.putUrl;
-    if (state.legacyGetUrl) body.state_legacy_get_url = state.legacyGetUrl;
-    if (this.webhookSecret) {
-      const derived = tenantAgentSecrets(this.webhookSecret, tenant.tenant_id);
-      body.webhook_secret = derived.webhookSecret;
-      body.agent_token_sha256 = derived.agentTokenSha256;
-    }
+    const body = claimBody(tenant, state, this.webhookSecret);
     const timeout = this.readyTimeoutS * 1000;
     try {
       const res = await postToShim(`http://${hostOf(ip)}:${this.shimPort}`, '/claim', this.warmPoolSecret, body, timeout);

@@ -17,6 +17,7 @@ import { ShimProcess, waitForOrphanShim } from './local-process.js';
 import { agentSettingsEnv, type AgentSettings } from '../agent-profiles.js';
 import { tenantAgentSecrets } from './tenant-agent-secrets.js';
 import { shimControlSecret } from './shim-auth.js';
+import { claimBody } from './shim-admin.js';
 import { STOPPED_CLEAN } from './shim-files.js';
 
 /** A shim whose start failed gets this long to stop its agent (which it gives 20 s by default). */
@@ -128,19 +129,6 @@ export class LocalRuntime implements Runtime {
     return env;
   }
 
-  private claimBody(tenant: Tenant, state: PresignedState): Record<string, unknown> {
-    const body: Record<string, unknown> = {
-      tenant_id: tenant.tenant_id, bot_token: tenant.bot_token, state_get_url: state.getUrl, state_put_url: state.putUrl,
-    };
-    if (state.legacyGetUrl) body.state_legacy_get_url = state.legacyGetUrl;
-    if (this.o.webhookSecret) {
-      const derived = tenantAgentSecrets(this.o.webhookSecret, tenant.tenant_id);
-      body.webhook_secret = derived.webhookSecret;
-      body.agent_token_sha256 = derived.agentTokenSha256;
-    }
-    return body;
-  }
-
   /**
    * The control secret of one shim, derived from the pool's master secret and its name
    * (lib/runtime/shim-auth.ts): what an agent reads of its own shim opens no other shim.
@@ -231,7 +219,7 @@ export class LocalRuntime implements Runtime {
         void shim.terminate(0);
         continue;
       }
-      const ok = await shim.claim(this.controlSecret(shim.name), this.claimBody(tenant, state), this.readyTimeoutMs);
+      const ok = await shim.claim(this.controlSecret(shim.name), claimBody(tenant, state, this.o.webhookSecret), this.readyTimeoutMs);
       if (!ok) {
         this.o.log.warn({ pod: name, tenant: tenant.tenant_id }, 'warm claim refused: discarding that member');
         void shim.terminate(FAILED_START_GRACE_MS); // its agent may be running: let the shim stop it

@@ -4,7 +4,10 @@
  * and text. Throws on transport errors.
  */
 import { request } from 'undici';
+import type { Tenant } from '../registry/tenant.js';
+import type { PresignedState } from '../state/state-store.js';
 import { SHIM_AUTH_HEADER, signShimCall } from './shim-auth.js';
+import { tenantAgentSecrets } from './tenant-agent-secrets.js';
 
 export type ShimAdminPath = '/claim' | '/state-urls' | '/checkpoint';
 
@@ -27,4 +30,21 @@ export async function shimAccepted(base: string, route: ShimAdminPath, secret: s
   } catch {
     return false;
   }
+}
+
+/**
+ * The body of `POST /claim` (agent/shim-config.ts parseClaim), the same from both runtimes: the
+ * tenant, its token, its state URLs, and the secrets derived for it when the master is known.
+ */
+export function claimBody(tenant: Tenant, state: PresignedState, webhookSecret: string | undefined): Record<string, string> {
+  const body: Record<string, string> = { tenant_id: tenant.tenant_id, bot_token: tenant.bot_token };
+  if (state.getUrl) body.state_get_url = state.getUrl;
+  if (state.putUrl) body.state_put_url = state.putUrl;
+  if (state.legacyGetUrl) body.state_legacy_get_url = state.legacyGetUrl;
+  if (webhookSecret) {
+    const derived = tenantAgentSecrets(webhookSecret, tenant.tenant_id);
+    body.webhook_secret = derived.webhookSecret;
+    body.agent_token_sha256 = derived.agentTokenSha256;
+  }
+  return body;
 }
