@@ -51,7 +51,7 @@ import { startRedis } from './support/redis.js';
 import { startDynamo } from './support/dynamo.js';
 import { TelegramEmulator } from './support/telegram-emulator.js';
 import { ServiceSet, type LogEntry } from './support/services.js';
-import { sleep, waitUntil } from './support/wait.js';
+import { processAlive as alive, sleep, waitUntil } from './support/wait.js';
 
 const RATE = Number(process.env.FAULTS_RATE ?? 500);
 const TENANTS = ['fa', 'fb', 'fc', 'fd'];
@@ -230,14 +230,6 @@ async function aofSize(): Promise<number> {
   return readdirSync(aofDir).reduce((n, f) => n + statSync(path.join(aofDir, f)).size, 0);
 }
 
-const alive = (pid: number): boolean => {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-};
 
 t.test('kill -9 forwarder, waker, ingress, an agent, Redis under steady load: every acknowledged update answered once, in order', async (t) => {
   const testStarted = Date.now();

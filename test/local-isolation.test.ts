@@ -20,18 +20,10 @@ import { freePort } from '../lib/util/free-port.js';
 import { spawnZtm } from './support/platform.js';
 import { startRedis, type TestRedis } from './support/redis.js';
 import { ServiceSet } from './support/services.js';
-import { waitUntil } from './support/wait.js';
+import { processAlive as alive, waitUntil } from './support/wait.js';
 
 const TOKEN = '123456789:AAHdqTcvCH1vGWJxfSeofSAs0K5PALDsaw1';
 const mode = (file: string): number => statSync(file).mode & 0o777;
-const alive = (pid: number): boolean => {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-};
 /** Every pid recorded in DATA_DIR/**\/agent.pid (the agents the local runtime started). */
 function agentPids(dataDir: string): number[] {
   const pids: number[] = [];

@@ -13,7 +13,7 @@ import { startTestPlatform, type TestPlatform } from './platform.js';
 import { STARTING_UP_TEXT } from '../../services/forwarder/drainer.js';
 import type { LocalRuntime } from '../../lib/runtime/local-runtime.js';
 import { scenarioAgent, type ScenarioAgentName } from './scenario-agents.js';
-import { waitUntil } from './wait.js';
+import { processAlive as alive, waitUntil } from './wait.js';
 
 /** The scenarios, run once per runtime and agent by test/delivery*.test.ts. */
 export function deliveryScenarios(runtime: 'local' | 'kubernetes', agentName: ScenarioAgentName = 'reference'): void {
@@ -334,15 +334,6 @@ export function deliveryScenarios(runtime: 'local' | 'kubernetes', agentName: Sc
     t.notOk(p.logs.text().includes(TOKEN.split(':')[1] as string));
     for (const secret of agent.secrets()) t.notOk(p.logs.text().includes(secret), 'nor the model provider key');
   });
-}
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
 }
 
 /**

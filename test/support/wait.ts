@@ -9,3 +9,13 @@ export async function waitUntil(what: string, check: () => boolean | Promise<boo
   }
   throw new Error(`timed out after ${timeoutMs} ms waiting for: ${what}`);
 }
+
+/** The process exists (signal 0 reaches it). */
+export function processAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
