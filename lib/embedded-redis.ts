@@ -20,6 +20,23 @@ export interface EmbeddedRedisOptions {
   password?: string;
 }
 
+/** One PING on a fresh connection (with the password when given); false on any error. Leaves no connection. */
+export async function pingRedis(o: { host: string; port: number; password?: string | undefined; connectTimeoutMs?: number }): Promise<boolean> {
+  const probe = new Redis({
+    host: o.host, port: o.port, lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null, enableReadyCheck: false,
+    connectTimeout: o.connectTimeoutMs ?? 2000, ...(o.password ? { password: o.password } : {}),
+  });
+  probe.on('error', () => undefined);
+  try {
+    await probe.connect();
+    return (await probe.ping()) === 'PONG';
+  } catch {
+    return false;
+  } finally {
+    probe.disconnect();
+  }
+}
+
 export class EmbeddedRedis {
   readonly host: string;
   readonly port: number;
@@ -81,16 +98,7 @@ export class EmbeddedRedis {
     const deadline = Date.now() + 10_000;
     while (Date.now() < deadline) {
       if (!this.child) throw new RuntimeError(`redis-server exited at start: ${stderr().trim().split('\n').pop() ?? ''}`);
-      const probe = new Redis({ host: this.host, port: this.port, lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null, ...(this.options.password ? { password: this.options.password } : {}) });
-      probe.on('error', () => undefined);
-      try {
-        await probe.connect();
-        if ((await probe.ping()) === 'PONG') return;
-      } catch {
-        /* not yet */
-      } finally {
-        probe.disconnect();
-      }
+      if (await pingRedis({ host: this.host, port: this.port, password: this.options.password })) return;
       await new Promise((r) => setTimeout(r, 50));
     }
     throw new RuntimeError(`redis-server did not answer on port ${this.port} within 10s`);

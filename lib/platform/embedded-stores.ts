@@ -6,10 +6,9 @@ import path from 'node:path';
 import type { Config } from '../config.js';
 import type { Logger } from '../logger.js';
 import { RuntimeError } from '../errors.js';
-import { EmbeddedRedis } from '../embedded-redis.js';
+import { EmbeddedRedis, pingRedis } from '../embedded-redis.js';
 import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
-import { Redis } from 'ioredis';
 import { describeRedisUrl } from '../redis.js';
 import { isListening } from '../util/free-port.js';
 import { startEmbeddedDynamo } from '../registry/embedded-dynamodb.js';
@@ -90,22 +89,7 @@ function loadOrCreateRedisPassword(dir: string): string {
 
 /** True when the Redis there requires a password (NOAUTH without one) and ours opens it. */
 async function answersWithPassword(host: string, port: number, password: string): Promise<boolean> {
-  const ping = async (withPassword: boolean): Promise<boolean> => {
-    const probe = new Redis({
-      host, port, lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null, connectTimeout: 2000, enableReadyCheck: false,
-      ...(withPassword ? { password } : {}),
-    });
-    probe.on('error', () => undefined);
-    try {
-      await probe.connect();
-      return (await probe.ping()) === 'PONG';
-    } catch {
-      return false;
-    } finally {
-      probe.disconnect();
-    }
-  };
   // A Redis that needs no password (the machine's own) is used as it is, without ours.
-  if (await ping(false)) return false;
-  return ping(true);
+  if (await pingRedis({ host, port })) return false;
+  return pingRedis({ host, port, password });
 }
