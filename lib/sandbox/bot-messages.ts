@@ -68,13 +68,21 @@ function replyOf(p: BotApiParams): { messageId: number; allowWithout: boolean } 
   return { messageId: messageIdOf(o.message_id), allowWithout: o.allow_sending_without_reply === true };
 }
 
-export function sendMessage(ctx: MessageContext, p: BotApiParams): BotApiAnswer {
+/** The text, link preview and markup of a sendMessage or editMessageText, checked as Telegram checks them; or the 400. */
+function contentOf(p: BotApiParams): { text: Exclude<ReturnType<typeof messageText>, { error: string }>; markup: Exclude<ReturnType<typeof markupOf>, string> } | BotApiAnswer {
   const text = messageText(p.text, p.parse_mode, p.entities);
   if ('error' in text) return { status: 400, body: { ok: false, error_code: 400, description: text.error } };
   const preview = linkPreviewError(p.link_preview_options);
   if (preview) return badRequest(preview);
   const markup = markupOf(p.reply_markup);
   if (typeof markup === 'string') return badRequest(markup);
+  return { text, markup };
+}
+
+export function sendMessage(ctx: MessageContext, p: BotApiParams): BotApiAnswer {
+  const content = contentOf(p);
+  if ('status' in content) return content;
+  const { text, markup } = content;
   const reply = replyOf(p);
   if (typeof reply === 'string') return badRequest(reply);
   const chat = chatOf(p.chat_id);
@@ -96,12 +104,9 @@ export function sendMessage(ctx: MessageContext, p: BotApiParams): BotApiAnswer 
 }
 
 export function editMessageText(ctx: MessageContext, p: BotApiParams): BotApiAnswer {
-  const text = messageText(p.text, p.parse_mode, p.entities);
-  if ('error' in text) return { status: 400, body: { ok: false, error_code: 400, description: text.error } };
-  const preview = linkPreviewError(p.link_preview_options);
-  if (preview) return badRequest(preview);
-  const markup = markupOf(p.reply_markup);
-  if (typeof markup === 'string') return badRequest(markup);
+  const content = contentOf(p);
+  if ('status' in content) return content;
+  const { text, markup } = content;
   const messageId = messageIdOf(p.message_id);
   if ((p.chat_id === undefined || p.chat_id === '') && messageId === 0) {
     // The sandbox has no inline mode, so it never handed out an inline_message_id.
