@@ -10,10 +10,9 @@ import http from 'node:http';
 import os from 'node:os';
 import path from 'node:path';
 import t from 'tap';
-import { request } from 'undici';
 import { freePort } from '../lib/util/free-port.js';
 import { STARTING_UP_TEXT } from '../services/forwarder/drainer.js';
-import { spawnZtm } from './support/platform.js';
+import { callBotApi, spawnZtm } from './support/platform.js';
 import { startRedis, type TestRedis } from './support/redis.js';
 import { ServiceSet } from './support/services.js';
 
@@ -26,10 +25,7 @@ let dataDir: string;
 let services: ServiceSet;
 let sandboxUrl: string;
 const ztm = (argv: string[], input?: string) => spawnZtm(argv, { DATA_DIR: dataDir }, input);
-const botApi = async (token: string, method: string, params: unknown) => {
-  const res = await request(`${sandboxUrl}/bot${token}/${method}`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(params) });
-  return (await res.body.json()) as { ok: boolean; result?: { message_id?: number } };
-};
+const botApi = (token: string, method: string, params: unknown) => callBotApi(sandboxUrl, token, method, params);
 
 t.before(async () => {
   redis = await startRedis();

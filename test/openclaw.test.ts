@@ -20,7 +20,7 @@ import { deriveWebhookSecret } from '../lib/webhook-secret.js';
 import { installOpenclaw } from '../scripts/install-openclaw.js';
 import { STARTING_UP_TEXT } from '../services/forwarder/drainer.js';
 import { startLlmStub, type LlmStub } from './support/llm-stub.js';
-import { spawnZtm } from './support/platform.js';
+import { callBotApi, spawnZtm } from './support/platform.js';
 import { startRedis, type TestRedis } from './support/redis.js';
 import { ServiceSet } from './support/services.js';
 import { waitUntil } from './support/wait.js';
@@ -46,10 +46,7 @@ const chatLines = (stdout: string) => stdout.trim().split('\n').filter(Boolean);
 const userTurns = (line: string | undefined): number => Number(/user turns (\d+)/.exec(line ?? '')?.[1] ?? NaN);
 const completions = () => llm.requests.filter((r) => r.path.endsWith('/chat/completions')).length;
 
-async function botApi(method: string, params: unknown = {}): Promise<{ ok: boolean; result?: any }> {
-  const res = await request(`${sandboxUrl}/bot${TOKEN}/${method}`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(params) });
-  return (await res.body.json()) as { ok: boolean; result?: any };
-}
+const botApi = (method: string, params: unknown = {}) => callBotApi(sandboxUrl, TOKEN, method, params);
 
 /** Messages the bot sent to a chat (the sandbox keeps them for ztm chat). */
 async function botMessages(chatId: number): Promise<Array<{ message_id: number; text?: string }>> {

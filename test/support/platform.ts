@@ -202,3 +202,9 @@ export async function startTestPlatform(options: TestPlatformOptions = {}): Prom
     },
   };
 }
+
+/** One Bot API call to a sandbox (or emulator) at `base`, as a bot with `token` makes it; the parsed answer. */
+export async function callBotApi(base: string, token: string, method: string, params: unknown = {}): Promise<{ ok: boolean; result?: any }> {
+  const res = await request(`${base}/bot${token}/${method}`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(params) });
+  return (await res.body.json()) as { ok: boolean; result?: any };
+}
