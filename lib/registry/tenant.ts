@@ -25,6 +25,12 @@ export interface Tenant {
   last_active_at?: string;
   /** Incremented by every versioned write; the basis of optimistic concurrency. */
   version: number;
+  /**
+   * Random, set once at create, never patched: tells apart two tenants that had the same id one
+   * after the other. Secrets derived for the tenant and its state key include it. Absent on
+   * records created before it existed (those keep the id-only derivations).
+   */
+  incarnation?: string;
 }
 
 /** A tenant safe to print, log or return over HTTP: the token reduced to its public bot id. */

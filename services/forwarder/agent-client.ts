@@ -24,7 +24,13 @@ export type DeliveryOutcome =
   /** Nothing but an operator can fix it (413, 401, needs_quickstart): a dead letter at once. */
   | { kind: 'refused'; status: number; error: AgentErrorCode; reason: string }
   /** Any other 4xx: the agent refused this update; not retried. */
-  | { kind: 'rejected'; status: number; reason: string };
+  | { kind: 'rejected'; status: number; reason: string }
+  /**
+   * The agent at this endpoint refused the tenant's own credential (401): it is not this tenant's
+   * agent (a pod IP reused by another tenant's pod, a stale endpoint) or not this incarnation's.
+   * The drainer drops the endpoint (if unchanged) and asks for a wake, bounded per update.
+   */
+  | { kind: 'stale-endpoint'; status: number; reason: string };
 
 export interface AgentClientOptions {
   protocol: AgentProtocol;

@@ -200,6 +200,8 @@ export class Drainer {
         log.warn({ update_id: env.updateId, status: outcome.status, reason: outcome.reason }, 'agent rejected the update: not retried');
         this.count('rejected');
         return this.pop(h, env);
+      case 'stale-endpoint': // not produced yet: the identity-on-delivery change drops the endpoint and re-wakes instead
+        return { next: 'park', delayMs: 1000, onWake: false };
       case 'refused': {
         // Retrying cannot help until an operator acts: said loudly, then a dead letter at once
         // (`ztm dead retry` re-sends it once fixed).
