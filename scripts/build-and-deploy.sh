@@ -3,6 +3,11 @@
 #
 #   ./scripts/build-and-deploy.sh all|ingress|forwarder|waker|janitor|pool-keeper|dashboard|zeroclaw ...
 #
+# The Go system's targets still work: `orchestrator` (its tenant API, wakes, idle reconciler and warm
+# pool are now janitor, waker and pool-keeper) and `router` (now ingress and forwarder); each prints
+# what it maps to. `all` rolls out every Deployment the release has: one that is not installed (the
+# dashboard with `dashboard.enabled: false`) is skipped with a note, not an error.
+#
 # Services share one multi-arch image (Dockerfile; the Deployment's args pick the service), so
 # building any service builds that image and restarts the named Deployment(s); `all` builds it once
 # and restarts every service. `zeroclaw` builds the tenant pod image (agent/Dockerfile, amd64 only:
@@ -38,6 +43,8 @@ DRY_RUN="${DRY_RUN:-}"
 AGENT_PROFILE="${AGENT_PROFILE:-}"
 
 SERVICES=(ingress forwarder waker janitor pool-keeper dashboard)
+# The Go system's deployment names, and what each became.
+declare -A LEGACY_TARGETS=([orchestrator]="janitor waker pool-keeper" [router]="ingress forwarder")
 PROJECT_DIR="$(cd "$(dirname "$0")/.." && pwd)"
 
 info() { printf '==> %s\n' "$*"; }
@@ -50,8 +57,15 @@ kube() {
 }
 
 usage() {
-  echo "usage: $0 all|ingress|forwarder|waker|janitor|pool-keeper|dashboard|zeroclaw ..." >&2
+  echo "usage: $0 all|ingress|forwarder|waker|janitor|pool-keeper|dashboard|zeroclaw|orchestrator|router ..." >&2
   exit 2
+}
+
+# True when the release has this Deployment (asked even under DRY_RUN: it changes nothing).
+deployment_exists() {
+  local args=(-n "$NAMESPACE" get "deployment/$1" -o name)
+  [ -n "$KUBE_CONTEXT" ] && args=(--context "$KUBE_CONTEXT" "${args[@]}")
+  kubectl "${args[@]}" >/dev/null 2>&1
 }
 
 preflight() {
@@ -110,7 +124,7 @@ build_zeroclaw() {
 [ "$#" -gt 0 ] || usage
 for target in "$@"; do
   case "$target" in
-    all|zeroclaw) ;;
+    all|zeroclaw|orchestrator|router) ;;
     *) [[ " ${SERVICES[*]} " == *" ${target} "* ]] || { echo "unknown target: ${target}" >&2; usage; } ;;
   esac
 done
@@ -119,9 +133,15 @@ for target in "$@"; do
   case "$target" in
     all)
       build_services_image
-      for s in "${SERVICES[@]}"; do rollout "$s"; done
+      for s in "${SERVICES[@]}"; do
+        if deployment_exists "$s"; then rollout "$s"; else info "deployment/${s} is not installed in ${NAMESPACE}: skipped"; fi
+      done
       build_zeroclaw ;;
     zeroclaw) build_zeroclaw ;;
+    orchestrator|router)
+      info "${target} is the Go system's name: it maps to ${LEGACY_TARGETS[$target]}"
+      build_services_image
+      for s in ${LEGACY_TARGETS[$target]}; do rollout "$s"; done ;;
     *)
       build_services_image
       rollout "$target" ;;
