@@ -8,10 +8,13 @@ import { assertRedisReachable, closeRedis, createRedis, type RedisClient } from 
 import { QueueStats, type PlatformStatus, type WarmPoolReport } from '../lib/ops/queue-stats.js';
 import { printFailure, printJson, printTable, type Printer } from './output.js';
 
-/** Connects to `url` or throws one clear line within 3 s. The caller closes the client. */
-export async function connectRedis(url: string, name: string): Promise<RedisClient> {
-  await assertRedisReachable(url, { name });
-  const redis = createRedis({ url, name });
+/**
+ * Connects to `url` or throws one clear line within 3 s. `cluster` undefined: a cluster client when
+ * the node at `url` is a cluster node (any node's address works). The caller closes the client.
+ */
+export async function connectRedis(url: string, name: string, cluster?: boolean): Promise<RedisClient> {
+  const asCluster = await assertRedisReachable(url, { cluster, name });
+  const redis = createRedis({ url, cluster: asCluster, name });
   redis.on('error', () => undefined);
   return redis;
 }
@@ -49,11 +52,11 @@ export function renderStatus(p: Printer, s: PlatformStatus, now = Date.now()): v
   for (const [k, v] of rows) p.out(`${k.padEnd(width)}  ${v}`);
 }
 
-export async function runStatus(url: string, p: Printer): Promise<number> {
+export async function runStatus(url: string, p: Printer, cluster?: boolean): Promise<number> {
   let redis: RedisClient | undefined;
   let stats: QueueStats | undefined;
   try {
-    redis = await connectRedis(url, 'ztm-status');
+    redis = await connectRedis(url, 'ztm-status', cluster);
     stats = new QueueStats(redis);
     const status = await stats.status({ workers: true });
     if (p.json) printJson(p, status);

@@ -77,17 +77,31 @@ export async function closeRedis(client: RedisClient | undefined): Promise<void>
   client.disconnect();
 }
 
+/** `INFO cluster` says this node is part of a Redis Cluster (`cluster_enabled:1`). */
+export function isClusterInfo(info: string): boolean {
+  return /^cluster_enabled:1\s*$/m.test(info);
+}
+
 /**
  * Throws one clear line within 3 s when Redis does not answer at `url` (the CLI's first step, so a
- * wrong URL is reported instead of retried forever). Never leaves a connection behind.
+ * wrong URL is reported instead of retried forever). Never leaves a connection behind. Resolves
+ * with the mode to connect in: `options.cluster` when given, else what the node says of itself
+ * (`INFO cluster`), so any node's address of a cluster works without a setting.
  */
-export async function assertRedisReachable(url: string, options: { cluster?: boolean; name: string }): Promise<void> {
-  const probe = createRedis({ url, cluster: options.cluster ?? false, name: `${options.name}-probe`, failFast: true, lazyConnect: true });
+export async function assertRedisReachable(url: string, options: { cluster?: boolean | undefined; name: string }): Promise<boolean> {
+  // A single-node connection answers PING and INFO on a cluster node too: one probe for both.
+  const clusterProbe = options.cluster === true;
+  const probe = createRedis({ url, cluster: clusterProbe, name: `${options.name}-probe`, failFast: true, lazyConnect: true });
   probe.on('error', () => undefined);
   try {
-    await Promise.race([
-      probe.connect().then(() => probe.ping()),
-      new Promise((_, reject) => setTimeout(() => reject(new Error('timeout')), 3000).unref()),
+    return await Promise.race([
+      probe.connect().then(async () => {
+        await probe.ping();
+        if (options.cluster !== undefined) return options.cluster;
+        // A server that refuses INFO (renamed by a managed Redis) is taken as a single node.
+        return isClusterInfo(await probe.info('cluster').catch(() => ''));
+      }),
+      new Promise<never>((_, reject) => setTimeout(() => reject(new Error('timeout')), 3000).unref()),
     ]);
   } catch {
     throw new NoWorkerError(`cannot reach Redis at ${describeRedisUrl(url)}: is the platform running (npm start) and ZTM_REDIS_URL right?`);

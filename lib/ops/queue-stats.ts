@@ -5,6 +5,9 @@
  *
  * Everything here is in Redis on purpose: `ztm status` must answer when the janitor is down (that
  * is when it is needed), and every replica of every service exports the same values.
+ *
+ * Cluster-safe on a Redis Cluster client: every read is one key, or one BullMQ script over a single
+ * queue's keys (one hash tag, one slot); worker counts read CLIENT LIST on every node.
  */
 import { Queue } from 'bullmq';
 import type { RedisClient } from '../redis.js';
