@@ -228,10 +228,10 @@ export async function main(rawArgv: string[], env: Env = process.env, io?: ZtmIo
     // A token goes on the exec's stdin: argv becomes part of the exec URL (and the audit log).
     return viaStdin ? runThroughKubectl(target, viaStdin.argv, viaStdin.input) : runThroughKubectl(target, argv);
   }
-  if (invocation.kind === 'status') return runStatus(target.url, p);
+  if (invocation.kind === 'status') return runStatus(target.url, p, config.redisCluster);
 
   const timeout = Number(cli.options.timeout ?? 60);
-  const client = new AdminClient({ redisUrl: target.url, pickupTimeoutMs: config.pickupTimeoutS * 1000 });
+  const client = new AdminClient({ redisUrl: target.url, cluster: config.redisCluster, pickupTimeoutMs: config.pickupTimeoutS * 1000 });
   try {
     await client.connect();
     const timeoutMs = (invocation.timeoutS ?? timeout) * 1000;

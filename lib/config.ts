@@ -77,6 +77,11 @@ export interface DashboardCredentials {
 
 export interface CliConfig {
   redisUrl: string | undefined;
+  /**
+   * ZTM_REDIS_CLUSTER, else REDIS_CLUSTER; undefined: ztm asks the node (INFO cluster), so any
+   * node's address of a Redis Cluster works without a setting.
+   */
+  redisCluster: boolean | undefined;
   namespace: string;
   kubeContext: string | undefined;
   dataDir: string;
@@ -276,15 +281,17 @@ export function loadConfig(env: Env): Config {
   };
 }
 
-/** `ztm`'s own variables: ZTM_REDIS_URL (falls back to REDIS_URL / REDIS_ADDR), ZTM_NAMESPACE, ZTM_KUBE_CONTEXT, ZTM_SANDBOX_URL. */
+/** `ztm`'s own variables: ZTM_REDIS_URL (falls back to REDIS_URL / REDIS_ADDR), ZTM_REDIS_CLUSTER (REDIS_CLUSTER), ZTM_NAMESPACE, ZTM_KUBE_CONTEXT, ZTM_SANDBOX_URL. */
 export function loadCliConfig(env: Env): CliConfig {
   let redisUrl = str(env, 'ZTM_REDIS_URL');
   if (redisUrl !== undefined && !/^rediss?:\/\//.test(redisUrl)) {
     throw new ConfigError('ZTM_REDIS_URL', 'must start with redis:// or rediss://');
   }
   if (redisUrl === undefined && (str(env, 'REDIS_URL') || str(env, 'REDIS_ADDR'))) redisUrl = resolveRedisUrl(env).url;
+  const clusterVar = str(env, 'ZTM_REDIS_CLUSTER') !== undefined ? 'ZTM_REDIS_CLUSTER' : 'REDIS_CLUSTER';
   return {
     redisUrl,
+    redisCluster: str(env, clusterVar) === undefined ? undefined : bool(env, clusterVar, false),
     namespace: str(env, 'ZTM_NAMESPACE') ?? 'tenants',
     kubeContext: str(env, 'ZTM_KUBE_CONTEXT'),
     dataDir: path.resolve(str(env, 'DATA_DIR') ?? './.ztm'),

@@ -35,7 +35,8 @@ function isReply(v: unknown): v is AdminReply {
 
 export interface AdminClientOptions {
   redisUrl: string;
-  cluster?: boolean;
+  /** A Redis Cluster client; undefined: whatever the node at redisUrl says it is (INFO cluster). */
+  cluster?: boolean | undefined;
   /** How long a command may wait to be picked up by an admin worker. */
   pickupTimeoutMs?: number;
   /** How long a picked-up command may run. */
@@ -43,7 +44,7 @@ export interface AdminClientOptions {
 }
 
 export class AdminClient {
-  private readonly options: Required<AdminClientOptions>;
+  private readonly options: Required<Omit<AdminClientOptions, 'cluster'>> & Pick<AdminClientOptions, 'cluster'>;
   private connection: RedisClient | undefined;
   private eventsConnection: RedisClient | undefined;
   private queueInstance: Queue | undefined;
@@ -51,7 +52,7 @@ export class AdminClient {
 
   constructor(options: AdminClientOptions) {
     if (!options.redisUrl) throw new TypeError('AdminClient: redisUrl is required');
-    this.options = { cluster: false, pickupTimeoutMs: 5000, runTimeoutMs: 60_000, ...options };
+    this.options = { pickupTimeoutMs: 5000, runTimeoutMs: 60_000, ...options };
   }
 
   private get queue(): Queue {
@@ -67,9 +68,9 @@ export class AdminClient {
   /** Probes Redis first (fails fast with a clear message), then opens the queue and its events. */
   async connect(): Promise<void> {
     const url = this.options.redisUrl;
-    await assertRedisReachable(url, { cluster: this.options.cluster, name: 'ztm' });
-    this.connection = createRedis({ url, cluster: this.options.cluster, name: 'ztm', blocking: true });
-    this.eventsConnection = createRedis({ url, cluster: this.options.cluster, name: 'ztm-events', blocking: true });
+    const cluster = await assertRedisReachable(url, { cluster: this.options.cluster, name: 'ztm' });
+    this.connection = createRedis({ url, cluster, name: 'ztm', blocking: true });
+    this.eventsConnection = createRedis({ url, cluster, name: 'ztm-events', blocking: true });
     // Connection errors surface through the commands; keep them off the default 'error' path.
     for (const c of [this.connection, this.eventsConnection]) c.on('error', () => undefined);
     this.queueInstance = new Queue(QUEUES.admin, { connection: this.connection, prefix: QUEUE_PREFIX });
