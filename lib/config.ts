@@ -7,6 +7,7 @@ import { ConfigError } from './errors.js';
 import { loadAgentSettings, PROFILE_FACTS, type AgentProtocol, type AgentResources, type AgentSettings } from './agent-profiles.js';
 
 import { envInt as int, envStr as str, type Env } from './util/env.js';
+import { LOG_FORMATS, type LogFormat } from './log-pretty.js';
 
 export type { Env };
 export type RuntimeKind = 'local' | 'kubernetes';
@@ -17,6 +18,8 @@ export interface Config {
   runtime: RuntimeKind;
   dataDir: string;
   logLevel: LogLevel;
+  /** LOG_FORMAT: `auto` (readable on a terminal, JSON otherwise), `json`, `pretty`. */
+  logFormat: LogFormat;
   redisUrl: string;
   /** True when neither REDIS_URL nor REDIS_ADDR was given (the embedded default may start one). */
   redisUrlDefaulted: boolean;
@@ -241,6 +244,7 @@ export function loadConfig(env: Env): Config {
     runtime,
     dataDir,
     logLevel: oneOf<LogLevel>(env, 'LOG_LEVEL', LOG_LEVELS, 'info'),
+    logFormat: oneOf<LogFormat>(env, 'LOG_FORMAT', LOG_FORMATS, 'auto'),
     redisUrl: redis.url,
     redisUrlDefaulted: redis.defaulted,
     redisCluster: bool(env, 'REDIS_CLUSTER', false),

@@ -6,6 +6,7 @@
  */
 import pino, { type Logger, type DestinationStream } from 'pino';
 import { redactDeep, redactSecrets } from './redact.js';
+import { prettyDestination, wantsPretty, type LogFormat } from './log-pretty.js';
 
 export type { Logger } from 'pino';
 
@@ -14,6 +15,14 @@ export interface LoggerOptions {
   level?: string;
   /** Where lines go; stdout by default. Tests pass a stream to capture and grep them. */
   destination?: DestinationStream;
+  /** `auto` (default): readable lines when stdout is a terminal, JSON otherwise (a log collector). */
+  format?: LogFormat;
+}
+
+function defaultDestination(format: LogFormat): DestinationStream {
+  if (!wantsPretty(format, process.stdout.isTTY === true)) return pino.destination({ dest: 1, sync: false });
+  const colors = process.stdout.isTTY === true && process.stdout.hasColors?.() === true;
+  return prettyDestination({ colors, write: (text) => process.stdout.write(text) });
 }
 
 // A log line is not a data dump: past these bounds values print as `[Truncated]`, never raw.
@@ -57,7 +66,7 @@ export function createLogger(options: LoggerOptions): Logger {
         },
       },
     },
-    options.destination ?? pino.destination({ dest: 1, sync: false }),
+    options.destination ?? defaultDestination(options.format ?? 'auto'),
   );
   // pino passes child bindings through serializers only (its bindings formatter sees the base
   // alone), so they are walked here; children inherit these from the root by prototype.

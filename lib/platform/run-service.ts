@@ -39,7 +39,7 @@ export async function runService(service: string, start: (ctx: ServiceContext) =
     process.stderr.write(`${service}: configuration error: ${msg}\n`);
     process.exit(2);
   }
-  const log = createLogger({ service, level: config.logLevel });
+  const log = createLogger({ service, level: config.logLevel, format: config.logFormat });
   let running: Closeable;
   try {
     running = await start({ config, log });
