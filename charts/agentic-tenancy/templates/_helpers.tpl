@@ -97,3 +97,31 @@ balancer's health check too), the dashboard's port, the workers' admin port.
 {{- define "at.agentPort" -}}
 {{- if .Values.tenants.agentPort -}}{{ .Values.tenants.agentPort }}{{- else if eq .Values.agent.profile "openclaw" -}}8787{{- else -}}42617{{- end -}}
 {{- end }}
+
+{{/*
+An environment value as a quoted string. Helm reads numbers in values files as float64, which
+toString prints as 1e+06: integral numbers (within 2^53, where float64 is exact) are printed as
+integers; other numbers as Go prints them; strings and booleans as written.
+*/}}
+{{- define "at.envValue" -}}
+{{- if and (kindIs "float64" .) (eq . (floor .)) (lt . 9007199254740992.0) (gt . -9007199254740992.0) -}}
+{{- int64 . | toString | quote -}}
+{{- else -}}
+{{- toString . | quote -}}
+{{- end -}}
+{{- end }}
+
+{{/*
+PodDisruptionBudget bound of a service: its pdb's minAvailable or maxUnavailable (the schema allows
+at most one; 0 is a value), else maxUnavailable 1. The default sets neither so that an override of
+either merges cleanly (helm merges maps: a default maxUnavailable would stay beside minAvailable).
+*/}}
+{{- define "at.pdbSpec" -}}
+{{- if hasKey . "minAvailable" -}}
+minAvailable: {{ .minAvailable | toYaml }}
+{{- else if hasKey . "maxUnavailable" -}}
+maxUnavailable: {{ .maxUnavailable | toYaml }}
+{{- else -}}
+maxUnavailable: 1
+{{- end -}}
+{{- end }}
