@@ -1,14 +1,18 @@
 /**
- * The janitor: runs `ztm`'s admin commands, and with a runtime also idle shutdown and the
+ * The janitor: runs `ztm`'s admin commands (dead letters included), and with a runtime also idle shutdown and the
  * reconciler (lifecycle-worker.ts). Built from clients passed in, so tests run it against their
  * own servers.
  */
+import { Queue } from 'bullmq';
 import type { Config } from '../../lib/config.js';
 import type { Logger } from '../../lib/logger.js';
 import type { PlatformClients } from '../../lib/platform/clients.js';
 import type { Closeable } from '../../lib/platform/run-service.js';
 import type { Runtime } from '../../lib/runtime/runtime.js';
 import { TenantAdmin } from '../../lib/tenants/tenant-admin.js';
+import { QUEUES, QUEUE_PREFIX } from '../../lib/queues.js';
+import { DeadLetterStore } from '../../lib/delivery/dead-letters.js';
+import { Mailbox } from '../../lib/delivery/mailbox.js';
 import type { RuntimeLifecycle } from '../../lib/tenants/tenant-lifecycle.js';
 import { AdminWorker, type ExtraAdminHandlers } from './admin-worker.js';
 import { LifecycleWorker } from './lifecycle-worker.js';
@@ -26,6 +30,8 @@ export interface JanitorOptions {
 
 export interface Janitor extends Closeable {
   admin: TenantAdmin;
+  /** What `ztm dead list` reads and `ztm dead retry` moves back into its chat's mailbox. */
+  deadLetters: DeadLetterStore;
   adminWorker: AdminWorker;
   lifecycleWorker?: LifecycleWorker;
 }
@@ -40,7 +46,17 @@ export async function createJanitor(o: JanitorOptions): Promise<Janitor> {
     routerPublicUrl: o.config.routerPublicUrl,
     ...(o.lifecycle ? { lifecycle: o.lifecycle } : {}),
   });
-  const handlers: ExtraAdminHandlers = { ...o.handlers };
+  // Dead letters are served here, not by the forwarder: the janitor answers them on its own
+  // (a retried letter re-enters its mailbox, whose drain job any forwarder replica then runs).
+  const deadLetters = new DeadLetterStore({ redis: o.clients.redis });
+  const forwardQueue = new Queue(QUEUES.forward, { connection: o.clients.bull, prefix: QUEUE_PREFIX });
+  forwardQueue.on('error', (err) => o.log.warn({ err }, 'forward queue error'));
+  const mailbox = new Mailbox({ redis: o.clients.redis, forwardQueue });
+  const handlers: ExtraAdminHandlers = {
+    'dead.list': async (a) => ({ items: await deadLetters.list({ ...(a.tenant_id ? { tenantId: a.tenant_id } : {}), ...(a.limit ? { limit: a.limit } : {}) }) }),
+    'dead.retry': async (a) => (a.all ? deadLetters.retryAll(mailbox) : deadLetters.retry(mailbox, a.job_id as string)),
+    ...o.handlers,
+  };
   if (o.lifecycle) {
     const lifecycle = o.lifecycle;
     handlers['tenant.wake'] ??= (a, progress) => lifecycle.wake(a.tenant_id, progress);
@@ -55,13 +71,21 @@ export async function createJanitor(o: JanitorOptions): Promise<Janitor> {
     });
     await lifecycleWorker.start();
   }
+  const steps: Array<[string, () => Promise<void> | undefined]> = [
+    ['admin worker', () => adminWorker.close()],
+    ['lifecycle worker', () => lifecycleWorker?.close()],
+    ['forward queue', () => forwardQueue.close()],
+  ];
   return {
     admin,
     adminWorker,
+    deadLetters,
     ...(lifecycleWorker ? { lifecycleWorker } : {}),
     async close() {
-      await adminWorker.close();
-      await lifecycleWorker?.close();
+      // In order, each step on its own: one that fails is logged and the rest still close.
+      for (const [what, step] of steps) {
+        await Promise.resolve(step()).catch((err: unknown) => o.log.warn({ err }, `janitor: closing the ${what} failed`));
+      }
     },
   };
 }

@@ -68,10 +68,6 @@ export async function startPlatform(o: PlatformOptions): Promise<Platform> {
   });
   const janitor = await createJanitor({
     config, log: log.child({ component: 'janitor' }), clients, webhookSecret: secrets.webhookSecret, runtime, lifecycle,
-    handlers: {
-      'dead.list': async (a) => ({ items: await forwarder.deadLetters.list({ ...(a.tenant_id ? { tenantId: a.tenant_id } : {}), ...(a.limit ? { limit: a.limit } : {}) }) }),
-      'dead.retry': async (a) => (a.all ? forwarder.deadLetters.retryAll(forwarder.mailbox) : forwarder.deadLetters.retry(forwarder.mailbox, a.job_id as string)),
-    },
   });
   const poolKeeper = new PoolKeeper({ pool: runtime, redis: clients.redis, log: log.child({ component: 'pool-keeper' }), target: config.warmPoolTarget, metrics, intervalMs: 1000 });
   poolKeeper.start();
