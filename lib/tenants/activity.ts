@@ -54,7 +54,11 @@ export class Activity {
     return this.redis.zrange(activityKey, 0, limit - 1);
   }
 
+  /**
+   * Removes the tenant from both sets: two commands, not a MULTI (the two keys hash to different
+   * slots on a Redis Cluster). Each is idempotent; a clear that failed half-way is redone whole.
+   */
   async clear(tenantId: string): Promise<void> {
-    await this.redis.multi().zrem(activityKey, tenantId).zrem(IDLE_DEADLINE_KEY, tenantId).exec();
+    await Promise.all([this.redis.zrem(activityKey, tenantId), this.redis.zrem(IDLE_DEADLINE_KEY, tenantId)]);
   }
 }

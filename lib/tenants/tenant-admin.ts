@@ -6,9 +6,10 @@
 import type { Logger } from '../logger.js';
 import type { RedisClient } from '../redis.js';
 import { ZtmError, NotFoundError, ValidationError } from '../errors.js';
-import { endpointKey, wakeLockKey, activityKey, startingNoticeKey } from '../keys.js';
-import { Activity, IDLE_DEADLINE_KEY } from './activity.js';
-import { deriveWebhookSecret } from '../webhook-secret.js';
+import { endpointKey, wakeLockKey, startingNoticeKey } from '../keys.js';
+import { Activity } from './activity.js';
+import { deriveWebhookSecret, type TenantIdentity } from '../webhook-secret.js';
+import { IncarnationIndex } from './incarnation-index.js';
 import { redactSecrets } from '../redact.js';
 import type { TelegramClient } from '../telegram-client.js';
 import type { TenantRegistry } from '../registry/tenant-registry.js';
@@ -25,7 +26,7 @@ export interface TenantLifecycle {
   /** Stops and removes the tenant's pod, Secret and volume; with purge also its saved state. */
   remove?(tenantId: string, options: { purgeState: boolean }): Promise<void>;
   /** Rotates the runtime's copy of the bot token (Kubernetes: the tenant's Secret). */
-  tokenChanged?(tenantId: string, token: string): Promise<void>;
+  tokenChanged?(who: TenantIdentity, token: string): Promise<void>;
 }
 
 export interface TenantAdminOptions {
@@ -61,6 +62,8 @@ export class TenantAdmin {
 
   async create(args: { tenant_id: string; bot_token: string; idle_timeout_s?: number }): Promise<{ tenant: PublicTenant; webhook: WebhookOutcome }> {
     const tenant = await this.o.registry.create(args);
+    // Before the webhook is set: the ingress finds which secret is current (incarnation-index.ts).
+    await new IncarnationIndex(this.o.redis).publish(tenant);
     this.o.log.info({ tenant: tenant.tenant_id }, 'tenant created');
     const webhook = this.o.routerPublicUrl ? await this.registerWebhookFor(tenant) : { registered: false, reason: 'ROUTER_PUBLIC_URL is not set' };
     return { tenant: toPublicTenant(tenant), webhook };
@@ -85,7 +88,7 @@ export class TenantAdmin {
     if (patch.idle_timeout_s !== undefined) await new Activity(this.o.redis).retime(after.tenant_id, patch.idle_timeout_s);
     const tokenChanged = args.bot_token !== undefined && args.bot_token !== before.bot_token;
     if (!tokenChanged) return { tenant: toPublicTenant(after) };
-    await this.o.lifecycle?.tokenChanged?.(after.tenant_id, after.bot_token);
+    await this.o.lifecycle?.tokenChanged?.(after, after.bot_token);
     // The old bot must stop calling us; best effort, since a rotated token is usually revoked already.
     await this.o.telegram.deleteWebhook(before.bot_token).catch((err: unknown) =>
       this.o.log.warn({ tenant: after.tenant_id, err }, 'deleteWebhook on the old token failed (ignored)'),
@@ -129,14 +132,8 @@ export class TenantAdmin {
       await this.o.lifecycle.remove(id, { purgeState: args.purge_state === true });
       steps.push(args.purge_state ? 'pod, secret and saved state removed' : 'pod and secret removed');
     }
-    await this.o.redis
-      .multi()
-      .del(endpointKey(id))
-      .del(wakeLockKey(id))
-      .del(startingNoticeKey(id))
-      .zrem(activityKey, id)
-      .zrem(IDLE_DEADLINE_KEY, id)
-      .exec();
+    await this.clearRedisLeftovers(id);
+    await new IncarnationIndex(this.o.redis).remove(id);
     steps.push('endpoint cache and wake lock cleared');
     const existed = await this.o.registry.delete(id);
     if (!existed && !tenant) throw new NotFoundError(`tenant ${id} not found (leftovers, if any, were cleaned up)`);
@@ -145,12 +142,23 @@ export class TenantAdmin {
     return { deleted: true, steps };
   }
 
+  /**
+   * The tenant's Redis keys, one single-key command each: they hash to different slots on a Redis
+   * Cluster, where one MULTI over them is refused. Every command is idempotent and the record is
+   * deleted only after all of them succeeded, so a delete that failed here is completed by the next.
+   * The activity indexes go first: the idle check and the reconciler then leave the tenant alone.
+   */
+  private async clearRedisLeftovers(id: string): Promise<void> {
+    await new Activity(this.o.redis).clear(id);
+    await Promise.all([this.o.redis.del(endpointKey(id)), this.o.redis.del(wakeLockKey(id)), this.o.redis.del(startingNoticeKey(id))]);
+  }
+
   private async registerWebhookFor(tenant: Tenant): Promise<WebhookOutcome> {
     const url = this.webhookUrl(tenant.tenant_id) as string;
     try {
       await this.o.telegram.setWebhook(tenant.bot_token, {
         url,
-        secret_token: deriveWebhookSecret(this.o.webhookSecret, tenant.tenant_id),
+        secret_token: deriveWebhookSecret(this.o.webhookSecret, tenant),
         allowed_updates: ALLOWED_UPDATES,
         max_connections: WEBHOOK_MAX_CONNECTIONS,
       });
