@@ -5,7 +5,6 @@
  * configuration error or starts: /healthz, /metrics with the queue gauges, the HEALTHCHECK, SIGTERM.
  */
 import t from 'tap';
-import { spawn } from 'node:child_process';
 import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';

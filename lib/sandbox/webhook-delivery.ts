@@ -104,7 +104,7 @@ export class WebhookDelivery {
     this.closed = true;
     this.abort.abort();
     for (const lane of this.lanes.values()) lane.wake?.();
-    await Promise.allSettled([...this.lanes.values()].map((l) => l.running));
+    await Promise.allSettled([...this.lanes.values()].map((l) => l.running ?? Promise.resolve()));
     await this.agent.close();
   }
 
