@@ -102,7 +102,7 @@ async function naive(): Promise<{ port: number; close(): Promise<void>; stats():
     const tenant = req.url?.startsWith('/tg/') ? req.url.slice(4) : undefined;
     if (req.method !== 'POST' || !tenant) return send(res, 404, '{"ok":false}');
     const secret = req.headers['x-telegram-bot-api-secret-token'];
-    if (!verifyWebhookSecret(masterSecret, tenant, typeof secret === 'string' ? secret : undefined)) {
+    if (!verifyWebhookSecret(masterSecret, { tenant_id: tenant }, typeof secret === 'string' ? secret : undefined)) {
       req.resume();
       return send(res, 401, '{"ok":false}');
     }

@@ -146,7 +146,7 @@ try {
         const body = makeUpdate(id, 5000 + i, `s${now().toFixed(3)};`);
         const res = await ingress.request({
           method: 'POST', path: `/tg/${tenant}`, body,
-          headers: { 'content-type': 'application/json', 'x-telegram-bot-api-secret-token': deriveWebhookSecret(webhookSecret, tenant) },
+          headers: { 'content-type': 'application/json', 'x-telegram-bot-api-secret-token': deriveWebhookSecret(webhookSecret, { tenant_id: tenant }) }, // no incarnation index entry: id-only
         });
         await res.body.dump();
         if (res.statusCode !== 200) throw new Error(`ingress answered ${res.statusCode} for ${tenant}`);

@@ -31,6 +31,12 @@ export const chatLeaseKey = (tenantId: string, chatId: string): string => `${MB}
 
 /** Activity index: tenant id scored by last activity (ms). Read by the idle check. */
 export const activityKey = 'ztm:activity';
+/**
+ * The tenant's incarnation (lib/registry/tenant.ts), written at create and removed at delete: what
+ * the ingress reads (Redis only, no registry) to know which webhook secret is current. Absent: a
+ * record from before incarnations (id-only secrets), or no such tenant.
+ */
+export const incarnationKey = (tenantId: string): string => `ztm:incarnation:${tenantId}`;
 /** "⏳ Starting up..." already sent for this wake of this tenant. */
 export const startingNoticeKey = (tenantId: string): string => `ztm:starting:${tenantId}`;
 /** Hash {size, target, at}: the warm pool as the pool-keeper last counted it (ztm status, metrics). */

@@ -436,8 +436,8 @@ t.test('each runtime service\'s code path succeeds under its own Role alone, and
   t.same((await janitor.list()).map((i) => i.tenantId).sort(), ['bob', 'cold1']);
   t.ok(await janitor.find('cold1'));
   t.equal(await janitor.refreshState('cold1', state), true);
-  await janitor.updateToken('cold1', '2:a-rotated-token');
-  await janitor.updateToken('bob', '3:a-rotated-token');
+  await janitor.updateToken({ tenant_id: 'cold1' }, '2:a-rotated-token');
+  await janitor.updateToken({ tenant_id: 'bob' }, '3:a-rotated-token');
   t.equal(await janitor.stop('cold1'), true);
   const removed = await janitor.deleteTenantResources('bob');
   t.same(removed, { pods: true, secret: true, pvcs: 1 });

@@ -270,10 +270,10 @@ process.on('SIGTERM', () => process.exit(0));
 
 t.test('the agent bearer and what the shim writes for it: a fixed derivation', async (t) => {
   // Computed independently: printf 'agent-bearer:alice' | openssl dgst -sha256 -hmac master-secret -binary | base64url
-  t.equal(deriveAgentToken('master-secret', 'alice'), 'zhIcjWWwVXwUGL18qxBtZd2NKnomOOSTj-eYGR-oSzw');
+  t.equal(deriveAgentToken('master-secret', { tenant_id: 'alice' }), 'zhIcjWWwVXwUGL18qxBtZd2NKnomOOSTj-eYGR-oSzw');
   t.equal(agentTokenSha256('zhIcjWWwVXwUGL18qxBtZd2NKnomOOSTj-eYGR-oSzw'), '39a011525e618267a3b32455555dc33b89cd6f1b592bae8002b7864817d3de93', 'lowercase hex SHA-256 (ZeroClaw paired_tokens)');
-  t.not(deriveAgentToken('master-secret', 'alice'), deriveWebhookSecret('master-secret', 'alice'), 'not the webhook secret');
-  t.not(deriveAgentToken('master-secret', 'alice'), deriveAgentToken('master-secret', 'alicf'), 'per tenant');
+  t.not(deriveAgentToken('master-secret', { tenant_id: 'alice' }), deriveWebhookSecret('master-secret', { tenant_id: 'alice' }), 'not the webhook secret');
+  t.not(deriveAgentToken('master-secret', { tenant_id: 'alice' }), deriveAgentToken('master-secret', { tenant_id: 'alicf' }), 'per tenant');
 });
 
 t.test('classify: 429 waits, from the body, the header or both, capped', async (t) => {
@@ -335,7 +335,7 @@ t.test('every status an agent answers, as it means (zeroclaw protocol)', async (
 
   await t.test('every delivery carries the tenant\'s bearer, and only there', async (t) => {
     await play(1, 'hello', [{ status: 200, body: { response: 'hi' } }]);
-    const bearer = deriveAgentToken(h.webhookSecret, 'statuses');
+    const bearer = deriveAgentToken(h.webhookSecret, (await h.clients.registry.require('statuses')));
     t.same(agent.requests.map((r) => r.headers.authorization), [`Bearer ${bearer}`]);
     t.equal(agent.requests[0]?.headers['x-telegram-bot-api-secret-token'], undefined, 'no webhook secret for a zeroclaw agent');
     t.same(texts(1), ['hi']);
@@ -454,7 +454,7 @@ t.test('the telegram protocol (OpenClaw\'s webhook listener)', async (t) => {
     t.equal(agent.requests.length, 1);
     const req = agent.requests[0]!;
     t.equal(req.path, '/telegram-webhook');
-    t.equal(req.headers['x-telegram-bot-api-secret-token'], deriveWebhookSecret(h.webhookSecret, 'claw'), 'its webhook secret');
+    t.equal(req.headers['x-telegram-bot-api-secret-token'], deriveWebhookSecret(h.webhookSecret, (await h.clients.registry.require('claw'))), 'its webhook secret');
     t.equal(req.headers.authorization, undefined, 'no bearer for the telegram protocol');
     t.match(JSON.parse(req.body), { update_id: 8001, message: { text: 'hello claw' } }, 'the raw update');
     t.equal(logs.find('forwarded to pod').length, 1);

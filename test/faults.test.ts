@@ -43,6 +43,7 @@ import { Queue } from 'bullmq';
 import { QUEUES, QUEUE_PREFIX } from '../lib/queues.js';
 import { createRedis, closeRedis } from '../lib/redis.js';
 import { deriveWebhookSecret } from '../lib/webhook-secret.js';
+import { IncarnationIndex } from '../lib/tenants/incarnation-index.js';
 import { freePort } from '../lib/util/free-port.js';
 import { startEmbeddedS3 } from '../lib/state/embedded-s3.js';
 import { main as ztmMain } from '../cli/main.js';
@@ -137,7 +138,7 @@ async function deliverLikeTelegram(c: Chat): Promise<void> {
     try {
       const res = await pool.request({
         path: `/tg/${c.tenant}`, method: 'POST', body, headersTimeout: 5_000, bodyTimeout: 5_000,
-        headers: { 'content-type': 'application/json', 'x-telegram-bot-api-secret-token': deriveWebhookSecret(webhookSecret, c.tenant) },
+        headers: { 'content-type': 'application/json', 'x-telegram-bot-api-secret-token': deriveWebhookSecret(webhookSecret, await new IncarnationIndex(probe).identity(c.tenant)) },
       });
       await res.body.dump();
       label = String(res.statusCode);

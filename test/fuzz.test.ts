@@ -65,7 +65,7 @@ const TOKEN = '333333333:AAHdqTcvCH1vGWJxfSeofSAs0K5PALDsaw3';
 const TENANTS = ['alpha', 'beta', 'fuzzed'] as const;
 const LIVE = 'fuzzed';
 const BODY_LIMIT = 1_048_576;
-const secretOf = (tenant: string): string => deriveWebhookSecret(MASTER, tenant);
+const secretOf = (tenant: string): string => deriveWebhookSecret(MASTER, { tenant_id: tenant });
 
 const redis = await startRedis();
 const dynamo = await startDynamo();
@@ -211,8 +211,8 @@ function forgedSecretCase(): Case {
     ['2 KB secret', { 'x-telegram-bot-api-secret-token': 'A'.repeat(2048) }],
     ['the secret under another header name', { 'x-telegram-bot-api-secret': right }],
     ['a bearer token instead', { authorization: `Bearer ${right}` }],
-    ['HMAC of another message', { 'x-telegram-bot-api-secret-token': deriveWebhookSecret(MASTER, `${tenant}x`) }],
-    ['derived from a guessed master', { 'x-telegram-bot-api-secret-token': deriveWebhookSecret('guess-the-master-secret', tenant) }],
+    ['HMAC of another message', { 'x-telegram-bot-api-secret-token': deriveWebhookSecret(MASTER, { tenant_id: `${tenant}x` }) }],
+    ['derived from a guessed master', { 'x-telegram-bot-api-secret-token': deriveWebhookSecret('guess-the-master-secret', { tenant_id: tenant }) }],
   ];
   const [label, headers] = pick(variants);
   return { kind: `forged: ${label}`, expect: 401, run: async () => (await post(tenant, update(7, 'forged'), headers)).status };

@@ -55,7 +55,7 @@ async function call(path: string, init: { method?: 'GET' | 'POST' | 'PUT'; body?
   return { status: res.statusCode, headers: res.headers, text: await res.body.text() };
 }
 
-const secretOf = (tenant: string): string => deriveWebhookSecret(MASTER, tenant);
+const secretOf = (tenant: string): string => deriveWebhookSecret(MASTER, { tenant_id: tenant });
 const update = (id: number, chat: number | string, text = `hello ${id}`): string =>
   JSON.stringify({ update_id: id, message: { message_id: id, date: 1, chat: { id: chat, type: 'private' }, text } });
 

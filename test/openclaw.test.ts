@@ -17,6 +17,7 @@ import t from 'tap';
 import { request } from 'undici';
 import { freePort } from '../lib/util/free-port.js';
 import { deriveWebhookSecret } from '../lib/webhook-secret.js';
+import { IncarnationIndex } from '../lib/tenants/incarnation-index.js';
 import { installOpenclaw } from '../scripts/install-openclaw.js';
 import { STARTING_UP_TEXT } from '../services/forwarder/drainer.js';
 import { startLlmStub, type LlmStub } from './support/llm-stub.js';
@@ -134,7 +135,7 @@ t.test('every webhook OpenClaw registers is the platform\'s, with the tenant\'s 
 
 t.test('a repeated update_id is answered once (at the ingress, and at OpenClaw itself)', async (t) => {
   const secrets = JSON.parse(readFileSync(path.join(dataDir, 'secrets.json'), 'utf8')) as { webhookSecret: string };
-  const secret = deriveWebhookSecret(secrets.webhookSecret, 'alice');
+  const secret = deriveWebhookSecret(secrets.webhookSecret, await new IncarnationIndex(client).identity('alice'));
   const chat = 7_000_001;
   const before = completions();
   const post = async (url: string, body: string) => {

@@ -73,7 +73,7 @@ async function assertTenantToken(t: Test, id: string, token: string): Promise<vo
   t.equal((await p.clients.registry.get(id))?.bot_token, token, `${id} holds the token`);
   const hook = p.emulator.webhookOf(token);
   t.equal(hook?.url, `${PUBLIC_URL}/tg/${id}`, `${id}: webhook registered for this bot`);
-  t.equal(hook?.secret_token, deriveWebhookSecret(p.webhookSecret, id));
+  t.equal(hook?.secret_token, deriveWebhookSecret(p.webhookSecret, await p.clients.registry.require(id)));
 }
 
 /** Someone talked to the platform, it was ztm running this command, and the secret is not in its argv. */

@@ -39,7 +39,7 @@ t.test('create registers the webhook with the derived secret; output redacts the
   t.equal(r.stderr, ARGV_WARNING, 'the positional token warns, on stderr only');
   const hook = p.emulator.webhookOf(TOKEN);
   t.equal(hook?.url, `${PUBLIC_URL}/tg/alice`);
-  t.equal(hook?.secret_token, deriveWebhookSecret(p.webhookSecret, 'alice'));
+  t.equal(hook?.secret_token, deriveWebhookSecret(p.webhookSecret, await p.clients.registry.require('alice')));
   t.ok(p.logs.find('webhook registered').length >= 1, 'logs "webhook registered"');
 });
 
@@ -72,7 +72,7 @@ t.test('update the token re-registers the webhook and drops the old one', async 
   const r = await run('tenant', 'update', 'alice', '--bot-token', NEW_TOKEN);
   t.equal(r.code, 0, r.stderr);
   t.match(r.stdout, /webhook registered/);
-  t.equal(p.emulator.webhookOf(NEW_TOKEN)?.secret_token, deriveWebhookSecret(p.webhookSecret, 'alice'));
+  t.equal(p.emulator.webhookOf(NEW_TOKEN)?.secret_token, deriveWebhookSecret(p.webhookSecret, await p.clients.registry.require('alice')));
   t.equal(p.emulator.callsTo('deleteWebhook', TOKEN).length, 1, 'old bot webhook deleted');
   t.notOk(p.emulator.webhookOf(TOKEN)?.url, 'old bot no longer points at us');
 });

@@ -16,7 +16,8 @@ export function makeTenants(count: number, masterSecret: string, prefix = 'bench
   for (let i = 0; i < count; i++) {
     const id = `${prefix}${String(i).padStart(5, '0')}`;
     ids.push(id);
-    secrets.push(deriveWebhookSecret(masterSecret, id));
+    // Id-only secrets: bench tenants are written to the registry directly, with no incarnation index entry.
+    secrets.push(deriveWebhookSecret(masterSecret, { tenant_id: id }));
   }
   return { ids, secrets };
 }

@@ -14,7 +14,7 @@ import {
 import { redactSecrets } from '../redact.js';
 import { assertBotToken, assertIdleTimeout, assertTenantId, IDLE_TIMEOUT_DEFAULT_S } from '../validate.js';
 import {
-  assertIsoTimestamp, assertTenantStatus, assertTransition, tenantFromItem, validateTenantPatch,
+  assertIsoTimestamp, assertTenantStatus, assertTransition, newIncarnation, tenantFromItem, validateTenantPatch,
   type Tenant, type TenantPatch, type TenantStatus,
 } from './tenant.js';
 
@@ -165,8 +165,9 @@ export class TenantRegistry {
     const idle_timeout_s = input.idle_timeout_s === undefined
       ? IDLE_TIMEOUT_DEFAULT_S : assertIdleTimeout(input.idle_timeout_s);
     const now = new Date().toISOString();
+    // A new incarnation with every create: a re-created id derives none of the old one's secrets.
     const tenant: Tenant = {
-      tenant_id, bot_token, status: 'idle', idle_timeout_s, created_at: now, updated_at: now, version: 1,
+      tenant_id, bot_token, status: 'idle', idle_timeout_s, created_at: now, updated_at: now, version: 1, incarnation: newIncarnation(),
     };
     try {
       await this.doc.send(new PutCommand({

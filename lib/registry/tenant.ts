@@ -3,6 +3,7 @@
  * machine every status write must respect. Pure: no I/O, so the API layer, the reconciler and
  * the registry share one definition of what a legal state change is.
  */
+import { randomBytes } from 'node:crypto';
 import { isIP } from 'node:net';
 import { ValidationError, ZtmError } from '../errors.js';
 import { maskToken } from '../redact.js';
@@ -31,6 +32,14 @@ export interface Tenant {
    * records created before it existed (those keep the id-only derivations).
    */
   incarnation?: string;
+}
+
+/** base64url of at least 16 random bytes (128 bits); what newIncarnation makes is 22 characters. */
+export const INCARNATION_PATTERN = /^[A-Za-z0-9_-]{22,86}$/;
+
+/** A fresh incarnation: 128 random bits, base64url. */
+export function newIncarnation(): string {
+  return randomBytes(16).toString('base64url');
 }
 
 /** A tenant safe to print, log or return over HTTP: the token reduced to its public bot id. */
@@ -91,7 +100,7 @@ export function assertTransition(from: TenantStatus, to: TenantStatus): void {
 
 /**
  * Fields a write may change. `null` removes pod_name/pod_ip (the pod is gone); `undefined` or an
- * absent key leaves a field alone. tenant_id, created_at and version are never patchable.
+ * absent key leaves a field alone. tenant_id, created_at, incarnation and version are never patchable.
  */
 export interface TenantPatch {
   bot_token?: string;
@@ -201,5 +210,10 @@ export function tenantFromItem(item: Record<string, unknown>): Tenant {
   if (podName !== undefined) t.pod_name = podName;
   if (podIp !== undefined) t.pod_ip = podIp;
   if (lastActive !== undefined) t.last_active_at = lastActive;
+  const incarnation = optStr('incarnation');
+  if (incarnation !== undefined) {
+    if (!INCARNATION_PATTERN.test(incarnation)) bad('incarnation');
+    t.incarnation = incarnation;
+  }
   return t;
 }

@@ -76,6 +76,7 @@ import {
   type PodSpecOptions,
 } from './pod-spec.js';
 import { tenantAgentSecrets } from './tenant-agent-secrets.js';
+import type { TenantIdentity } from '../webhook-secret.js';
 import { claimBody, postToShim, shimAccepted } from './shim-admin.js';
 import { podNameOf, type Runtime, type StartResult, type StopOptions, type TenantInstance } from './runtime.js';
 
@@ -369,14 +370,14 @@ export class KubernetesRuntime implements Runtime {
   private async startCold(tenant: Tenant, state: PresignedState, log: Logger): Promise<V1Pod> {
     const id = tenant.tenant_id;
     const name = podNameOf(id);
-    await this.ensureTokenSecret(id, tenant.bot_token);
+    await this.ensureTokenSecret(tenant, tenant.bot_token);
     await this.ensureWarmPoolSecret(); // the cold shim's control secret comes from it too
     let pod: V1Pod | undefined;
     for (let attempt = 0; !pod; attempt++) {
       this.assertOpen();
       try {
         pod = await this.core.createNamespacedPod({ namespace: this.namespace, body: coldPodManifest(this.spec, id, {
-          ...state, ...(this.webhookSecret ? { agentTokenSha256: tenantAgentSecrets(this.webhookSecret, id).agentTokenSha256 } : {}),
+          ...state, ...(this.webhookSecret ? { agentTokenSha256: tenantAgentSecrets(this.webhookSecret, tenant).agentTokenSha256 } : {}),
         }) });
         log.info({ pod: name }, 'tenant pod created');
       } catch (err) {
@@ -618,9 +619,9 @@ export class KubernetesRuntime implements Runtime {
   // ---------------------------------------------------------------- secrets and delete path
 
   /** Creates or rotates `zeroclaw-<id>-token` (data BOT_TOKEN). */
-  async ensureTokenSecret(tenantId: string, botToken: string): Promise<void> {
-    const id = assertTenantId(tenantId);
-    const webhookSecret = this.webhookSecret ? tenantAgentSecrets(this.webhookSecret, id).webhookSecret : undefined;
+  async ensureTokenSecret(who: TenantIdentity, botToken: string): Promise<void> {
+    const id = assertTenantId(who.tenant_id);
+    const webhookSecret = this.webhookSecret ? tenantAgentSecrets(this.webhookSecret, who).webhookSecret : undefined;
     await this.upsertSecret(tokenSecretManifest(this.namespace, id, botToken, webhookSecret), `token secret ${tokenSecretName(id)}`);
   }
 
@@ -649,8 +650,8 @@ export class KubernetesRuntime implements Runtime {
       { state_get_url: state.getUrl, state_put_url: state.putUrl }, 5000);
   }
 
-  async updateToken(tenantId: string, token: string): Promise<void> {
-    await this.ensureTokenSecret(tenantId, token);
+  async updateToken(who: TenantIdentity, token: string): Promise<void> {
+    await this.ensureTokenSecret(who, token);
   }
 
   async removeTenant(tenantId: string): Promise<void> {

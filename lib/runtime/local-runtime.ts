@@ -16,6 +16,7 @@ import { podNameOf, type Runtime, type StartResult, type StopOptions, type Tenan
 import { ShimProcess, waitForOrphanShim } from './local-process.js';
 import { agentSettingsEnv, type AgentSettings } from '../agent-profiles.js';
 import { tenantAgentSecrets } from './tenant-agent-secrets.js';
+import type { TenantIdentity } from '../webhook-secret.js';
 import { shimControlSecret } from './shim-auth.js';
 import { claimBody } from './shim-admin.js';
 import { STOPPED_CLEAN } from './shim-files.js';
@@ -118,11 +119,11 @@ export class LocalRuntime implements Runtime {
   }
 
   /** What a shim needs of its tenant beyond the token: derived secrets and the state URLs. */
-  private tenantEnv(tenantId: string, state: PresignedState): Record<string, string> {
+  private tenantEnv(who: TenantIdentity, state: PresignedState): Record<string, string> {
     const env: Record<string, string> = { STATE_GET_URL: state.getUrl, STATE_PUT_URL: state.putUrl };
     if (state.legacyGetUrl) env.STATE_LEGACY_GET_URL = state.legacyGetUrl;
     if (this.o.webhookSecret) {
-      const derived = tenantAgentSecrets(this.o.webhookSecret, tenantId);
+      const derived = tenantAgentSecrets(this.o.webhookSecret, who);
       env.TENANT_WEBHOOK_SECRET = derived.webhookSecret;
       env.AGENT_TOKEN_SHA256 = derived.agentTokenSha256;
     }
@@ -194,7 +195,7 @@ export class LocalRuntime implements Runtime {
     const [shimPort, agentPort, internalPort] = await this.allocatePorts();
     const shim = this.track(new ShimProcess(podNameOf(id), shimPort, agentPort, {
       ...this.baseEnv(), WORKSPACE: path.join(dir, 'workspace'), TENANT_ID: id, BOT_TOKEN: tenant.bot_token,
-      ...this.tenantEnv(id, state), WARM_POOL_SECRET: this.controlSecret(podNameOf(id)), AGENT_INTERNAL_PORT: String(internalPort),
+      ...this.tenantEnv(tenant, state), WARM_POOL_SECRET: this.controlSecret(podNameOf(id)), AGENT_INTERNAL_PORT: String(internalPort),
     }, path.join(dir, 'agent.log')), internalPort);
     shim.serves(dir);
     this.o.log.info({ tenant: id, pod: shim.name, address: shim.address }, 'starting agent process (cold)');

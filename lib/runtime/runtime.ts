@@ -3,6 +3,7 @@
  * local runtime (child processes on 127.0.0.1, the embedded default) and Kubernetes pods.
  */
 import type { Tenant } from '../registry/tenant.js';
+import type { TenantIdentity } from '../webhook-secret.js';
 import type { PresignedState } from '../state/state-store.js';
 
 export interface TenantInstance {
@@ -65,7 +66,7 @@ export interface Runtime extends WarmPool {
    */
   refreshState(tenantId: string, state: PresignedState): Promise<boolean>;
   /** A token change: the runtime's copy (Kubernetes: the tenant's Secret) is rotated now; a running agent keeps the old token until restarted. */
-  updateToken(tenantId: string, token: string): Promise<void>;
+  updateToken(who: TenantIdentity, token: string): Promise<void>;
   /** Every tenant instance this runtime knows of (for the reconciler). */
   list(): Promise<TenantInstance[]>;
   /** Called when an instance dies on its own (crash): the platform drops its endpoint. */

@@ -42,7 +42,7 @@ export function claimBody(tenant: Tenant, state: PresignedState, webhookSecret: 
   if (state.putUrl) body.state_put_url = state.putUrl;
   if (state.legacyGetUrl) body.state_legacy_get_url = state.legacyGetUrl;
   if (webhookSecret) {
-    const derived = tenantAgentSecrets(webhookSecret, tenant.tenant_id);
+    const derived = tenantAgentSecrets(webhookSecret, tenant);
     body.webhook_secret = derived.webhookSecret;
     body.agent_token_sha256 = derived.agentTokenSha256;
   }

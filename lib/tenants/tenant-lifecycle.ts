@@ -9,6 +9,7 @@ import { NotFoundError, TimeoutError } from '../errors.js';
 import { Endpoints } from '../delivery/endpoints.js';
 import type { TenantRegistry } from '../registry/tenant-registry.js';
 import type { Runtime } from '../runtime/runtime.js';
+import type { TenantIdentity } from '../webhook-secret.js';
 import type { StateStore } from '../state/state-store.js';
 import type { TenantLifecycle } from './tenant-admin.js';
 import { Activity } from './activity.js';
@@ -75,8 +76,8 @@ export class RuntimeLifecycle implements TenantLifecycle {
     return { tenant_id: tenantId, stopped, status: after.status };
   }
 
-  async tokenChanged(tenantId: string, token: string): Promise<void> {
-    await this.o.runtime.updateToken(tenantId, token);
+  async tokenChanged(who: TenantIdentity, token: string): Promise<void> {
+    await this.o.runtime.updateToken(who, token);
   }
 
   async remove(tenantId: string, options: { purgeState: boolean }): Promise<void> {

@@ -17,7 +17,7 @@ import type { EndpointWatch } from '../../lib/delivery/endpoint-watch.js';
 import type { DeadLetterStore } from '../../lib/delivery/dead-letters.js';
 import { decodeEnvelope, parseUpdate, textOf, type Envelope } from '../../lib/delivery/update.js';
 import type { TenantCache } from '../../lib/tenants/tenant-cache.js';
-import { deriveAgentToken, deriveWebhookSecret, memoizePerTenant } from '../../lib/webhook-secret.js';
+import { deriveAgentToken, deriveWebhookSecret, memoizePerTenant, type TenantIdentity } from '../../lib/webhook-secret.js';
 import { TENANT_ID_PATTERN } from '../../lib/validate.js';
 import type { AgentClient } from './agent-client.js';
 import type { ReplySender, SendOutcome, SendProgress } from './reply-sender.js';
@@ -73,9 +73,9 @@ export class Drainer {
   private closing = false;
   private readonly zeroclaw: boolean;
   /** The tenant's bearer for its ZeroClaw gateway (zeroclaw protocol). Never logged. */
-  private readonly agentToken: (tenantId: string) => string;
+  private readonly agentToken: (who: TenantIdentity) => string;
   /** The tenant's webhook secret (telegram protocol). */
-  private readonly webhookSecretOf: (tenantId: string) => string;
+  private readonly webhookSecretOf: (who: TenantIdentity) => string;
 
   constructor(private readonly d: DrainerDeps) {
     this.zeroclaw = d.config.agentProtocol === 'zeroclaw';
@@ -169,11 +169,13 @@ export class Drainer {
     if (!endpoint) return this.needWake(h, env);
 
     this.d.metrics?.pipelineLatency.observe((Date.now() - env.acceptedAt) / 1000);
+    // Per incarnation (TenantCache): an agent of an earlier tenant of this id refuses it (stale-endpoint).
+    const who = await this.d.tenants.identity(tenantId);
     const started = Date.now();
     const outcome = await this.d.agents.deliver({
       address: endpoint.address, tenantId, updateId: env.updateId, failedTurns: h.outbox?.failedTurns ?? 0, text, raw: env.raw,
       // Each protocol gets only its own credential, derived once per tenant per process.
-      ...(this.zeroclaw ? { bearer: this.agentToken(tenantId) } : { secret: this.webhookSecretOf(tenantId) }),
+      ...(this.zeroclaw ? { bearer: this.agentToken(who) } : { secret: this.webhookSecretOf(who) }),
     });
     this.d.metrics?.forwardLatency.observe({ protocol: this.d.config.agentProtocol }, (Date.now() - started) / 1000);
     switch (outcome.kind) {

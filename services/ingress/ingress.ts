@@ -14,7 +14,8 @@
  * turn, and the 2 s bound on a write is one timer for all requests (a sweep over the in-flight
  * requests in arrival order), not a timer and a Promise.race per request.
  * The order of checks is deliberate: tenant id and secret are verified before a single body byte is
- * read or any I/O happens, so unauthenticated traffic costs one HMAC and never touches Redis.
+ * read, with no I/O for a tenant verified recently; a secret of the wrong shape costs nothing, and
+ * any other costs at most one bounded Redis read of the tenant's incarnation (webhook-verifier.ts).
  */
 import uWS, { type HttpRequest, type HttpResponse, type TemplatedApp, type us_listen_socket } from '@trufflesuite/uws-js-unofficial';
 import type { Counter } from 'prom-client';
@@ -25,16 +26,23 @@ import type { RedisClient } from '../../lib/redis.js';
 import type { Mailbox } from '../../lib/delivery/mailbox.js';
 import { chatIdOf, parseUpdate } from '../../lib/delivery/update.js';
 import { TENANT_ID_PATTERN } from '../../lib/validate.js';
-import { createWebhookSecretVerifier } from '../../lib/webhook-secret.js';
+import type { RedisClient as Redis } from '../../lib/redis.js';
+import { IncarnationIndex } from '../../lib/tenants/incarnation-index.js';
+import { WebhookVerifier, type Verdict } from './webhook-verifier.js';
 
 export interface IngressOptions {
   config: Pick<Config, 'ingressPort' | 'ingressHost' | 'ingressBodyLimit'>;
   log: Logger;
-  /** Only read for /readyz; the mailbox does the writes. Owned by the caller (never closed here). */
-  redis: Pick<RedisClient, 'status'>;
+  /**
+   * Read for /readyz and for tenants' incarnations (lib/tenants/incarnation-index.ts); the mailbox
+   * does the writes. Owned by the caller (never closed here).
+   */
+  redis: Pick<RedisClient, 'status' | 'get'>;
   mailbox: Pick<Mailbox, 'accept'>;
   /** Master secret; each tenant's webhook secret is derived from it (lib/webhook-secret.ts). */
   webhookSecret: string;
+  /** Overrides the verifier's cache bounds (tests). */
+  verifier?: Omit<ConstructorParameters<typeof WebhookVerifier>[0], 'masterSecret' | 'lookup'>;
   metrics: Pick<Metrics, 'registry' | 'ingressRequests' | 'ingressAccepted'>;
   /** Upper bound of one durable write; past it the answer is 503 so Telegram retries. */
   redisTimeoutMs?: number;
@@ -112,7 +120,7 @@ export async function createIngress(options: IngressOptions): Promise<Ingress> {
   check(typeof config.ingressHost === 'string' && config.ingressHost.length > 0, 'config.ingressHost is required');
   check(Number.isInteger(config.ingressBodyLimit) && config.ingressBodyLimit > 0, 'config.ingressBodyLimit must be a positive integer');
   check(typeof log?.warn === 'function' && typeof log.debug === 'function', 'log must be a pino logger');
-  check(typeof redis === 'object' && redis !== null && 'status' in redis, 'redis client is required');
+  check(typeof redis === 'object' && redis !== null && 'status' in redis && typeof redis.get === 'function', 'redis client is required');
   check(typeof mailbox?.accept === 'function', 'mailbox is required');
   check(typeof webhookSecret === 'string' && webhookSecret.length > 0, 'webhookSecret is required');
   check(Boolean(metrics?.registry && metrics.ingressRequests && metrics.ingressAccepted), 'metrics are required');
@@ -133,7 +141,8 @@ export async function createIngress(options: IngressOptions): Promise<Ingress> {
   const acceptedDuplicate = metrics.ingressAccepted.labels('true');
   // Decided once: building a debug object per request is wasted work at 25k req/s when off.
   const debug = log.isLevelEnabled('debug');
-  const verifySecret = createWebhookSecretVerifier(webhookSecret);
+  const incarnations = new IncarnationIndex(redis as Pick<Redis, 'get' | 'set' | 'del'>);
+  const verifier = new WebhookVerifier({ ...options.verifier, masterSecret: webhookSecret, lookup: (id) => incarnations.identity(id) });
 
   /** Answers a webhook request: counted by status; debug-logged only when debug is on. */
   const reply = (res: HttpResponse, a: Answer, tenant: string): void => {
@@ -238,8 +247,10 @@ export async function createIngress(options: IngressOptions): Promise<Ingress> {
     const tenant = req.getParameter(0) ?? '';
     if (closing) return reply(res, A.closing, tenant);
     if (!TENANT_ID_PATTERN.test(tenant)) return reply(res, A.notFound, '');
-    // Before the body and before any I/O: a wrong secret closes the connection unread.
-    if (!verifySecret(tenant, req.getHeader(SECRET_HEADER))) return reply(res, A.unauthorized, tenant);
+    // Before the body: a wrong secret of a known tenant (or of the wrong shape) closes the connection unread.
+    const verdict = verifier.verify(tenant, req.getHeader(SECRET_HEADER));
+    if (verdict === 'bad') return reply(res, A.unauthorized, tenant);
+    if (verdict === 'unavailable') return reply(res, A.unavailable, tenant);
     const declared = req.getHeader('content-length');
     if (declared !== '' && Number(declared) > bodyLimit) return reply(res, A.tooLarge, tenant);
 
@@ -249,6 +260,22 @@ export async function createIngress(options: IngressOptions): Promise<Ingress> {
       if (!state.done) countStatus('aborted');
       state.done = true;
     });
+    // Not known yet (the tenant's incarnation is being read): the body is read meanwhile (bounded
+    // by the limit) and handled once the secret is decided; answers then go through cork.
+    const decided: Promise<Verdict> | undefined = typeof verdict === 'string' ? undefined : verdict;
+    const afterVerdict = (body: string): void => {
+      if (!decided) return handleBody(res, state, tenant, body);
+      decided.then((v) => {
+        if (state.aborted) return;
+        res.cork(() => {
+          if (v === 'ok') handleBody(res, state, tenant, body);
+          else reply(res, v === 'bad' ? A.unauthorized : A.unavailable, tenant);
+        });
+      }, (err: unknown) => {
+        log.error({ err, tenant }, 'webhook verification failed');
+        if (!state.aborted) res.cork(() => reply(res, A.internal, tenant));
+      });
+    };
     let parts: Buffer[] | undefined;
     let size = 0;
     res.onData((chunk, isLast) => {
@@ -270,7 +297,7 @@ export async function createIngress(options: IngressOptions): Promise<Ingress> {
         // The common single-chunk body is decoded in place, with no copy (still inside the callback).
         const body = parts ? Buffer.concat([...parts, Buffer.from(chunk)], size).toString('utf8') : Buffer.from(chunk).toString('utf8');
         parts = undefined;
-        handleBody(res, state, tenant, body);
+        afterVerdict(body);
       } catch (err) {
         state.done = true;
         log.error({ err, tenant }, 'webhook handler failed');

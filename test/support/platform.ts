@@ -167,7 +167,7 @@ export async function startTestPlatform(options: TestPlatformOptions = {}): Prom
     },
     async postUpdate(tenantId, update, o = {}) {
       if (!ingressUrl) throw new Error('postUpdate needs a platform started with full: true');
-      const secret = o.secret === undefined ? deriveWebhookSecret(webhookSecret, tenantId) : o.secret;
+      const secret = o.secret === undefined ? deriveWebhookSecret(webhookSecret, (await clients.registry.get(tenantId)) ?? { tenant_id: tenantId }) : o.secret;
       const res = await request(`${ingressUrl}/tg/${tenantId}`, {
         method: 'POST',
         headers: { 'content-type': 'application/json', ...(secret ? { 'x-telegram-bot-api-secret-token': secret } : {}) },
