@@ -1,22 +1,21 @@
 /**
- * Bull Board in a real headless browser (Debian's chromium driven by playwright-core), served by the
+ * Bull Board in a real headless browser (Chromium from npm, test/support/chromium.ts, driven by playwright-core), served by the
  * real `ztm dashboard` process against a whole platform: it lists every queue and the dead letters,
  * shows a dead-lettered update, keeps bot tokens out of the page, and asks for basic auth.
- * Chromium is required, not optional: .ci/run installs it (apt-get install chromium) when missing.
+ * Chromium is required, not optional: it comes with `npm ci` (@sparticuz/chromium); no system browser is used.
  */
 import t from 'tap';
 import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { Queue } from 'bullmq';
-import { chromium, type Browser, type Page } from 'playwright-core';
+import type { Browser, Page } from 'playwright-core';
 import { request } from 'undici';
 import { QUEUES, QUEUE_PREFIX } from '../lib/queues.js';
 import { DEAD_LETTERS_BOARD_NAME } from '../lib/ops/dead-letter-adapter.js';
+import { launchChromium } from './support/chromium.js';
 import { ROOT, startTestPlatform, type TestPlatform } from './support/platform.js';
 import { waitUntil } from './support/wait.js';
 
-const CHROMIUM = '/usr/bin/chromium';
 const TOKEN = '123456789:AAHdqTcvCH1vGWJxfSeofSAs0K5PALDsaw1';
 const TOKEN_SECRET = TOKEN.split(':')[1] as string;
 const USER = 'ops';
@@ -57,9 +56,8 @@ function startZtmDashboard(redisUrl: string): Promise<{ child: ChildProcess; url
 const bodyText = () => page.locator('body').innerText();
 
 t.before(async () => {
-  if (!existsSync(CHROMIUM)) {
-    throw new Error(`${CHROMIUM} is missing: install it (apt-get install -y chromium); .ci/run does this before npm test`);
-  }
+  // First: a browser that cannot start fails the test with one clear line before anything else runs.
+  browser = await launchChromium();
   p = await startTestPlatform({ full: true });
   p.emulator.addBot(TOKEN);
   // A real dead letter: an update for a tenant that does not exist goes through the whole pipeline.
@@ -73,11 +71,6 @@ t.before(async () => {
   adminQueue = new Queue(QUEUES.admin, { connection: p.clients.bull, prefix: QUEUE_PREFIX });
   await adminQueue.add('tenant.create', { tenant_id: 'alice', bot_token: TOKEN }, { jobId: 'board-redaction', delay: 3_600_000 });
   ({ child: board, url } = await startZtmDashboard(p.redis.url));
-  browser = await chromium.launch({
-    executablePath: CHROMIUM,
-    headless: true,
-    args: ['--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--no-first-run'],
-  });
   const context = await browser.newContext({ httpCredentials: { username: USER, password: PASSWORD } });
   page = await context.newPage();
 });
