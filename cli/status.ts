@@ -47,6 +47,8 @@ export function renderStatus(p: Printer, s: PlatformStatus, now = Date.now()): v
     ['tenants awake', String(s.tenants_awake)],
     ['warm pool', warmLine(s.warm_pool, now)],
     ['dead letters', s.dead_letters > 0 ? `${s.dead_letters}  (ztm dead list; ztm dead retry --all)` : '0'],
+    // What `npm start` printed at its start (local agents sandboxed or not); absent on Kubernetes.
+    ...(s.isolation ? [['isolation', s.isolation.line] as [string, string]] : []),
   ];
   const width = Math.max(...rows.map(([k]) => k.length));
   for (const [k, v] of rows) p.out(`${k.padEnd(width)}  ${v}`);

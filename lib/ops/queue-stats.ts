@@ -14,6 +14,7 @@ import type { RedisClient } from '../redis.js';
 import { QUEUES, QUEUE_PREFIX } from '../queues.js';
 import { activityKey, warmPoolKey } from '../keys.js';
 import { DEAD_LETTER_INDEX } from '../delivery/dead-letters.js';
+import { readIsolation, type IsolationReport } from './isolation-report.js';
 
 /** Queue label values: the keys of QUEUES (`forward`, not `{forward}`). */
 export type QueueLabel = keyof typeof QUEUES;
@@ -54,6 +55,8 @@ export interface PlatformStatus {
   tenants_awake: number;
   dead_letters: number;
   warm_pool: WarmPoolReport;
+  /** Whether `npm start` found it could sandbox its agents (lib/ops/isolation-report.ts); null: not reported. */
+  isolation?: IsolationReport | null;
 }
 
 /** A pool-keeper report older than this is shown as stale (keepers tick every 1-5 s). */
@@ -116,10 +119,10 @@ export class QueueStats {
   }
 
   async status(options: { workers?: boolean } = {}): Promise<PlatformStatus> {
-    const [queues, tenants_awake, dead_letters, warm_pool] = await Promise.all([
-      this.depths(options), this.tenantsAwake(), this.deadLetters(), this.warmPool(),
+    const [queues, tenants_awake, dead_letters, warm_pool, isolation] = await Promise.all([
+      this.depths(options), this.tenantsAwake(), this.deadLetters(), this.warmPool(), readIsolation(this.connection),
     ]);
-    return { at: new Date().toISOString(), queues, tenants_awake, dead_letters, warm_pool };
+    return { at: new Date().toISOString(), queues, tenants_awake, dead_letters, warm_pool, isolation };
   }
 
   /** The BullMQ queues (for the dashboard). */

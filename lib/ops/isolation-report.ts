@@ -1,0 +1,31 @@
+/**
+ * Whether this host's agents are sandboxed, as the platform found at its start (lib/util/
+ * agent-isolation.ts): written once by `npm start` beside the warm pool's report, read by
+ * `ztm status`, so the operator sees the same line the start printed.
+ */
+import type { RedisClient } from '../redis.js';
+
+/**
+ * Hash {sandboxed, line, at}. Beside lib/keys.ts's `warmPoolKey` in spirit; kept here, its one
+ * reader and writer, while lib/keys.ts is being edited by others (move it there when convenient).
+ */
+export const isolationKey = 'ztm:isolation';
+
+export interface IsolationReport {
+  sandboxed: boolean;
+  /** `agents sandboxed (...)` or `agents are NOT sandboxed: <reason>`. */
+  line: string;
+  reported_at: string;
+}
+
+export async function reportIsolation(redis: RedisClient, r: { sandboxed: boolean; line: string }, now = Date.now()): Promise<void> {
+  await redis.hset(isolationKey, { sandboxed: r.sandboxed ? '1' : '0', line: r.line, at: String(now) });
+}
+
+/** Null when no platform of the embedded default reported (e.g. the Kubernetes runtime). */
+export async function readIsolation(redis: RedisClient): Promise<IsolationReport | null> {
+  const h = await redis.hgetall(isolationKey);
+  const at = Number(h.at);
+  if (!h.line || !Number.isFinite(at)) return null;
+  return { sandboxed: h.sandboxed === '1', line: h.line, reported_at: new Date(at).toISOString() };
+}
