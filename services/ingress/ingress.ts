@@ -141,8 +141,6 @@ export async function createIngress(options: IngressOptions): Promise<Ingress> {
   const acceptedDuplicate = metrics.ingressAccepted.labels('true');
   // Decided once: building a debug object per request is wasted work at 25k req/s when off.
   const debug = log.isLevelEnabled('debug');
-  const incarnations = new IncarnationIndex(redis as Pick<Redis, 'get' | 'set' | 'del'>);
-  const verifier = new WebhookVerifier({ ...options.verifier, masterSecret: webhookSecret, lookup: (id) => incarnations.identity(id) });
 
   /** Answers a webhook request: counted by status; debug-logged only when debug is on. */
   const reply = (res: HttpResponse, a: Answer, tenant: string): void => {
@@ -165,6 +163,9 @@ export async function createIngress(options: IngressOptions): Promise<Ingress> {
     redisDown = false;
     log.info('redis available again: accepting webhooks');
   };
+
+  const incarnations = new IncarnationIndex(redis as Pick<Redis, 'get' | 'set' | 'del'>);
+  const verifier = new WebhookVerifier({ ...options.verifier, masterSecret: webhookSecret, lookup: (id) => incarnations.identity(id), onLookupError: redisFailed });
 
   let closing = false;
   let inflight = 0;

@@ -29,6 +29,8 @@ export interface WebhookVerifierOptions {
   maxLookups?: number;
   maxInflight?: number;
   lookupTimeoutMs?: number;
+  /** Told of every failed lookup (the ingress's one warning per Redis outage). */
+  onLookupError?: (err: unknown) => void;
 }
 
 interface Known {
@@ -45,7 +47,7 @@ export class WebhookVerifier {
   constructor(options: WebhookVerifierOptions) {
     if (typeof options.masterSecret !== 'string' || options.masterSecret === '') throw new TypeError('WebhookVerifier: masterSecret is required');
     if (typeof options.lookup !== 'function') throw new TypeError('WebhookVerifier: lookup is required');
-    this.o = { ttlMs: 30_000, lookupTtlMs: 1000, maxTenants: 100_000, maxLookups: 10_000, maxInflight: 256, lookupTimeoutMs: 2000, ...options };
+    this.o = { ttlMs: 30_000, lookupTtlMs: 1000, maxTenants: 100_000, maxLookups: 10_000, maxInflight: 256, lookupTimeoutMs: 2000, onLookupError: () => undefined, ...options };
   }
 
   /** Synchronous when it can be decided without I/O (the common case), else a promise. */
@@ -63,7 +65,10 @@ export class WebhookVerifier {
       pending = this.look(tenantId).finally(() => this.inflight.delete(tenantId));
       this.inflight.set(tenantId, pending);
     }
-    return pending.then((entry) => this.check(tenantId, entry, presented), () => 'unavailable' as const);
+    return pending.then((entry) => this.check(tenantId, entry, presented), (err: unknown) => {
+      this.o.onLookupError(err);
+      return 'unavailable' as const;
+    });
   }
 
   /** Forgets what this process knows of a tenant (tests; an operator's delete seen by this process). */
