@@ -13,7 +13,7 @@
 import { createInterface, clearLine, cursorTo } from 'node:readline';
 import { once } from 'node:events';
 import type { CliConfig } from '../lib/config.js';
-import { SandboxError, TimeoutError, ValidationError, ZtmError } from '../lib/errors.js';
+import { SandboxError, TimeoutError, ZtmError } from '../lib/errors.js';
 import { AdminClient } from '../lib/admin/admin-client.js';
 import { SandboxClient } from '../lib/sandbox/sandbox-client.js';
 import type { HistoryEvent } from '../lib/sandbox/chat-history.js';
@@ -24,47 +24,19 @@ import { localPlatform, type CliTarget } from './target.js';
 import { printFailure, type Printer } from './output.js';
 import { TypingIndicator } from './chat-typing.js';
 import { renderMessage } from './telegram-text.js';
+import type { ChatInvocation } from './chat-options.js';
+import { messageOption } from './chat-options.js';
 
-export interface ChatInvocation {
-  tenantId: string;
-  chatId: number;
-  message: string | undefined;
-  waitS: number;
-}
 
 export interface ChatIo {
   stdin: NodeJS.ReadableStream & { isTTY?: boolean };
   stdout: NodeJS.WritableStream & { isTTY?: boolean };
 }
 
-/** The sandbox user (and private chat) ztm chat speaks as unless --chat-id says otherwise. */
-export const DEFAULT_CHAT_ID = 10001;
-export const DEFAULT_CHAT_WAIT_S = 30;
 /** After the "⏳ Starting up..." notice, an answer is awaited at least this long (the wake lock's default). */
 export const WAKE_WAIT_S = 240;
-const MAX_CHAT_ID = 2 ** 52;
-const MAX_WAIT_S = 3600;
 /** After an answer, how long more parts of it (a long answer is split) may take to arrive. */
 const MORE_PARTS_MS = 300;
-
-export function chatIdOption(v: unknown): number {
-  const s = String(v);
-  const n = Number(s);
-  if (!/^[0-9]{1,16}$/.test(s) || n < 1 || n > MAX_CHAT_ID) throw new ValidationError(`invalid --chat-id ${JSON.stringify(s.slice(0, 30))}: a whole number from 1 to ${MAX_CHAT_ID} (the sandbox user's id)`);
-  return n;
-}
-
-export function waitOption(v: unknown): number {
-  const s = String(v);
-  const n = Number(s);
-  if (!/^[0-9]{1,5}$/.test(s) || n < 1 || n > MAX_WAIT_S) throw new ValidationError(`invalid --wait ${JSON.stringify(s.slice(0, 30))}: a whole number of seconds from 1 to ${MAX_WAIT_S}`);
-  return n;
-}
-
-export function messageOption(v: string): string {
-  if (v.trim() === '' || v.length > 4096) throw new ValidationError('invalid --message: 1 to 4096 characters, not only spaces');
-  return v;
-}
 
 /** Finds the sandbox, the tenant's bot and its webhook, then chats. Returns the exit code. */
 export async function runChat(inv: ChatInvocation, config: CliConfig, target: CliTarget, p: Printer, io: ChatIo = { stdin: process.stdin, stdout: process.stdout }): Promise<number> {

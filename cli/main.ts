@@ -6,17 +6,16 @@ import type { Readable } from 'node:stream';
 import { cac } from 'cac';
 import { loadCliConfig, type Env } from '../lib/config.js';
 import { ZtmError, ValidationError } from '../lib/errors.js';
-import { AdminClient } from '../lib/admin/admin-client.js';
+import type { AdminClient } from '../lib/admin/admin-client.js';
 import type { AdminArgs, AdminCommand } from '../lib/admin/admin-protocol.js';
 import { assertIdleTimeout, assertTenantId } from '../lib/validate.js';
 import { printError, printFailure, printJson, printRecord, printTable, type Printer } from './output.js';
 import { resolveTarget, runThroughKubectl, kubectlTokenArgv } from './target.js';
 import { renderResult } from './render.js';
-import { runStatus } from './status.js';
 import { ARGV_TOKEN_WARNING, readBotToken, SAFER_FORMS, tokenSource, type TokenSource } from './token-input.js';
-import { runDashboard, type DashboardInvocation } from './dashboard.js';
-import { chatIdOption, DEFAULT_CHAT_ID, DEFAULT_CHAT_WAIT_S, messageOption, runChat, waitOption, type ChatInvocation } from './chat.js';
-import { DEFAULT_DASHBOARD_PORT } from '../lib/ops/dashboard.js';
+import type { DashboardInvocation } from './dashboard.js';
+import { chatIdOption, DEFAULT_CHAT_ID, DEFAULT_CHAT_WAIT_S, messageOption, waitOption, type ChatInvocation } from './chat-options.js';
+import { DEFAULT_DASHBOARD_PORT } from '../lib/ops/dashboard-port.js';
 
 const GROUPS = new Set(['tenant', 'webhook', 'dead']);
 const EXIT_USAGE = 2;
@@ -222,16 +221,19 @@ export async function main(rawArgv: string[], env: Env = process.env, io?: ZtmIo
     return EXIT_USAGE;
   }
   const target = resolveTarget(config);
-  if (invocation.kind === 'dashboard') return runDashboard(invocation, target, config, p);
-  if (invocation.kind === 'chat') return runChat(invocation, config, target, p);
+  // Each command loads its clients when it runs: `ztm --help` and a typo must not load BullMQ,
+  // express and Bull Board first (a CLI answers in ~0.1 s).
+  if (invocation.kind === 'dashboard') return (await import('./dashboard.js')).runDashboard(invocation, target, config, p);
+  if (invocation.kind === 'chat') return (await import('./chat.js')).runChat(invocation, config, target, p);
   if (target.kind === 'kubectl') {
     // A token goes on the exec's stdin: argv becomes part of the exec URL (and the audit log).
     return viaStdin ? runThroughKubectl(target, viaStdin.argv, viaStdin.input) : runThroughKubectl(target, argv);
   }
-  if (invocation.kind === 'status') return runStatus(target.url, p, config.redisCluster);
+  if (invocation.kind === 'status') return (await import('./status.js')).runStatus(target.url, p, config.redisCluster);
 
   const timeout = Number(cli.options.timeout ?? 60);
-  const client = new AdminClient({ redisUrl: target.url, cluster: config.redisCluster, pickupTimeoutMs: config.pickupTimeoutS * 1000 });
+  const { AdminClient: Client } = await import('../lib/admin/admin-client.js');
+  const client = new Client({ redisUrl: target.url, cluster: config.redisCluster, pickupTimeoutMs: config.pickupTimeoutS * 1000 });
   try {
     await client.connect();
     const timeoutMs = (invocation.timeoutS ?? timeout) * 1000;

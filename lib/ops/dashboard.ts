@@ -25,7 +25,7 @@ import { QueueStats, type QueueLabel } from './queue-stats.js';
 import { DeadLetterAdapter } from './dead-letter-adapter.js';
 
 /** Port of `ztm dashboard` and of the dashboard service unless DASHBOARD_PORT / --port say otherwise. */
-export const DEFAULT_DASHBOARD_PORT = 3001;
+export { DEFAULT_DASHBOARD_PORT } from './dashboard-port.js';
 
 export interface DashboardAuth {
   user: string;
