@@ -6,7 +6,13 @@
  *
  *   POST /webhook {"message": "..."} [X-Idempotency-Key] → {"response": "You said: ... (memories: N)"}
  *   GET  /health → {"status":"ok"}
+ *
+ * /webhook answers only the platform: `Authorization: Bearer <token>` whose SHA-256 is
+ * AGENT_TOKEN_SHA256 (the shim hands it over; the token is derived for this tenant's incarnation,
+ * lib/webhook-secret.ts), compared in constant time; anything else gets 401, and so does every call
+ * when no hash is configured (fail closed). /health stays open (the shim's probes).
  */
+import { createHash, timingSafeEqual } from 'node:crypto';
 import http from 'node:http';
 import { mkdirSync } from 'node:fs';
 import path from 'node:path';
@@ -22,7 +28,11 @@ export interface AgentOptions {
   workspace: string;
   replyDelayMs: number;
   logLevel: string;
+  /** Lowercase hex SHA-256 of the only bearer /webhook accepts; undefined: /webhook refuses everything. */
+  tokenSha256: string | undefined;
 }
+
+const SHA256_HEX = /^[0-9a-f]{64}$/;
 
 /** The one place this program reads its environment and arguments. */
 export function readAgentOptions(argv: readonly string[], env: NodeJS.ProcessEnv): AgentOptions {
@@ -47,8 +57,30 @@ export function readAgentOptions(argv: readonly string[], env: NodeJS.ProcessEnv
     workspace: path.resolve(flag('workspace') ?? env.WORKSPACE ?? 'workspace'),
     replyDelayMs: whole('REPLY_DELAY_MS', env.REPLY_DELAY_MS, 0, 0, 600_000),
     logLevel: env.LOG_LEVEL?.trim() || 'info',
+    tokenSha256: tokenHashOf(env.AGENT_TOKEN_SHA256),
   };
 }
+
+function tokenHashOf(raw: string | undefined): string | undefined {
+  if (raw === undefined || raw.trim() === '') return undefined;
+  if (!SHA256_HEX.test(raw.trim())) throw new Error('AGENT_TOKEN_SHA256: must be a lowercase hex SHA-256 (64 characters)');
+  return raw.trim();
+}
+
+/**
+ * The bearer check: SHA-256 of what was presented against the configured digest, both 32 bytes, so
+ * the comparison takes the same time whatever was sent (or whether anything was).
+ */
+export function bearerChecker(tokenSha256: string | undefined): (authorization: string | undefined) => boolean {
+  const expected = tokenSha256 === undefined ? undefined : Buffer.from(tokenSha256, 'hex');
+  return (authorization) => {
+    const m = /^Bearer ([^\s]+)$/.exec(authorization ?? '');
+    const presented = createHash('sha256').update(m?.[1] ?? '', 'utf8').digest();
+    return expected !== undefined && timingSafeEqual(presented, expected) && m !== null;
+  };
+}
+
+const UNAUTHORIZED: Reply = { status: 401, body: { error: 'unauthorized: this agent answers only its tenant\'s platform bearer' }, headers: { 'www-authenticate': 'Bearer' } };
 
 /** Same limit as the platform's ingress: nothing larger can arrive through Telegram anyway. */
 export const MAX_BODY_BYTES = 1024 * 1024;
@@ -165,6 +197,8 @@ export interface RunningAgent {
 export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
   const log = createLogger({ service: 'reference-agent', level: options.logLevel, destination: pino.destination({ dest: 1, sync: true }) });
   const brain = new Brain(path.join(options.workspace, 'memory', 'brain.db'));
+  const authorized = bearerChecker(options.tokenSha256);
+  if (options.tokenSha256 === undefined) log.warn('no AGENT_TOKEN_SHA256: every /webhook call is refused (401)');
   const server = http.createServer((req, res) => {
     const url = (req.url ?? '/').split('?', 1)[0];
     let work: Promise<Reply>;
@@ -173,9 +207,12 @@ export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
         ? { status: 200, body: { status: 'ok' } }
         : { status: 405, body: { error: 'method not allowed' }, headers: { allow: 'GET' } });
     } else if (url === '/webhook') {
-      work = req.method === 'POST'
-        ? handleWebhook(req, brain, options)
-        : Promise.resolve({ status: 405, body: { error: 'method not allowed' }, headers: { allow: 'POST' } });
+      // Before the body is read: a caller without the bearer learns nothing and costs nothing.
+      work = !authorized(req.headers.authorization)
+        ? (req.resume(), Promise.resolve(UNAUTHORIZED))
+        : req.method === 'POST'
+          ? handleWebhook(req, brain, options)
+          : Promise.resolve({ status: 405, body: { error: 'method not allowed' }, headers: { allow: 'POST' } });
     } else {
       work = Promise.resolve({ status: 404, body: { error: 'not found' } });
     }

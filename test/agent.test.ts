@@ -12,6 +12,11 @@ import Database from 'better-sqlite3';
 import { request } from 'undici';
 import { freePort } from '../lib/util/free-port.js';
 import { startAgent } from '../agent/reference-agent.js';
+import { agentTokenSha256 } from '../lib/webhook-secret.js';
+
+/** The bearer the forwarder would present; the agent is given only its SHA-256 (test/reference-agent-auth.test.ts checks refusals). */
+const BEARER = 'agent-test-bearer-0123456789abcdefghijklmnopq';
+const AUTH = { authorization: `Bearer ${BEARER}` };
 
 const AGENT = fileURLToPath(new URL('../agent/reference-agent.ts', import.meta.url));
 
@@ -21,6 +26,7 @@ async function startProcess(workspace: string): Promise<Running> {
   const port = await freePort();
   const child = spawn(process.execPath, ['--import', 'tsx', AGENT, '--port', String(port), '--workspace', workspace], {
     stdio: ['ignore', 'pipe', 'pipe'],
+    env: { ...process.env, AGENT_TOKEN_SHA256: agentTokenSha256(BEARER) },
   });
   let out = '';
   child.stdout?.on('data', (d: Buffer) => (out += d.toString()));
@@ -52,7 +58,7 @@ async function post(port: number, body: string | Buffer, headers: Record<string,
   const res = await request(`http://127.0.0.1:${port}${p}`, {
     method: 'POST',
     body,
-    headers: { 'content-type': 'application/json', ...headers },
+    headers: { 'content-type': 'application/json', ...AUTH, ...headers },
   });
   const text = await res.body.text();
   let json: Record<string, unknown> = {};
@@ -103,7 +109,7 @@ t.test('answers, remembers, and is idempotent per key', async (t) => {
   t.equal(tooLarge.status, 413, 'body over 1 MiB');
   t.match(tooLarge.json, { error: String });
   t.equal((await post(agent.port, '{"message":"x"}', {}, '/other')).status, 404, 'other path');
-  const get = await request(`http://127.0.0.1:${agent.port}/webhook`);
+  const get = await request(`http://127.0.0.1:${agent.port}/webhook`, { headers: AUTH });
   await get.body.dump();
   t.equal(get.statusCode, 405, 'GET /webhook');
   t.same((await say(agent.port, 'after errors')).json, { response: 'You said: after errors (memories: 6)' }, 'rejected requests stored nothing');
@@ -127,7 +133,7 @@ t.test('a restart keeps memories and idempotency keys', async (t) => {
 
 t.test('REPLY_DELAY_MS answers late, after the write (a timed-out retry gets the same answer)', async (t) => {
   const ws = mkdtempSync(path.join(tmpdir(), 'ztm-agent-delay-'));
-  const agent = await startAgent({ host: '127.0.0.1', port: 0, workspace: ws, replyDelayMs: 300, logLevel: 'silent' });
+  const agent = await startAgent({ host: '127.0.0.1', port: 0, workspace: ws, replyDelayMs: 300, logLevel: 'silent', tokenSha256: agentTokenSha256(BEARER) });
   t.teardown(async () => {
     await agent.stop();
     rmSync(ws, { recursive: true, force: true });

@@ -10,7 +10,7 @@ import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, 
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import Database from 'better-sqlite3';
@@ -59,11 +59,15 @@ interface Shim {
   kill(): void;
 }
 
+/** The delivery bearer the reference agent checks (it is given only the SHA-256: AGENT_TOKEN_SHA256, or a claim's agent_token_sha256). */
+const BEARER = 'shim-test-bearer-0123456789abcdefghijklmnop';
+const BEARER_SHA256 = createHash('sha256').update(BEARER).digest('hex');
+
 async function startShim(env: Record<string, string>): Promise<Shim> {
   const port = await freePort();
   const agentPort = await freePort();
   const child: ChildProcess = spawn(process.execPath, ['--import', 'tsx', SHIM], {
-    env: { ...process.env, SHIM_HOST: '127.0.0.1', SHIM_PORT: String(port), AGENT_PORT: String(agentPort), LOG_LEVEL: 'debug', ...env },
+    env: { ...process.env, SHIM_HOST: '127.0.0.1', SHIM_PORT: String(port), AGENT_PORT: String(agentPort), LOG_LEVEL: 'debug', ...(env.WARM ? {} : { AGENT_TOKEN_SHA256: BEARER_SHA256 }), ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let out = '';
@@ -102,7 +106,7 @@ async function http(port: number, p: string, init: { method?: string; body?: unk
   const res = await request(`http://127.0.0.1:${port}${p}`, {
     method: method as 'GET',
     body,
-    headers: { 'content-type': 'application/json', ...(auth ? { [SHIM_AUTH_HEADER]: auth } : {}) },
+    headers: { 'content-type': 'application/json', authorization: `Bearer ${BEARER}`, ...(auth ? { [SHIM_AUTH_HEADER]: auth } : {}) },
     headersTimeout: 90_000,
   });
   const text = await res.body.text();
@@ -230,7 +234,7 @@ t.test('warm pool member: claim auth, readiness, conflict, periodic and forced c
   t.equal((await http(w.port, '/state-urls', { body: { state_put_url: 'http://x/y' }, auth: SECRET })).status, 409);
 
   const urls = await presign('bob');
-  const claim = { tenant_id: 'bob', bot_token: TOKEN, state_get_url: urls.getUrl, state_put_url: urls.putUrl };
+  const claim = { tenant_id: 'bob', bot_token: TOKEN, state_get_url: urls.getUrl, state_put_url: urls.putUrl, agent_token_sha256: BEARER_SHA256 };
   t.equal((await http(w.port, '/claim', { body: claim })).status, 401, 'not signed');
   t.equal((await http(w.port, '/claim', { body: claim, auth: `${SECRET}x` })).status, 401, 'signed with another secret');
   t.equal((await http(w.port, '/claim', { body: claim, header: `Bearer ${SECRET}` })).status, 401, 'the secret itself as a bearer is no signature');

@@ -11,8 +11,9 @@ export type ForwardOutcome = (typeof FORWARD_OUTCOMES)[number];
 
 /**
  * `ztm_agent_errors_total{reason}`: an agent's error answer, by what it means.
- * needs_quickstart: ZeroClaw has no model configured (503); unauthorized: it refused our credentials
- * (401); too_large: the update is over its body limit (413); rate_limited: 429; timeout: its own
+ * needs_quickstart: ZeroClaw has no model configured (503); unauthorized: kept for dashboards, no
+ * longer produced (a 401 means the agent is not this tenant's: STALE_ENDPOINT_REASONS, counted in
+ * ztm_stale_endpoints_total); too_large: the update is over its body limit (413); rate_limited: 429; timeout: its own
  * request timeout (408); server_error: any other 5xx (or a 200 that is not JSON); rejected: any
  * other 4xx.
  */
@@ -26,10 +27,19 @@ export type AgentErrorCode = (typeof AGENT_ERROR_CODES)[number];
 export const AGENT_REFUSAL_REASONS = {
   tooLarge: 'agent refused the update as too large (413)',
   needsQuickstart: 'agent not configured: needs_quickstart (set AGENT_LLM_BASE_URL/AGENT_LLM_MODEL)',
-  /** zeroclaw protocol: the gateway did not accept the platform's bearer (pairing). */
-  credentials: "agent refused the platform's credentials (401)",
-  /** telegram protocol: OpenClaw's webhook listener answers 401 on a secret mismatch. */
-  webhookSecret: 'agent refused the webhook secret (401)',
+} as const;
+
+/**
+ * Why an answer is a stale endpoint (the `reason` of that outcome): the agent there refused the
+ * tenant's own credential, derived for this tenant's incarnation, so it is not this tenant's agent
+ * (a pod IP or port reused by another tenant, an agent of an earlier tenant of the same id). Said
+ * per protocol, naming which credential, never its value.
+ */
+export const STALE_ENDPOINT_REASONS = {
+  /** zeroclaw protocol: ZeroClaw's gateway (pairing) or the reference agent refused the bearer. */
+  bearer: "the agent refused this tenant's bearer (401): not this tenant's agent",
+  /** telegram protocol: OpenClaw's webhook listener refused the tenant's webhook secret. */
+  webhookSecret: "the agent refused this tenant's webhook secret (401): not this tenant's agent",
 } as const;
 
 /** Longest wait an agent's 429 may impose on an update (its `retry_after`/`Retry-After` is capped). */

@@ -6,7 +6,7 @@
 import { Pool, errors as undiciErrors } from 'undici';
 import type { IncomingHttpHeaders } from 'node:http';
 import type { AgentProtocol } from '../../lib/config.js';
-import { AGENT_REFUSAL_REASONS, MAX_AGENT_RETRY_AFTER_S, idempotencyKey, type AgentErrorCode } from '../../lib/delivery/outcomes.js';
+import { AGENT_REFUSAL_REASONS, MAX_AGENT_RETRY_AFTER_S, STALE_ENDPOINT_REASONS, idempotencyKey, type AgentErrorCode } from '../../lib/delivery/outcomes.js';
 
 export type DeliveryOutcome =
   /** 2xx. `response`: the zeroclaw answer (undefined: none; the telegram protocol never has one). */
@@ -21,7 +21,7 @@ export type DeliveryOutcome =
    * must present a new key (outcomes.ts idempotencyKey).
    */
   | { kind: 'retry'; status: number; error: AgentErrorCode; reason: string; retryAfterMs?: number; turnEnded: boolean }
-  /** Nothing but an operator can fix it (413, 401, needs_quickstart): a dead letter at once. */
+  /** Nothing but an operator can fix it (413, needs_quickstart): a dead letter at once. */
   | { kind: 'refused'; status: number; error: AgentErrorCode; reason: string }
   /** Any other 4xx: the agent refused this update; not retried. */
   | { kind: 'rejected'; status: number; reason: string }
@@ -46,7 +46,7 @@ export interface DeliverRequest {
   updateId: number;
   /** Turns of this update the agent ended in an error so far (picks the idempotency key). */
   failedTurns?: number;
-  /** zeroclaw: the text to forward and the tenant's bearer (deriveAgentToken). */
+  /** zeroclaw: the text to forward and the tenant's bearer (deriveAgentToken, per incarnation). */
   text?: string;
   bearer?: string;
   /** telegram: the raw Update and the tenant's webhook secret. */
@@ -146,8 +146,10 @@ export function classify(status: number, headers: IncomingHttpHeaders, body: str
   }
   if (status === 408) return { kind: 'retry', status, error: 'timeout', reason: 'agent request timeout (408)', turnEnded: zeroclaw };
   if (status === 413) return { kind: 'refused', status, error: 'too_large', reason: AGENT_REFUSAL_REASONS.tooLarge };
+  // Every delivery carries the tenant's own credential (per incarnation): a 401 means whoever
+  // answers at this endpoint is not this tenant's agent, in either protocol.
   if (status === 401) {
-    return { kind: 'refused', status, error: 'unauthorized', reason: zeroclaw ? AGENT_REFUSAL_REASONS.credentials : AGENT_REFUSAL_REASONS.webhookSecret };
+    return { kind: 'stale-endpoint', status, reason: zeroclaw ? STALE_ENDPOINT_REASONS.bearer : STALE_ENDPOINT_REASONS.webhookSecret };
   }
   if (status === 503 && json?.error === 'needs_quickstart') {
     return { kind: 'refused', status, error: 'needs_quickstart', reason: AGENT_REFUSAL_REASONS.needsQuickstart };

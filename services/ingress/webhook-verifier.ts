@@ -6,12 +6,12 @@
  * - a tenant verified within `ttlMs`: one constant-time comparison with no I/O (the entry is kept
  *   only after a correct secret, so forged requests cannot fill or churn it; bounded, oldest out);
  * - anything else: one Redis GET per tenant id per `lookupTtlMs` at most (concurrent requests share
- *   it; the result is remembered in a second, bounded map that forged traffic may churn at the cost
- *   of more GETs only), and at most `maxInflight` lookups at once: past that the answer is
- *   'unavailable' (503, Telegram retries) rather than a queue an attacker can grow.
+ *   it; an unverified result is remembered in a second, bounded map that forged traffic may churn
+ *   at the cost of more GETs only), and at most `maxInflight` lookups at once: past that the answer
+ *   is 'unavailable' (503, Telegram retries) rather than a queue an attacker can grow.
  * A tenant deleted and re-created keeps being verified against the old incarnation in this process
- * until the first webhook with the new secret (a mismatch looks again, within `lookupTtlMs`) or the
- * entry's expiry (`ttlMs`), whichever is first.
+ * until the first webhook with the new secret (a mismatch looks again) or the entry's expiry
+ * (`ttlMs`), whichever is first.
  */
 import { DERIVED_SECRET_LENGTH, deriveWebhookSecret, secretsEqual, type TenantIdentity } from '../../lib/webhook-secret.js';
 
@@ -79,6 +79,8 @@ export class WebhookVerifier {
 
   private check(tenantId: string, entry: Known, presented: string): Verdict {
     if (!secretsEqual(entry.expected, presented)) return 'bad';
+    // Promoted: a later mismatch (maybe the secret of a re-created tenant) looks again at once.
+    this.looked.delete(tenantId);
     this.verified.delete(tenantId);
     if (this.verified.size >= this.o.maxTenants) this.verified.delete(this.verified.keys().next().value as string);
     this.verified.set(tenantId, { expected: entry.expected, expires: Date.now() + this.o.ttlMs });
