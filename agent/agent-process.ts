@@ -3,12 +3,14 @@
  * profile says, its readiness (the profile's probes) and its stop (SIGTERM, bounded wait, SIGKILL).
  */
 import { spawn, type ChildProcess } from 'node:child_process';
+import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { request } from 'undici';
 import { RuntimeError, TimeoutError } from '../lib/errors.js';
 import { isListening } from '../lib/util/free-port.js';
 import { withParentDeathSignal } from '../lib/util/parent-death.js';
 import type { Logger } from '../lib/logger.js';
+import { programReads, sandboxCommand, type SandboxSettings } from './agent-sandbox.js';
 import type { TenantBinding } from './shim-config.js';
 import type { AgentLaunch, Probe } from './profiles/profile.js';
 
@@ -24,7 +26,8 @@ export interface AgentExit {
  */
 const SHIM_ONLY = new Set(['WARM_POOL_SECRET', 'STATE_GET_URL', 'STATE_PUT_URL', 'STATE_LEGACY_GET_URL', 'BOT_TOKEN', 'WARM',
   'TENANT_WEBHOOK_SECRET', 'AGENT_TOKEN_SHA256', 'AGENT_LLM_API_KEY', 'STATE_MAX_BYTES', 'AGENT_INTERNAL_PORT', 'AGENT_PID_FILE',
-  'SHIM_PORT', 'SHIM_HOST', 'SHIM_SUPERVISOR_PID', 'AGENT_COMMAND', 'CHECKPOINT_INTERVAL_S', 'AGENT_READY_TIMEOUT_S', 'AGENT_STOP_TIMEOUT_S']);
+  'SHIM_PORT', 'SHIM_HOST', 'SHIM_SUPERVISOR_PID', 'AGENT_COMMAND', 'CHECKPOINT_INTERVAL_S', 'AGENT_READY_TIMEOUT_S', 'AGENT_STOP_TIMEOUT_S',
+  'AGENT_SANDBOX', 'AGENT_SANDBOX_HIDE', 'AGENT_SANDBOX_UID', 'AGENT_SANDBOX_GID']);
 
 /** The shim's environment minus its secrets, plus a claim's extra variables: what every agent starts from. */
 export function shimBaseEnv(base: NodeJS.ProcessEnv, binding: TenantBinding): Record<string, string> {
@@ -39,6 +42,8 @@ export function shimBaseEnv(base: NodeJS.ProcessEnv, binding: TenantBinding): Re
 export interface AgentProcessOptions {
   launch: AgentLaunch;
   log: Logger;
+  /** Run it in the local sandbox (agent/agent-sandbox.ts) with this workspace; else as a plain child. */
+  sandbox?: { settings: SandboxSettings; workspace: string } | undefined;
 }
 
 export class AgentProcess {
@@ -52,13 +57,23 @@ export class AgentProcess {
   private exit: AgentExit | undefined;
 
   constructor(options: AgentProcessOptions) {
-    const { command, env, cwd } = options.launch;
+    const { command, cwd } = options.launch;
+    let { env } = options.launch;
     this.launch = options.launch;
-    // Own process group, so stop() reaches what `sh -c` started too; output goes straight to
-    // the shim's stdout/stderr (the pod's log), unprefixed. SIGKILLed by the kernel if the shim
-    // dies first: an agent never outlives its shim (it would hold the port and the workspace).
-    const run = withParentDeathSignal(command.file, command.args, 'KILL');
-    this.child = spawn(run.file, run.args, { cwd, env, stdio: ['ignore', 'inherit', 'inherit'], detached: true });
+    const box = options.sandbox;
+    // In the sandbox only the workspace and a private /tmp are writable: a HOME elsewhere (the
+    // platform user's) would be unreadable or read-only there.
+    if (box && !(env.HOME && path.resolve(env.HOME).startsWith(`${path.resolve(box.workspace)}/`))) env = { ...env, HOME: '/tmp' };
+    const inner = box ? sandboxCommand(box.settings, { workspace: box.workspace, reads: programReads(command) }, command) : command;
+    // Own process group, so stop() reaches what `sh -c` started too (and, sandboxed, the agent
+    // inside its namespaces); output goes straight to the shim's stdout/stderr (the pod's log),
+    // unprefixed. SIGKILLed by the kernel if the shim dies first: an agent never outlives its shim
+    // (it would hold the port and the workspace); sandboxed, unshare's --kill-child and the end of
+    // its pid namespace take the agent with it.
+    const run = withParentDeathSignal(inner.file, inner.args, 'KILL');
+    // Sandboxed, the script enters the workspace after its mounts (a cwd taken in before them
+    // would be a way back into the hidden DATA_DIR through `..`).
+    this.child = spawn(run.file, run.args, { cwd: box ? '/' : cwd, env, stdio: ['ignore', 'inherit', 'inherit'], detached: true });
     this.probeHost = probeHostOf(env.HOST);
     this.exited = new Promise<AgentExit>((resolve) => {
       this.child.once('exit', (code, signal) => {

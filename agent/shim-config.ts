@@ -10,6 +10,7 @@ import { BOT_TOKEN_PATTERN, TENANT_ID_PATTERN } from '../lib/validate.js';
 import { loadAgentSettings, type AgentSettings } from '../lib/agent-profiles.js';
 
 import { envInt as int, envStr as str, type Env } from '../lib/util/env.js';
+import type { SandboxSettings } from './agent-sandbox.js';
 
 export type { Env };
 
@@ -67,6 +68,12 @@ export interface ShimConfig {
   supervisorPid: number | undefined;
   warm: boolean;
   warmPoolSecret: string | undefined;
+  /**
+   * AGENT_SANDBOX=namespaces (the local runtime, after its probe): the agent runs in its own
+   * namespaces (agent/agent-sandbox.ts), AGENT_SANDBOX_HIDE (a JSON array of absolute paths, the
+   * platform's DATA_DIR) covered, as AGENT_SANDBOX_UID/GID when the shim is root. Unset or off: not.
+   */
+  sandbox: SandboxSettings | undefined;
   /** Set for a cold start; undefined for a warm pool member until it is claimed. */
   tenant: TenantBinding | undefined;
   logLevel: string;
@@ -143,6 +150,25 @@ export function defaultAgentCommand(): AgentCommand {
   return { file: process.execPath, args: [fileURLToPath(new URL('./reference-agent.js', here))], display: 'reference-agent' };
 }
 
+/** Ids the agent may run as: not root (0), not (uid_t)-1, which means "unchanged" to the kernel. */
+const SANDBOX_ID_MAX = 4_294_967_294;
+
+function loadSandbox(env: Env): SandboxSettings | undefined {
+  const mode = str(env, 'AGENT_SANDBOX') ?? 'off';
+  if (mode !== 'namespaces' && mode !== 'off') throw new ConfigError('AGENT_SANDBOX', `must be namespaces or off in the shim (the platform resolves auto), got ${JSON.stringify(mode.slice(0, 20))}`);
+  if (mode === 'off') return undefined;
+  let hide: unknown;
+  try {
+    hide = JSON.parse(str(env, 'AGENT_SANDBOX_HIDE') ?? '[]');
+  } catch {
+    throw new ConfigError('AGENT_SANDBOX_HIDE', 'must be a JSON array of absolute paths');
+  }
+  if (!Array.isArray(hide) || hide.length > 16 || !hide.every((p) => typeof p === 'string' && path.isAbsolute(p) && path.resolve(p) !== '/' && !/^\/(proc|sys|dev)(\/|$)/.test(path.resolve(p)))) {
+    throw new ConfigError('AGENT_SANDBOX_HIDE', 'must be a JSON array of at most 16 absolute paths, none of them /, /proc, /sys or /dev');
+  }
+  return { hide: hide as string[], uid: int(env, 'AGENT_SANDBOX_UID', 65_534, 1, SANDBOX_ID_MAX), gid: int(env, 'AGENT_SANDBOX_GID', 65_534, 1, SANDBOX_ID_MAX) };
+}
+
 export function loadShimConfig(env: Env): ShimConfig {
   const logLevel = str(env, 'LOG_LEVEL') ?? 'info';
   if (!LOG_LEVELS.includes(logLevel)) throw new ConfigError('LOG_LEVEL', `must be one of ${LOG_LEVELS.join('|')}`);
@@ -199,6 +225,7 @@ export function loadShimConfig(env: Env): ShimConfig {
     supervisorPid: str(env, 'SHIM_SUPERVISOR_PID') === undefined ? undefined : int(env, 'SHIM_SUPERVISOR_PID', 0, 1, 4_194_304),
     warm,
     warmPoolSecret,
+    sandbox: loadSandbox(env),
     tenant,
     logLevel,
   };

@@ -11,6 +11,7 @@ import path from 'node:path';
 import { RuntimeError } from '../lib/errors.js';
 import type { Logger } from '../lib/logger.js';
 import { AgentProcess, assertPortFree, probeHostOf, shimBaseEnv } from './agent-process.js';
+import { prepareWorkspace, sandboxUser } from './agent-sandbox.js';
 import { Checkpointer, type CheckpointResult } from './checkpoint.js';
 import { profileFor, type AgentProfile } from './profiles/index.js';
 import type { ShimConfig, TenantBinding } from './shim-config.js';
@@ -192,10 +193,17 @@ export class Shim implements ShimHandlers {
     });
     await assertPortFree(probeHostOf(launch.env.HOST), this.config.agentPort);
     this.abortIfStopping();
-    this.agent = new AgentProcess({ launch, log: this.log });
+    const sandbox = this.config.sandbox;
+    const user = sandbox && sandboxUser(sandbox);
+    // Restored and prepared as root: the agent's user gets the workspace, the shim keeps its scratch.
+    if (user) prepareWorkspace(workspace, user, [path.basename(this.scratchDir)]);
+    this.agent = new AgentProcess({ launch, log: this.log, sandbox: sandbox && { settings: sandbox, workspace } });
     const agent = this.agent;
     if (this.config.agentPidFile) writeFileSync(this.config.agentPidFile, String(agent.pid));
-    this.log.info({ profile: this.profile.name, command: launch.command.display, pid: agent.pid, port: this.config.agentPort }, 'agent started');
+    this.log.info({
+      profile: this.profile.name, command: launch.command.display, pid: agent.pid, port: this.config.agentPort,
+      sandbox: sandbox ? (user ? `namespaces, uid ${user.uid}` : 'namespaces, user namespace') : 'off',
+    }, 'agent started');
     await agent.waitReady(this.config.agentReadyTimeoutS * 1000);
     this.abortIfStopping();
     this.current = 'ready';

@@ -63,6 +63,8 @@ export interface Config {
   agentTimeoutS: number;
   /** How long a woken agent may take to become ready before the wake fails (local runtime). */
   agentReadyTimeoutS: number;
+  /** AGENT_SANDBOX (local runtime): namespaces per agent, off, or auto (namespaces when the host can); AGENT_SANDBOX_UID/GID. */
+  agentSandbox: AgentSandboxConfig;
   forwarderConcurrency: number;
   tenantConcurrency: number;
   forwardAttempts: number;
@@ -71,6 +73,15 @@ export interface Config {
   dashboardPort: number | undefined;
   /** Basic auth of the dashboard (DASHBOARD_USER + DASHBOARD_PASSWORD, both or neither). */
   dashboardAuth: DashboardCredentials | undefined;
+}
+
+export type AgentSandboxMode = 'auto' | 'namespaces' | 'off';
+
+export interface AgentSandboxConfig {
+  mode: AgentSandboxMode;
+  /** Who a sandboxed agent runs as when the platform runs as root (default 65534, nobody/nogroup). */
+  uid: number;
+  gid: number;
 }
 
 export interface DashboardCredentials {
@@ -276,6 +287,12 @@ export function loadConfig(env: Env): Config {
     agentPodResources: podResources(env, PROFILE_FACTS[agent.profile].resources),
     agentTimeoutS: int(env, 'AGENT_TIMEOUT_S', 120, 1, 3600),
     agentReadyTimeoutS: int(env, 'AGENT_READY_TIMEOUT_S', 120, 1, 3600),
+    agentSandbox: {
+      mode: oneOf<AgentSandboxMode>(env, 'AGENT_SANDBOX', ['auto', 'namespaces', 'off'], 'auto'),
+      // Not root (0), not (uid_t)-1 ("unchanged" to the kernel).
+      uid: int(env, 'AGENT_SANDBOX_UID', 65_534, 1, 4_294_967_294),
+      gid: int(env, 'AGENT_SANDBOX_GID', 65_534, 1, 4_294_967_294),
+    },
     forwarderConcurrency: int(env, 'FORWARDER_CONCURRENCY', 64, 1, 10_000),
     tenantConcurrency: int(env, 'TENANT_CONCURRENCY', 4, 1, 1000),
     forwardAttempts: int(env, 'FORWARD_ATTEMPTS', 8, 1, 100),

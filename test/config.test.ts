@@ -9,6 +9,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { loadCliConfig, loadConfig, type Env } from '../lib/config.js';
 import { ConfigError } from '../lib/errors.js';
+import { loadShimConfig } from '../agent/shim-config.js';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 
@@ -280,5 +281,22 @@ t.test('agent profiles: protocol, port, model provider, resources, and what each
     t.fail('a key with a space is refused');
   } catch (err) {
     t.notMatch((err as Error).message, 'sk-secret');
+  }
+});
+
+t.test('AGENT_SANDBOX: auto by default, namespaces or off; the sandbox uid/gid are not root; the shim takes only what the platform resolved', async (t) => {
+  t.same(loadConfig({}).agentSandbox, { mode: 'auto', uid: 65_534, gid: 65_534 });
+  t.same(loadConfig({ AGENT_SANDBOX: 'off' }).agentSandbox.mode, 'off');
+  t.same(loadConfig({ AGENT_SANDBOX: 'namespaces', AGENT_SANDBOX_UID: '1234', AGENT_SANDBOX_GID: '5678' }).agentSandbox, { mode: 'namespaces', uid: 1234, gid: 5678 });
+  configError(t, () => loadConfig({ AGENT_SANDBOX: 'bwrap' }), 'AGENT_SANDBOX', 'bwrap');
+  configError(t, () => loadConfig({ AGENT_SANDBOX_UID: '0' }), 'AGENT_SANDBOX_UID', 'root');
+  configError(t, () => loadConfig({ AGENT_SANDBOX_GID: '4294967295' }), 'AGENT_SANDBOX_GID', '(gid_t)-1');
+
+  const shim = (env: Env) => loadShimConfig({ TENANT_ID: 'alice', ...env });
+  t.equal(shim({}).sandbox, undefined, 'the shim runs its agent unsandboxed unless told (pods: the pod is the sandbox)');
+  t.same(shim({ AGENT_SANDBOX: 'namespaces', AGENT_SANDBOX_HIDE: '["/srv/ztm"]' }).sandbox, { hide: ['/srv/ztm'], uid: 65_534, gid: 65_534 });
+  configError(t, () => shim({ AGENT_SANDBOX: 'auto' }), 'AGENT_SANDBOX', 'auto in the shim');
+  for (const hide of ['/srv/ztm', '["relative"]', '["/"]', '["/proc/1"]', '[1]']) {
+    configError(t, () => shim({ AGENT_SANDBOX: 'namespaces', AGENT_SANDBOX_HIDE: hide }), 'AGENT_SANDBOX_HIDE', hide);
   }
 });

@@ -25,7 +25,7 @@ export function createLocalRuntime(config: Config, log: Logger, secrets: Runtime
     dataDir: config.dataDir, log: log.child({ component: 'runtime' }), warmPoolSecret: secrets.warmPoolSecret,
     webhookSecret: secrets.webhookSecret, agent: config.agent, botApiBase: config.telegramApiBase,
     routerPublicUrl: config.routerPublicUrl, stateMaxBytes: config.stateMaxBytes,
-    logLevel: config.logLevel, readyTimeoutS: config.agentReadyTimeoutS,
+    logLevel: config.logLevel, readyTimeoutS: config.agentReadyTimeoutS, agentSandbox: config.agentSandbox,
   });
 }
 

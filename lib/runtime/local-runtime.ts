@@ -20,6 +20,8 @@ import type { TenantIdentity } from '../webhook-secret.js';
 import { shimControlSecret } from './shim-auth.js';
 import { claimBody } from './shim-admin.js';
 import { STOPPED_CLEAN } from './shim-files.js';
+import type { AgentSandboxConfig } from '../config.js';
+import { resolveAgentIsolation, type AgentIsolation } from '../util/agent-isolation.js';
 
 /** A shim whose start failed gets this long to stop its agent (which it gives 20 s by default). */
 const FAILED_START_GRACE_MS = 30_000;
@@ -41,6 +43,11 @@ export interface LocalRuntimeOptions {
   readyTimeoutS?: number;
   checkpointIntervalS?: number;
   logLevel?: string;
+  /**
+   * AGENT_SANDBOX: each agent in its own namespaces with DATA_DIR hidden (agent/agent-sandbox.ts),
+   * when this host can (probed once per process: lib/util/agent-isolation.ts). Default off.
+   */
+  agentSandbox?: AgentSandboxConfig | undefined;
 }
 
 interface TenantChild {
@@ -66,8 +73,12 @@ export class LocalRuntime implements Runtime {
   /** Removal of the warm workspaces a previous runtime process left (started at construction). */
   private readonly sweeping: Promise<void>;
 
+  /** Whether agents are sandboxed here, and the line that says so. */
+  readonly isolation: AgentIsolation;
+
   constructor(private readonly o: LocalRuntimeOptions) {
     if (!o.dataDir || !o.log || !o.warmPoolSecret) throw new TypeError('LocalRuntime: dataDir, log and warmPoolSecret are required');
+    this.isolation = resolveAgentIsolation(o.agentSandbox ?? { mode: 'off', uid: 65_534, gid: 65_534 });
     this.sweeping = this.sweepWarmLeftovers();
   }
 
@@ -115,6 +126,13 @@ export class LocalRuntime implements Runtime {
     if (this.o.botApiBase) env.TELEGRAM_API_BASE = this.o.botApiBase;
     if (this.o.routerPublicUrl) env.ROUTER_PUBLIC_URL = this.o.routerPublicUrl;
     if (this.o.stateMaxBytes) env.STATE_MAX_BYTES = String(this.o.stateMaxBytes);
+    // The shim hides DATA_DIR (secrets, the stores' files, every workspace) from its agent but its own workspace.
+    env.AGENT_SANDBOX = this.isolation.sandboxed ? 'namespaces' : 'off';
+    if (this.isolation.sandboxed) {
+      env.AGENT_SANDBOX_HIDE = JSON.stringify([path.resolve(this.o.dataDir)]);
+      env.AGENT_SANDBOX_UID = String(this.isolation.uid);
+      env.AGENT_SANDBOX_GID = String(this.isolation.gid);
+    }
     return env;
   }
 

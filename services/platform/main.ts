@@ -13,12 +13,16 @@ import { loadOrCreateSecrets } from '../../lib/local-secrets.js';
 import { describeRedisUrl } from '../../lib/redis.js';
 import { startPlatform } from './platform.js';
 import { parentDeathSignalAvailable } from '../../lib/util/parent-death.js';
+import { resolveAgentIsolation } from '../../lib/util/agent-isolation.js';
+import { reportIsolation } from '../../lib/ops/isolation-report.js';
 import { serveDashboard, type ServedDashboard } from '../../lib/ops/dashboard.js';
 
 await runService('platform', async ({ config: given, log }) => {
   // Private to the platform's user: it holds secrets, the registry, the state store and workspaces.
   mkdirSync(given.dataDir, { recursive: true, mode: 0o700 });
   chmodSync(given.dataDir, 0o700);
+  // Before anything starts: AGENT_SANDBOX=namespaces on a host that cannot is a one-line refusal.
+  const isolation = resolveAgentIsolation(given.agentSandbox);
   const stores = await startEmbeddedStores(given, log);
   // TELEGRAM_API_BASE=sandbox: the local Bot API first, so every client below talks to it.
   const { config, sandbox } = await startTelegramSandbox(given, log);
@@ -26,6 +30,7 @@ await runService('platform', async ({ config: given, log }) => {
   const clients = createClients(config, { name: 'platform', redisUrl: stores.redisUrl, dynamodbEndpoint: stores.dynamodbEndpoint, s3Endpoint: stores.s3Endpoint });
   await clients.registry.ensureTable();
   const platform = await startPlatform({ config, log, clients, secrets });
+  await reportIsolation(clients.redis, isolation);
   // Bull Board in-process only when DASHBOARD_PORT is set; otherwise `npx ztm dashboard` serves it.
   let dashboard: ServedDashboard | undefined;
   if (config.dashboardPort !== undefined) {
@@ -54,7 +59,7 @@ await runService('platform', async ({ config: given, log }) => {
     `  state:      s3://${config.s3Bucket} at ${stores.s3Endpoint ?? 'AWS'}`,
     `  agents:     local child processes, AGENT_PROFILE=${config.agent.profile}${config.agent.profile === 'custom' ? ` (AGENT_COMMAND=${config.agentCommand})` : ''}${config.agent.llm ? `, model ${config.agent.llm.model} at ${config.agent.llm.baseUrl}` : ''}; logs in ${path.join(config.dataDir, 'tenants', '<id>', 'agent.log')}`,
     // Said at every start, loudly: the embedded default is a real deployment for small installations.
-    `  isolation:  agents are NOT sandboxed here: they run as this user, see each other's processes and DATA_DIR (docs/security.md); ${parentDeathSignalAvailable() ? 'they die with the platform (setpriv --pdeathsig)' : 'no setpriv: an agent may outlive a crashed platform'}`,
+    `  isolation:  ${isolation.line}${isolation.sandboxed ? '' : '; they run as this user and see each other\'s processes and DATA_DIR (docs/security.md)'}; ${parentDeathSignalAvailable() ? 'they die with the platform (setpriv --pdeathsig)' : 'no setpriv: an agent may outlive a crashed platform'}`,
     ...stores.started.map((s) => `  started:    ${s}`),
     `  started:    ingress, forwarder, waker, janitor (ztm admin, idle check every ${config.idleCheckIntervalS}s, reconciler every ${config.reconcileIntervalS}s), pool-keeper (warm pool target ${config.warmPoolTarget})`,
     `  dashboard:  ${dashboard ? dashboard.url : 'npx ztm dashboard (or set DASHBOARD_PORT to serve it here)'}`,
@@ -63,7 +68,8 @@ await runService('platform', async ({ config: given, log }) => {
       : '  try:        npx ztm tenant list; npx ztm status',
   ];
   process.stderr.write(`${lines.join('\n')}\n`);
-  log.info({ ingress: ingressUrl, redis: describeRedisUrl(stores.redisUrl), ...(sandbox ? { sandbox: sandbox.url } : {}) }, 'platform started');
+  if (!isolation.sandboxed) log.warn({ isolation: isolation.line }, 'agents are not sandboxed on this host');
+  log.info({ ingress: ingressUrl, redis: describeRedisUrl(stores.redisUrl), ...(sandbox ? { sandbox: sandbox.url } : {}), isolation: isolation.line }, 'platform started');
   return {
     async close() {
       rmSync(infoFile, { force: true });
