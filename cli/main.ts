@@ -16,8 +16,12 @@ import { ARGV_TOKEN_WARNING, readBotToken, SAFER_FORMS, tokenSource, type TokenS
 import type { DashboardInvocation } from './dashboard.js';
 import { chatIdOption, DEFAULT_CHAT_ID, DEFAULT_CHAT_WAIT_S, messageOption, waitOption, type ChatInvocation } from './chat-options.js';
 import { DEFAULT_DASHBOARD_PORT } from '../lib/ops/dashboard-port.js';
+import { tailOption, type LogsInvocation } from './logs.js';
+import { completionScript, shellOption, type CommandInfo, type Shell } from './completion.js';
+import { ztmVersion } from './version.js';
 
 const GROUPS = new Set(['tenant', 'webhook', 'dead']);
+const OUTPUT_FORMATS = ['json', 'table'] as const;
 const EXIT_USAGE = 2;
 const EXIT_FAILED = 1;
 
@@ -36,7 +40,10 @@ type Invocation =
   | TokenInvocation
   | { kind: 'status' }
   | ({ kind: 'dashboard' } & DashboardInvocation)
-  | ({ kind: 'chat' } & ChatInvocation);
+  | ({ kind: 'chat' } & ChatInvocation)
+  | ({ kind: 'logs' } & LogsInvocation)
+  | { kind: 'version' }
+  | { kind: 'completion'; shell: Shell };
 
 function portOption(v: unknown): number {
   const n = Number(v);
@@ -55,14 +62,15 @@ function rawOption(argv: string[], name: string): string | undefined {
   return value;
 }
 
-/** `--bot-token -` → `--bot-token=-`: the parser takes a lone `-` for a flag, not a value. */
+/** `--bot-token -` → `--bot-token=-` (the parser takes a lone `-` for a flag, not a value); `-ojson` → `-o json`. */
 function normalizeArgv(argv: string[]): string[] {
   const out: string[] = [];
   for (let i = 0; i < argv.length; i++) {
     if (argv[i] === '--bot-token' && argv[i + 1] === '-') {
       out.push('--bot-token=-');
       i++;
-    } else out.push(argv[i] as string);
+    } else if (/^-o[a-z]+$/.test(argv[i] as string)) out.push('-o', (argv[i] as string).slice(2)); // kubectl's -ojson
+    else out.push(argv[i] as string);
   }
   return out;
 }
@@ -74,6 +82,7 @@ function program(onRun: (inv: Invocation) => void, argv: string[] = []) {
   const cli = cac('ztm');
   const run = <C extends AdminCommand>(command: C, args: AdminArgs[C], timeoutS?: number): void => onRun({ kind: 'admin', command, args, timeoutS });
   cli.option('--json', 'Print JSON instead of a table');
+  cli.option('-o, --output <format>', 'json or table (the Go CLI\'s --output json)');
   cli.option('--timeout <secs>', 'How long to wait for the command to finish', { default: 60 });
 
   const tokenOptions = (o: { botTokenEnv?: unknown }, positional?: unknown) => tokenSource({
@@ -144,6 +153,13 @@ function program(onRun: (inv: Invocation) => void, argv: string[] = []) {
       message: o.message === undefined ? undefined : messageOption(rawOption(argv, 'message') ?? String(o.message)),
       waitS: waitOption(o.wait),
     }));
+  cli.command('logs <id>', 'Show the tenant agent\'s log (local: its log file; Kubernetes: its pod\'s log)')
+    .option('-f, --follow', 'Keep printing as the log grows')
+    .option('--tail <lines>', 'Only the last lines')
+    .action((id: string, o: { follow?: boolean; tail?: unknown }) => onRun({ kind: 'logs', tenantId: assertTenantId(id), follow: o.follow === true, tail: tailOption(o.tail) }));
+  cli.command('version', 'Show the version of ztm and of the Node running it').action(() => onRun({ kind: 'version' }));
+  cli.command('completion <shell>', 'Print a completion script: source <(ztm completion bash) (or zsh)')
+    .action((shell: unknown) => onRun({ kind: 'completion', shell: shellOption(shell) }));
   cli.help();
   return cli;
 }
@@ -165,16 +181,40 @@ export interface ZtmIo extends Partial<Printer> {
   stdin?: Readable;
 }
 
+/** `-o json`, `--output json`, `--output=json` (last wins; normalizeArgv split `-ojson`); undefined when not given. */
+function outputFormat(argv: string[]): string | undefined {
+  let format: string | undefined;
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i] as string;
+    if (a === '-o' || a === '--output') format = argv[++i] ?? '';
+    else if (a.startsWith('--output=')) format = a.slice('--output='.length);
+  }
+  return format;
+}
+
+/** Every command's name and long options, for the completion script. */
+function commandInfo(cli: ReturnType<typeof program>): { commands: CommandInfo[]; globals: string[] } {
+  const longs = (raw: string): string[] => raw.split(/[\s,]+/).filter((w) => w.startsWith('--'));
+  return {
+    commands: cli.commands.filter((c) => c.name !== '').map((c) => ({ name: c.name, options: c.options.flatMap((o) => longs(o.rawName)) })),
+    globals: [...cli.globalCommand.options.flatMap((o) => longs(o.rawName)), '--help'],
+  };
+}
+
 export async function main(rawArgv: string[], env: Env = process.env, io?: ZtmIo): Promise<number> {
   const argv = normalizeArgv(rawArgv);
+  const format = outputFormat(argv);
   const p: Printer = {
-    json: argv.includes('--json'),
+    json: argv.includes('--json') || format === 'json',
     out: io?.out ?? ((l) => process.stdout.write(`${l}\n`)),
     err: io?.err ?? ((l) => process.stderr.write(`${l}\n`)),
   };
   let invocation: Invocation | undefined;
   const cli = program((inv) => (invocation = inv), argv);
   try {
+    if (format !== undefined && !(OUTPUT_FORMATS as readonly string[]).includes(format)) {
+      throw new ValidationError(`invalid --output ${JSON.stringify(format.slice(0, 20))}: expected json or table`);
+    }
     const parsed = cli.parse(['node', 'ztm', ...joinGroup(argv)], { run: false });
     if (parsed.options.help || parsed.options.h) return 0;
     if (!cli.matchedCommand) {
@@ -191,6 +231,17 @@ export async function main(rawArgv: string[], env: Env = process.env, io?: ZtmIo
     return EXIT_USAGE;
   }
   if (!invocation) return 0;
+  if (invocation.kind === 'version') {
+    const info = { version: ztmVersion(), node: process.versions.node };
+    if (p.json) printJson(p, info);
+    else p.out(`ztm ${info.version} (node ${info.node})`);
+    return 0;
+  }
+  if (invocation.kind === 'completion') {
+    const { commands, globals } = commandInfo(cli);
+    (io?.out ?? ((l: string) => process.stdout.write(`${l}\n`)))(completionScript(invocation.shell, commands, globals).trimEnd());
+    return 0;
+  }
 
   /** In kubectl mode, a token command's argv and the token that goes on the exec's stdin. */
   let viaStdin: { argv: string[]; input: string } | undefined;
@@ -225,6 +276,24 @@ export async function main(rawArgv: string[], env: Env = process.env, io?: ZtmIo
   // express and Bull Board first (a CLI answers in ~0.1 s).
   if (invocation.kind === 'dashboard') return (await import('./dashboard.js')).runDashboard(invocation, target, config, p);
   if (invocation.kind === 'chat') return (await import('./chat.js')).runChat(invocation, config, target, p);
+  if (invocation.kind === 'logs') {
+    const logs = invocation;
+    return (await import('./logs.js')).runLogs(logs, config, target, p, {
+      write: (s) => (io?.out ? s.split('\n').filter((l, i, all) => i < all.length - 1 || l !== '').forEach((l) => io.out?.(l)) : process.stdout.write(s)),
+      podName: async () => {
+        if (target.kind !== 'redis') return undefined;
+        const { AdminClient: Client } = await import('../lib/admin/admin-client.js');
+        const client = new Client({ redisUrl: target.url, cluster: config.redisCluster, pickupTimeoutMs: 2000 });
+        try {
+          await client.connect();
+          const t = (await client.run('tenant.get', { tenant_id: logs.tenantId }, 5000)) as { pod_name?: unknown };
+          return typeof t.pod_name === 'string' ? t.pod_name : undefined;
+        } finally {
+          await client.close();
+        }
+      },
+    });
+  }
   if (target.kind === 'kubectl') {
     // A token goes on the exec's stdin: argv becomes part of the exec URL (and the audit log).
     return viaStdin ? runThroughKubectl(target, viaStdin.argv, viaStdin.input) : runThroughKubectl(target, argv);

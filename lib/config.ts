@@ -97,6 +97,8 @@ export interface CliConfig {
    */
   redisCluster: boolean | undefined;
   namespace: string;
+  /** Where the tenant pods are (`ztm logs`): ZTM_TENANTS_NAMESPACE, else `<namespace>-agents` as the chart names it. */
+  tenantsNamespace: string;
   kubeContext: string | undefined;
   dataDir: string;
   /** Seconds to wait for an admin worker to pick a command up before saying none is running. */
@@ -310,10 +312,12 @@ export function loadCliConfig(env: Env): CliConfig {
   }
   if (redisUrl === undefined && (str(env, 'REDIS_URL') || str(env, 'REDIS_ADDR'))) redisUrl = resolveRedisUrl(env).url;
   const clusterVar = str(env, 'ZTM_REDIS_CLUSTER') !== undefined ? 'ZTM_REDIS_CLUSTER' : 'REDIS_CLUSTER';
+  const namespace = str(env, 'ZTM_NAMESPACE') ?? 'tenants';
   return {
     redisUrl,
     redisCluster: str(env, clusterVar) === undefined ? undefined : bool(env, clusterVar, false),
-    namespace: str(env, 'ZTM_NAMESPACE') ?? 'tenants',
+    namespace,
+    tenantsNamespace: str(env, 'ZTM_TENANTS_NAMESPACE') ?? `${namespace}-agents`.slice(0, 63).replace(/-+$/, ''),
     kubeContext: str(env, 'ZTM_KUBE_CONTEXT'),
     dataDir: path.resolve(str(env, 'DATA_DIR') ?? './.ztm'),
     pickupTimeoutS: int(env, 'ZTM_PICKUP_TIMEOUT_S', 5, 1, 300),
