@@ -8,6 +8,15 @@
 export const endpointKey = (tenantId: string): string => `router:endpoint:${tenantId}`;
 /** Wake lock, `SET NX EX WAKE_LOCK_TTL_S`. Runbook key. */
 export const wakeLockKey = (tenantId: string): string => `tenant:waking:${tenantId}`;
+/** Drain jobs parked until the tenant's wake ends (a set of job ids; the waker promotes them). */
+export const parkedDrainsKey = (tenantId: string): string => `ztm:parked:${tenantId}`;
+/** The last failed wake of a tenant (lib/wake/wake-contract.ts encodeWakeFailure), with a TTL. */
+export const wakeFailedKey = (tenantId: string): string => `ztm:wake-failed:${tenantId}`;
+/**
+ * Stale endpoints one update met (a count, with a TTL): the agent at the tenant's endpoint refused
+ * the tenant's own credential. The second one after a fresh wake dead-letters the update.
+ */
+export const staleEndpointKey = (tenantId: string, chatId: string, updateId: number): string => `ztm:stale-endpoint:${tenantId}:${chatId}:${updateId}`;
 
 const MB = '{mbox}';
 /** Per-chat FIFO of accepted updates (a list of JSON envelopes). */

@@ -17,6 +17,8 @@ export interface Metrics {
   pipelineLatency: Histogram;
   wakeLatency: Histogram<'path'>;
   wakes: Counter<'outcome'>;
+  /** Deliveries refused by the agent at the endpoint as not this tenant's; outcome: rewake | dead-letter. */
+  staleEndpoints: Counter<'outcome'>;
   deadLetters: Gauge;
   queueDepth: Gauge<'queue' | 'state'>;
   warmPoolSize: Gauge;
@@ -65,6 +67,7 @@ export function createMetrics(options: { service: string; defaultMetrics?: boole
       buckets: [0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 120, 300],
     }),
     wakes: new Counter({ name: 'ztm_wakes_total', help: 'Wakes by outcome', labelNames: ['outcome'], registers: r }),
+    staleEndpoints: new Counter({ name: 'ztm_stale_endpoints_total', help: "Deliveries the agent at the tenant's endpoint refused as not its own (outcome: rewake, dead-letter)", labelNames: ['outcome'], registers: r }),
     deadLetters: new Gauge({ name: 'ztm_dead_letters', help: 'Updates in the dead-letter store (read from Redis on scrape)', registers: r, collect }),
     queueDepth: new Gauge({
       name: 'ztm_queue_jobs', labelNames: ['queue', 'state'], registers: r, collect,

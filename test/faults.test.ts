@@ -41,6 +41,7 @@ import path from 'node:path';
 import { Pool, request } from 'undici';
 import { Queue } from 'bullmq';
 import { QUEUES, QUEUE_PREFIX } from '../lib/queues.js';
+import { requestWake } from '../lib/wake/wake-contract.js';
 import { createRedis, closeRedis } from '../lib/redis.js';
 import { deriveWebhookSecret } from '../lib/webhook-secret.js';
 import { IncarnationIndex } from '../lib/tenants/incarnation-index.js';
@@ -274,7 +275,7 @@ t.test('kill -9 forwarder, waker, ingress, an agent, Redis under steady load: ev
   // forwarder does for a message to a sleeping tenant (the forwarder's drains are stalled now).
   await ztm('tenant', 'sleep', SLEEPER);
   mark(`${SLEEPER} put to sleep (ztm tenant sleep)`);
-  await wakeQueue.add('wake', { t: SLEEPER }, { jobId: `wake.${SLEEPER}`, removeOnComplete: true, removeOnFail: true });
+  await requestWake(wakeQueue, SLEEPER);
   await waitUntil(`a wake of ${SLEEPER} in flight`, async () => (await probe.exists(`tenant:waking:${SLEEPER}`).catch(() => 0)) === 1, 10_000);
   mark(`kill -9 the waker host (waker, janitor) while it wakes ${SLEEPER}`);
   await host.kill('SIGKILL', { group: false });

@@ -4,13 +4,14 @@
  */
 import type { Queue } from 'bullmq';
 import type { RedisClient } from '../redis.js';
-import { endpointKey, startingNoticeKey, wakeLockKey } from '../keys.js';
+import { endpointKey, parkedDrainsKey as parkedKey, staleEndpointKey, startingNoticeKey, wakeFailedKey, wakeLockKey } from '../keys.js';
 import { callScript, defineScripts } from '../redis-scripts.js';
+import { decodeWakeFailure, encodeWakeFailure, type WakeFailure } from '../wake/wake-contract.js';
 import { WAKE_DONE_CHANNEL } from './endpoint-watch.js';
 import { promoteWhenDelayed } from './promote-job.js';
 
-const parkedKey = (tenantId: string): string => `ztm:parked:${tenantId}`;
-const wakeFailedKey = (tenantId: string): string => `ztm:wake-failed:${tenantId}`;
+/** How long a failed wake is remembered: drains waiting on it read it within seconds. */
+const WAKE_FAILURE_TTL_S = 120;
 
 /** Deletes a key only if it still holds the given value (an endpoint that failed, a lock we own). */
 export const COMPARE_AND_DELETE = `
@@ -58,6 +59,7 @@ export class Endpoints {
     await this.redis.publish(WAKE_DONE_CHANNEL, tenantId);
   }
 
+  /** Drops the endpoint only if it still is `address` (a newer wake's endpoint stays). */
   async invalidate(tenantId: string, address: string): Promise<boolean> {
     return (await callScript<number>(this.redis, 'ztmCompareAndDelete', endpointKey(tenantId), address)) === 1;
   }
@@ -80,16 +82,31 @@ export class Endpoints {
     await this.redis.multi().sadd(parkedKey(tenantId), jobId).expire(parkedKey(tenantId), 3600).exec();
   }
 
-  async recordWakeFailure(tenantId: string, reason: string): Promise<void> {
-    await this.redis.set(wakeFailedKey(tenantId), reason.slice(0, 300), 'EX', 120);
+  async recordWakeFailure(tenantId: string, failure: WakeFailure): Promise<void> {
+    await this.redis.set(wakeFailedKey(tenantId), encodeWakeFailure(failure), 'EX', WAKE_FAILURE_TTL_S);
   }
 
-  async lastWakeFailure(tenantId: string): Promise<string | undefined> {
-    return (await this.redis.get(wakeFailedKey(tenantId))) ?? undefined;
+  async lastWakeFailure(tenantId: string): Promise<WakeFailure | undefined> {
+    return decodeWakeFailure(await this.redis.get(wakeFailedKey(tenantId)));
   }
 
   async clearWakeFailure(tenantId: string): Promise<void> {
     await this.redis.del(wakeFailedKey(tenantId));
+  }
+
+  /**
+   * Counts a stale endpoint met by one update (the agent there refused the tenant's credential) and
+   * returns how many it met within `ttlS`: the drainer re-wakes on the first, dead-letters on the next.
+   */
+  async noteStaleEndpoint(tenantId: string, chatId: string, updateId: number, ttlS: number): Promise<number> {
+    const key = staleEndpointKey(tenantId, chatId, updateId);
+    const [[, n]] = (await this.redis.multi().incr(key).expire(key, ttlS).exec()) as [[Error | null, number], unknown];
+    return n;
+  }
+
+  /** Forgets the stale endpoints an update met (it left the mailbox, e.g. as a dead letter). */
+  async clearStaleEndpoints(tenantId: string, chatId: string, updateId: number): Promise<void> {
+    await this.redis.del(staleEndpointKey(tenantId, chatId, updateId));
   }
 
   /**

@@ -7,6 +7,7 @@ import type { Logger } from '../logger.js';
 import type { RedisClient } from '../redis.js';
 import { NotFoundError, TimeoutError } from '../errors.js';
 import { Endpoints } from '../delivery/endpoints.js';
+import { requestWake } from '../wake/wake-contract.js';
 import type { TenantRegistry } from '../registry/tenant-registry.js';
 import type { Runtime } from '../runtime/runtime.js';
 import type { TenantIdentity } from '../webhook-secret.js';
@@ -36,7 +37,7 @@ export class RuntimeLifecycle implements TenantLifecycle {
   async wake(tenantId: string, progress: (message: string) => void = () => undefined): Promise<{ tenant_id: string; address: string; ms: number }> {
     await this.o.registry.require(tenantId);
     const started = Date.now();
-    await this.o.wakeQueue.add('wake', { t: tenantId }, { jobId: `wake.${tenantId}`, removeOnComplete: true, removeOnFail: true });
+    await requestWake(this.o.wakeQueue, tenantId);
     progress('wake requested');
     const deadline = started + this.o.wakeTimeoutS * 1000;
     let lastStatus = '';
@@ -44,7 +45,7 @@ export class RuntimeLifecycle implements TenantLifecycle {
       const endpoint = await this.endpoints.get(tenantId);
       if (endpoint) return { tenant_id: tenantId, address: endpoint.address, ms: Date.now() - started };
       const failure = await this.endpoints.lastWakeFailure(tenantId);
-      if (failure) throw new TimeoutError(`wake of ${tenantId} failed: ${failure}`);
+      if (failure) throw new TimeoutError(`wake of ${tenantId} failed: ${failure.reason}`);
       const tenant = await this.o.registry.get(tenantId);
       if (tenant && tenant.status !== lastStatus) {
         lastStatus = tenant.status;

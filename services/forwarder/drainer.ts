@@ -17,6 +17,7 @@ import type { EndpointWatch } from '../../lib/delivery/endpoint-watch.js';
 import type { DeadLetterStore } from '../../lib/delivery/dead-letters.js';
 import { decodeEnvelope, parseUpdate, textOf, type Envelope } from '../../lib/delivery/update.js';
 import type { TenantCache } from '../../lib/tenants/tenant-cache.js';
+import { requestWake, wakeFailedText } from '../../lib/wake/wake-contract.js';
 import { deriveAgentToken, deriveWebhookSecret, memoizePerTenant, type TenantIdentity } from '../../lib/webhook-secret.js';
 import { TENANT_ID_PATTERN } from '../../lib/validate.js';
 import type { AgentClient } from './agent-client.js';
@@ -29,6 +30,8 @@ const PARK_POLL_MS = 5_000;
 const FULL_FALLBACK_MS = 1_000;
 /** How long a drain waits in place for a wake (EndpointWatch) before parking its job instead. */
 const WAKE_WAIT_MS = 20_000;
+/** Stale endpoints an update may meet (each drops the endpoint and re-wakes); the next dead-letters it. */
+const STALE_ENDPOINTS_PER_UPDATE = 1;
 
 export interface DrainerDeps {
   config: Config;
@@ -202,8 +205,8 @@ export class Drainer {
         log.warn({ update_id: env.updateId, status: outcome.status, reason: outcome.reason }, 'agent rejected the update: not retried');
         this.count('rejected');
         return this.pop(h, env);
-      case 'stale-endpoint': // not produced yet: the identity-on-delivery change drops the endpoint and re-wakes instead
-        return { next: 'park', delayMs: 1000, onWake: false };
+      case 'stale-endpoint':
+        return this.staleEndpoint(h, env, endpoint, outcome.status);
       case 'refused': {
         // Retrying cannot help until an operator acts: said loudly, then a dead letter at once
         // (`ztm dead retry` re-sends it once fixed).
@@ -263,15 +266,44 @@ export class Drainer {
     return { next: 'park', delayMs: Math.min(PARK_POLL_MS, backoffMs(attempts)), onWake: true };
   }
 
+  /**
+   * The agent at the endpoint refused this tenant's own credential: it is not this tenant's agent
+   * (a pod IP reused by another tenant, a stale endpoint) or not this incarnation's. Nothing was
+   * delivered. The endpoint is dropped if no wake replaced it meanwhile, and a wake finds or starts
+   * the tenant's own agent; an update that meets this again after that wake is dead-lettered (a
+   * misconfigured agent must not loop). Not an attempt: the update never reached its agent.
+   */
+  private async staleEndpoint(h: Head, env: Envelope, endpoint: Endpoint, status: number): Promise<Step> {
+    const { tenantId, chatId, log } = h;
+    const [dropped, met] = await Promise.all([
+      this.d.endpoints.invalidate(tenantId, endpoint.address),
+      // Remembered for two wake lock TTLs: longer than the wake it asks for can take.
+      this.d.endpoints.noteStaleEndpoint(tenantId, chatId, env.updateId, 2 * this.d.config.wakeLockTtlS),
+    ]);
+    this.d.agents.drop(endpoint.address);
+    if (met > STALE_ENDPOINTS_PER_UPDATE) {
+      this.d.metrics?.staleEndpoints.inc({ outcome: 'dead-letter' });
+      log.error({ update_id: env.updateId, endpoint: endpoint.address, status }, "the tenant's agent refused its credential after a fresh wake: dead-lettered");
+      const { attempts } = await this.countAttempt(h, env, false);
+      await this.deadLetter(h, attempts, `the agent at ${endpoint.address} refused this tenant's credential after a fresh wake`);
+      await this.d.endpoints.clearStaleEndpoints(tenantId, chatId, env.updateId);
+      return { next: 'continue' };
+    }
+    this.d.metrics?.staleEndpoints.inc({ outcome: 'rewake' });
+    log.warn({ update_id: env.updateId, endpoint: endpoint.address, status, dropped }, "the agent at the endpoint refused this tenant's credential (not its agent): endpoint dropped, waking the tenant");
+    await this.requestWake(tenantId);
+    return this.awaitWake(tenantId);
+  }
+
   private async needWake(h: Head, env: Envelope): Promise<Step> {
     const { tenantId, chatId, log } = h;
     // Both read in one round trip: the first message of a sleeping tenant waits for this.
     let [failure, waking] = await Promise.all([this.d.endpoints.lastWakeFailure(tenantId), this.d.endpoints.isWaking(tenantId)]);
-    if (failure?.startsWith('unknown tenant')) {
+    if (failure?.code === 'unknown-tenant') {
       // Re-read the registry (rare path): the tenant may have been created since.
       this.d.tenants.invalidate(tenantId);
       if (!(await this.d.tenants.botToken(tenantId))) {
-        await this.deadLetter(h, 1, failure);
+        await this.deadLetter(h, 1, failure.reason);
         return { next: 'continue' };
       }
       await this.d.endpoints.clearWakeFailure(tenantId);
@@ -282,7 +314,7 @@ export class Drainer {
       // Each wake this update has to ask for is an attempt: a tenant that never wakes dead-letters.
       const attempts = failure ? (await this.countAttempt(h, env, false)).attempts : 0;
       if (attempts >= this.d.config.forwardAttempts) {
-        await this.deadLetter(h, attempts, `wake failed: ${failure ?? 'unknown'}`);
+        await this.deadLetter(h, attempts, wakeFailedText(failure));
         return { next: 'continue' };
       }
       await this.requestWake(tenantId);
@@ -299,8 +331,8 @@ export class Drainer {
   }
 
   private async requestWake(tenantId: string): Promise<void> {
-    // One pending wake per tenant: the job id dedups concurrent requests.
-    await this.d.wakeQueue.add('wake', { t: tenantId }, { jobId: `wake.${tenantId}`, removeOnComplete: true, removeOnFail: true });
+    // One pending wake per tenant: concurrent requests fold into it (lib/wake/wake-contract.ts).
+    await requestWake(this.d.wakeQueue, tenantId);
   }
 
   private async sendStartingNotice(tenantId: string, chatId: string, log: Logger): Promise<void> {

@@ -13,6 +13,7 @@ import { QUEUES, QUEUE_PREFIX } from '../../lib/queues.js';
 import { wakeLockKey } from '../../lib/keys.js';
 import { Activity } from '../../lib/tenants/activity.js';
 import { Endpoints } from '../../lib/delivery/endpoints.js';
+import { pendingWakeJobId } from '../../lib/wake/wake-contract.js';
 import type { RuntimeLifecycle } from '../../lib/tenants/tenant-lifecycle.js';
 import type { TenantRegistry } from '../../lib/registry/tenant-registry.js';
 import type { Runtime } from '../../lib/runtime/runtime.js';
@@ -157,7 +158,8 @@ export class LifecycleWorker {
         cursor = next;
         for (const key of keys) {
           const id = key.slice('tenant:waking:'.length);
-          const job = await wakeQueue.getJob(`wake.${id}`);
+          const jobId = await pendingWakeJobId(wakeQueue, id);
+          const job = jobId ? await wakeQueue.getJob(jobId) : undefined;
           const state = job ? await job.getState() : 'missing';
           if (state === 'active' || state === 'waiting' || state === 'delayed' || state === 'prioritized') continue;
           // No wake is running for it: a crashed waker left it (it would block wakes until its TTL).

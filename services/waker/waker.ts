@@ -2,7 +2,9 @@
  * The waker: a BullMQ worker over `{wake}`. One wake per tenant at a time (the runbook's wake lock
  * `tenant:waking:<id>`, SET NX EX); the agent is used only once ready; the endpoint is published in
  * `router:endpoint:<id>`, the registry moves provisioning → running, and the drains that waited
- * are promoted at once. A failed wake logs `wake failed`, releases the lock and lets them retry.
+ * are promoted at once. A failed wake logs `wake failed`, records a typed failure
+ * (lib/wake/wake-contract.ts), releases the lock and its hold on wake requests, and only then
+ * tells the waiting drains, so that their next request starts a new wake.
  */
 import { randomUUID } from 'node:crypto';
 import { Queue, Worker, type Job } from 'bullmq';
@@ -15,12 +17,12 @@ import { wakeLockKey, startingNoticeKey } from '../../lib/keys.js';
 import { Activity } from '../../lib/tenants/activity.js';
 import { Endpoints } from '../../lib/delivery/endpoints.js';
 import { callScript, defineScripts } from '../../lib/redis-scripts.js';
+import { WakeFailedError, parseWakeJob, releaseWakeRequest, type WakeFailure, type WakeFailureCode } from '../../lib/wake/wake-contract.js';
 import type { TenantRegistry } from '../../lib/registry/tenant-registry.js';
 import type { Tenant } from '../../lib/registry/tenant.js';
 import type { StateStore } from '../../lib/state/state-store.js';
 import { STATE_URL_TTL_S, StateUrlLedger } from '../../lib/state/state-urls.js';
 import type { Runtime, TenantInstance } from '../../lib/runtime/runtime.js';
-import { TENANT_ID_PATTERN } from '../../lib/validate.js';
 
 /**
  * Takes the wake lock over from an earlier run of the same wake job (its value starts with the
@@ -90,21 +92,24 @@ export class Waker {
   }
 
   private async process(job: Job): Promise<WakeResult | string> {
-    const t = (job.data as { t?: unknown }).t;
-    if (typeof t !== 'string' || !TENANT_ID_PATTERN.test(t)) {
+    const data = parseWakeJob(job.data);
+    if (!data) {
       this.o.log.error({ job: job.id }, 'malformed wake job: dropped');
+      await releaseWakeRequest(job);
       return 'malformed';
     }
-    return this.wake(t, job.id);
+    return this.wake(data.t, job);
   }
 
   /**
-   * Wakes a tenant (also used by `ztm tenant wake`); resolves once it is ready or another wake owns
-   * it. `jobId`: the wake job this runs for; a later run of the same job may take its lock over.
+   * Wakes a tenant; resolves once it is ready or another wake owns it, rejects with a
+   * WakeFailedError. `job`: the wake job this runs for (a later run of the same job may take its
+   * lock over; its hold on the tenant's wake requests ends before the end is announced).
    */
-  async wake(tenantId: string, jobId?: string): Promise<WakeResult> {
+  async wake(tenantId: string, job?: Job): Promise<WakeResult> {
     const started = Date.now();
     const log = this.o.log.child({ tenant: tenantId });
+    const jobId = job?.id;
     const owner = jobId ? `job:${jobId}:` : undefined;
     const lock = `${owner ?? ''}${randomUUID()}`;
     const ttl = this.o.config.wakeLockTtlS;
@@ -118,22 +123,17 @@ export class Waker {
     try {
       // The record, a live instance and fresh state URLs do not depend on each other: one wait.
       const [tenant, live, state] = await Promise.all([
-        this.o.registry.get(tenantId),
-        this.o.runtime.find(tenantId),
-        this.o.state.presign(tenantId, { expiresInS: STATE_URL_TTL_S }),
+        step('internal', this.o.registry.get(tenantId)),
+        step('start-failed', this.o.runtime.find(tenantId)),
+        step('state-unavailable', this.o.state.presign(tenantId, { expiresInS: STATE_URL_TTL_S })),
       ]);
-      if (!tenant) {
-        log.error('wake failed: unknown tenant');
-        await this.endpoints.recordWakeFailure(tenantId, 'unknown tenant');
-        this.o.metrics?.wakes.inc({ outcome: 'unknown-tenant' });
-        throw new Error(`unknown tenant ${tenantId}`);
-      }
+      if (!tenant) throw new WakeFailedError({ code: 'unknown-tenant', reason: 'unknown tenant' });
       if (live) return (ready = await this.publish(tenant, live, 'already-running', started, log));
       // The registry write and the start overlap: the start does not need it, and while the wake
       // lock is held the reconciler leaves a pod whose tenant is not marked yet alone.
       const [marked, startedInstance] = await Promise.allSettled([
         this.markProvisioning(tenant),
-        this.o.runtime.start(tenant, state),
+        step('start-failed', this.o.runtime.start(tenant, state)),
       ]);
       if (startedInstance.status === 'rejected') throw startedInstance.reason;
       if (marked.status === 'rejected') throw marked.reason;
@@ -141,19 +141,30 @@ export class Waker {
       await new StateUrlLedger(this.o.redis).issued(tenantId);
       return (ready = await this.publish(marked.value, instance, path, started, log));
     } catch (err) {
-      if (!(err instanceof Error && err.message.startsWith('unknown tenant'))) {
-        log.error({ err, ms: Date.now() - started }, 'wake failed');
+      const failed = err instanceof WakeFailedError ? err : new WakeFailedError({ code: 'internal', reason: reasonOf(err) }, { cause: err });
+      const { failure } = failed;
+      if (failure.code === 'unknown-tenant') {
+        log.error({ wake_failure: failure.code }, failed.message);
+        this.o.metrics?.wakes.inc({ outcome: 'unknown-tenant' });
+        await this.endpoints.recordWakeFailure(tenantId, failure);
+      } else {
+        log.error({ err: failed.cause ?? failed, wake_failure: failure.code, ms: Date.now() - started }, 'wake failed');
         this.o.metrics?.wakes.inc({ outcome: 'failed' });
-        await this.endpoints.recordWakeFailure(tenantId, err instanceof Error ? err.message : String(err));
+        await this.endpoints.recordWakeFailure(tenantId, failure);
         await this.o.registry.update(tenantId, { status: 'idle', pod_name: null, pod_ip: null }).catch(() => undefined);
       }
-      throw err;
+      throw failed;
     } finally {
       await callScript(this.o.redis, 'ztmCompareAndDelete', wakeLockKey(tenantId), lock);
       await this.o.redis.del(startingNoticeKey(tenantId));
-      // A failed wake (a ready one announced itself in publish): drains waiting in place re-check,
-      // count an attempt and ask again. After the lock is gone, so that they can.
-      if (!ready) await this.endpoints.announceWakeDone(tenantId);
+      // This job no longer stands for the tenant's pending wake: BullMQ would let go of it only
+      // when the job is finished, after the announcement below, and a drain asking again in
+      // between would be folded into this ended wake (never tried, then a dead letter).
+      if (job) await releaseWakeRequest(job).catch((err: unknown) => log.warn({ err }, 'could not release the wake request'));
+      // Drains waiting in place re-check: after a failure they count an attempt and ask again;
+      // after a success (announced in publish already) one whose endpoint went stale meanwhile
+      // asks again too. After the lock and the request are released, so that they can.
+      await this.endpoints.announceWakeDone(tenantId);
       await this.endpoints.promoteParked(tenantId, this.forwardQueue);
     }
   }
@@ -191,4 +202,15 @@ export class Waker {
     await this.worker.close();
     await this.forwardQueue.close();
   }
+}
+
+/** Tags a wake step's failure with its code (a WakeFailedError passes as it is). */
+function step<T>(code: WakeFailureCode, p: Promise<T>): Promise<T> {
+  return p.catch((err: unknown) => {
+    throw err instanceof WakeFailedError ? err : new WakeFailedError({ code, reason: reasonOf(err) } satisfies WakeFailure, { cause: err });
+  });
+}
+
+function reasonOf(err: unknown): string {
+  return (err instanceof Error ? err.message : String(err)).split('\n', 1)[0] ?? '';
 }
