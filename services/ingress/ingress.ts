@@ -17,6 +17,7 @@
  * read, with no I/O for a tenant verified recently; a secret of the wrong shape costs nothing, and
  * any other costs at most one bounded Redis read of the tenant's incarnation (webhook-verifier.ts).
  */
+import { assertNativeUws } from '../../lib/util/uws-native.js';
 import uWS, { type HttpRequest, type HttpResponse, type TemplatedApp, type us_listen_socket } from '@trufflesuite/uws-js-unofficial';
 import type { Counter } from 'prom-client';
 import type { Config } from '../../lib/config.js';
@@ -114,6 +115,8 @@ function check(ok: boolean, what: string): void {
 }
 
 export async function createIngress(options: IngressOptions): Promise<Ingress> {
+  // Before anything else: on a Node without the native addon the package serves another server.
+  assertNativeUws(uWS);
   const { config, log, redis, mailbox, webhookSecret, metrics } = options;
   check(typeof config === 'object' && config !== null, 'config is required');
   check(Number.isInteger(config.ingressPort) && config.ingressPort >= 0 && config.ingressPort <= 65_535, 'config.ingressPort must be 0-65535');
