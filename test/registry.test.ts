@@ -284,7 +284,7 @@ t.test('embedded store persists under dataDir', async (t) => {
   const dir = t.testdir();
   const table = uniqueTableName();
   const first = await startEmbeddedDynamo({ dataDir: dir });
-  t.match(first.endpoint, /^http:\/\/127\.0\.0\.1:\d+$/);
+  t.match(first.endpoint, /^http:\/\/ZTM[A-Z2-7]{17}:[A-Za-z0-9_-]{40}@127\.0\.0\.1:\d+$/, 'on loopback, with the store\'s own key');
   const c1 = createDynamoClient({ endpoint: first.endpoint, region: 'us-east-1' });
   const r1 = new TenantRegistry({ client: c1, table });
   await r1.ensureTable();

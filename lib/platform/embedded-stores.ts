@@ -1,6 +1,7 @@
 /**
  * The embedded default's stand-ins for managed services: a redis-server under DATA_DIR when nothing
- * answers at the default REDIS_URL, and dynalite (DynamoDB protocol) persisted under DATA_DIR.
+ * answers at the default REDIS_URL, and dynalite (DynamoDB protocol) and s3rver (S3) persisted
+ * under DATA_DIR, both taking only requests signed with the key kept in DATA_DIR/secrets.json.
  */
 import path from 'node:path';
 import type { Config } from '../config.js';
@@ -14,10 +15,14 @@ import { isListening } from '../util/free-port.js';
 import { startEmbeddedDynamo } from '../registry/embedded-dynamodb.js';
 import { startEmbeddedS3 } from '../state/embedded-s3.js';
 import type { Closeable } from './run-service.js';
+import { loadOrCreateStoreCredentials } from '../local-secrets.js';
+import { describeStoreEndpoint } from './store-credentials.js';
 
 export interface EmbeddedStores extends Closeable {
   redisUrl: string;
+  /** With the store's key in its user info when started here (describeStoreEndpoint to show it). */
   dynamodbEndpoint: string | undefined;
+  /** With the store's key in its user info when started here (describeStoreEndpoint to show it). */
   s3Endpoint: string | undefined;
   started: string[];
 }
@@ -46,21 +51,26 @@ export async function startEmbeddedStores(config: Config, log: Logger): Promise<
       log.info({ url: describeRedisUrl(redis.url) }, 'started embedded redis-server (password required)');
     }
   }
+  // Agents share this host's network: the stores take only requests signed with this key.
+  const credentials = !config.dynamodbEndpoint || !config.s3Endpoint ? loadOrCreateStoreCredentials(config.dataDir) : undefined;
+  const keyNote = `requests signed with the key in ${path.join(config.dataDir, 'secrets.json')} only`;
   let dynamodbEndpoint = config.dynamodbEndpoint;
   if (!dynamodbEndpoint) {
-    const dynamo = await startEmbeddedDynamo({ dataDir: config.dataDir });
+    const dynamo = await startEmbeddedDynamo({ dataDir: config.dataDir, ...(credentials ? { credentials } : {}), log });
     closers.push(() => dynamo.close());
     dynamodbEndpoint = dynamo.endpoint;
-    started.push(`dynalite ${dynamo.endpoint} (data in ${path.join(config.dataDir, 'dynamodb')})`);
-    log.info({ endpoint: dynamo.endpoint }, 'started embedded DynamoDB (dynalite)');
+    const shown = describeStoreEndpoint(dynamo.endpoint);
+    started.push(`dynalite ${shown} (${keyNote}; data in ${path.join(config.dataDir, 'dynamodb')})`);
+    log.info({ endpoint: shown }, 'started embedded DynamoDB (dynalite)');
   }
   let s3Endpoint = config.s3Endpoint;
   if (!s3Endpoint) {
-    const s3 = await startEmbeddedS3({ dataDir: config.dataDir });
+    const s3 = await startEmbeddedS3({ dataDir: config.dataDir, ...(credentials ? { credentials } : {}), log });
     closers.push(() => s3.close());
     s3Endpoint = s3.endpoint;
-    started.push(`s3rver ${s3.endpoint} (data in ${path.join(config.dataDir, 's3')})`);
-    log.info({ endpoint: s3.endpoint }, 'started embedded S3 (s3rver)');
+    const shown = describeStoreEndpoint(s3.endpoint);
+    started.push(`s3rver ${shown} (${keyNote}; data in ${path.join(config.dataDir, 's3')})`);
+    log.info({ endpoint: shown }, 'started embedded S3 (s3rver)');
   }
   return {
     redisUrl,

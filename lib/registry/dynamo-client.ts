@@ -5,9 +5,10 @@
 import '../aws-quiet.js';
 import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { ValidationError } from '../errors.js';
+import { splitStoreEndpoint } from '../platform/store-credentials.js';
 
 export interface DynamoClientOptions {
-  /** e.g. http://127.0.0.1:4567 for the embedded store; omit for AWS. */
+  /** e.g. http://<key id>:<secret>@127.0.0.1:4567 for the embedded store; omit for AWS. */
   endpoint?: string;
   region: string;
 }
@@ -21,20 +22,13 @@ export function createDynamoClient(options: DynamoClientOptions): DynamoDBClient
     // AWS: the default provider chain (env, shared config, IRSA / instance role).
     return new DynamoDBClient({ region });
   }
-  let url: URL;
-  try {
-    url = new URL(endpoint);
-  } catch {
-    throw new ValidationError('invalid DynamoDB endpoint: expected an http(s) URL');
-  }
-  if (url.protocol !== 'http:' && url.protocol !== 'https:') {
-    throw new ValidationError('invalid DynamoDB endpoint: expected an http(s) URL');
-  }
-  // A local endpoint ignores signatures; static dummy credentials keep the SDK from walking
-  // the credential chain (slow IMDS probes, or real keys being sent to a local process).
+  // The embedded store's key travels in the endpoint's user info (lib/platform/store-credentials.ts).
+  const split = splitStoreEndpoint(endpoint, 'DynamoDB');
+  // Without one, static dummy credentials keep the SDK from walking the credential chain (slow
+  // IMDS probes, or real keys being sent to a local process); the embedded store refuses them.
   return new DynamoDBClient({
     region,
-    endpoint,
-    credentials: { accessKeyId: 'local', secretAccessKey: 'local' },
+    endpoint: split.endpoint,
+    credentials: split.credentials ? { ...split.credentials } : { accessKeyId: 'local', secretAccessKey: 'local' },
   });
 }

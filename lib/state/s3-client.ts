@@ -4,20 +4,21 @@
  */
 import { S3Client } from '@aws-sdk/client-s3';
 import { ValidationError } from '../errors.js';
+import { splitStoreEndpoint } from '../platform/store-credentials.js';
 
 export interface S3ClientOptions {
-  /** e.g. http://127.0.0.1:4569 for the embedded store; omit for AWS. */
+  /** e.g. http://<key id>:<secret>@127.0.0.1:4569 for the embedded store; omit for AWS. */
   endpoint?: string;
   region: string;
   /** Path-style URLs (`<endpoint>/<bucket>/<key>`); forced on when an endpoint is given. */
   forcePathStyle?: boolean;
-  /** Static keys for an S3-compatible endpoint that checks them (e.g. MinIO); local dummies otherwise. */
+  /** Static keys for an S3-compatible endpoint that checks them (e.g. MinIO); else those in the endpoint's user info; else local dummies. */
   credentials?: { accessKeyId: string; secretAccessKey: string; sessionToken?: string };
 }
 
 /**
- * s3rver only accepts requests whose access key id is in its (hard-coded) account registry; it
- * does not verify V4 signatures, so the secret is irrelevant. Real endpoints never see these.
+ * What a client signs with when its endpoint carries no key: s3rver's built-in account. The
+ * embedded store's gate refuses it (lib/platform/sigv4-gate.ts); real endpoints never see it.
  */
 export const LOCAL_S3_ACCESS_KEY = 'S3RVER';
 
@@ -36,23 +37,18 @@ export function createS3Client(options: S3ClientOptions): S3Client {
     // AWS: the default provider chain (env, shared config, IRSA / instance role).
     return new S3Client({ region, forcePathStyle: forcePathStyle ?? false, ...checksums });
   }
-  let url: URL;
-  try {
-    url = new URL(endpoint);
-  } catch {
-    throw new ValidationError('invalid S3 endpoint: expected an http(s) URL');
-  }
-  if (url.protocol !== 'http:' && url.protocol !== 'https:') {
-    throw new ValidationError('invalid S3 endpoint: expected an http(s) URL');
-  }
+  // The embedded store's key travels in the endpoint's user info (lib/platform/store-credentials.ts);
+  // presigned URLs are built on the endpoint without it.
+  const split = splitStoreEndpoint(endpoint, 'S3');
+  const keys = credentials ?? split.credentials;
   // A local endpoint has no virtual-host DNS for buckets, hence path style; static credentials
   // keep the SDK from walking the credential chain (slow IMDS probes, real keys sent locally).
   return new S3Client({
     region,
-    endpoint,
+    endpoint: split.endpoint,
     forcePathStyle: forcePathStyle ?? true,
     // A fresh object each time: the SDK annotates the credentials object it is given.
-    credentials: credentials ? { ...credentials } : { accessKeyId: LOCAL_S3_ACCESS_KEY, secretAccessKey: LOCAL_S3_ACCESS_KEY },
+    credentials: keys ? { ...keys } : { accessKeyId: LOCAL_S3_ACCESS_KEY, secretAccessKey: LOCAL_S3_ACCESS_KEY },
     ...checksums,
   });
 }
