@@ -11,6 +11,7 @@ import { startTelegramSandbox } from '../../lib/platform/telegram-sandbox.js';
 import { createClients } from '../../lib/platform/clients.js';
 import { loadOrCreateSecrets } from '../../lib/local-secrets.js';
 import { describeRedisUrl } from '../../lib/redis.js';
+import { describeStoreEndpoint } from '../../lib/platform/store-credentials.js';
 import { startPlatform } from './platform.js';
 import { parentDeathSignalAvailable } from '../../lib/util/parent-death.js';
 import { resolveAgentIsolation } from '../../lib/util/agent-isolation.js';
@@ -55,8 +56,8 @@ await runService('platform', async ({ config: given, log }) => {
       ? `${sandbox.url}  (local Bot API sandbox: npx ztm chat <tenant>)`
       : `${config.telegramApiBase}  (TELEGRAM_API_BASE=sandbox runs a local one, for npx ztm chat)`}`,
     `  redis:      ${describeRedisUrl(stores.redisUrl)}`,
-    `  registry:   DynamoDB table ${config.dynamodbTable} at ${stores.dynamodbEndpoint ?? 'AWS'}`,
-    `  state:      s3://${config.s3Bucket} at ${stores.s3Endpoint ?? 'AWS'}`,
+    `  registry:   DynamoDB table ${config.dynamodbTable} at ${stores.dynamodbEndpoint ? describeStoreEndpoint(stores.dynamodbEndpoint) : 'AWS'}`,
+    `  state:      s3://${config.s3Bucket} at ${stores.s3Endpoint ? describeStoreEndpoint(stores.s3Endpoint) : 'AWS'}`,
     `  agents:     local child processes, AGENT_PROFILE=${config.agent.profile}${config.agent.profile === 'custom' ? ` (AGENT_COMMAND=${config.agentCommand})` : ''}${config.agent.llm ? `, model ${config.agent.llm.model} at ${config.agent.llm.baseUrl}` : ''}; logs in ${path.join(config.dataDir, 'tenants', '<id>', 'agent.log')}`,
     // Said at every start, loudly: the embedded default is a real deployment for small installations.
     `  isolation:  ${isolation.line}${isolation.sandboxed ? '' : '; they run as this user and see each other\'s processes and DATA_DIR (docs/security.md)'}; ${parentDeathSignalAvailable() ? 'they die with the platform (setpriv --pdeathsig)' : 'no setpriv: an agent may outlive a crashed platform'}`,
