@@ -96,7 +96,8 @@ t.test('a failed wake is retried, not dropped', async (t) => {
   const marker = path.join(dir, 'first-run-done');
   // First run: leave a marker and fail at once; every later run is the reference agent.
   const command = `if [ -f ${shq(marker)} ]; then exec ${REFERENCE_AGENT}; else touch ${shq(marker)}; exit 1; fi`;
-  const p = await platformWithTenant(t, 'flaky', { AGENT_COMMAND: command, WARM_POOL_TARGET: '0' }, [dir]);
+  // Its agent writes the test's marker on the host: outside the agent sandbox (AGENT_SANDBOX, agent/agent-sandbox.ts).
+  const p = await platformWithTenant(t, 'flaky', { AGENT_COMMAND: command, WARM_POOL_TARGET: '0', AGENT_SANDBOX: 'off' }, [dir]);
 
   await post(p, 'flaky', message(1, 'are you up?'));
   await waitUntil('the answer', () => answersTo(p, 1).some((a) => a.startsWith('You said')), 30_000);
@@ -243,7 +244,8 @@ http.createServer((req, res) => {
 }).listen(Number(process.env.PORT), process.env.HOST || '127.0.0.1');
 process.on('SIGTERM', () => process.exit(0));
 `);
-  const p = await platformWithTenant(t, 'moody', { AGENT_COMMAND: `exec ${shq(process.execPath)} ${shq(script)} ${shq(requests)}` }, [dir]);
+  // Its agent logs the requests to a file of the test's on the host: outside the agent sandbox.
+  const p = await platformWithTenant(t, 'moody', { AGENT_COMMAND: `exec ${shq(process.execPath)} ${shq(script)} ${shq(requests)}`, AGENT_SANDBOX: 'off' }, [dir]);
   const seen = (): Array<{ n: number; at: number; key: string; message: string }> =>
     existsSync(requests) ? readFileSync(requests, 'utf8').trim().split('\n').filter(Boolean).map((l) => JSON.parse(l) as { n: number; at: number; key: string; message: string }) : [];
 
