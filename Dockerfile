@@ -4,7 +4,9 @@
 #   ingress | forwarder | waker | janitor | pool-keeper | dashboard     and `ztm` for kubectl exec.
 # Build: docker buildx build --platform linux/amd64,linux/arm64 -t <registry>/agentic-tenancy .
 # (scripts/build-and-deploy.sh does this and rolls the Deployments out.)
-ARG NODE_IMAGE=node:20-bookworm-slim
+# Exact tags (a base that moves under the same name is a different image): Node 20.20.2 is what the
+# suite runs on; uWebSockets.js has native builds for Node 20 only (docs/operations.md "Node versions").
+ARG NODE_IMAGE=node:20.20.2-bookworm-slim
 
 # TypeScript → JavaScript with source maps. Architecture-independent: runs on the build host.
 FROM --platform=$BUILDPLATFORM ${NODE_IMAGE} AS compile

@@ -60,6 +60,15 @@ t.teardown(async () => {
   if (scratch) rmSync(scratch, { recursive: true, force: true });
 });
 
+t.test('every base image is pinned to an exact version tag or a digest', async (t) => {
+  const bases = [...platform.bases, ...agent.bases];
+  t.ok(bases.length >= 3, `bases found: ${bases.join(', ')}`);
+  for (const base of bases) {
+    t.match(base, /(@sha256:[0-9a-f]{64}$)|(:\d+\.\d+\.\d+(-[a-z0-9.-]+)?$)/, `${base}: exact tag (major.minor.patch) or digest, never one that moves`);
+  }
+  t.ok(platform.bases.includes(`node:${process.versions.node}-bookworm-slim`), 'the services image runs the Node this suite runs on');
+});
+
 t.test('every path the Dockerfiles COPY exists and is in the build context', async (t) => {
   for (const [name, d] of [['Dockerfile', platform], ['agent/Dockerfile', agent]] as const) {
     t.ok(d.copies.length > 5, `${name} copies files`);

@@ -14,6 +14,8 @@ export interface CopyInstruction {
 
 export interface Dockerfile {
   stages: string[];
+  /** Images from a registry that stages are built FROM (ARG defaults expanded; stage names excluded). */
+  bases: string[];
   copies: CopyInstruction[];
   /** Of the default target (the last stage), inherited through FROM <stage>. */
   env: Record<string, string>;
@@ -90,7 +92,10 @@ export function parseDockerfile(text: string): Dockerfile {
     chain.unshift(s);
     if (chain.length > stages.length) throw new Error('FROM cycle');
   }
-  const final: Dockerfile = { stages: stages.flatMap((s) => (s.name ? [s.name] : [])), copies, env: {}, user: undefined, entrypoint: [], healthcheck: false };
+  const names = new Set(stages.flatMap((s) => (s.name ? [s.name] : [])));
+  // `FROM agent-${AGENT:-reference}` names a stage once expanded, so it is no base.
+  const bases = [...new Set(stages.map((s) => s.base).filter((b) => !names.has(b)))];
+  const final: Dockerfile = { stages: [...names], bases, copies, env: {}, user: undefined, entrypoint: [], healthcheck: false };
   for (const s of chain) {
     Object.assign(final.env, s.env);
     if (s.user !== undefined) final.user = s.user;
