@@ -18,6 +18,7 @@ import {
 } from '../agent/zeroclaw/config.js';
 import { startLlmStub, type LlmStub } from './support/llm-stub.js';
 import { zeroclawEmulatorBin } from './support/zeroclaw-bin.js';
+import { classify } from '../services/forwarder/agent-client.js';
 
 const BIN = zeroclawEmulatorBin();
 const root = mkdtempSync(path.join(tmpdir(), 'ztm-zeroclaw-emu-'));
@@ -182,6 +183,8 @@ t.test('the rendered v3 config: answers, readiness, memory in brain.db, duplicat
   const unauthorized = await say(i.port, 'x', { authorization: 'Bearer wrong' });
   t.same(unauthorized.json, { error: 'Unauthorized — pair first via POST /pair, then send Authorization: Bearer <token>' }, '401 wrong bearer');
   t.equal(unauthorized.status, 401);
+  // What the forwarder makes of that answer: the agent there is not this tenant's (its pairing differs).
+  t.match(classify(unauthorized.status, {}, JSON.stringify(unauthorized.json), 'zeroclaw'), { kind: 'stale-endpoint', status: 401 }, 'a wrong bearer is a stale endpoint to the forwarder');
   t.equal((await say(i.port, 'x', { authorization: i.bearer })).status, 401, 'the Bearer prefix is required');
   const big = await call(i.port, 'POST', '/webhook', { 'content-type': 'application/json' }, JSON.stringify({ message: 'a'.repeat(65_536) }));
   t.same([big.status, big.text], [413, 'length limit exceeded'], '413 above 64 KiB, before auth');
