@@ -36,6 +36,8 @@ export interface TenantBinding {
   agentTokenSha256: string | undefined;
   /** Extra variables for the agent (claim only); the shim's own PORT, WORKSPACE... win. */
   env: Record<string, string>;
+  /** The tenant's incarnation (claim only): state URLs must name `tenants/<id>/<incarnation>/…` (state-url-guard.ts). */
+  incarnation?: string | undefined;
 }
 
 export interface ShimConfig {
@@ -116,6 +118,7 @@ function checkTenant(name: string, value: unknown, fail: (name: string, msg: str
 
 const WEBHOOK_SECRET = /^[A-Za-z0-9_-]{1,256}$/;
 const SHA256_HEX = /^[0-9a-f]{64}$/;
+const INCARNATION = /^[A-Za-z0-9_-]{1,128}$/;
 
 function checkPattern(name: string, value: unknown, pattern: RegExp, what: string, fail: (name: string, msg: string) => Error): string | undefined {
   if (value === undefined || value === null || value === '') return undefined;
@@ -232,7 +235,7 @@ export function loadShimConfig(env: Env): ShimConfig {
 }
 
 /**
- * The body of `POST /claim`: `{ tenant_id, bot_token?, state_get_url?, state_put_url?,
+ * The body of `POST /claim`: `{ tenant_id, incarnation?, bot_token?, state_get_url?, state_put_url?,
  * state_legacy_get_url?, webhook_secret?, agent_token_sha256?, env? }`.
  */
 export function parseClaim(body: unknown): TenantBinding {
@@ -261,6 +264,7 @@ export function parseClaim(body: unknown): TenantBinding {
     webhookSecret: checkPattern('webhook_secret', b.webhook_secret, WEBHOOK_SECRET, '1-256 characters of A-Z a-z 0-9 _ -', claimFail),
     agentTokenSha256: checkPattern('agent_token_sha256', b.agent_token_sha256, SHA256_HEX, 'a lowercase hex SHA-256', claimFail),
     env,
+    incarnation: checkPattern('incarnation', b.incarnation, INCARNATION, '1-128 characters of A-Z a-z 0-9 _ -', claimFail),
   };
 }
 

@@ -95,8 +95,9 @@ export class Shim implements ShimHandlers {
   setStateUrls(urls: { getUrl: string | undefined; putUrl: string | undefined }): boolean {
     if (!this.binding) return false;
     // Throws a ValidationError (400) for a URL of another object: nothing is replaced then.
-    assertOwnObject('state_get_url', urls.getUrl, this.binding.tenantId, 'state');
-    assertOwnObject('state_put_url', urls.putUrl, this.binding.tenantId, 'state');
+    const { tenantId, incarnation } = this.binding;
+    assertOwnObject('state_get_url', urls.getUrl, tenantId, 'state', incarnation);
+    assertOwnObject('state_put_url', urls.putUrl, tenantId, 'state', incarnation);
     this.pins.check('get', urls.getUrl);
     this.pins.check('put', urls.putUrl);
     if (urls.getUrl !== undefined) this.binding.stateGetUrl = urls.getUrl;
@@ -119,11 +120,12 @@ export class Shim implements ShimHandlers {
     }
   }
 
-  /** Checks the state URLs a binding brings: this tenant's own objects; pins them for later replacements. */
+  /** Checks the state URLs a binding brings: this tenant's (incarnation's) own objects; pins them for later replacements. */
   private guardState(binding: TenantBinding): void {
-    assertOwnObject('state_get_url', binding.stateGetUrl, binding.tenantId, 'state');
-    assertOwnObject('state_put_url', binding.statePutUrl, binding.tenantId, 'state');
-    assertOwnObject('state_legacy_get_url', binding.stateLegacyGetUrl, binding.tenantId, 'legacy');
+    const { tenantId, incarnation } = binding;
+    assertOwnObject('state_get_url', binding.stateGetUrl, tenantId, 'state', incarnation);
+    assertOwnObject('state_put_url', binding.statePutUrl, tenantId, 'state', incarnation);
+    assertOwnObject('state_legacy_get_url', binding.stateLegacyGetUrl, tenantId, 'legacy', incarnation);
     this.pins.check('get', binding.stateGetUrl);
     this.pins.check('put', binding.statePutUrl);
   }

@@ -1,14 +1,19 @@
 /**
- * Moving brain.db to and from S3 through presigned URLs. The query string of such a URL is a
+ * Moving the state to and from S3 through presigned URLs: a GET, and an upload that is either a
+ * presigned POST form (its fields in the URL's query, lib/state/state-store.ts; S3 enforces the
+ * policy's content-length-range) or a plain presigned PUT. The query string of such a URL is a
  * credential, so errors and logs only ever carry `describeUrl(url)` (origin and path).
  */
+import { randomBytes } from 'node:crypto';
 import { createReadStream, createWriteStream } from 'node:fs';
 import { rename, rm, stat } from 'node:fs/promises';
+import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { request } from 'undici';
 import { RuntimeError } from '../lib/errors.js';
 import { redactSecrets } from '../lib/redact.js';
+import { postFormOf } from './state-url-guard.js';
 
 /** Origin and path of a URL, without its query (where presigned URLs keep their signature). */
 export function describeUrl(url: string): string {
@@ -91,19 +96,54 @@ export async function downloadState(getUrl: string, dest: string, options: Trans
   });
 }
 
-/** PUTs `file` as the tenant's state; resolves once S3 answered 200. */
+/** Uploads `file` as the tenant's state (POST form or PUT, as the URL says); resolves once S3 accepted it. */
 export async function uploadState(putUrl: string, file: string, options: TransferOptions = {}): Promise<void> {
   const { size } = await stat(file);
-  await withRetries(`state PUT ${describeUrl(putUrl)}`, options, async () => {
-    const res = await request(putUrl, {
-      method: 'PUT',
+  const url = new URL(putUrl);
+  const form = postFormOf(url);
+  const what = `state ${form ? 'POST' : 'PUT'} ${describeUrl(putUrl)}`;
+  await withRetries(what, options, async () => {
+    const upload = form ? postBody(url, form, file, size) : {
+      url: putUrl,
+      method: 'PUT' as const,
       // A fresh stream per attempt; an explicit length, no chunked encoding (S3 wants one).
       body: createReadStream(file),
       headers: { 'content-length': String(size), 'content-type': 'application/octet-stream' },
+    };
+    const res = await request(upload.url, {
+      method: upload.method,
+      body: upload.body,
+      headers: upload.headers,
       headersTimeout: options.timeoutMs ?? 60_000,
       bodyTimeout: options.timeoutMs ?? 60_000,
     });
     await res.body.dump();
-    if (res.statusCode !== 200) throw statusError(res.statusCode);
+    // A POST answers 204 (or its success_action_status); S3 refuses a file outside the policy's size range with 400 EntityTooLarge.
+    if (res.statusCode !== 200 && !(form && (res.statusCode === 201 || res.statusCode === 204))) throw statusError(res.statusCode);
   });
+}
+
+/**
+ * multipart/form-data of a presigned POST: every policy field, then the file last (S3 ignores
+ * fields after it), streamed from disk with an exact Content-Length.
+ */
+function postBody(url: URL, form: Map<string, string>, file: string, size: number): { url: string; method: 'POST'; body: Readable; headers: Record<string, string> } {
+  const boundary = `----shim${randomBytes(12).toString('hex')}`;
+  const esc = (s: string): string => s.replace(/["\r\n]/g, '');
+  let head = '';
+  for (const [name, value] of form) head += `--${boundary}\r\nContent-Disposition: form-data; name="${esc(name)}"\r\n\r\n${value}\r\n`;
+  head += `--${boundary}\r\nContent-Disposition: form-data; name="file"; filename="state.tar.gz"\r\nContent-Type: application/octet-stream\r\n\r\n`;
+  const preamble = Buffer.from(head, 'utf8');
+  const epilogue = Buffer.from(`\r\n--${boundary}--\r\n`, 'utf8');
+  async function* body(): AsyncIterable<Buffer> {
+    yield preamble;
+    for await (const chunk of createReadStream(file)) yield chunk as Buffer;
+    yield epilogue;
+  }
+  return {
+    url: `${url.origin}${url.pathname}`,
+    method: 'POST',
+    body: Readable.from(body(), { objectMode: false }),
+    headers: { 'content-type': `multipart/form-data; boundary=${boundary}`, 'content-length': String(preamble.length + size + epilogue.length) },
+  };
 }

@@ -6,16 +6,17 @@
  *   the state the old one saved), reuses a live ready pod, else claims a warm pool member (a JSON
  *   merge patch carrying the pod's resourceVersion relabels it `app=zeroclaw,tenant=<id>`: of two
  *   wakers exactly one wins, the other gets 409 and tries the next member), hands it the tenant
- *   with `POST /claim`, and falls back to a cold pod `zeroclaw-<id>` whose Ready condition (the
- *   shim's /readyz) it follows with a watch.
+ *   with `POST /claim`, and falls back to a cold pod `zeroclaw-<id>`: it follows its Ready condition
+ *   (the shim listens) with a watch, then claims it the same way.
  * - `stop` deletes with a grace period (the shim checkpoints on SIGTERM) and resolves once the pod
  *   object is gone; `onExit` follows every tenant pod with a watch and reports the ones that end,
  *   or are deleted, without a `stop` of this runtime.
- * - The warm pool is plain pods (generateName `warm-pool-`, `app=warm-pool`) at a low priority
+ * - The warm pool is plain pods (`warm-pool-<control id>`, `app=warm-pool`) at a low priority
  *   class; the pool-keeper sizes it with countWarm/addWarm/removeWarm.
  *
- * Secrets: the bot token reaches a cold pod only through the Secret `zeroclaw-<id>-token`
- * (secretKeyRef) and a warm pod only in the claim's body; it is never logged nor put in an error.
+ * Secrets: the bot token and the presigned state URLs reach a pod only in the body of its signed
+ * claim (never in its spec); they are never logged nor put in an error. Each pod's control calls
+ * are signed with that pod's own secret (pod-secrets.ts); the master stays with the platform.
  */
 import { randomInt } from 'node:crypto';
 import {
@@ -48,8 +49,6 @@ import {
   podTerminated,
 } from './kube-client.js';
 import {
-  BOT_TOKEN_KEY,
-  CLAIMED_AT_ANNOTATION,
   claimPatch,
   coldPodManifest,
   DEFAULT_KATA_NODE_SELECTOR,
@@ -67,8 +66,6 @@ import {
   tokenSecretName,
   validatePodSpecOptions,
   WARM_APP,
-  WARM_POOL_SECRET_KEY,
-  WARM_POOL_SECRET_NAME,
   WARM_SELECTOR,
   warmPodManifest,
   warmPoolSecretManifest,
@@ -77,7 +74,8 @@ import {
 } from './pod-spec.js';
 import { tenantAgentSecrets } from './tenant-agent-secrets.js';
 import type { TenantIdentity } from '../webhook-secret.js';
-import { claimBody, postToShim, shimAccepted } from './shim-admin.js';
+import { claimBody, postToShim, shimAccepted, stateUrlsBody } from './shim-admin.js';
+import { ControlSecretError, controlSecretOf, createPodWithControlSecret } from './pod-secrets.js';
 import { podNameOf, type Runtime, type StartResult, type StopOptions, type TenantInstance } from './runtime.js';
 
 export interface KubernetesRuntimeOptions {
@@ -92,7 +90,7 @@ export interface KubernetesRuntimeOptions {
   agentPort: number;
   /** The shim's port (probes, claim); default 9000. */
   shimPort?: number;
-  /** WARM_POOL_SECRET: the bearer of `POST /claim`, kept in the Secret `zeroclaw-warm-pool`. */
+  /** WARM_POOL_SECRET: the master each pod's own control secret is derived from (pod-secrets.ts); never given to a pod. */
   warmPoolSecret: string;
   /** WEBHOOK_SECRET: pods get only what is derived from it for their tenant (tenant-agent-secrets.ts). */
   webhookSecret?: string | undefined;
@@ -139,7 +137,7 @@ const WARM_DELETE_GRACE_S = 5;
 /** Deletions this runtime made are not crashes; remembered this long per pod uid. */
 const OWN_DELETE_TTL_MS = 30 * 60_000;
 
-type ClaimOutcome = { ok: true } | { ok: false; reason: string };
+type ClaimOutcome = { ok: true } | { ok: false; status?: number; reason: string };
 
 function intIn(what: string, value: unknown, min: number, max: number): number {
   if (typeof value !== 'number' || !Number.isInteger(value) || value < min || value > max) {
@@ -150,8 +148,6 @@ function intIn(what: string, value: unknown, min: number, max: number): number {
 
 const nameOf = (pod: V1Pod): string => pod.metadata?.name ?? '?';
 const uidOf = (pod: V1Pod): string => pod.metadata?.uid ?? '';
-const isClaimedWarm = (pod: V1Pod): boolean => pod.metadata?.annotations?.[CLAIMED_AT_ANNOTATION] !== undefined;
-const b64 = (s: string): string => Buffer.from(s, 'utf8').toString('base64');
 
 function shuffle<T>(items: T[]): T[] {
   for (let i = items.length - 1; i > 0; i--) {
@@ -343,14 +339,13 @@ export class KubernetesRuntime implements Runtime {
     return undefined;
   }
 
-  /** `POST /claim` to the member's shim: 200 once the agent is ready. The body carries the token. */
-  private async postClaim(pod: V1Pod, tenant: Tenant, state: PresignedState): Promise<ClaimOutcome> {
+  /** `POST /claim` to the pod's shim, signed with its own secret: 200 once the agent is ready. The body carries the token and state URLs. */
+  private async postClaim(pod: V1Pod, tenant: Tenant, state: PresignedState, timeout = this.readyTimeoutS * 1000): Promise<ClaimOutcome> {
     const ip = pod.status?.podIP;
     if (!ip) return { ok: false, reason: 'pod has no IP' };
     const body = claimBody(tenant, state, this.webhookSecret);
-    const timeout = this.readyTimeoutS * 1000;
     try {
-      const res = await postToShim(`http://${hostOf(ip)}:${this.shimPort}`, '/claim', this.warmPoolSecret, body, timeout);
+      const res = await postToShim(`http://${hostOf(ip)}:${this.shimPort}`, '/claim', controlSecretOf(this.warmPoolSecret, pod), body, timeout);
       const text = res.text;
       if (res.status === 200) return { ok: true };
       let detail = '';
@@ -360,27 +355,27 @@ export class KubernetesRuntime implements Runtime {
       } catch {
         // not JSON: status only
       }
-      return { ok: false, reason: redactSecrets(`HTTP ${res.status}${detail}`) };
+      return { ok: false, status: res.status, reason: redactSecrets(`HTTP ${res.status}${detail}`) };
     } catch (err) {
       return { ok: false, reason: redactSecrets(`${(err as Error).name}: ${(err as Error).message}`.slice(0, 200)) };
     }
   }
 
-  /** Creates (or adopts) `zeroclaw-<id>` and resolves with it once Ready. */
+  /** Creates (or adopts) `zeroclaw-<id>`, waits until its shim listens, claims it; resolves once its agent is ready. */
   private async startCold(tenant: Tenant, state: PresignedState, log: Logger): Promise<V1Pod> {
     const id = tenant.tenant_id;
     const name = podNameOf(id);
+    const deadline = Date.now() + this.readyTimeoutS * 1000;
     await this.ensureTokenSecret(tenant, tenant.bot_token);
-    await this.ensureWarmPoolSecret(); // the cold shim's control secret comes from it too
+    await this.ensureWarmPoolSecret(); // the model provider's key comes from it
     let pod: V1Pod | undefined;
     for (let attempt = 0; !pod; attempt++) {
       this.assertOpen();
       try {
-        pod = await this.core.createNamespacedPod({ namespace: this.namespace, body: coldPodManifest(this.spec, id, {
-          ...state, ...(this.webhookSecret ? { agentTokenSha256: tenantAgentSecrets(this.webhookSecret, tenant).agentTokenSha256 } : {}),
-        }) });
+        pod = await createPodWithControlSecret(this.core, this.namespace, this.warmPoolSecret, (controlId) => coldPodManifest(this.spec, id, controlId));
         log.info({ pod: name }, 'tenant pod created');
       } catch (err) {
+        if (err instanceof ControlSecretError) throw this.apiError(`create the control secret of pod ${name}`, err.apiError);
         if (!isConflict(err) || attempt >= 3) throw this.apiError(`create pod ${name}`, err);
         const existing = await this.readPod(name);
         if (!existing) continue; // deleted meanwhile: create again
@@ -394,7 +389,35 @@ export class KubernetesRuntime implements Runtime {
         }
       }
     }
-    return this.waitReady(pod, log);
+    const listening = await this.waitReady(pod, log);
+    return this.claimCold(listening, tenant, state, deadline, log);
+  }
+
+  /**
+   * The cold pod's claim: what a warm member gets, at once. A pod another start already claimed
+   * (409) is waited for; a refused claim or one that outlives the start's bound removes the pod,
+   * so a failed start leaves nothing behind.
+   */
+  private async claimCold(pod: V1Pod, tenant: Tenant, state: PresignedState, deadline: number, log: Logger): Promise<V1Pod> {
+    const name = nameOf(pod);
+    const outcome = await this.postClaim(pod, tenant, state, Math.max(1000, deadline - Date.now()));
+    if (outcome.ok || (outcome.status === 409 && (await this.waitAgentReady(pod, deadline)))) {
+      log.info({ pod: name }, 'tenant pod claimed: agent ready');
+      return pod;
+    }
+    await this.deletePod(pod, 0).catch((e: unknown) => log.warn({ pod: name, err: e }, 'could not delete the pod whose claim failed'));
+    if (Date.now() >= deadline) throw new RuntimeError(`pod ${name} was not ready within ${this.readyTimeoutS}s (claim: ${outcome.reason})`);
+    throw new RuntimeError(`pod ${name} refused its claim (${outcome.reason})`);
+  }
+
+  /** Asks the shim's /readyz until it answers 200 (true) or the deadline passes (false). */
+  private async waitAgentReady(pod: V1Pod, deadline: number): Promise<boolean> {
+    while (Date.now() < deadline) {
+      this.assertOpen();
+      if (await this.isLive(pod)) return true;
+      await new Promise((resolve) => setTimeout(resolve, 250));
+    }
+    return false;
   }
 
   /** Follows the pod with a watch until it is Ready; fails on Failed/Succeeded, deletion or timeout. */
@@ -423,8 +446,13 @@ export class KubernetesRuntime implements Runtime {
 
   async find(tenantId: string): Promise<TenantInstance | undefined> {
     const id = assertTenantId(tenantId);
+    const pod = await this.findPod(id);
+    return pod && this.instanceOf(pod, id);
+  }
+
+  private async findPod(id: string): Promise<V1Pod | undefined> {
     for (const pod of await this.listPods(tenantSelector(id))) {
-      if (await this.isLive(pod)) return this.instanceOf(pod, id);
+      if (await this.isLive(pod)) return pod;
     }
     return undefined;
   }
@@ -548,12 +576,15 @@ export class KubernetesRuntime implements Runtime {
     await this.ensureWarmPoolSecret();
     await this.collectEndedWarm();
     const results = await Promise.allSettled(
-      Array.from({ length: n }, () => this.core.createNamespacedPod({ namespace: this.namespace, body: warmPodManifest(this.spec) })),
+      Array.from({ length: n }, () => createPodWithControlSecret(this.core, this.namespace, this.warmPoolSecret, (controlId) => warmPodManifest(this.spec, controlId))),
     );
     const created = results.flatMap((r) => (r.status === 'fulfilled' ? [nameOf(r.value)] : []));
     if (created.length > 0) this.log.info({ pods: created, count: created.length }, 'warm pool: members added');
     const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
-    if (failed) throw this.apiError(`warm pool: ${n - created.length} of ${n} member(s) not created`, failed.reason);
+    if (failed) {
+      const reason: unknown = failed.reason instanceof ControlSecretError ? failed.reason.apiError : failed.reason;
+      throw this.apiError(`warm pool: ${n - created.length} of ${n} member(s) not created`, reason);
+    }
   }
 
   async removeWarm(n: number): Promise<void> {
@@ -606,9 +637,12 @@ export class KubernetesRuntime implements Runtime {
     }
   }
 
-  /** `zeroclaw-warm-pool` with WARM_POOL_SECRET (claims, and control calls to every shim), created if missing, corrected if it differs. */
+  /**
+   * `zeroclaw-warm-pool` with the model provider's key, created if missing, made exactly that if it
+   * differs: the master control secret an older version kept there is removed.
+   */
   private ensureWarmPoolSecret(): Promise<void> {
-    this.warmSecret ??= this.upsertSecret(warmPoolSecretManifest(this.namespace, this.warmPoolSecret, this.llmApiKey), 'warm pool secret')
+    this.warmSecret ??= this.upsertSecret(warmPoolSecretManifest(this.namespace, this.llmApiKey), 'warm pool secret', { exact: true })
       .catch((err: unknown) => {
         this.warmSecret = undefined;
         throw err;
@@ -644,10 +678,10 @@ export class KubernetesRuntime implements Runtime {
    * labelled tenant=<id>. Idempotent: what is already gone is skipped.
    */
   async refreshState(tenantId: string, state: PresignedState): Promise<boolean> {
-    const live = await this.find(tenantId);
-    if (!live) return false;
-    return shimAccepted(`http://${hostOf(live.ip)}:${this.shimPort}`, '/state-urls', this.warmPoolSecret,
-      { state_get_url: state.getUrl, state_put_url: state.putUrl }, 5000);
+    const pod = await this.findPod(assertTenantId(tenantId));
+    if (!pod) return false;
+    return shimAccepted(`http://${hostOf(pod.status?.podIP ?? '')}:${this.shimPort}`, '/state-urls', controlSecretOf(this.warmPoolSecret, pod),
+      stateUrlsBody(state), 5000);
   }
 
   async updateToken(who: TenantIdentity, token: string): Promise<void> {
@@ -682,8 +716,11 @@ export class KubernetesRuntime implements Runtime {
     return { pods, secret, pvcs };
   }
 
-  /** Creates the Secret, or brings every key of `manifest.data` up to date in the existing one. */
-  private async upsertSecret(manifest: V1Secret, what: string): Promise<void> {
+  /**
+   * Creates the Secret, or brings every key of `manifest.data` up to date in the existing one;
+   * `exact`: also removes the keys the manifest does not have.
+   */
+  private async upsertSecret(manifest: V1Secret, what: string, options: { exact?: boolean } = {}): Promise<void> {
     const name = manifest.metadata?.name ?? '';
     const data = manifest.data ?? {};
     try {
@@ -696,15 +733,17 @@ export class KubernetesRuntime implements Runtime {
     try {
       existing = await this.core.readNamespacedSecret({ name, namespace: this.namespace });
     } catch (err) {
-      if (isNotFound(err)) return this.upsertSecret(manifest, what); // deleted meanwhile
+      if (isNotFound(err)) return this.upsertSecret(manifest, what, options); // deleted meanwhile
       throw this.apiError(`read ${what}`, err);
     }
-    if (Object.entries(data).every(([k, v]) => existing.data?.[k] === v)) return;
+    // A merge patch: null removes a key.
+    const extra = options.exact ? Object.keys(existing.data ?? {}).filter((k) => !(k in data)) : [];
+    if (extra.length === 0 && Object.entries(data).every(([k, v]) => existing.data?.[k] === v)) return;
     try {
       await this.core.patchNamespacedSecret({
         name,
         namespace: this.namespace,
-        body: { metadata: { labels: { ...manifest.metadata?.labels, [LABEL_MANAGED_BY]: MANAGED_BY } }, data },
+        body: { metadata: { labels: { ...manifest.metadata?.labels, [LABEL_MANAGED_BY]: MANAGED_BY } }, data: { ...data, ...Object.fromEntries(extra.map((k) => [k, null])) } },
       }, MERGE_PATCH);
       this.log.info({ secret: name }, `${what} updated`);
     } catch (err) {
@@ -720,12 +759,11 @@ export class KubernetesRuntime implements Runtime {
   }
 
   /**
-   * Live: Running, Ready, not deleting. A claimed warm pod's Ready condition is the shim's
-   * /healthz (see warmPodManifest), so its agent's readiness is asked from the shim directly.
+   * Live: Running, Ready, not deleting, and its agent ready. A pod's Ready condition is the shim's
+   * /healthz (pod-spec.ts unboundPod), so its agent's readiness is asked from the shim directly.
    */
   private async isLive(pod: V1Pod): Promise<boolean> {
     if (!podLive(pod)) return false;
-    if (!isClaimedWarm(pod)) return true;
     try {
       const res = await request(`http://${hostOf(pod.status?.podIP ?? '')}:${this.shimPort}/readyz`, { headersTimeout: 2000, bodyTimeout: 2000 });
       await res.body.dump();

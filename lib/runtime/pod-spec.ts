@@ -2,11 +2,14 @@
  * The Kubernetes objects the Kubernetes runtime creates, as pure functions (no I/O), so every field
  * of a tenant pod can be checked by a unit test.
  *
- * - Cold pod `zeroclaw-<id>` (labels `app=zeroclaw,tenant=<id>`): the shim with the tenant in its
- *   environment; the bot token comes from the Secret `zeroclaw-<id>-token` through
- *   `valueFrom.secretKeyRef`, never as a plain value in the pod spec.
- * - Warm pod (generateName `warm-pool-`, label `app=warm-pool`): the shim with `WARM=1`, waiting for
- *   an authenticated `POST /claim`; its claim secret comes from the Secret `zeroclaw-warm-pool`.
+ * - Every pod starts unbound (`WARM=1`): the shim waits for the platform's signed `POST /claim`,
+ *   which carries the tenant, its bot token and its presigned state URLs. Nothing of a tenant's
+ *   (token, state URLs, derived secrets) is ever a value in a pod spec, which anyone who can
+ *   `get pods` reads; a cold pod differs from a warm one only in its name, labels and priority.
+ * - Cold pod `zeroclaw-<id>` (labels `app=zeroclaw,tenant=<id>`), claimed as soon as its shim listens.
+ * - Warm pod `warm-pool-<control id>` (label `app=warm-pool`), claimed by a wake later.
+ * - Each pod's shim checks control calls against its own secret (lib/runtime/pod-secrets.ts),
+ *   delivered by its own Secret `shim-control-<control id>` (secretKeyRef), owned by the pod.
  *
  * Kata nodes (assumption, the Go system's Karpenter NodePool `kata-metal`): nodes that can run the
  * kata RuntimeClass carry the label `katacontainers.io/kata-runtime=true` (kata-deploy sets the same
@@ -39,6 +42,13 @@ export const WARM_APP = 'warm-pool';
 export const WARM_POD_PREFIX = 'warm-pool-';
 /** Set on a warm pod when a waker claims it for a tenant: ISO time of the claim. */
 export const CLAIMED_AT_ANNOTATION = 'agentic-tenancy/claimed-at';
+/** The pod's control id (64-bit random hex): names its control Secret and enters its control secret's derivation. */
+export const CONTROL_ID_ANNOTATION = 'agentic-tenancy/control-id';
+/** On a control Secret: the pod it belongs to (operators: which Secret is whose). */
+export const LABEL_POD = 'agentic-tenancy/pod';
+/** The key of a pod's control Secret that holds its shim's control secret. */
+export const CONTROL_SECRET_KEY = 'SHIM_CONTROL_SECRET';
+const CONTROL_ID = /^[0-9a-f]{16}$/;
 
 export const TENANT_SELECTOR = `${LABEL_APP}=${TENANT_APP}`;
 export const WARM_SELECTOR = `${LABEL_APP}=${WARM_APP}`;
@@ -46,12 +56,20 @@ export const tenantSelector = (tenantId: string): string => `${LABEL_APP}=${TENA
 
 export const BOT_TOKEN_KEY = 'BOT_TOKEN';
 export const WARM_POOL_SECRET_NAME = 'zeroclaw-warm-pool';
-export const WARM_POOL_SECRET_KEY = 'WARM_POOL_SECRET';
+/** What `zeroclaw-warm-pool` held before per-pod control secrets; removed from it on upgrade. */
+export const LEGACY_WARM_POOL_SECRET_KEY = 'WARM_POOL_SECRET';
 /** In the tenant's token Secret: its derived webhook secret (telegram-protocol agents verify deliveries with it). */
 export const TENANT_WEBHOOK_SECRET_KEY = 'TENANT_WEBHOOK_SECRET';
 /** In `zeroclaw-warm-pool`: the model provider's key every agent is given (AGENT_LLM_API_KEY). */
 export const AGENT_LLM_API_KEY_KEY = 'AGENT_LLM_API_KEY';
 export const tokenSecretName = (tenantId: string): string => `zeroclaw-${assertTenantId(tenantId)}-token`;
+
+export function assertControlId(value: unknown): string {
+  if (typeof value !== 'string' || !CONTROL_ID.test(value)) fail('control id: expected 16 lowercase hex digits');
+  return value;
+}
+export const controlSecretName = (controlId: string): string => `shim-control-${assertControlId(controlId)}`;
+export const warmPodName = (controlId: string): string => `${WARM_POD_PREFIX}${assertControlId(controlId)}`;
 
 export const CONTAINER_NAME = 'shim';
 export const WORKSPACE_PATH = '/workspace';
@@ -102,16 +120,6 @@ export interface PodSpecOptions {
   workspaceSizeLimit?: string | undefined;
   /** Extra plain variables for the shim and agent (e.g. LOG_LEVEL, CHECKPOINT_INTERVAL_S). Not for secrets. */
   extraEnv?: Record<string, string> | undefined;
-}
-
-/** Where a cold pod's shim restores and saves the tenant's brain.db (presigned, scoped to the tenant). */
-export interface PodStateUrls {
-  getUrl?: string | undefined;
-  putUrl?: string | undefined;
-  /** The older single brain.db, restored while no state archive exists. */
-  legacyGetUrl?: string | undefined;
-  /** SHA-256 of the bearer the forwarder presents to this tenant's agent (not a secret: a hash of a 256-bit HMAC). */
-  agentTokenSha256?: string | undefined;
 }
 
 const DNS_LABEL = /^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/;
@@ -252,11 +260,15 @@ function container(o: PodSpecOptions, env: V1EnvVar[], readinessPath: string): V
   return c;
 }
 
-function baseEnv(o: PodSpecOptions): V1EnvVar[] {
+function baseEnv(o: PodSpecOptions, controlId: string): V1EnvVar[] {
   return [
+    // Unbound until the platform's claim (the same path for cold and warm pods).
+    { name: 'WARM', value: '1' },
     { name: 'SHIM_PORT', value: String(o.shimPort) },
     { name: 'AGENT_PORT', value: String(o.agentPort) },
     { name: 'WORKSPACE', value: WORKSPACE_PATH },
+    // This pod's own control secret (the shim's name for it is WARM_POOL_SECRET), by reference only.
+    { name: 'WARM_POOL_SECRET', valueFrom: { secretKeyRef: { name: controlSecretName(controlId), key: CONTROL_SECRET_KEY, optional: false } } },
     // The model provider's key, by reference only (absent when the platform was given none).
     { name: 'AGENT_LLM_API_KEY', valueFrom: { secretKeyRef: { name: WARM_POOL_SECRET_NAME, key: AGENT_LLM_API_KEY_KEY, optional: true } } },
   ];
@@ -288,56 +300,34 @@ function podBody(o: PodSpecOptions, priorityClassName: string, c: V1Container): 
   return spec;
 }
 
-/** The cold pod `zeroclaw-<id>`: the tenant, its token (by Secret reference) and state URLs in the env. */
-export function coldPodManifest(o: PodSpecOptions, tenantId: string, state: PodStateUrls = {}): V1Pod {
-  const id = assertTenantId(tenantId);
-  const env: V1EnvVar[] = [
-    { name: 'TENANT_ID', value: id },
-    ...baseEnv(o),
-    { name: 'BOT_TOKEN', valueFrom: { secretKeyRef: { name: tokenSecretName(id), key: BOT_TOKEN_KEY, optional: false } } },
-    // Authenticates the platform's control calls to the shim (/checkpoint, /state-urls refresh).
-    { name: 'WARM_POOL_SECRET', valueFrom: { secretKeyRef: { name: WARM_POOL_SECRET_NAME, key: WARM_POOL_SECRET_KEY, optional: false } } },
-    { name: 'TENANT_WEBHOOK_SECRET', valueFrom: { secretKeyRef: { name: tokenSecretName(id), key: TENANT_WEBHOOK_SECRET_KEY, optional: true } } },
-  ];
-  if (state.getUrl) env.push({ name: 'STATE_GET_URL', value: state.getUrl });
-  if (state.putUrl) env.push({ name: 'STATE_PUT_URL', value: state.putUrl });
-  if (state.legacyGetUrl) env.push({ name: 'STATE_LEGACY_GET_URL', value: state.legacyGetUrl });
-  if (state.agentTokenSha256) env.push({ name: 'AGENT_TOKEN_SHA256', value: state.agentTokenSha256 });
-  env.push(...extraEnvOf(o));
+/**
+ * Both pods' readiness probe is the shim's `/healthz` (listening, claimable): its `/readyz` only
+ * answers 200 once an agent runs, which it does only after the claim. After a claim the agent's
+ * readiness is what the claim's 200 answer says (and the runtime's `find` asks `/readyz`).
+ */
+function unboundPod(o: PodSpecOptions, name: string, controlId: string, labels: Record<string, string>, priorityClassName: string): V1Pod {
   return {
     apiVersion: 'v1',
     kind: 'Pod',
     metadata: {
-      name: podNameOf(id),
+      name,
       namespace: o.namespace,
-      labels: { [LABEL_APP]: TENANT_APP, [LABEL_TENANT]: id, [LABEL_MANAGED_BY]: MANAGED_BY },
+      labels: { ...labels, [LABEL_MANAGED_BY]: MANAGED_BY },
+      annotations: { [CONTROL_ID_ANNOTATION]: assertControlId(controlId) },
     },
-    spec: podBody(o, o.priorityClassName, container(o, env, '/readyz')),
+    spec: podBody(o, priorityClassName, container(o, [...baseEnv(o, controlId), ...extraEnvOf(o)], '/healthz')),
   };
 }
 
-/**
- * A warm pool member. Its readiness probe is the shim's `/healthz` (listening, claimable): the
- * shim's `/readyz` only answers 200 once an agent runs, which a warm pod has not until its claim.
- * After a claim the agent's readiness is what the claim's 200 answer says (and `find` re-checks it).
- */
-export function warmPodManifest(o: PodSpecOptions): V1Pod {
-  const env: V1EnvVar[] = [
-    { name: 'WARM', value: '1' },
-    ...baseEnv(o),
-    { name: 'WARM_POOL_SECRET', valueFrom: { secretKeyRef: { name: WARM_POOL_SECRET_NAME, key: WARM_POOL_SECRET_KEY, optional: false } } },
-    ...extraEnvOf(o),
-  ];
-  return {
-    apiVersion: 'v1',
-    kind: 'Pod',
-    metadata: {
-      generateName: WARM_POD_PREFIX,
-      namespace: o.namespace,
-      labels: { [LABEL_APP]: WARM_APP, [LABEL_MANAGED_BY]: MANAGED_BY },
-    },
-    spec: podBody(o, o.warmPriorityClassName, container(o, env, '/healthz')),
-  };
+/** The cold pod `zeroclaw-<id>`: unbound like a warm one, claimed for its tenant as soon as it listens. */
+export function coldPodManifest(o: PodSpecOptions, tenantId: string, controlId: string): V1Pod {
+  const id = assertTenantId(tenantId);
+  return unboundPod(o, podNameOf(id), controlId, { [LABEL_APP]: TENANT_APP, [LABEL_TENANT]: id }, o.priorityClassName);
+}
+
+/** A warm pool member `warm-pool-<control id>`: its name is known before its spec (its Secret is named after the same id). */
+export function warmPodManifest(o: PodSpecOptions, controlId: string): V1Pod {
+  return unboundPod(o, warmPodName(controlId), controlId, { [LABEL_APP]: WARM_APP }, o.warmPriorityClassName);
 }
 
 const b64 = (s: string): string => Buffer.from(s, 'utf8').toString('base64');
@@ -361,10 +351,12 @@ export function tokenSecretManifest(namespace: string, tenantId: string, botToke
   };
 }
 
-/** `zeroclaw-warm-pool`: the claim secret every warm pod checks `Authorization: Bearer` against. */
-export function warmPoolSecretManifest(namespace: string, secret: string, llmApiKey?: string): V1Secret {
-  if (typeof secret !== 'string' || secret.length < 16) fail('warm pool secret: expected at least 16 characters');
-  const data: Record<string, string> = { [WARM_POOL_SECRET_KEY]: b64(secret) };
+/**
+ * `zeroclaw-warm-pool`: what every pod may hold, the model provider's key (empty without one). No
+ * control secret: each pod has its own (controlSecretManifest), the master stays with the platform.
+ */
+export function warmPoolSecretManifest(namespace: string, llmApiKey?: string): V1Secret {
+  const data: Record<string, string> = {};
   if (llmApiKey !== undefined) data[AGENT_LLM_API_KEY_KEY] = b64(llmApiKey);
   return {
     apiVersion: 'v1',
@@ -376,6 +368,28 @@ export function warmPoolSecretManifest(namespace: string, secret: string, llmApi
       labels: { [LABEL_MANAGED_BY]: MANAGED_BY },
     },
     data,
+  };
+}
+
+/**
+ * `shim-control-<control id>`: one pod's control secret, owned by that pod (ownerReferences: the
+ * garbage collector removes it with the pod, however the pod ends). Created right after the pod
+ * (its uid is needed); the kubelet starts the container once the Secret exists.
+ */
+export function controlSecretManifest(namespace: string, pod: { name: string; uid: string }, controlId: string, secret: string): V1Secret {
+  if (typeof secret !== 'string' || secret.length < 16) fail('control secret: expected at least 16 characters');
+  if (typeof pod.uid !== 'string' || pod.uid === '') fail('control secret: the owning pod\'s uid is required');
+  return {
+    apiVersion: 'v1',
+    kind: 'Secret',
+    type: 'Opaque',
+    metadata: {
+      name: controlSecretName(controlId),
+      namespace: assertDnsLabel('namespace', namespace),
+      labels: { [LABEL_MANAGED_BY]: MANAGED_BY, [LABEL_POD]: assertDnsSubdomain('pod name', pod.name) },
+      ownerReferences: [{ apiVersion: 'v1', kind: 'Pod', name: pod.name, uid: pod.uid }],
+    },
+    data: { [CONTROL_SECRET_KEY]: b64(secret) },
   };
 }
 

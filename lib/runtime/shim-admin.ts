@@ -34,10 +34,13 @@ export async function shimAccepted(base: string, route: ShimAdminPath, secret: s
 
 /**
  * The body of `POST /claim` (agent/shim-config.ts parseClaim), the same from both runtimes: the
- * tenant, its token, its state URLs, and the secrets derived for it when the master is known.
+ * tenant (and its incarnation), its token, its state URLs, and the secrets derived for it when the
+ * master is known.
  */
 export function claimBody(tenant: Tenant, state: PresignedState, webhookSecret: string | undefined): Record<string, string> {
   const body: Record<string, string> = { tenant_id: tenant.tenant_id, bot_token: tenant.bot_token };
+  // The shim then accepts state URLs of this incarnation's object only (agent/state-url-guard.ts).
+  if (tenant.incarnation) body.incarnation = tenant.incarnation;
   if (state.getUrl) body.state_get_url = state.getUrl;
   if (state.putUrl) body.state_put_url = state.putUrl;
   if (state.legacyGetUrl) body.state_legacy_get_url = state.legacyGetUrl;
@@ -47,4 +50,9 @@ export function claimBody(tenant: Tenant, state: PresignedState, webhookSecret: 
     body.agent_token_sha256 = derived.agentTokenSha256;
   }
   return body;
+}
+
+/** The body of `POST /state-urls`: fresh presigned URLs for the state the shim already guards. */
+export function stateUrlsBody(state: PresignedState): Record<string, string> {
+  return { state_get_url: state.getUrl, state_put_url: state.putUrl };
 }

@@ -2,7 +2,9 @@
  * The stand-in apiserver's storage, with etcd's and the registry's semantics: one global
  * resourceVersion counter (string on the wire), optimistic concurrency, no-op writes that do not
  * bump the version, graceful deletion (pods on a node get a deletionTimestamp; the kubelet
- * removes them), finalizers, and an ordered event history that watches replay from a version.
+ * removes them), finalizers, an ordered event history that watches replay from a version, and the
+ * garbage collector's ownerReferences rule: an object whose owners are all gone (by uid) is deleted
+ * (at once here; the real collector is asynchronous), also when it is created with no owner left.
  */
 import { EventEmitter } from 'node:events';
 import { randomUUID } from 'node:crypto';
@@ -101,6 +103,15 @@ export class ObjectStore extends EventEmitter {
     for (const [k, v] of Object.entries(rec(obj.metadata.annotations))) {
       if (typeof v !== 'string') throw badRequest(`json: cannot unmarshal ${typeof v} into Go struct field ObjectMeta.metadata.annotations of type string (key ${k})`);
     }
+    const refs = obj.metadata.ownerReferences;
+    if (refs !== undefined) {
+      (Array.isArray(refs) ? refs : [refs]).forEach((ref: unknown, i: number) => {
+        for (const f of ['apiVersion', 'kind', 'name', 'uid']) {
+          const v = rec(ref)[f];
+          if (typeof v !== 'string' || v === '') causes.push({ field: `metadata.ownerReferences[${i}].${f}`, reason: 'FieldValueRequired', message: `Required value: ${f} must not be empty` });
+        }
+      });
+    }
     causes.push(...specCauses(rt, obj));
     return causes;
   }
@@ -151,7 +162,34 @@ export class ObjectStore extends EventEmitter {
     delete obj.metadata.deletionGracePeriodSeconds;
     this.objects.set(key, obj);
     this.record('ADDED', rt, obj);
-    return clone(obj);
+    const created = clone(obj);
+    if (this.orphaned(obj)) this.removeNow(rt, ns, name, obj);
+    return created;
+  }
+
+  /** Has ownerReferences, and none of those owners exists any more (same namespace, kind, name and uid). */
+  private orphaned(obj: KubeObject): boolean {
+    const refs = obj.metadata.ownerReferences;
+    if (!Array.isArray(refs) || refs.length === 0) return false;
+    return refs.every((ref: unknown) => {
+      const r = rec(ref);
+      const type = RESOURCES.find((t) => t.kind === r.kind && apiVersionOf(t) === r.apiVersion);
+      if (type === undefined) return true;
+      const owner = this.objects.get(this.key(type, obj.metadata.namespace ?? '', String(r.name)));
+      return owner === undefined || owner.metadata.uid !== r.uid;
+    });
+  }
+
+  /** The garbage collector after `gone` was removed: its dependents without another owner go too. */
+  private collectDependents(gone: KubeObject): void {
+    const uid = gone.metadata.uid;
+    if (uid === undefined) return;
+    for (const [key, obj] of [...this.objects]) {
+      const refs = obj.metadata.ownerReferences;
+      if (!Array.isArray(refs) || !refs.some((r: unknown) => rec(r).uid === uid) || !this.orphaned(obj)) continue;
+      const type = RESOURCES.find((r) => key.startsWith(`${r.resource}.${r.group}/`));
+      if (type) this.removeNow(type, obj.metadata.namespace ?? '', obj.metadata.name ?? '', obj);
+    }
   }
 
   list(rt: ResourceType, ns: string | undefined, options: ListOptions = {}): ListResult {
@@ -296,6 +334,7 @@ export class ObjectStore extends EventEmitter {
     const gone = clone(last);
     gone.metadata.resourceVersion = String(this.rv);
     this.record('DELETED', rt, gone, last);
+    this.collectDependents(last);
     if (rt.kind === 'Namespace') {
       for (const [key, obj] of [...this.objects]) {
         if (obj.metadata.namespace === name) {
