@@ -21,6 +21,7 @@ import { TenantAdmin } from '../lib/tenants/tenant-admin.js';
 import { Activity, IDLE_DEADLINE_KEY } from '../lib/tenants/activity.js';
 import { activityKey, endpointKey, startingNoticeKey, wakeLockKey } from '../lib/keys.js';
 import { isClusterInfo } from '../lib/redis.js';
+import { loadCliConfig } from '../lib/config.js';
 
 const TOKEN = '333333333:AAHdqTcvCH1vGWJxfSeofSAs0K5PALDsaw3';
 const CAROL = '333333334:AAHdqTcvCH1vGWJxfSeofSAs0K5PALDsaw4';
@@ -71,6 +72,14 @@ t.teardown(async () => {
   await agent.close();
   await cluster?.stop();
   if (cliDir) rmSync(cliDir, { recursive: true, force: true });
+});
+
+t.test("ztm's cluster setting: ZTM_REDIS_CLUSTER, else REDIS_CLUSTER, else asked of the node", async (t) => {
+  t.equal(loadCliConfig({}).redisCluster, undefined, 'unset: detected');
+  t.equal(loadCliConfig({ REDIS_CLUSTER: 'true' }).redisCluster, true);
+  t.equal(loadCliConfig({ REDIS_CLUSTER: 'true', ZTM_REDIS_CLUSTER: 'false' }).redisCluster, false, 'ztm\'s own wins');
+  t.throws(() => loadCliConfig({ ZTM_REDIS_CLUSTER: 'maybe' }), { code: 'E_CONFIG' }, 'a bad value is a config error');
+  t.equal(isClusterInfo('# Cluster\r\ncluster_enabled:0\r\n'), false);
 });
 
 t.test('the services run on the cluster', async (t) => {
