@@ -134,7 +134,9 @@ function postBody(url: URL, form: Map<string, string>, file: string, size: numbe
   for (const [name, value] of form) head += `--${boundary}\r\nContent-Disposition: form-data; name="${esc(name)}"\r\n\r\n${value}\r\n`;
   head += `--${boundary}\r\nContent-Disposition: form-data; name="file"; filename="state.tar.gz"\r\nContent-Type: application/octet-stream\r\n\r\n`;
   const preamble = Buffer.from(head, 'utf8');
-  const epilogue = Buffer.from(`\r\n--${boundary}--\r\n`, 'utf8');
+  // No CRLF after the closing delimiter (it is optional): a store that bounds the file by the
+  // request's length (the embedded store's gate) then knows its size exactly.
+  const epilogue = Buffer.from(`\r\n--${boundary}--`, 'utf8');
   async function* body(): AsyncIterable<Buffer> {
     yield preamble;
     for await (const chunk of createReadStream(file)) yield chunk as Buffer;
