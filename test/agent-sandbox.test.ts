@@ -10,7 +10,7 @@
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawnSync } from 'node:child_process';
 import { Redis } from 'ioredis';
 import t, { type Test } from 'tap';
 import { request } from 'undici';
@@ -162,4 +162,38 @@ t.test('AGENT_SANDBOX=off: the same probe finds the shim\'s secret, DATA_DIR and
   for (const file of [path.join(run.dataDir, 'secrets.json'), run.hostFile, ...run.targets().filter((f) => f.endsWith('notes.txt'))]) {
     t.ok(seen.files[file]?.readable, `the agent reads ${file}`);
   }
+});
+
+t.test('not root: the sandbox is a user namespace, the capabilities gone before the agent starts', async (t) => {
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'ztm-sandbox-userns-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  mkdirSync(path.join(dir, 'workspace'));
+  writeFileSync(path.join(dir, 'secret'), 'DATA_DIR stand-in');
+  execFileSync('chown', ['-R', '65534:65534', dir]);
+  // env -i: nothing of the test runner's (its NODE_OPTIONS hooks write under the repository, which that user cannot).
+  const out = execFileSync('env', ['-i', `PATH=${process.env.PATH ?? '/usr/bin:/bin'}`, 'HOME=/tmp', 'setpriv', '--reuid=65534', '--regid=65534', '--clear-groups', '--',
+    process.execPath, '--import', 'tsx', path.join(ROOT, 'test/support/sandbox-run-main.ts'), JSON.stringify({ dir })], { cwd: ROOT, encoding: 'utf8' });
+  const r = JSON.parse(out) as { probe: { ok: boolean; reason?: string }; status: number; stdout: string; stderr: string; unshare: string[] };
+  t.same(r.probe, { ok: true }, 'the probe passes for an unprivileged user');
+  t.same(r.unshare, ['--user', '--map-root-user'], 'through a user namespace');
+  t.equal(r.status, 0, r.stderr);
+  t.match(r.stdout, /^uid=0$/m, 'root of its user namespace only');
+  t.match(r.stdout, /^secret=hidden$/m, 'the hidden directory is an empty tmpfs');
+  t.match(r.stdout, /^workspace=written$/m);
+  t.match(r.stdout, /^host=read-only$/m, 'the host is read-only');
+  t.match(r.stdout, /^CapEff:\s+0+$/m, 'no effective capabilities');
+  t.match(r.stdout, /^CapBnd:\s+0+$/m, 'an empty bounding set');
+  t.match(r.stdout, /^NoNewPrivs:\s+1$/m);
+});
+
+t.test('AGENT_SANDBOX=namespaces on a host that cannot: npm start refuses in one line', async (t) => {
+  const dataDir = mkdtempSync(path.join(os.tmpdir(), 'ztm-sandbox-refused-'));
+  t.teardown(() => rmSync(dataDir, { recursive: true, force: true }));
+  // A PATH without util-linux: what a host without unshare looks like to the probe.
+  const res = spawnSync(process.execPath, ['--import', 'tsx', path.join(ROOT, 'services/platform/main.ts')], {
+    cwd: ROOT, encoding: 'utf8', timeout: 60_000,
+    env: { PATH: dataDir, HOME: dataDir, DATA_DIR: dataDir, AGENT_SANDBOX: 'namespaces', REDIS_URL: 'redis://127.0.0.1:1', TELEGRAM_API_BASE: 'sandbox' },
+  });
+  t.equal(res.status, 2, 'a configuration error');
+  t.same(res.stderr.trim().split('\n'), ['platform: configuration error: AGENT_SANDBOX: namespaces: this host cannot run a sandboxed agent (util-linux unshare not found)']);
 });
