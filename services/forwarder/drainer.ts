@@ -281,6 +281,9 @@ export class Drainer {
       this.d.endpoints.noteStaleEndpoint(tenantId, chatId, env.updateId, 2 * this.d.config.wakeLockTtlS),
     ]);
     this.d.agents.drop(endpoint.address);
+    // The credential came from the cached tenant record: a tenant re-created under the same id
+    // has another incarnation, so the next try must derive it from the registry's record.
+    this.d.tenants.invalidate(tenantId);
     if (met > STALE_ENDPOINTS_PER_UPDATE) {
       this.d.metrics?.staleEndpoints.inc({ outcome: 'dead-letter' });
       log.error({ update_id: env.updateId, endpoint: endpoint.address, status }, "the tenant's agent refused its credential after a fresh wake: dead-lettered");
