@@ -21,6 +21,7 @@ import { freePort } from '../lib/util/free-port.js';
 import { startEmbeddedS3, type EmbeddedS3 } from '../lib/state/embedded-s3.js';
 import { createS3Client } from '../lib/state/s3-client.js';
 import { StateStore, legacyStateKey, type PresignedState } from '../lib/state/state-store.js';
+import { uploadState } from '../agent/state-transfer.js';
 import { SHIM_AUTH_HEADER, signShimCall } from '../lib/runtime/shim-auth.js';
 
 const SHIM = fileURLToPath(new URL('../agent/shim.ts', import.meta.url));
@@ -165,23 +166,25 @@ function assertNoSecrets(t: Test, s: Shim): void {
   t.notOk(out.includes(SECRET), 'no claim secret in the output');
 }
 
-t.test('presigned GET/PUT against s3rver, head, purge', async (t) => {
+t.test('presigned GET and POST form against s3rver, head, purge', async (t) => {
   await store.ensureBucket(); // idempotent
   const urls = await presign('carol');
-  t.match(new URL(urls.putUrl).pathname, /\/tenants\/carol\/state\.tar\.gz$/, 'URL for exactly that key');
+  t.equal(new URL(urls.putUrl).searchParams.get('key'), 'tenants/carol/state.tar.gz', 'a form for exactly that key');
+  t.match(new URL(urls.getUrl).pathname, /\/tenants\/carol\/state\.tar\.gz$/, 'a GET of that key');
   t.match(new URL(urls.legacyGetUrl ?? '').pathname, /\/tenants\/carol\/brain\.db$/, 'and a GET of the older single brain.db');
   t.ok(Date.parse(urls.expiresAt) > Date.now() + 590_000);
   t.equal((await request(urls.getUrl).then(async (r) => (await r.body.dump(), r.statusCode))), 404, 'no state yet');
   t.equal(await store.head('carol'), undefined);
   const payload = randomBytes(6 * 1024 * 1024 + 3);
-  const put = await request(urls.putUrl, { method: 'PUT', body: payload, headers: { 'content-length': String(payload.length) } });
-  await put.body.dump();
-  t.equal(put.statusCode, 200, 'PUT multi-MB');
+  const staged = path.join(scratch, 'carol-upload');
+  writeFileSync(staged, payload);
+  await uploadState(urls.putUrl, staged);
+  t.pass('POST multi-MB');
   const got = Buffer.from(await (await request(urls.getUrl)).body.arrayBuffer());
   t.ok(got.equals(payload), 'byte-identical round trip');
   t.match(await store.head('carol'), { key: 'tenants/carol/state.tar.gz', bytes: payload.length });
   const other = await presign('car');
-  await (await request(other.putUrl, { method: 'PUT', body: 'x' })).body.dump();
+  await uploadState(other.putUrl, staged);
   t.equal(await store.purge('carol'), 1, 'purge deletes the tenant prefix only');
   t.equal(await store.head('carol'), undefined);
   t.ok(await store.head('car'), "a tenant whose id is a prefix keeps its state");
@@ -431,4 +434,29 @@ t.test('a custom agent\'s whole state: every declared path, links left out, a si
   t.equal(await say(b, 'two'), 'You said: two (memories: 2)');
   t.equal(readFileSync(path.join(ws2, 'notes', 'deep', 'todo.md'), 'utf8'), '- remember the milk\n', 'restored before the start');
   b.kill();
+});
+
+t.test('a claim that names the incarnation binds the shim to that incarnation\'s object only', async (t) => {
+  const w = await startShim({ WARM: '1', WARM_POOL_SECRET: SECRET, CHECKPOINT_INTERVAL_S: '0', WORKSPACE: path.join(scratch, 'ivy') });
+  await until('shim up', 30_000, async () => ((await http(w.port, '/healthz')).status === 200 ? true : undefined));
+  const now = { tenant_id: 'ivy', incarnation: 'ivy-second-incarnation-0' };
+  const before = { tenant_id: 'ivy', incarnation: 'ivy-first-incarnation-00' };
+  const mine = await store.presign(now, { expiresInS: 600 });
+  const old = await store.presign(before, { expiresInS: 600 });
+  const idOnly = await presign('ivy');
+  handedOut.push(mine, old);
+  t.notOk(mine.legacyGetUrl, 'no legacy brain.db GET for a record with an incarnation');
+  const claim = { tenant_id: 'ivy', incarnation: now.incarnation, bot_token: TOKEN, state_get_url: mine.getUrl, state_put_url: mine.putUrl, agent_token_sha256: BEARER_SHA256 };
+  t.match(await http(w.port, '/claim', { body: { ...claim, state_get_url: old.getUrl }, auth: SECRET }), { status: 400, json: { error: /own state object \(tenants\/ivy\/ivy-second-incarnation-0\/state\.tar\.gz\)/ } }, 'an earlier incarnation\'s GET is refused');
+  t.match(await http(w.port, '/claim', { body: { ...claim, state_put_url: idOnly.putUrl }, auth: SECRET }), { status: 400 }, 'the id-only key (a record from before incarnations) too');
+  t.match(await http(w.port, '/claim', { body: { ...claim, state_legacy_get_url: idOnly.legacyGetUrl }, auth: SECRET }), { status: 400 }, 'and the legacy brain.db');
+  t.equal((await http(w.port, '/claim', { body: claim, auth: SECRET })).status, 200, 'its own incarnation\'s URLs bind');
+  t.match(await http(w.port, '/state-urls', { body: { state_get_url: old.getUrl, state_put_url: old.putUrl }, auth: SECRET }), { status: 400, json: { error: /own state object/ } }, 'a refresh with the old incarnation\'s URLs is refused');
+  await say(w, 'hello');
+  t.equal((await http(w.port, '/checkpoint', { body: {}, auth: SECRET })).status, 200);
+  t.match(await store.head(now), { key: 'tenants/ivy/ivy-second-incarnation-0/state.tar.gz' });
+  t.equal(await store.head(before), undefined, 'nothing written to the old incarnation\'s key');
+  w.signal('SIGTERM');
+  t.equal(await w.waitExit(), 0);
+  assertNoSecrets(t, w);
 });
