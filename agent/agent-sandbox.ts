@@ -162,21 +162,29 @@ function safeFileUrl(u: string): string | undefined {
 
 /**
  * Before the start (after the restore, which the shim does as root): everything in the workspace
- * the agent's user does not own becomes its, but the shim's own `keep` entries (its scratch dir).
- * The workspace itself stays root's, group-writable with the sticky bit, so the agent creates
- * files there but cannot rename the shim's scratch dir away and put a link in its place. Symbolic
- * links are never followed; a hard-linked file (a link the agent made to a file outside) is left.
+ * the agent's user does not own becomes its, but the shim's own `scratch` entries (kept root's,
+ * 0700). The workspace and the profile's state root (`stateDir`) stay root's, group-writable with
+ * the sticky bit: the agent creates files there but cannot swap the shim's scratch dir or the state
+ * root for a link the shim (root) would follow at the next restore or checkpoint. Symbolic links
+ * are never followed; a hard-linked file not the agent's (a link it made to a file outside) is left.
  */
-export function prepareWorkspace(workspace: string, user: { uid: number; gid: number }, keep: readonly string[]): void {
-  chownSync(workspace, 0, user.gid);
-  // The agent's group may create; the sticky bit keeps entries of other owners where they are.
-  chmodSync(workspace, 0o1770);
+export function prepareWorkspace(workspace: string, user: { uid: number; gid: number }, o: { scratch: readonly string[]; stateDir: string }): void {
+  const shared = new Set([path.resolve(workspace), path.resolve(workspace, o.stateDir)]);
+  const share = (dir: string): void => {
+    chownSync(dir, 0, user.gid);
+    chmodSync(dir, 0o1770);
+  };
   const walk = (dir: string): void => {
     for (const entry of readdirSync(dir, { withFileTypes: true })) {
       const p = path.join(dir, entry.name);
       const st = lstatSync(p);
-      if (dir === workspace && keep.includes(entry.name)) {
+      if (dir === workspace && o.scratch.includes(entry.name)) {
         if (st.isDirectory() && st.uid === 0) chmodSync(p, 0o700);
+        continue;
+      }
+      if (shared.has(p) && st.isDirectory()) {
+        share(p);
+        walk(p);
         continue;
       }
       if (!st.isDirectory() && !st.isSymbolicLink() && st.nlink > 1 && st.uid !== user.uid) continue;
@@ -184,6 +192,7 @@ export function prepareWorkspace(workspace: string, user: { uid: number; gid: nu
       if (st.isDirectory()) walk(p);
     }
   };
+  share(workspace);
   walk(workspace);
 }
 
@@ -205,7 +214,7 @@ export function probeSandbox(settings: Omit<SandboxSettings, 'hide'>): SandboxPr
     writeFileSync(path.join(dir, 'hidden'), 'x');
     const full = { ...settings, hide: [dir] };
     const user = sandboxUser(full);
-    if (user) prepareWorkspace(workspace, user, []);
+    if (user) prepareWorkspace(workspace, user, { scratch: [], stateDir: '' });
     const run = sandboxCommand(full, { workspace, reads: [] }, {
       file: '/bin/sh', args: ['-c', 'test ! -e "$1" && echo ok > "$2/probe"', 'sh', path.join(dir, 'hidden'), workspace],
     });

@@ -198,7 +198,7 @@ export class Shim implements ShimHandlers {
     const sandbox = this.config.sandbox;
     const user = sandbox && sandboxUser(sandbox);
     // Restored and prepared as root: the agent's user gets the workspace, the shim keeps its scratch.
-    if (user) prepareWorkspace(workspace, user, [path.basename(this.scratchDir)]);
+    if (user) prepareWorkspace(workspace, user, { scratch: [path.basename(this.scratchDir)], stateDir: this.profile.stateDir });
     this.agent = new AgentProcess({ launch, log: this.log, sandbox: sandbox && { settings: sandbox, workspace } });
     const agent = this.agent;
     if (this.config.agentPidFile) writeFileSync(this.config.agentPidFile, String(agent.pid));

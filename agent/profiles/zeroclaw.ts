@@ -6,7 +6,7 @@
  * SHA-256 is written), and the provider from AGENT_LLM_* (the key only through the environment).
  * Facts: ../shared/reference/agents.md and agent/zeroclaw/config.ts; what was verified: docs/agents.md.
  */
-import { mkdir, writeFile } from 'node:fs/promises';
+import { mkdir, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { AgentSettings } from '../../lib/agent-profiles.js';
 import { RuntimeError } from '../../lib/errors.js';
@@ -43,7 +43,9 @@ export const zeroclawProfile: AgentProfile = {
       pairedTokenSha256: ctx.agentTokenSha256,
       probeTokenSha256: probe.sha256,
     });
-    await writeFile(path.join(ctx.stateRoot, 'config.toml'), toml, { mode: 0o600 });
+    // Removed first, then created exclusively: a link the (sandboxed) agent left in its place is not followed.
+    await rm(path.join(ctx.stateRoot, 'config.toml'), { force: true });
+    await writeFile(path.join(ctx.stateRoot, 'config.toml'), toml, { mode: 0o600, flag: 'wx' });
     if (!llm) ctx.log.warn('no AGENT_LLM_BASE_URL/AGENT_LLM_MODEL: ZeroClaw will answer every message 503 needs_quickstart');
     const env = agentEnv(ctx, { HOME: home, ZEROCLAW_CONFIG_DIR: ctx.stateRoot });
     // ZeroClaw refuses to start on an override name that is no config path: only ours reach it.
