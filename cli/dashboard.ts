@@ -48,7 +48,7 @@ export async function runDashboard(inv: DashboardInvocation, target: CliTarget, 
   let redis: RedisClient | undefined;
   let served: ServedDashboard | undefined;
   try {
-    redis = await connectRedis(target.url, 'ztm-dashboard');
+    redis = await connectRedis(target.url, 'ztm-dashboard', config.redisCluster);
     served = await serveDashboard({ redis, port: inv.port, host: inv.host, ...(config.dashboardAuth ? { auth: config.dashboardAuth } : {}) });
     if (p.json) printJson(p, { url: served.url, redis: describeRedisUrl(target.url), auth: Boolean(config.dashboardAuth) });
     else p.out(`Bull Board: ${served.url}  (queues of ${describeRedisUrl(target.url)}; Ctrl-C to stop)`);
