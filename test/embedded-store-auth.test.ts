@@ -135,6 +135,13 @@ t.test('S3: anonymous, altered, expired, with another key: refused, as S3 refuse
   t.match(anonymous.text, /<Code>AccessDenied<\/Code>/);
   t.notMatch(anonymous.text, /victim's memory/);
   t.equal((await get(`${s3Url()}/${BUCKET}?list-type=2`)).status, 403, 'no anonymous listing');
+  const deleteBody = `<Delete><Object><Key>tenants/victim/state.tar.gz</Key></Object></Delete>`;
+  const del = await request(`${s3Url()}/${BUCKET}?delete`, { method: 'POST', headers: { 'content-type': 'application/xml' }, body: deleteBody });
+  t.equal(del.statusCode, 403, 'no anonymous DeleteObjects');
+  await del.body.dump();
+  const formDelete = await request(`${s3Url()}/${BUCKET}?delete`, { method: 'POST', headers: { 'content-type': 'multipart/form-data; boundary=x' }, body: deleteBody });
+  t.equal(formDelete.statusCode, 403, 'nor one dressed as a form upload');
+  await formDelete.body.dump();
 
   const attacker = await state.presign('attacker');
   const altered = attacker.getUrl.replace('/tenants/attacker/', '/tenants/victim/');
