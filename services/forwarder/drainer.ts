@@ -9,6 +9,7 @@ import type { Config } from '../../lib/config.js';
 import type { Logger } from '../../lib/logger.js';
 import type { Metrics } from '../../lib/metrics.js';
 import type { RedisClient } from '../../lib/redis.js';
+import { retryTransient } from '../../lib/util/redis-retry.js';
 import { Activity } from '../../lib/tenants/activity.js';
 import type { Mailbox, Outbox } from '../../lib/delivery/mailbox.js';
 import type { AgentErrorCode, ForwardOutcome } from '../../lib/delivery/outcomes.js';
@@ -234,7 +235,7 @@ export class Drainer {
     const sent = await this.sendToChat(h.tenantId, h.chatId, answer, log, {
       from,
       onSent: async (n, total) => {
-        if (n < total && (await this.d.mailbox.recordSent(h.tenantId, h.chatId, h.raw, h.lease, n)) !== 'ok') throw new Error('chat lease lost while draining');
+        if (n < total && (await this.afterSend(h, () => this.d.mailbox.recordSent(h.tenantId, h.chatId, h.raw, h.lease, n))) !== 'ok') throw new Error('chat lease lost while draining');
       },
     });
     if (sent?.kind === 'later') {
@@ -396,7 +397,7 @@ export class Drainer {
     const { tenantId, chatId } = h;
     const facts = await this.d.tenants.facts(tenantId);
     const [popped, endpoint] = await Promise.all([
-      this.d.mailbox.popNext(tenantId, chatId, h.raw, env.updateId, h.lease, h.gen),
+      this.afterSend(h, () => this.d.mailbox.popNext(tenantId, chatId, h.raw, env.updateId, h.lease, h.gen)),
       this.d.endpoints.get(tenantId),
       facts ? Activity.write(this.d.redis, tenantId, facts.idleTimeoutS) : undefined,
     ]);
@@ -407,6 +408,18 @@ export class Drainer {
       case 'next': return { next: 'continue', head: popped.head, outbox: undefined, endpoint };
       case 'moved': return { next: 'continue' };
     }
+  }
+
+  /**
+   * A mailbox write that records what Telegram already took: retried through a failover (bounded
+   * below the chat lease) instead of giving the chat back, after which the answer would be sent
+   * again. The scripts check the head and the lease, so a retry of a write that landed is harmless.
+   */
+  private afterSend<T>(h: Head, write: () => Promise<T>): Promise<T> {
+    return retryTransient(write, {
+      deadlineMs: Math.floor((this.d.mailbox.leaseMs * 2) / 3),
+      onRetry: (err, attempt) => h.log.warn({ err, attempt }, 'redis unavailable while recording a sent answer: retrying'),
+    });
   }
 
   /** Moves the head to the dead letters (its attempt counter and outbox go with it, atomically). */
