@@ -1,83 +1,48 @@
 /**
- * Rendering and checking charts/agentic-tenancy without helm. test/support/helm-render/main.go
- * renders the templates with Go's text/template and sprig (the libraries Helm uses) from Debian's
- * golang-go and golang-github-masterminds-sprig-dev (+ ghodss-yaml), built in a scratch GOPATH;
- * manifests are validated with kubernetes-models (the Kubernetes OpenAPI schemas). .ci/run installs
- * the Debian packages when they are missing, so this never silently skips.
+ * charts/agentic-tenancy through the real helm (test/support/helm.ts): `helm template` and `helm
+ * lint --strict` as an operator runs them (helm's own values.schema.json check included), every
+ * rendered object validated against the Kubernetes OpenAPI schemas (kubernetes-models) and the
+ * custom resources against their CRDs' published schemas (test/fixtures/crd-schemas).
  */
-import { execFile } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, symlinkSync, copyFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
-import os from 'node:os';
 import path from 'node:path';
-import { promisify } from 'node:util';
 import { parseAllDocuments } from 'yaml';
-import { ROOT } from './platform.js';
+import { validateCustomResource } from './crd-schemas.js';
+import { helm, type HelmResult } from './helm.js';
+import { fileURLToPath } from 'node:url';
 
-const run = promisify(execFile);
 const require = createRequire(import.meta.url);
 
-export const CHART = path.join(ROOT, 'charts/agentic-tenancy');
+/** Beside test/: not through ./platform.js, so rendering loads none of the platform. */
+export const CHART = fileURLToPath(new URL('../../charts/agentic-tenancy', import.meta.url));
+export const RELEASE = 'agentic-tenancy';
 export const SERVICES = ['ingress', 'forwarder', 'waker', 'janitor', 'pool-keeper', 'dashboard'] as const;
-const GOCODE = '/usr/share/gocode';
 
-// eslint-disable-next-line @typescript-eslint/no-explicit-any
 export type Manifest = { apiVersion: string; kind: string; metadata: { name: string; namespace?: string; [k: string]: any }; [k: string]: any };
 
-let binary: Promise<string> | undefined;
+const valueArgs = (valueFiles: string[]): string[] => valueFiles.flatMap((f) => ['-f', path.resolve(CHART, f)]);
 
-/** Builds the renderer once per process (Debian's Go in GOPATH mode, no network). */
-function renderer(): Promise<string> {
-  binary ??= (async () => {
-    if (!existsSync(`${GOCODE}/src/github.com/Masterminds/sprig`)) {
-      throw new Error('Go and sprig are missing: apt-get install -y golang-go golang-github-masterminds-sprig-dev golang-github-ghodss-yaml-dev (.ci/run does)');
-    }
-    const dir = mkdtempSync(path.join(os.tmpdir(), 'ztm-helm-render-'));
-    const gopath = path.join(dir, 'gopath');
-    const src = path.join(gopath, 'src/helmrender');
-    mkdirSync(src, { recursive: true });
-    copyFileSync(path.join(ROOT, 'test/support/helm-render/main.go'), path.join(src, 'main.go'));
-    // Debian installs these /v3 modules without the suffix; GOPATH mode needs the import path.
-    for (const mod of ['sprig', 'semver']) {
-      mkdirSync(path.join(gopath, 'src/github.com/Masterminds', mod), { recursive: true });
-      symlinkSync(`${GOCODE}/src/github.com/Masterminds/${mod}`, path.join(gopath, 'src/github.com/Masterminds', mod, 'v3'));
-    }
-    const out = path.join(dir, 'helm-render');
-    await run('go', ['build', '-o', out, '.'], {
-      cwd: src,
-      env: { PATH: process.env.PATH ?? '', HOME: dir, GO111MODULE: 'off', GOPATH: `${gopath}:${GOCODE}`, GOCACHE: path.join(dir, 'cache'), GOFLAGS: '', CGO_ENABLED: '0' },
-      timeout: 170_000,
-    });
-    return out;
-  })();
-  return binary;
+/** `helm template agentic-tenancy charts/agentic-tenancy -n <namespace> -f …` (files relative to the chart), as helm answers. */
+export function templateChart(valueFiles: string[], namespace = 'tenants', extra: string[] = []): Promise<HelmResult> {
+  return helm(['template', RELEASE, CHART, '--namespace', namespace, ...valueArgs(valueFiles), ...extra]);
 }
 
-export interface Rendered {
-  values: unknown;
-  manifests: Manifest[];
+/** `helm lint --strict charts/agentic-tenancy -f …`. */
+export function lintChart(valueFiles: string[], namespace = 'tenants'): Promise<HelmResult> {
+  return helm(['lint', '--strict', CHART, '--namespace', namespace, ...valueArgs(valueFiles)]);
 }
 
-/** `helm template agentic-tenancy charts/agentic-tenancy -n tenants -f …` (files relative to the chart). */
-export async function renderChart(valueFiles: string[], namespace = 'tenants'): Promise<Rendered> {
-  const bin = await renderer();
-  const args = ['-chart', CHART, '-namespace', namespace, ...valueFiles.flatMap((f) => ['-f', path.resolve(CHART, f)])];
-  let stdout: string;
-  try {
-    ({ stdout } = await run(bin, args, { maxBuffer: 32 * 1024 * 1024 }));
-  } catch (err) {
-    throw new Error(String((err as { stderr?: string }).stderr ?? err).trim());
-  }
-  const out = JSON.parse(stdout) as { values: unknown; templates: Record<string, string> };
+/** The objects `helm template` renders (`extra`: more arguments, e.g. --set); rejects with helm's message when it refuses. */
+export async function renderChart(valueFiles: string[], namespace = 'tenants', extra: string[] = []): Promise<Manifest[]> {
+  const out = await templateChart(valueFiles, namespace, extra);
+  if (out.code !== 0) throw new Error(`helm template exited ${out.code}: ${out.stderr.trim()}`);
   const manifests: Manifest[] = [];
-  for (const [file, text] of Object.entries(out.templates)) {
-    for (const doc of parseAllDocuments(text, { uniqueKeys: true })) {
-      if (doc.errors.length > 0) throw new Error(`${file}: ${doc.errors[0]?.message}`);
-      const m = doc.toJS() as Manifest | null;
-      if (m !== null) manifests.push(m);
-    }
+  for (const doc of parseAllDocuments(out.stdout, { uniqueKeys: true })) {
+    if (doc.errors.length > 0) throw new Error(`helm template output: ${doc.errors[0]?.message}`);
+    const m = doc.toJS() as Manifest | null;
+    if (m !== null) manifests.push(m);
   }
-  return { values: out.values, manifests };
+  return manifests;
 }
 
 const MODEL_PATH: Record<string, string> = {
@@ -90,20 +55,12 @@ const MODEL_PATH: Record<string, string> = {
   'autoscaling/v2': 'autoscaling/v2',
 };
 
-/** Custom resources the cluster gets from KEDA, Karpenter and the Prometheus Operator: the fields they require. */
-const CUSTOM: Record<string, { apiVersion: string; check: (m: Manifest) => string | undefined }> = {
-  ScaledObject: { apiVersion: 'keda.sh/v1alpha1', check: (m) => (m.spec?.scaleTargetRef?.name && Array.isArray(m.spec.triggers) && m.spec.triggers.length > 0 ? undefined : 'needs scaleTargetRef.name and triggers') },
-  NodePool: { apiVersion: 'karpenter.sh/v1', check: (m) => (m.spec?.template?.spec?.nodeClassRef?.name && Array.isArray(m.spec.template.spec.requirements) ? undefined : 'needs template.spec.nodeClassRef and requirements') },
-  EC2NodeClass: { apiVersion: 'karpenter.k8s.aws/v1', check: (m) => (m.spec?.role && m.spec.amiSelectorTerms && m.spec.subnetSelectorTerms && m.spec.securityGroupSelectorTerms ? undefined : 'needs role, amiSelectorTerms, subnet and security group selectors') },
-  PodMonitor: { apiVersion: 'monitoring.coreos.com/v1', check: (m) => (m.spec?.selector && Array.isArray(m.spec.podMetricsEndpoints) ? undefined : 'needs selector and podMetricsEndpoints') },
-};
-
 /** undefined when valid, else the first problem. */
 export function validateManifest(m: Manifest): string | undefined {
   if (!m.apiVersion || !m.kind || !m.metadata?.name) return 'needs apiVersion, kind and metadata.name';
   if (!/^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/.test(m.metadata.name) || m.metadata.name.length > 253) return `invalid name ${m.metadata.name}`;
-  const custom = CUSTOM[m.kind];
-  if (custom) return m.apiVersion === custom.apiVersion ? custom.check(m) : `expected apiVersion ${custom.apiVersion}`;
+  const custom = validateCustomResource(m);
+  if (custom !== 'unknown') return custom;
   const dir = MODEL_PATH[m.apiVersion];
   if (!dir) return `no schema for ${m.apiVersion}`;
   let Model: new (data: unknown) => { validate(): void };

@@ -113,13 +113,13 @@ integers; other numbers as Go prints them; strings and booleans as written.
 
 {{/*
 PodDisruptionBudget bound of a service: its pdb's minAvailable or maxUnavailable (the schema allows
-at most one; 0 is a value), else maxUnavailable 1. The default sets neither so that an override of
+at most one; 0 is a value, null is unset), else maxUnavailable 1. The default sets neither so that an override of
 either merges cleanly (helm merges maps: a default maxUnavailable would stay beside minAvailable).
 */}}
 {{- define "at.pdbSpec" -}}
-{{- if hasKey . "minAvailable" -}}
+{{- if not (kindIs "invalid" .minAvailable) -}}
 minAvailable: {{ .minAvailable | toYaml }}
-{{- else if hasKey . "maxUnavailable" -}}
+{{- else if not (kindIs "invalid" .maxUnavailable) -}}
 maxUnavailable: {{ .maxUnavailable | toYaml }}
 {{- else -}}
 maxUnavailable: 1
