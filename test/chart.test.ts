@@ -423,11 +423,14 @@ async function rbacProxy(upstream: string, grants: Grant[]): Promise<{ kubeConfi
   };
 }
 
-/** A stand-in tenant container: the shim's routes answer 200, except a claim for a tenant named cold*; exits on SIGTERM. */
+/**
+ * A stand-in tenant container (its pod's name as argument): the shim's routes answer 200, except a
+ * warm member's claim for a tenant named cold* (a cold pod is claimed too, and accepts); exits on SIGTERM.
+ */
 const STUB_SHIM = `
 const http = require('http');
 http.createServer((q, r) => { let b = ''; q.on('data', (c) => (b += c)); q.on('end', () => {
-  let refuse = false; try { refuse = q.url === '/claim' && JSON.parse(b).tenant_id.startsWith('cold'); } catch {}
+  let refuse = false; try { refuse = q.url === '/claim' && process.argv[1].startsWith('warm-pool-') && JSON.parse(b).tenant_id.startsWith('cold'); } catch {}
   r.writeHead(refuse ? 500 : 200, { 'content-type': 'application/json' }); r.end(refuse ? '{"error":"refused"}' : '{}'); });
 }).listen(Number(process.env.SHIM_PORT), process.env.SHIM_HOST);
 process.on('SIGTERM', () => process.exit(0));`;
@@ -437,7 +440,7 @@ t.test('each runtime service\'s code path succeeds under its own Role alone, and
   const secret = one(plain, 'Secret', 'agentic-tenancy-secrets');
   const ns = cm.data.K8S_NAMESPACE as string;
   const api = await KubeApiServer.start({ namespaces: [ns] });
-  const kubelet = new Kubelet(api, { command: () => [process.execPath, '-e', STUB_SHIM] });
+  const kubelet = new Kubelet(api, { command: (pod) => [process.execPath, '-e', STUB_SHIM, String(pod.metadata?.name)] });
   const admin = api.kubeConfig().makeApiClient(CoreV1Api);
   const proxies = Object.fromEntries(await Promise.all(RUNTIME_SERVICES.map(async (service) => {
     const account = one(plain, 'Deployment', service).spec.template.spec.serviceAccountName as string;
