@@ -159,6 +159,6 @@ t.test('the verifier: forged secrets neither fill the cache nor cost a read each
 
   const pending = Array.from({ length: 6 }, (_, i) => v.verify(`ghost${i}`, forged));
   t.same(pending.slice(4), ['unavailable', 'unavailable'], 'past maxInflight concurrent lookups: 503, not a queue');
-  t.same(await Promise.all(pending.slice(0, 4)), ['bad', 'bad', 'bad', 'bad'], 'unknown ids with a forged secret: refused');
+  t.same(await Promise.all(pending.slice(0, 4).map((v) => Promise.resolve(v))), ['bad', 'bad', 'bad', 'bad'], 'unknown ids with a forged secret: refused');
   t.equal(v.verify('dora', right), 'ok', 'forged traffic for unknown ids did not evict the verified tenant');
 });

@@ -119,7 +119,6 @@ export class Waker {
       locked = true;
     }
     if (!locked) return { tenant_id: tenantId, pod_name: '', address: '', path: 'in-progress', ms: 0 };
-    let ready: WakeResult | undefined;
     try {
       // The record, a live instance and fresh state URLs do not depend on each other: one wait.
       const [tenant, live, state] = await Promise.all([
@@ -128,7 +127,7 @@ export class Waker {
         step('state-unavailable', this.o.state.presign(tenantId, { expiresInS: STATE_URL_TTL_S })),
       ]);
       if (!tenant) throw new WakeFailedError({ code: 'unknown-tenant', reason: 'unknown tenant' });
-      if (live) return (ready = await this.publish(tenant, live, 'already-running', started, log));
+      if (live) return await this.publish(tenant, live, 'already-running', started, log);
       // The registry write and the start overlap: the start does not need it, and while the wake
       // lock is held the reconciler leaves a pod whose tenant is not marked yet alone.
       const [marked, startedInstance] = await Promise.allSettled([
@@ -139,7 +138,7 @@ export class Waker {
       if (marked.status === 'rejected') throw marked.reason;
       const { instance, path } = startedInstance.value;
       await new StateUrlLedger(this.o.redis).issued(tenantId);
-      return (ready = await this.publish(marked.value, instance, path, started, log));
+      return await this.publish(marked.value, instance, path, started, log);
     } catch (err) {
       const failed = err instanceof WakeFailedError ? err : new WakeFailedError({ code: 'internal', reason: reasonOf(err) }, { cause: err });
       const { failure } = failed;

@@ -19,7 +19,6 @@ import { startEmbeddedS3 } from '../../lib/state/embedded-s3.js';
 import { deriveWebhookSecret } from '../../lib/webhook-secret.js';
 import { startPlatform, type Platform } from '../../services/platform/platform.js';
 import { execFileSync } from 'node:child_process';
-import { CoreV1Api } from '@kubernetes/client-node';
 import { createKubernetesRuntime } from '../../lib/runtime/create-runtime.js';
 import type { LocalRuntime } from '../../lib/runtime/local-runtime.js';
 import { KubeApiServer } from './kube/api-server.js';
