@@ -12,6 +12,7 @@ import type { RedisClient } from '../../lib/redis.js';
 import { QUEUES, QUEUE_PREFIX } from '../../lib/queues.js';
 import { wakeLockKey } from '../../lib/keys.js';
 import { Activity } from '../../lib/tenants/activity.js';
+import { IncarnationIndex } from '../../lib/tenants/incarnation-index.js';
 import { Endpoints } from '../../lib/delivery/endpoints.js';
 import { pendingWakeJobId } from '../../lib/wake/wake-contract.js';
 import type { RuntimeLifecycle } from '../../lib/tenants/tenant-lifecycle.js';
@@ -45,9 +46,11 @@ export class LifecycleWorker {
   private readonly activity: Activity;
   private readonly endpoints: Endpoints;
   private reconciles = 0;
+  private readonly incarnations: IncarnationIndex;
 
   constructor(private readonly o: LifecycleWorkerOptions) {
     this.activity = new Activity(o.redis);
+    this.incarnations = new IncarnationIndex(o.redis);
     this.endpoints = new Endpoints({ redis: o.redis });
     this.queue = new Queue(QUEUES.lifecycle, { connection: o.bull, prefix: QUEUE_PREFIX });
     this.worker = new Worker(QUEUES.lifecycle, (job) => this.process(job), {
@@ -94,14 +97,21 @@ export class LifecycleWorker {
     return { checked, stopped, ms: Date.now() - started };
   }
 
-  /** The three repairs: awake tenants without a pod, pods without an awake tenant, stale wake locks. */
-  async reconcile(): Promise<ReconcileResult> {
-    const fullPass = this.reconciles++ % FULL_PASS_EVERY === 0;
+  /**
+   * The repairs: awake tenants without a pod, pods without an awake tenant, stale wake locks; and on
+   * a full pass (every FULL_PASS_EVERY-th, or when asked) each tenant's incarnation index, which the
+   * ingress verifies webhooks against (Redis may have lost it: every webhook would then be a 401).
+   */
+  async reconcile(options: { fullPass?: boolean } = {}): Promise<ReconcileResult> {
+    const fullPass = this.reconciles++ % FULL_PASS_EVERY === 0 || options.fullPass === true;
     const reset: string[] = [];
     const deleted: string[] = [];
     const candidates = new Set(await this.activity.awake());
     if (fullPass) {
-      for await (const t of this.o.registry.iterate({ pageSize: 200 })) if (t.status === 'running' || t.status === 'provisioning') candidates.add(t.tenant_id);
+      for await (const t of this.o.registry.iterate({ pageSize: 200 })) {
+        if (t.status === 'running' || t.status === 'provisioning') candidates.add(t.tenant_id);
+        if (t.status !== 'terminated') await this.incarnations.publish(t);
+      }
     }
     for (const id of candidates) {
       if (await this.o.redis.exists(wakeLockKey(id))) continue; // a wake is on it

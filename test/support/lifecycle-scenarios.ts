@@ -9,6 +9,7 @@ import { startTestPlatform, type TestPlatform } from './platform.js';
 import { PoolKeeper } from '../../services/pool-keeper/pool-keeper.js';
 import { scenarioAgent, type ScenarioAgentName } from './scenario-agents.js';
 import { waitUntil } from './wait.js';
+import { incarnationKey } from '../../lib/keys.js';
 
 /**
  * The scenarios, run once per runtime and agent by test/lifecycle*.test.ts. `raceCycles`: the
@@ -86,6 +87,16 @@ export function lifecycleScenarios(runtime: 'local' | 'kubernetes', agentName: S
     await waitUntil('reconciler reset', async () => (await status('crashy')) === 'idle', 10_000);
     t.ok(p.logs.find('reconciler: pod missing, resetting state').some((l) => l.tenant === 'crashy'));
     t.equal(agent.said(await ask('crashy', 2, 'again')), 'again');
+  });
+
+  t.test("the reconciler's full pass restores the incarnation index the ingress verifies webhooks against", async (t) => {
+    const key = incarnationKey('racer');
+    const incarnation = (await p.clients.registry.get('racer'))?.incarnation;
+    t.ok(incarnation, 'the tenant has an incarnation');
+    t.equal(await p.clients.redis.get(key), incarnation, 'published at create');
+    await p.clients.redis.del(key); // Redis lost it (a flush, a failover without the write)
+    await p.platform!.janitor.lifecycleWorker!.reconcile({ fullPass: true });
+    t.equal(await p.clients.redis.get(key), incarnation, 'written again from the registry');
   });
 
   t.test('the reconciler clears stale wake locks and deletes agents of tenants that are not running', async (t) => {
