@@ -50,5 +50,7 @@ export const incarnationKey = (tenantId: string): string => `ztm:incarnation:${t
 export const startingNoticeKey = (tenantId: string): string => `ztm:starting:${tenantId}`;
 /** Hash {size, target, at}: the warm pool as the pool-keeper last counted it (ztm status, metrics). */
 export const warmPoolKey = 'ztm:warm-pool';
+/** Hash {sandboxed, line, at}: whether `npm start` runs its agents sandboxed (ztm status). */
+export const isolationKey = 'ztm:isolation';
 /** Address of a local platform's Redis, written by `npm start` for `ztm` to find. */
 export const ADMIN_HEARTBEAT_KEY = 'ztm:admin:heartbeat';

@@ -4,12 +4,8 @@
  * `ztm status`, so the operator sees the same line the start printed.
  */
 import type { RedisClient } from '../redis.js';
+import { isolationKey } from '../keys.js';
 
-/**
- * Hash {sandboxed, line, at}. Beside lib/keys.ts's `warmPoolKey` in spirit; kept here, its one
- * reader and writer, while lib/keys.ts is being edited by others (move it there when convenient).
- */
-export const isolationKey = 'ztm:isolation';
 
 export interface IsolationReport {
   sandboxed: boolean;
