@@ -147,7 +147,10 @@ export class LifecycleWorker {
     for (const instance of await this.o.runtime.list()) {
       const issued = await ledger.issuedAt(instance.tenantId);
       if (issued !== undefined && Date.now() - issued < olderThanMs) continue;
-      const urls = await this.o.state.presign(instance.tenantId, { expiresInS: STATE_URL_TTL_S });
+      // The state key carries the record's incarnation.
+      const tenant = await this.o.registry.get(instance.tenantId);
+      if (!tenant) continue;
+      const urls = await this.o.state.presign(tenant, { expiresInS: STATE_URL_TTL_S });
       if (await this.o.runtime.refreshState(instance.tenantId, urls)) {
         await ledger.issued(instance.tenantId);
         refreshed.push(instance.tenantId);

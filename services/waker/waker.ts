@@ -120,14 +120,15 @@ export class Waker {
     }
     if (!locked) return { tenant_id: tenantId, pod_name: '', address: '', path: 'in-progress', ms: 0 };
     try {
-      // The record, a live instance and fresh state URLs do not depend on each other: one wait.
-      const [tenant, live, state] = await Promise.all([
+      // The record and a live instance do not depend on each other: one wait.
+      const [tenant, live] = await Promise.all([
         step('internal', this.o.registry.get(tenantId)),
         step('start-failed', this.o.runtime.find(tenantId)),
-        step('state-unavailable', this.o.state.presign(tenantId, { expiresInS: STATE_URL_TTL_S })),
       ]);
       if (!tenant) throw new WakeFailedError({ code: 'unknown-tenant', reason: 'unknown tenant' });
       if (live) return await this.publish(tenant, live, 'already-running', started, log);
+      // The state key carries the record's incarnation (presigning is local computation).
+      const state = await step('state-unavailable', this.o.state.presign(tenant, { expiresInS: STATE_URL_TTL_S }));
       // The registry write and the start overlap: the start does not need it, and while the wake
       // lock is held the reconciler leaves a pod whose tenant is not marked yet alone.
       const [marked, startedInstance] = await Promise.allSettled([

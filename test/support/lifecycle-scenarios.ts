@@ -63,7 +63,7 @@ export function lifecycleScenarios(runtime: 'local' | 'kubernetes', agentName: S
     t.ok(p.logs.find('warm pool hit: reusing node').length >= 1, 'woken from the warm pool');
     await waitUntil('idle shutdown', async () => (await status('idler')) === 'idle', 20_000);
     t.ok(p.logs.find('idle check: terminating idle tenant').some((l) => l.tenant === 'idler'));
-    t.ok(await p.clients.state.head('idler'), 'state saved in S3');
+    t.ok(await p.clients.state.head((await p.clients.registry.get('idler')) ?? 'idler'), 'state saved in S3 (under its incarnation)');
     t.equal(await agent.memories(p, 'idler', 'saved'), 1, 'the saved state holds the message');
     t.equal(await p.clients.redis.get('router:endpoint:idler'), null);
     t.ok((await p.clients.registry.get('idler'))?.last_active_at, 'last_active_at written at stop');
@@ -167,10 +167,11 @@ export function lifecycleScenarios(runtime: 'local' | 'kubernetes', agentName: S
       const secret = await core.readNamespacedSecret({ name: secretName, namespace: p.config.k8sNamespace });
       t.equal(Buffer.from(secret.data?.BOT_TOKEN ?? '', 'base64').toString(), rotated, 'token Secret rotated on update');
     }
+    const doomed = (await p.clients.registry.get('doomed')) ?? 'doomed';
     const r = await p.ztm('tenant', 'delete', 'doomed', '--purge-state');
     t.equal(r.code, 0, r.stderr);
     t.notOk((await p.platform!.runtime.list()).some((i) => i.tenantId === 'doomed'), 'agent stopped');
-    t.equal(await p.clients.state.head('doomed'), undefined, 'state purged');
+    t.equal(await p.clients.state.head(doomed), undefined, 'state purged');
     t.equal(await p.clients.redis.get('router:endpoint:doomed'), null);
     t.equal(await p.clients.registry.get('doomed'), undefined);
     if (core) {

@@ -102,7 +102,8 @@ function readMessages(file: string, query: string): string[] {
 
 /** The messages in a tenant's saved state (none saved: an empty memory). */
 async function savedMessages(p: TestPlatform, tenantId: string, layout: MemoryLayout): Promise<string[]> {
-  const { getUrl } = await p.clients.state.presign(tenantId);
+  // The state key carries the record's incarnation.
+  const { getUrl } = await p.clients.state.presign((await p.clients.registry.get(tenantId)) ?? tenantId);
   const res = await request(getUrl);
   if (res.statusCode === 404) {
     await res.body.dump();
