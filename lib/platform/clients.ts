@@ -44,7 +44,7 @@ export function createClients(config: Config, o: ClientOverrides): PlatformClien
   const telegram = new TelegramClient({ apiBase: config.telegramApiBase });
   const s3Endpoint = o.s3Endpoint ?? config.s3Endpoint;
   const s3 = createS3Client({ region: config.awsRegion, ...(s3Endpoint ? { endpoint: s3Endpoint } : {}) });
-  const state = new StateStore({ s3, bucket: config.s3Bucket });
+  const state = new StateStore({ s3, bucket: config.s3Bucket, maxStateBytes: config.stateMaxBytes });
   // Unreachable Redis is reported by the callers that need it; keep the default handler quiet.
   redis.on('error', () => undefined);
   bull.on('error', () => undefined);
