@@ -18,6 +18,8 @@ export interface ServiceSpec {
   name: string;
   /** Path of the entry point, relative to the repository root. */
   entry: string;
+  /** The argv to run instead of `node --import tsx <entry>` (e.g. the image's entrypoint script). */
+  command?: string[];
   env: Record<string, string>;
   /** The `msg` of the log line that says the service is up. */
   readyMsg: string;
@@ -48,6 +50,12 @@ export class ServiceProcess {
     return this.child?.pid;
   }
 
+  /** How the last run ended (undefined while it runs or before the first start). */
+  get exit(): { code: number | null; signal: NodeJS.Signals | null } | undefined {
+    const child = this.child;
+    return child && !this.running ? { code: child.exitCode, signal: child.signalCode } : undefined;
+  }
+
   get running(): boolean {
     return this.child !== undefined && this.child.exitCode === null && this.child.signalCode === null;
   }
@@ -66,7 +74,8 @@ export class ServiceProcess {
   async start(timeoutMs = 30_000): Promise<void> {
     if (this.running) throw new Error(`${this.spec.name} is already running`);
     const readyBefore = this.count(this.spec.readyMsg);
-    const child = spawn(process.execPath, ['--import', 'tsx', path.join(ROOT, this.spec.entry)], {
+    const [bin, ...args] = this.spec.command ?? [process.execPath, '--import', 'tsx', path.join(ROOT, this.spec.entry)];
+    const child = spawn(bin as string, args, {
       cwd: ROOT,
       env: { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: process.env.HOME ?? '/tmp', ...this.spec.env },
       stdio: ['ignore', 'pipe', 'pipe'],
