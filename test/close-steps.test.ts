@@ -1,0 +1,37 @@
+/**
+ * closeInOrder (lib/platform/close-steps.ts): steps run in the order given, a throwing step, a
+ * rejecting step and a hanging step are logged by name and do not stop the steps after them, and
+ * it never throws.
+ */
+import t from 'tap';
+import { closeInOrder } from '../lib/platform/close-steps.js';
+import { LogCapture } from './support/log-capture.js';
+
+t.test('runs every step in order; failures and hangs are logged by name and skipped', async (t) => {
+  const capture = new LogCapture();
+  const log = capture.logger('close-steps-test');
+  const ran: string[] = [];
+  let hungStarted = false;
+  await closeInOrder([
+    ['ingress', async () => { ran.push('ingress'); }],
+    ['throwing step', () => { ran.push('throwing step'); throw new Error('boom-sync'); }],
+    ['rejecting step', async () => { ran.push('rejecting step'); throw new Error('boom-async'); }],
+    ['hung step', () => { ran.push('hung step'); hungStarted = true; return new Promise<void>(() => undefined); }],
+    ['absent step', () => undefined],
+    ['clients', async () => { ran.push('clients'); }],
+  ], log, { stepTimeoutMs: 50 });
+  t.same(ran, ['ingress', 'throwing step', 'rejecting step', 'hung step', 'clients'], 'every step ran, in the given order');
+  t.ok(hungStarted);
+  const failed = capture.find('failed');
+  t.same(failed.map((e) => e.step), ['throwing step', 'rejecting step'], 'each failing step is named');
+  t.match(JSON.stringify(failed[0]), /boom-sync/, 'with its error');
+  const hung = capture.find('timed out');
+  t.same(hung.map((e) => e.step), ['hung step'], 'the hung step is named');
+  t.equal(capture.find('closing ingress').length, 0, 'a step that closed cleanly logs nothing');
+});
+
+t.test('an empty list closes nothing and resolves', async (t) => {
+  const capture = new LogCapture();
+  await closeInOrder([], capture.logger('close-steps-test'));
+  t.equal(capture.lines.length, 0);
+});
