@@ -19,7 +19,7 @@ import { classify } from '../services/forwarder/agent-client.js';
 import { splitMessage } from '../lib/telegram-client.js';
 import { AGENT_REFUSAL_REASONS } from '../lib/delivery/outcomes.js';
 import { agentTokenSha256, deriveAgentToken, deriveWebhookSecret } from '../lib/webhook-secret.js';
-import { mailboxKey } from '../lib/keys.js';
+import { endpointKey, mailboxKey } from '../lib/keys.js';
 import type { Metrics } from '../lib/metrics.js';
 import type { LogCapture } from './support/log-capture.js';
 
@@ -300,7 +300,7 @@ t.test('classify: 429 waits, from the body, the header or both, capped', async (
 });
 
 /** Sums of a counter's values by one label. */
-async function counts(metric: Metrics['agentErrors'] | Metrics['forwarded'], label: 'reason' | 'outcome'): Promise<Record<string, number>> {
+async function counts(metric: Metrics['agentErrors'] | Metrics['forwarded'] | Metrics['staleEndpoints'], label: 'reason' | 'outcome'): Promise<Record<string, number>> {
   const out: Record<string, number> = {};
   for (const v of (await metric.get()).values) out[String((v.labels as Record<string, unknown>)[label])] = v.value;
   return out;
@@ -400,11 +400,19 @@ t.test('every status an agent answers, as it means (zeroclaw protocol)', async (
     t.same(texts(7), ['better']);
   });
 
-  await t.test('401: the platform\'s credentials refused, a dead letter with an error line, never silent', async (t) => {
+  await t.test('401: not this tenant\'s agent: the endpoint dropped and the tenant woken, refused again a dead letter naming the endpoint', async (t) => {
+    // This harness has no waker: the tenant's wake publishes the same agent again, as a waker
+    // would find its pod still there (the case where the agent itself checks the wrong credential).
+    const rewake = republishWhenDropped(h, 'statuses', agent.address);
     const id = await play(8, 'not paired', [{ status: 401, body: { error: 'Unauthorized — pair first via POST /pair, then send Authorization: Bearer <token>' } }]);
-    t.equal(agent.asked('not paired').length, 1);
-    t.match(await deadLetterOf(id), { reason: "agent refused the platform's credentials (401)" });
-    t.match(logsOf("agent refused the platform's credentials (401)", 8), [{ level: 50, status: 401, agent_error: 'unauthorized' }]);
+    await rewake.stop();
+    t.equal(agent.asked('not paired').length, 2, 'asked before and after the re-wake');
+    t.ok(rewake.republished() >= 1, 'the endpoint was dropped and the tenant woken');
+    t.match(await deadLetterOf(id), { reason: `the agent at ${agent.address} refused this tenant's credential after a fresh wake` });
+    t.equal(logsOf("the agent at the endpoint refused this tenant's credential (not its agent): endpoint dropped, waking the tenant", 8).length, 1);
+    t.match(logsOf("the tenant's agent refused its credential after a fresh wake: dead-lettered", 8), [{ level: 50, status: 401, endpoint: agent.address }]);
+    t.match(await counts(metrics.staleEndpoints, 'outcome'), { rewake: 1, 'dead-letter': 1 });
+    await h.setEndpoint('statuses', agent.address);
   });
 
   await t.test('200 duplicate (ZeroClaw saw the key): acknowledged, logged, never an empty message', async (t) => {
@@ -429,7 +437,7 @@ t.test('every status an agent answers, as it means (zeroclaw protocol)', async (
 
   await t.test('the metrics count each error by its reason', async (t) => {
     t.match(await counts(metrics.agentErrors, 'reason'), {
-      timeout: 1, rate_limited: 5, too_large: 1, needs_quickstart: 1, unauthorized: 1, server_error: 4, rejected: 1,
+      timeout: 1, rate_limited: 5, too_large: 1, needs_quickstart: 1, unauthorized: 0, server_error: 4, rejected: 1,
     });
     t.match(await counts(metrics.forwarded, 'outcome'), { duplicate: 1, rejected: 1 });
   });
@@ -471,12 +479,40 @@ t.test('the telegram protocol (OpenClaw\'s webhook listener)', async (t) => {
     t.equal(tries.length, 3, 'three tries under one key (OpenClaw dedups by update_id itself)');
   });
 
-  await t.test('401 (webhook secret mismatch): a dead letter with an error line', async (t) => {
+  await t.test('401 (webhook secret mismatch): a stale endpoint, then a dead letter naming it', async (t) => {
     plays.splice(0, plays.length, { status: 401 });
+    const rewake = republishWhenDropped(h, 'claw', agent.address);
     await h.send('claw', 3, 8003, 'wrong secret');
     await drained(3);
-    t.match((await h.deadLetterList()).find((d) => d.update_id === 8003), { reason: 'agent refused the webhook secret (401)' });
-    t.match(logs.find('agent refused the webhook secret (401)'), [{ level: 50, agent_error: 'unauthorized' }]);
-    t.match(await counts(metrics.agentErrors, 'reason'), { unauthorized: 1, server_error: 2 });
+    await rewake.stop();
+    t.equal(agent.requests.filter((r) => r.key === 'claw:8003').length, 2, 'asked before and after the re-wake');
+    t.match((await h.deadLetterList()).find((d) => d.update_id === 8003), { reason: `the agent at ${agent.address} refused this tenant's credential after a fresh wake` });
+    t.match(await counts(metrics.staleEndpoints, 'outcome'), { rewake: 1, 'dead-letter': 1 });
+    t.match(await counts(metrics.agentErrors, 'reason'), { unauthorized: 0, server_error: 2 });
   });
 });
+
+/**
+ * What a waker does for a tenant whose endpoint the forwarder dropped, in a harness that has none:
+ * publishes the agent's address again (polled every 50 ms until stopped).
+ */
+function republishWhenDropped(h: OutboxHarness, tenantId: string, address: string): { republished(): number; stop(): Promise<void> } {
+  let count = 0;
+  let running = true;
+  const loop = (async () => {
+    while (running) {
+      if ((await h.clients.redis.exists(endpointKey(tenantId))) === 0) {
+        await h.setEndpoint(tenantId, address);
+        count++;
+      }
+      await new Promise((r) => setTimeout(r, 50));
+    }
+  })();
+  return {
+    republished: () => count,
+    async stop() {
+      running = false;
+      await loop;
+    },
+  };
+}
