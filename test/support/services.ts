@@ -21,8 +21,8 @@ export interface ServiceSpec {
   /** The argv to run instead of `node --import tsx <entry>` (e.g. the image's entrypoint script). */
   command?: string[];
   env: Record<string, string>;
-  /** The `msg` of the log line that says the service is up. */
-  readyMsg: string;
+  /** The `msg` of the log line that says the service is up (none: start() returns once it is spawned). */
+  readyMsg?: string;
   /** Extra `msg` substrings whose lines are kept (warn and above always are). */
   keep?: string[];
 }
@@ -39,7 +39,8 @@ export class ServiceProcess {
   private child: ChildProcess | undefined;
   private readonly counts = new Map<string, number>();
   readonly kept: LogEntry[] = [];
-  private readonly stderrTail: string[] = [];
+  /** The last lines of stderr that were not JSON (a configuration error, a crash's stack). */
+  readonly stderrTail: string[] = [];
   /** Every pid this service ran as (one per start): its process groups. */
   readonly pids: number[] = [];
   starts = 0;
@@ -73,7 +74,8 @@ export class ServiceProcess {
 
   async start(timeoutMs = 30_000): Promise<void> {
     if (this.running) throw new Error(`${this.spec.name} is already running`);
-    const readyBefore = this.count(this.spec.readyMsg);
+    const readyMsg = this.spec.readyMsg;
+    const readyBefore = readyMsg === undefined ? 0 : this.count(readyMsg);
     const [bin, ...args] = this.spec.command ?? [process.execPath, '--import', 'tsx', path.join(ROOT, this.spec.entry)];
     const child = spawn(bin as string, args, {
       cwd: ROOT,
@@ -86,12 +88,13 @@ export class ServiceProcess {
     if (child.pid) this.pids.push(child.pid);
     this.consume(child, 'stdout');
     this.consume(child, 'stderr');
+    if (readyMsg === undefined) return;
     const deadline = Date.now() + timeoutMs;
-    while (this.count(this.spec.readyMsg) === readyBefore) {
+    while (this.count(readyMsg) === readyBefore) {
       if (child.exitCode !== null || child.signalCode !== null) {
         throw new Error(`${this.spec.name} exited at start (${child.exitCode ?? child.signalCode}): ${this.stderrTail.join('\n').slice(-2000)}`);
       }
-      if (Date.now() > deadline) throw new Error(`${this.spec.name} did not log "${this.spec.readyMsg}" within ${timeoutMs} ms`);
+      if (Date.now() > deadline) throw new Error(`${this.spec.name} did not log "${readyMsg}" within ${timeoutMs} ms`);
       await sleep(25);
     }
   }
