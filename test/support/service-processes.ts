@@ -196,15 +196,17 @@ export class ServiceProcesses {
         entry: `dist/services/${name}/main.js`,
         command: ['/bin/sh', o.image.entrypoint, ...d.args],
         env,
-        readyMsg: `${name} started`,
         keep: ['warm pool hit', 'warm pool miss', 'idle check: terminating', 'admin command', 'stopping', 'stopped', 'sent the answer kept'],
       }));
       if (name === 'ingress') sp.ingressUrl = `http://127.0.0.1:${hostPorts.http}`;
+      if (name === 'dashboard') sp.dashboardUrl = `http://127.0.0.1:${hostPorts.http}`;
     }
     return sp;
   }
 
   ingressUrl = '';
+  /** The dashboard's URL, when it runs. */
+  dashboardUrl = '';
 
   get(name: PlatformService): ServiceProcess {
     const s = this.byName.get(name);
@@ -216,15 +218,16 @@ export class ServiceProcesses {
     return [...this.byName.keys()];
   }
 
-  /** Starts one service and waits for its readiness probe (bounded). */
+  /** Starts one service and waits for its readiness probe (bounded), as the kubelet marks it Ready. */
   async start(name: PlatformService, timeoutMs = 60_000): Promise<void> {
     const deadline = Date.now() + timeoutMs;
-    await this.get(name).start(timeoutMs);
+    const service = this.get(name);
+    await service.start(timeoutMs);
     const url = this.probes.get(name) as string;
     for (;;) {
       const status = await request(url, { headersTimeout: 2000, bodyTimeout: 2000 }).then(async (r) => (await r.body.dump(), r.statusCode), () => 0);
       if (status === 200) return;
-      if (!this.get(name).running) throw new Error(`${name} exited before it was ready`);
+      if (!service.running) throw new Error(`${name} exited before it was ready (${JSON.stringify(service.exit)}): ${service.stderrTail.join('\n').slice(-1500)}`);
       if (Date.now() > deadline) throw new Error(`${name}: ${url} did not answer 200 within ${timeoutMs} ms (last ${status})`);
       await sleep(100);
     }
