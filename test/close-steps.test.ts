@@ -1,10 +1,11 @@
 /**
  * closeInOrder (lib/platform/close-steps.ts): steps run in the order given, a throwing step, a
  * rejecting step and a hanging step are logged by name and do not stop the steps after them, and
- * it never throws.
+ * it never throws; a builder's CloseChain runs reversed, and a failed start closes what was built.
  */
 import t from 'tap';
 import { closeInOrder } from '../lib/platform/close-steps.js';
+import { CloseChain, startOrClose, type BuiltService } from '../lib/platform/service-parts.js';
 import { LogCapture } from './support/log-capture.js';
 
 t.test('runs every step in order; failures and hangs are logged by name and skipped', async (t) => {
@@ -34,4 +35,18 @@ t.test('an empty list closes nothing and resolves', async (t) => {
   const capture = new LogCapture();
   await closeInOrder([], capture.logger('close-steps-test'));
   t.equal(capture.lines.length, 0);
+});
+
+t.test('CloseChain closes in reverse order of construction; startOrClose closes a service whose start failed', async (t) => {
+  const capture = new LogCapture();
+  const log = capture.logger('close-steps-test');
+  const closed: string[] = [];
+  const chain = new CloseChain(log, 50);
+  for (const part of ['runtime', 'queue', 'worker']) chain.add(part, async () => { closed.push(part); });
+  const service: BuiltService = {
+    start: () => Promise.reject(new Error('port in use')),
+    close: () => chain.close(),
+  };
+  await t.rejects(startOrClose(service), /port in use/, 'the start failure is what the caller sees');
+  t.same(closed, ['worker', 'queue', 'runtime'], 'everything built was closed, last built first');
 });

@@ -1,34 +1,37 @@
 /**
  * Every service wired together around clients passed in: what `npm start` runs in one process and
- * what the end-to-end tests run around their own servers. Production runs the same pieces one per
- * Deployment (services/<name>/main.ts).
+ * what the end-to-end tests run around their own servers. The same builders as the Deployments
+ * (services/<name>/build.ts), sharing one runtime and one metrics registry; production runs them
+ * one per Deployment (services/<name>/main.ts).
  */
-import { Queue } from 'bullmq';
 import type { Config } from '../../lib/config.js';
 import type { Logger } from '../../lib/logger.js';
 import { createMetrics, type Metrics } from '../../lib/metrics.js';
-import { QUEUES, QUEUE_PREFIX } from '../../lib/queues.js';
-import { createRedis, closeRedis } from '../../lib/redis.js';
 import type { PlatformClients } from '../../lib/platform/clients.js';
 import type { PlatformSecrets } from '../../lib/local-secrets.js';
-import { Mailbox } from '../../lib/delivery/mailbox.js';
 import { profileFor } from '../../agent/profiles/index.js';
 import { createLocalRuntime } from '../../lib/runtime/create-runtime.js';
 import type { Runtime } from '../../lib/runtime/runtime.js';
-import { RuntimeLifecycle } from '../../lib/tenants/tenant-lifecycle.js';
-import { createIngress, type Ingress } from '../ingress/ingress.js';
-import { createForwarder, type Forwarder } from '../forwarder/forwarder.js';
-import { Waker } from '../waker/waker.js';
-import { createJanitor, type Janitor } from '../janitor/janitor.js';
-import { PoolKeeper } from '../pool-keeper/pool-keeper.js';
+import type { RuntimeLifecycle } from '../../lib/tenants/tenant-lifecycle.js';
 import { instrumentQueueMetrics } from '../../lib/ops/queue-metrics.js';
+import { CloseChain, type BuiltService } from '../../lib/platform/service-parts.js';
+import type { Ingress } from '../ingress/ingress.js';
+import type { Forwarder } from '../forwarder/forwarder.js';
+import type { Waker } from '../waker/waker.js';
+import type { Janitor } from '../janitor/janitor.js';
+import type { PoolKeeper } from '../pool-keeper/pool-keeper.js';
+import { buildIngress } from '../ingress/build.js';
+import { buildForwarder } from '../forwarder/build.js';
+import { buildWaker } from '../waker/build.js';
+import { buildJanitor } from '../janitor/build.js';
+import { buildPoolKeeper } from '../pool-keeper/build.js';
 
 export interface PlatformOptions {
   config: Config;
   log: Logger;
   clients: PlatformClients;
   secrets: PlatformSecrets;
-  /** Defaults to the local runtime under config.dataDir. */
+  /** Defaults to the local runtime under config.dataDir (then closed with the platform). */
   runtime?: Runtime;
   metrics?: Metrics;
 }
@@ -45,55 +48,57 @@ export interface Platform {
   close(): Promise<void>;
 }
 
+// Each service bounds its own steps (10 s each); this bounds a whole service's close.
+const SERVICE_CLOSE_TIMEOUT_MS = 20_000;
+
 export async function startPlatform(o: PlatformOptions): Promise<Platform> {
   const { config, log, clients, secrets } = o;
   // Local agents run on this host: a missing binary or a too-old Node fails the start, in one line.
   if (!o.runtime) await profileFor(config.agent).preflight(config.agent);
-  const metrics = o.metrics ?? createMetrics({ service: 'platform' });
   await clients.state.ensureBucket();
+  // Closed in reverse: stop taking webhooks first, then hand back in-flight drains, then stop
+  // agents (checkpointing) and the shared parts.
+  const chain = new CloseChain(log, SERVICE_CLOSE_TIMEOUT_MS);
+  const metrics = o.metrics ?? createMetrics({ service: 'platform' });
   const queueMetrics = instrumentQueueMetrics(metrics, clients.redis);
-  const runtime = o.runtime ?? createLocalRuntime(config, log, secrets);
-  const forwarder = createForwarder({
-    config, log: log.child({ component: 'forwarder' }), redis: clients.redis, bull: clients.bull,
-    registry: clients.registry, telegram: clients.telegram, webhookSecret: secrets.webhookSecret, metrics,
-  });
-  const waker = new Waker({
-    config, log: log.child({ component: 'waker' }), redis: clients.redis, bull: clients.bull,
-    registry: clients.registry, runtime, state: clients.state, metrics,
-  });
-  const wakeQueue = new Queue(QUEUES.wake, { connection: clients.bull, prefix: QUEUE_PREFIX });
-  const lifecycle = new RuntimeLifecycle({
-    registry: clients.registry, runtime, state: clients.state, redis: clients.redis, wakeQueue,
-    log: log.child({ component: 'lifecycle' }), wakeTimeoutS: config.wakeLockTtlS,
-  });
-  const janitor = await createJanitor({
-    config, log: log.child({ component: 'janitor' }), clients, webhookSecret: secrets.webhookSecret, runtime, lifecycle,
-  });
-  const poolKeeper = new PoolKeeper({ pool: runtime, redis: clients.redis, log: log.child({ component: 'pool-keeper' }), target: config.warmPoolTarget, metrics, intervalMs: 1000 });
-  poolKeeper.start();
-  // The ingress gets its own connection, failing fast while Redis is down (→ 503); not
-  // auto-pipelined: the mailbox batches accepts itself and sends each batch at once.
-  const ingressRedis = createRedis({ url: clients.redisUrl, cluster: config.redisCluster, name: 'ingress', failFast: true });
-  ingressRedis.on('error', () => undefined);
-  // Take webhooks only once Redis can take their writes (a fail-fast client refuses before that).
-  if (ingressRedis.status !== 'ready') await new Promise((resolve) => ingressRedis.once('ready', resolve));
-  const ingressQueue = new Queue(QUEUES.forward, { connection: clients.bull, prefix: QUEUE_PREFIX });
-  const mailbox = new Mailbox({ redis: ingressRedis, forwardQueue: ingressQueue });
-  const ingress = await createIngress({ config, log: log.child({ component: 'ingress' }), redis: ingressRedis, mailbox, webhookSecret: secrets.webhookSecret, metrics });
-
-  return {
-    ingress, forwarder, waker, janitor, runtime, poolKeeper, lifecycle, metrics,
-    async close() {
-      // Stop taking work first, then hand back in-flight drains, then stop agents (checkpointing).
-      await ingress.close();
-      await janitor.close();
-      await poolKeeper.close();
-      await forwarder.close();
-      await waker.close();
-      await runtime.close();
-      await Promise.allSettled([wakeQueue.close(), ingressQueue.close(), queueMetrics.close()]);
-      await closeRedis(ingressRedis);
-    },
-  };
+  chain.add('queue metrics', () => queueMetrics.close());
+  let runtime = o.runtime;
+  if (!runtime) {
+    const own = createLocalRuntime(config, log, secrets);
+    chain.add('runtime', () => own.close());
+    runtime = own;
+  }
+  const shared = { config, clients, runtime, metrics };
+  try {
+    const waker = await buildWaker({ ...shared, log: log.child({ component: 'waker' }) });
+    await startService(chain, 'waker', waker);
+    const forwarder = await buildForwarder({ ...shared, log: log.child({ component: 'forwarder' }), webhookSecret: secrets.webhookSecret });
+    await startService(chain, 'forwarder', forwarder);
+    const janitor = await buildJanitor({
+      ...shared, log: log.child({ component: 'janitor' }), lifecycleLog: log.child({ component: 'lifecycle' }), webhookSecret: secrets.webhookSecret,
+    });
+    await startService(chain, 'janitor', janitor);
+    const poolKeeper = await buildPoolKeeper({ ...shared, log: log.child({ component: 'pool-keeper' }), intervalMs: 1000 });
+    await startService(chain, 'pool-keeper', poolKeeper);
+    // Last: take webhooks once everything behind them runs.
+    const ingress = await buildIngress({
+      config, log: log.child({ component: 'ingress' }), redisUrl: clients.redisUrl, webhookSecret: secrets.webhookSecret, metrics, metricsOnWebhookPort: true,
+    });
+    await startService(chain, 'ingress', ingress);
+    if (!janitor.lifecycle) throw new Error('platform: the janitor was built without its lifecycle');
+    return {
+      ingress: ingress.ingress, forwarder: forwarder.forwarder, waker: waker.waker, janitor: janitor.janitor,
+      runtime, poolKeeper: poolKeeper.poolKeeper, lifecycle: janitor.lifecycle, metrics,
+      close: () => chain.close(),
+    };
+  } catch (err) {
+    await chain.close();
+    throw err;
+  }
 }
 
+/** Registers the service's close before starting it, so a start that fails half-way is closed too. */
+async function startService(chain: CloseChain, name: string, service: BuiltService): Promise<void> {
+  chain.add(name, () => service.close());
+  await service.start();
+}

@@ -1,0 +1,80 @@
+/**
+ * The ingress, built once for its own Deployment (main.ts) and the one-process platform. It needs
+ * Redis only (no DynamoDB, no Telegram), so it makes its two Redis connections itself from the URL.
+ */
+import { Queue } from 'bullmq';
+import type { Config } from '../../lib/config.js';
+import type { Logger } from '../../lib/logger.js';
+import type { Metrics } from '../../lib/metrics.js';
+import { QUEUES, QUEUE_PREFIX } from '../../lib/queues.js';
+import { createRedis, closeRedis, type RedisClient } from '../../lib/redis.js';
+import { Mailbox } from '../../lib/delivery/mailbox.js';
+import { CloseChain, serviceMetrics, startedPart, type BuiltService } from '../../lib/platform/service-parts.js';
+import { createIngress, type Ingress } from './ingress.js';
+
+export interface IngressDeps {
+  config: Config;
+  log: Logger;
+  redisUrl: string;
+  webhookSecret: string;
+  metrics?: Metrics;
+  /** GET /metrics on the webhook port too (`npm start`); the Deployment serves it on ADMIN_PORT only. */
+  metricsOnWebhookPort: boolean;
+  /** How long build waits for Redis to take writes before listening anyway (default 10 s). */
+  readyWaitMs?: number;
+  stepTimeoutMs?: number;
+}
+
+export interface BuiltIngress extends BuiltService {
+  readonly metrics: Metrics;
+  /** The fail-fast connection the webhooks are written through (what /readyz reports on). */
+  readonly redis: RedisClient;
+  /** The listening server; after start(). */
+  readonly ingress: Ingress;
+}
+
+export async function buildIngress(d: IngressDeps): Promise<BuiltIngress> {
+  const { config, log } = d;
+  const chain = new CloseChain(log, d.stepTimeoutMs);
+  // The hot path: failing at once while Redis is down (→ 503, Telegram retries) rather than
+  // queueing writes that a crash would lose after we said 200. Not auto-pipelined: the mailbox
+  // batches accepts itself and each batch must go out at once (see Mailbox acceptBatch).
+  const redis = createRedis({ url: d.redisUrl, cluster: config.redisCluster, name: 'ingress', failFast: true });
+  chain.add('redis', () => closeRedis(redis));
+  // BullMQ's own connection: queue.add must not share the fail-fast client's semantics, and the
+  // ingress only adds jobs (never blocks), so it does not need a blocking connection either.
+  const bull = createRedis({ url: d.redisUrl, cluster: config.redisCluster, name: 'ingress-bull', blocking: false });
+  chain.add('redis (queue)', () => closeRedis(bull));
+  // Without listeners ioredis prints every reconnect error to stderr; the ingress warns once per
+  // outage itself (on the first failed write), so the per-attempt errors go to debug.
+  redis.on('error', (err) => log.debug({ err }, 'redis connection error'));
+  bull.on('error', (err) => log.debug({ err }, 'redis connection error (queue)'));
+  const queue = new Queue(QUEUES.forward, { connection: bull, prefix: QUEUE_PREFIX });
+  queue.on('error', (err) => log.debug({ err }, 'forward queue error'));
+  chain.add('forward queue', () => queue.close());
+  const mailbox = new Mailbox({ redis, forwardQueue: queue });
+  // The cluster-wide gauges (queue jobs, dead letters, warm pool) read through the queue client.
+  const metrics = serviceMetrics('ingress', d.metrics, bull, chain);
+  // Listen once Redis takes writes: earlier requests would only get 503s. A Redis still down after
+  // that is what /readyz and the 503s are for.
+  if (redis.status !== 'ready') {
+    await new Promise<void>((resolve) => {
+      const timer = setTimeout(resolve, d.readyWaitMs ?? 10_000);
+      redis.once('ready', () => (clearTimeout(timer), resolve()));
+    });
+  }
+  let ingress: Ingress | undefined;
+  return {
+    metrics,
+    redis,
+    get ingress() {
+      return startedPart('ingress', 'the webhook server', ingress);
+    },
+    async start() {
+      ingress = await createIngress({ config, log, redis, mailbox, webhookSecret: d.webhookSecret, metrics, metricsOnWebhookPort: d.metricsOnWebhookPort });
+      // Stop taking webhooks first, then the queue and connections under it.
+      chain.add('webhook server', () => ingress?.close());
+    },
+    close: () => chain.close(),
+  };
+}
