@@ -1,22 +1,22 @@
 /**
  * The forwarder as its own process for bench/e2e.ts, built as services/forwarder/main.ts builds it
- * (config from the environment, the standard client set, createForwarder). Answers `usage`.
+ * (config from the environment, the standard client set, buildForwarder). Answers `usage`.
  */
 import { loadConfig } from '../lib/config.js';
 import { createLogger } from '../lib/logger.js';
 import { createClients } from '../lib/platform/clients.js';
 import { createMetrics } from '../lib/metrics.js';
-import { createForwarder } from '../services/forwarder/forwarder.js';
+import { buildForwarder } from '../services/forwarder/build.js';
 import { serveParent } from './lib/common.js';
 
 const config = loadConfig(process.env);
 const log = createLogger({ service: 'forwarder', level: process.env.LOG_LEVEL ?? 'warn' });
 const clients = createClients(config, { name: 'forwarder' });
+// Its own registry without the queue gauges: the bench reads two counters, not Redis.
 const metrics = createMetrics({ service: 'forwarder' });
-const forwarder = createForwarder({
-  config, log, redis: clients.redis, bull: clients.bull, registry: clients.registry, telegram: clients.telegram,
-  webhookSecret: config.webhookSecret as string, metrics,
-});
+const built = await buildForwarder({ config, log, clients, webhookSecret: config.webhookSecret as string, metrics });
+await built.start();
+const { forwarder } = built;
 await forwarder.worker.waitUntilReady();
 serveParent({ ok: true }, {
   usage: () => ({ cpu: process.cpuUsage(), mem: process.memoryUsage() }),
@@ -39,6 +39,6 @@ serveParent({ ok: true }, {
     return { counters: out };
   },
 }, async () => {
-  await forwarder.close();
+  await built.close();
   await clients.close();
 });
