@@ -24,6 +24,7 @@ import path from 'node:path';
 import { request } from 'undici';
 import { stringify } from 'yaml';
 import { freePort } from '../../lib/util/free-port.js';
+import { withParentDeathSignal } from '../../lib/util/parent-death.js';
 import { sources } from '../../scripts/build.mjs';
 import { renderChart, type Manifest } from './chart.js';
 import { parseDockerfile } from './dockerfile.js';
@@ -191,10 +192,13 @@ export class ServiceProcesses {
       const probePort = hostPorts[d.readiness.port];
       if (!probePort) throw new Error(`${name}: the readiness probe's port ${d.readiness.port} is not a container port`);
       sp.probes.set(name, `http://127.0.0.1:${probePort}${d.readiness.path}`);
+      // Each is its own process group (ServiceProcess), so a test process killed before its
+      // teardown (a timeout) would leave them running: the kernel kills them with it instead.
+      const command = withParentDeathSignal('/bin/sh', [o.image.entrypoint, ...d.args], 'KILL');
       sp.byName.set(name, sp.set.add({
         name,
         entry: `dist/services/${name}/main.js`,
-        command: ['/bin/sh', o.image.entrypoint, ...d.args],
+        command: [command.file, ...command.args],
         env,
         keep: ['warm pool hit', 'warm pool miss', 'idle check: terminating', 'admin command', 'stopping', 'stopped', 'sent the answer kept'],
       }));
