@@ -7,9 +7,10 @@
 import { runService } from '../../lib/platform/run-service.js';
 import { ConfigError } from '../../lib/errors.js';
 import { createRedis, closeRedis, describeRedisUrl } from '../../lib/redis.js';
-import { createMetrics } from '../../lib/metrics.js';
-import { instrumentQueueMetrics } from '../../lib/ops/queue-metrics.js';
-import { DEFAULT_DASHBOARD_PORT, serveDashboard } from '../../lib/ops/dashboard.js';
+import { DEFAULT_DASHBOARD_PORT } from '../../lib/ops/dashboard.js';
+import { closeInOrder } from '../../lib/platform/close-steps.js';
+import { startOrClose } from '../../lib/platform/service-parts.js';
+import { buildDashboard } from './build.js';
 
 await runService('dashboard', async ({ config, log }) => {
   if (config.runtime === 'kubernetes' && !config.dashboardAuth) {
@@ -17,26 +18,21 @@ await runService('dashboard', async ({ config, log }) => {
   }
   const redis = createRedis({ url: config.redisUrl, cluster: config.redisCluster, name: 'dashboard' });
   redis.on('error', (err) => log.debug({ err }, 'redis connection error'));
-  const metrics = createMetrics({ service: 'dashboard' });
-  const queueMetrics = instrumentQueueMetrics(metrics, redis);
+  let dashboard;
   try {
-    const served = await serveDashboard({
-      redis, log, metrics,
+    dashboard = await startOrClose(await buildDashboard({
+      log, redis, withMetrics: true,
       port: config.dashboardPort ?? DEFAULT_DASHBOARD_PORT,
       host: config.runtime === 'kubernetes' ? '0.0.0.0' : '127.0.0.1',
       ...(config.dashboardAuth ? { auth: config.dashboardAuth } : {}),
-    });
-    log.info({ port: served.port, redis: describeRedisUrl(config.redisUrl), auth: Boolean(config.dashboardAuth) }, 'dashboard started');
-    return {
-      async close() {
-        await served.close();
-        await queueMetrics.close();
-        await closeRedis(redis);
-      },
-    };
+    }));
   } catch (err) {
-    await queueMetrics.close();
     await closeRedis(redis);
     throw err;
   }
+  const board = dashboard;
+  log.info({ port: board.served.port, redis: describeRedisUrl(config.redisUrl), auth: Boolean(config.dashboardAuth) }, 'dashboard started');
+  return {
+    close: () => closeInOrder([['dashboard', () => board.close()], ['redis', () => closeRedis(redis)]], log),
+  };
 });

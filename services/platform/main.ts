@@ -16,7 +16,9 @@ import { startPlatform } from './platform.js';
 import { parentDeathSignalAvailable } from '../../lib/util/parent-death.js';
 import { resolveAgentIsolation } from '../../lib/util/agent-isolation.js';
 import { reportIsolation } from '../../lib/ops/isolation-report.js';
-import { serveDashboard, type ServedDashboard } from '../../lib/ops/dashboard.js';
+import { closeInOrder } from '../../lib/platform/close-steps.js';
+import { startOrClose } from '../../lib/platform/service-parts.js';
+import { buildDashboard, type BuiltDashboard } from '../dashboard/build.js';
 
 await runService('platform', async ({ config: given, log }) => {
   // Private to the platform's user: it holds secrets, the registry, the state store and workspaces.
@@ -33,12 +35,12 @@ await runService('platform', async ({ config: given, log }) => {
   const platform = await startPlatform({ config, log, clients, secrets });
   await reportIsolation(clients.redis, isolation);
   // Bull Board in-process only when DASHBOARD_PORT is set; otherwise `npx ztm dashboard` serves it.
-  let dashboard: ServedDashboard | undefined;
+  let dashboard: BuiltDashboard | undefined;
   if (config.dashboardPort !== undefined) {
-    dashboard = await serveDashboard({
-      redis: clients.redis, log, port: config.dashboardPort, host: config.ingressHost,
+    dashboard = await startOrClose(await buildDashboard({
+      redis: clients.redis, log, port: config.dashboardPort, host: config.ingressHost, withMetrics: false,
       ...(config.dashboardAuth ? { auth: config.dashboardAuth } : {}),
-    });
+    }));
   }
 
   const infoFile = path.join(config.dataDir, 'platform.json');
@@ -63,7 +65,7 @@ await runService('platform', async ({ config: given, log }) => {
     `  isolation:  ${isolation.line}${isolation.sandboxed ? '' : '; they run as this user and see each other\'s processes and DATA_DIR (docs/security.md)'}; ${parentDeathSignalAvailable() ? 'they die with the platform (setpriv --pdeathsig)' : 'no setpriv: an agent may outlive a crashed platform'}`,
     ...stores.started.map((s) => `  started:    ${s}`),
     `  started:    ingress, forwarder, waker, janitor (ztm admin, idle check every ${config.idleCheckIntervalS}s, reconciler every ${config.reconcileIntervalS}s), pool-keeper (warm pool target ${config.warmPoolTarget})`,
-    `  dashboard:  ${dashboard ? dashboard.url : 'npx ztm dashboard (or set DASHBOARD_PORT to serve it here)'}`,
+    `  dashboard:  ${dashboard ? dashboard.served.url : 'npx ztm dashboard (or set DASHBOARD_PORT to serve it here)'}`,
     sandbox
       ? '  try:        npx ztm tenant create alice <bot token: any of Telegram\'s shape>; npx ztm chat alice'
       : '  try:        npx ztm tenant list; npx ztm status',
@@ -72,13 +74,13 @@ await runService('platform', async ({ config: given, log }) => {
   if (!isolation.sandboxed) log.warn({ isolation: isolation.line }, 'agents are not sandboxed on this host');
   log.info({ ingress: ingressUrl, redis: describeRedisUrl(stores.redisUrl), ...(sandbox ? { sandbox: sandbox.url } : {}), isolation: isolation.line }, 'platform started');
   return {
-    async close() {
-      rmSync(infoFile, { force: true });
-      await dashboard?.close();
-      await platform.close();
-      await clients.close();
-      await sandbox?.close();
-      await stores.close();
-    },
+    close: () => closeInOrder([
+      ['platform.json', () => Promise.resolve(rmSync(infoFile, { force: true }))],
+      ['dashboard', () => dashboard?.close()],
+      ['services', () => platform.close()],
+      ['clients', () => clients.close()],
+      ['telegram sandbox', () => sandbox?.close()],
+      ['embedded stores', () => stores.close()],
+    ], log, { stepTimeoutMs: 20_000 }),
   };
 }, { sandbox: true });
