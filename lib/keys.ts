@@ -54,3 +54,14 @@ export const warmPoolKey = 'ztm:warm-pool';
 export const isolationKey = 'ztm:isolation';
 /** Address of a local platform's Redis, written by `npm start` for `ztm` to find. */
 export const ADMIN_HEARTBEAT_KEY = 'ztm:admin:heartbeat';
+/** Pub/sub channel: a tenant's wake ended (its id); drains waiting in place go on (lib/delivery/endpoint-watch.ts). */
+export const WAKE_DONE_CHANNEL = 'ztm:wake-done';
+/** Sorted set tenant → the time it goes idle (the idle check's index; lib/tenants/activity.ts). */
+export const IDLE_DEADLINE_KEY = 'ztm:idle-deadline';
+/** Hash tenant → when its presigned state URLs were issued (lib/state/state-urls.ts). */
+export const STATE_URLS_ISSUED_KEY = 'ztm:state-urls-issued';
+/** The one pool-keeper that counts and fills the warm pool (`SET NX PX`). */
+export const POOL_KEEPER_LOCK = 'ztm:pool-keeper:lock';
+/** SCAN pattern of every wake lock (the reconciler clears stale ones); see wakeLockKey. */
+export const WAKE_LOCK_PATTERN = 'tenant:waking:*';
+

@@ -8,9 +8,10 @@
  */
 import { closeRedis, type RedisClient } from '../redis.js';
 import type { Logger } from '../logger.js';
+import { WAKE_DONE_CHANNEL } from '../keys.js';
 
 /** Channel of finished wakes; the message is the tenant id. */
-export const WAKE_DONE_CHANNEL = 'ztm:wake-done';
+export { WAKE_DONE_CHANNEL } from '../keys.js';
 
 export interface EndpointWatchOptions {
   /** A client to duplicate: subscribing takes a connection of its own. */

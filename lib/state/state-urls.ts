@@ -4,13 +4,13 @@
  * idle still checkpoints (and a pod never holds a long-lived credential).
  */
 import type { RedisClient } from '../redis.js';
+import { STATE_URLS_ISSUED_KEY as ISSUED_KEY } from '../keys.js';
 
 /** How long presigned URLs are valid. With STS session credentials (IRSA) they die with the session sooner: refresh covers that. */
 export const STATE_URL_TTL_S = 3600;
 /** Refresh when URLs are older than this: short, since URLs signed with STS session credentials die with the session. */
 export const STATE_URL_REFRESH_AFTER_MS = 15 * 60 * 1000;
 
-const ISSUED_KEY = 'ztm:state-urls-issued';
 
 export class StateUrlLedger {
   constructor(private readonly redis: RedisClient) {}

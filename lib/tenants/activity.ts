@@ -6,8 +6,9 @@
 import type { RedisClient } from '../redis.js';
 import { activityKey } from '../keys.js';
 import { callScript, defineScripts } from '../redis-scripts.js';
+import { IDLE_DEADLINE_KEY } from '../keys.js';
 
-export const IDLE_DEADLINE_KEY = 'ztm:idle-deadline';
+export { IDLE_DEADLINE_KEY } from '../keys.js';
 
 /** Takes up to N tenants whose deadline passed, removing them in the same step (one stopper each). */
 const TAKE_EXPIRED = `
