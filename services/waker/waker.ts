@@ -129,6 +129,9 @@ export class Waker {
       if (live) return await this.publish(tenant, live, 'already-running', started, log);
       // The state key carries the record's incarnation (presigning is local computation).
       const state = await step('state-unavailable', this.o.state.presign(tenant, { expiresInS: STATE_URL_TTL_S }));
+      // Recorded now, not once the pod is up: a cold start can take minutes, and the reconciler
+      // would meanwhile try (and fail) to refresh the URLs of a shim that has not been claimed yet.
+      await new StateUrlLedger(this.o.redis).issued(tenantId);
       // The registry write and the start overlap: the start does not need it, and while the wake
       // lock is held the reconciler leaves a pod whose tenant is not marked yet alone.
       const [marked, startedInstance] = await Promise.allSettled([
@@ -138,7 +141,6 @@ export class Waker {
       if (startedInstance.status === 'rejected') throw startedInstance.reason;
       if (marked.status === 'rejected') throw marked.reason;
       const { instance, path } = startedInstance.value;
-      await new StateUrlLedger(this.o.redis).issued(tenantId);
       return await this.publish(marked.value, instance, path, started, log);
     } catch (err) {
       const failed = err instanceof WakeFailedError ? err : new WakeFailedError({ code: 'internal', reason: reasonOf(err) }, { cause: err });
