@@ -10,42 +10,37 @@
  *
  * Environment: the platform's (lib/config.ts), WEBHOOK_SECRET and WARM_POOL_SECRET required.
  */
-import { Queue } from 'bullmq';
 import { runService } from '../../lib/platform/run-service.js';
 import { createClients } from '../../lib/platform/clients.js';
 import { ConfigError } from '../../lib/errors.js';
-import { QUEUES, QUEUE_PREFIX } from '../../lib/queues.js';
+import { createMetrics } from '../../lib/metrics.js';
 import { createLocalRuntime } from '../../lib/runtime/create-runtime.js';
-import { RuntimeLifecycle } from '../../lib/tenants/tenant-lifecycle.js';
-import { Waker } from '../../services/waker/waker.js';
-import { createJanitor } from '../../services/janitor/janitor.js';
-import { PoolKeeper } from '../../services/pool-keeper/pool-keeper.js';
+import { closeInOrder } from '../../lib/platform/close-steps.js';
+import { buildWaker } from '../../services/waker/build.js';
+import { buildJanitor } from '../../services/janitor/build.js';
+import { buildPoolKeeper } from '../../services/pool-keeper/build.js';
 
 await runService('agent-host', async ({ config, log }) => {
   if (!config.webhookSecret) throw new ConfigError('WEBHOOK_SECRET', 'is required');
   if (!config.warmPoolSecret) throw new ConfigError('WARM_POOL_SECRET', 'is required');
   const clients = createClients(config, { name: 'agent-host' });
-  await clients.registry.ensureTable();
   await clients.state.ensureBucket();
   const runtime = createLocalRuntime(config, log, { warmPoolSecret: config.warmPoolSecret, webhookSecret: config.webhookSecret });
-  const waker = new Waker({ config, log: log.child({ component: 'waker' }), redis: clients.redis, bull: clients.bull, registry: clients.registry, runtime, state: clients.state });
-  const wakeQueue = new Queue(QUEUES.wake, { connection: clients.bull, prefix: QUEUE_PREFIX });
-  const lifecycle = new RuntimeLifecycle({
-    registry: clients.registry, runtime, state: clients.state, redis: clients.redis, wakeQueue,
-    log: log.child({ component: 'lifecycle' }), wakeTimeoutS: config.wakeLockTtlS,
+  // One runtime and one registry shared by the three, as in services/platform/platform.ts.
+  const shared = { config, clients, runtime, metrics: createMetrics({ service: 'agent-host' }) };
+  const waker = await buildWaker({ ...shared, log: log.child({ component: 'waker' }) });
+  await waker.start();
+  const janitor = await buildJanitor({
+    ...shared, log: log.child({ component: 'janitor' }), lifecycleLog: log.child({ component: 'lifecycle' }), webhookSecret: config.webhookSecret,
   });
-  const janitor = await createJanitor({ config, log: log.child({ component: 'janitor' }), clients, webhookSecret: config.webhookSecret, runtime, lifecycle });
-  const keeper = new PoolKeeper({ pool: runtime, redis: clients.redis, log: log.child({ component: 'pool-keeper' }), target: config.warmPoolTarget, intervalMs: 1000 });
-  keeper.start();
+  await janitor.start();
+  const keeper = await buildPoolKeeper({ ...shared, log: log.child({ component: 'pool-keeper' }), intervalMs: 1000 });
+  await keeper.start();
   log.info({ pid: process.pid }, 'agent host started: waker, janitor, pool-keeper');
   return {
-    async close() {
-      await janitor.close();
-      await keeper.close();
-      await waker.close();
-      await runtime.close();
-      await wakeQueue.close();
-      await clients.close();
-    },
+    close: () => closeInOrder([
+      ['pool keeper', () => keeper.close()], ['janitor', () => janitor.close()], ['waker', () => waker.close()],
+      ['runtime', () => runtime.close()], ['clients', () => clients.close()],
+    ], log),
   };
 });
