@@ -31,7 +31,7 @@ export interface PlatformOptions {
   log: Logger;
   clients: PlatformClients;
   secrets: PlatformSecrets;
-  /** Defaults to the local runtime under config.dataDir (then closed with the platform). */
+  /** Defaults to the local runtime under config.dataDir; closed with the platform either way. */
   runtime?: Runtime;
   metrics?: Metrics;
 }
@@ -62,12 +62,9 @@ export async function startPlatform(o: PlatformOptions): Promise<Platform> {
   const metrics = o.metrics ?? createMetrics({ service: 'platform' });
   const queueMetrics = instrumentQueueMetrics(metrics, clients.redis);
   chain.add('queue metrics', () => queueMetrics.close());
-  let runtime = o.runtime;
-  if (!runtime) {
-    const own = createLocalRuntime(config, log, secrets);
-    chain.add('runtime', () => own.close());
-    runtime = own;
-  }
+  // Given or not, the platform runs the runtime and closes it (after the services that use it).
+  const runtime = o.runtime ?? createLocalRuntime(config, log, secrets);
+  chain.add('runtime', () => runtime.close());
   const shared = { config, clients, runtime, metrics };
   try {
     const waker = await buildWaker({ ...shared, log: log.child({ component: 'waker' }) });
