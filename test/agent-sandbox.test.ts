@@ -106,7 +106,8 @@ async function startRun(t: Test, sandbox: 'auto' | 'off'): Promise<Run> {
   const probe = async (tenant: string): Promise<Probe> => {
     const address = await client.get(`router:endpoint:${tenant}`);
     if (!address) throw new Error(`${tenant} has no endpoint`);
-    const res = await request(`http://${address}/probe`);
+    // Every target, those found after the start too (bob's notes in the warm workspace he was claimed in).
+    const res = await request(`http://${address}/probe?files=${Buffer.from(JSON.stringify(targets())).toString('base64url')}`);
     return (await res.body.json()) as Probe;
   };
   return { dataDir, hostFile, redis, client, ztm, platform, probe, targets };
@@ -131,6 +132,7 @@ t.test('sandboxed: the agent sees no shim, nothing of DATA_DIR but its workspace
   t.ok(seen.procs.every((p) => p.pid < 100), 'its /proc is its own pid namespace');
   for (const file of run.targets()) {
     t.ok(existsSync(file), `${path.relative(run.dataDir, file) || file} exists on the host`);
+    t.ok(seen.files[file], `${file} was probed`);
     t.notOk(seen.files[file]?.readable, `the agent cannot read ${file} (${seen.files[file]?.code})`);
   }
 

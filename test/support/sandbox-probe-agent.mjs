@@ -20,7 +20,8 @@ function attempt(fn) {
   }
 }
 
-function probe() {
+/** `extra`: paths the test found after the start (a warm member's workspace), asked for by the probe request. */
+function probe(extra = []) {
   const procs = readdirSync('/proc').filter((n) => /^\d+$/.test(n)).map((pid) => {
     const cmdline = attempt(() => readFileSync(`/proc/${pid}/cmdline`, 'utf8').replaceAll('\0', ' ').trim());
     const environ = attempt(() => readFileSync(`/proc/${pid}/environ`, 'utf8'));
@@ -31,7 +32,7 @@ function probe() {
       pool_secret: environ.ok && /(^|\0)WARM_POOL_SECRET=/.test(environ.value),
     };
   });
-  const files = Object.fromEntries(targets.map((p) => {
+  const files = Object.fromEntries([...new Set([...targets, ...extra])].map((p) => {
     const r = attempt(() => {
       const st = readdirSync(p, { withFileTypes: false });
       return `dir of ${st.length}`;
@@ -52,7 +53,10 @@ const reply = (res, status, body) => {
 
 http.createServer((req, res) => {
   if (req.method === 'GET' && req.url === '/health') return reply(res, 200, { status: 'ok' });
-  if (req.method === 'GET' && req.url === '/probe') return reply(res, 200, probe());
+  if (req.method === 'GET' && (req.url === '/probe' || req.url?.startsWith('/probe?files='))) {
+    const asked = req.url.startsWith('/probe?files=') ? JSON.parse(Buffer.from(req.url.slice('/probe?files='.length), 'base64url').toString('utf8')) : [];
+    return reply(res, 200, probe(Array.isArray(asked) ? asked.filter((f) => typeof f === 'string') : []));
+  }
   if (req.method !== 'POST' || req.url !== '/webhook') {
     req.resume();
     return reply(res, 404, { error: 'not found' });
