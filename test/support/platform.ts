@@ -11,7 +11,10 @@ import { request } from 'undici';
 import { fileURLToPath } from 'node:url';
 import { loadConfig, type Config } from '../../lib/config.js';
 import { createClients, type PlatformClients } from '../../lib/platform/clients.js';
-import { createJanitor, type Janitor } from '../../services/janitor/janitor.js';
+import type { Janitor } from '../../services/janitor/janitor.js';
+import { buildJanitor } from '../../services/janitor/build.js';
+import { startOrClose } from '../../lib/platform/service-parts.js';
+import { createMetrics } from '../../lib/metrics.js';
 import { main as ztmMain } from '../../cli/main.js';
 import { startRedis, type TestRedis } from './redis.js';
 import { startDynamo } from './dynamo.js';
@@ -132,7 +135,11 @@ export async function startTestPlatform(options: TestPlatformOptions = {}): Prom
     platform = await startPlatform({ config, log: logs.logger('platform'), clients, secrets: { webhookSecret, warmPoolSecret }, ...(runtime ? { runtime } : {}) });
     janitor = platform.janitor;
   } else {
-    janitor = options.withoutJanitor ? (undefined as unknown as Janitor) : await createJanitor({ config, log: logs.logger('janitor'), clients, webhookSecret });
+    // Admin commands only (no runtime); a registry of its own without queue gauges, so closing the
+    // janitor closes all the builder made.
+    janitor = options.withoutJanitor ? (undefined as unknown as Janitor) : (await startOrClose(await buildJanitor({
+      config, log: logs.logger('janitor'), clients, webhookSecret, metrics: createMetrics({ service: 'janitor', defaultMetrics: false }),
+    }))).janitor;
   }
   const ingressUrl = platform ? `http://127.0.0.1:${platform.ingress.port}` : undefined;
   const cliEnv = { ZTM_REDIS_URL: redis.url };
