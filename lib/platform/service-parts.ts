@@ -4,13 +4,10 @@
  * metrics registry) is the caller's and is never closed here; a part the builder makes itself is
  * closed by it. Close steps are kept in construction order and run reversed (closeInOrder).
  */
-import type { Config } from '../config.js';
 import type { Logger } from '../logger.js';
 import { createMetrics, type Metrics } from '../metrics.js';
 import type { RedisClient } from '../redis.js';
 import { instrumentQueueMetrics } from '../ops/queue-metrics.js';
-import { createRuntime, type RuntimeSecrets } from '../runtime/create-runtime.js';
-import type { Runtime } from '../runtime/runtime.js';
 import { closeInOrder, type CloseStep } from './close-steps.js';
 
 export interface BuiltService {
@@ -53,21 +50,6 @@ export function serviceMetrics(service: string, given: Metrics | undefined, redi
   const queueMetrics = instrumentQueueMetrics(metrics, redis);
   chain.add('queue metrics', () => queueMetrics.close());
   return metrics;
-}
-
-export interface RuntimeChoice {
-  /** A runtime shared with other services in this process: used, never closed here. */
-  runtime?: Runtime;
-  /** Without `runtime`: build one from RUNTIME with these secrets, closed with the service. */
-  runtimeSecrets?: RuntimeSecrets;
-}
-
-export function serviceRuntime(config: Config, log: Logger, choice: RuntimeChoice, chain: CloseChain): Runtime | undefined {
-  if (choice.runtime) return choice.runtime;
-  if (!choice.runtimeSecrets) return undefined;
-  const runtime = createRuntime(config, log, choice.runtimeSecrets);
-  chain.add('runtime', () => runtime.close());
-  return runtime;
 }
 
 /** A part made by start(): reading it before then is a programming error, said plainly. */

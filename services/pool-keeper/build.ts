@@ -3,7 +3,8 @@ import type { Config } from '../../lib/config.js';
 import type { Logger } from '../../lib/logger.js';
 import type { Metrics } from '../../lib/metrics.js';
 import type { PlatformClients } from '../../lib/platform/clients.js';
-import { CloseChain, serviceMetrics, serviceRuntime, type BuiltService, type RuntimeChoice } from '../../lib/platform/service-parts.js';
+import { CloseChain, serviceMetrics, type BuiltService } from '../../lib/platform/service-parts.js';
+import { serviceRuntime, type RuntimeChoice } from '../../lib/platform/service-runtime.js';
 import type { Runtime } from '../../lib/runtime/runtime.js';
 import { PoolKeeper } from './pool-keeper.js';
 
