@@ -16,6 +16,7 @@ import { Mailbox } from '../../lib/delivery/mailbox.js';
 import type { RuntimeLifecycle } from '../../lib/tenants/tenant-lifecycle.js';
 import { AdminWorker, type ExtraAdminHandlers } from './admin-worker.js';
 import { LifecycleWorker } from './lifecycle-worker.js';
+import { closeInOrder, type CloseStep } from '../../lib/platform/close-steps.js';
 
 export interface JanitorOptions {
   config: Config;
@@ -71,21 +72,17 @@ export async function createJanitor(o: JanitorOptions): Promise<Janitor> {
     });
     await lifecycleWorker.start();
   }
-  const steps: Array<[string, () => Promise<void> | undefined]> = [
-    ['admin worker', () => adminWorker.close()],
-    ['lifecycle worker', () => lifecycleWorker?.close()],
-    ['forward queue', () => forwardQueue.close()],
+  const steps: CloseStep[] = [
+    ['janitor: admin worker', () => adminWorker.close()],
+    ['janitor: lifecycle worker', () => lifecycleWorker?.close()],
+    ['janitor: forward queue', () => forwardQueue.close()],
   ];
   return {
     admin,
     adminWorker,
     deadLetters,
     ...(lifecycleWorker ? { lifecycleWorker } : {}),
-    async close() {
-      // In order, each step on its own: one that fails is logged and the rest still close.
-      for (const [what, step] of steps) {
-        await Promise.resolve(step()).catch((err: unknown) => o.log.warn({ err }, `janitor: closing the ${what} failed`));
-      }
-    },
+    // In order, each step on its own and bounded: one that fails or hangs is logged, the rest still close.
+    close: () => closeInOrder(steps, o.log),
   };
 }
