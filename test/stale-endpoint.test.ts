@@ -38,7 +38,9 @@ async function boundPlatform(t: Test, flags = ''): Promise<Bound> {
   const hashes = path.join(dir, 'hashes.json');
   writeFileSync(hashes, '{}');
   const command = `exec ${process.execPath} ${AGENT} --hashes ${hashes} --log-dir ${dir} ${flags}`;
-  const p = await startTestPlatform({ full: true, env: { AGENT_COMMAND: command, WARM_POOL_TARGET: '0', AGENT_PROTOCOL: 'zeroclaw' } });
+  // AGENT_SANDBOX off: the agents write what they were asked into the test's directory on the host,
+  // which a sandboxed agent sees read-only (what a sandbox shows an agent: test/agent-sandbox.test.ts).
+  const p = await startTestPlatform({ full: true, env: { AGENT_COMMAND: command, WARM_POOL_TARGET: '0', AGENT_PROTOCOL: 'zeroclaw', AGENT_SANDBOX: 'off' } });
   t.teardown(async () => {
     await p.close();
     rmSync(dir, { recursive: true, force: true });
