@@ -10,16 +10,14 @@ import { ACCEPT, CLAIM, COUNT_ATTEMPT, FINISH, HANDOFF, HEAD, KEEP_ANSWER, POP_N
 import { encodeEnvelope, envelopeIdentity } from './update.js';
 import { promoteWhenDelayed } from './promote-job.js';
 import { callScript, defineScripts, type ScriptDef } from '../redis-scripts.js';
+import { DRAIN_JOB_NAME, drainJobId, drainJobOpts, type DrainJobData } from './drain-contract.js';
 
 const SEQ_KEY = '{mbox}:seq';
 const tenantActiveKey = (tenantId: string): string => `{mbox}:active:${tenantId}`;
 /** Drain jobs waiting for a slot of the tenant's concurrency, oldest first. */
 const slotWaitersKey = (tenantId: string): string => `{mbox}:slotwait:${tenantId}`;
 
-export interface DrainJobData {
-  t: string;
-  c: string;
-}
+export { drainJobId, type DrainJobData } from './drain-contract.js';
 
 export type ClaimResult = 'ok' | 'stale' | 'busy' | 'full';
 
@@ -93,16 +91,6 @@ const SCRIPTS: Record<string, ScriptDef> = {
 type ScriptName = 'mbAcceptBatch' | 'mbClaim' | 'mbPopNext' | 'mbRenew' | 'mbRelease' | 'mbFinish' | 'mbHandoff' | 'mbHead'
   | 'mbKeepAnswer' | 'mbRecordSent' | 'mbCountAttempt';
 
-/**
- * Options of every drain job (schedule() and the batched adds of accept). Attempts only matter for
- * unexpected errors (a lost lease, Redis hiccups): parking does not count.
- */
-const drainJobOpts = (jobId: string) => ({
-  jobId, removeOnComplete: true, removeOnFail: 1000, attempts: 1000, backoff: { type: 'fixed' as const, delay: 1000 },
-});
-
-/** Job id of a drain generation: unique per responsibility period, stable for idempotent re-adds. */
-export const drainJobId = (tenantId: string, chatId: string, gen: string): string => `${tenantId}.${chatId}.${gen}`;
 export const scheduledMember = (tenantId: string, chatId: string): string => `${tenantId}\n${chatId}`;
 
 export class Mailbox {
@@ -180,7 +168,7 @@ export class Mailbox {
         const gen = out[2 * i + 1];
         if (!gen) return p.resolve({ duplicate });
         scheduling.push({ p, duplicate });
-        jobs.push({ name: 'drain', data: { t: p.tenantId, c: p.chatId }, opts: drainJobOpts(drainJobId(p.tenantId, p.chatId, String(gen))) });
+        jobs.push({ name: DRAIN_JOB_NAME, data: { t: p.tenantId, c: p.chatId }, opts: drainJobOpts(drainJobId(p.tenantId, p.chatId, String(gen))) });
       });
       if (!jobs.length) return;
       // One round trip for all of them; an existing job id is a no-op (idempotent re-add).
@@ -194,7 +182,7 @@ export class Mailbox {
   /** Adds the drain job of a generation; a no-op when it exists already (same job id). */
   async schedule(tenantId: string, chatId: string, gen: string): Promise<void> {
     const data: DrainJobData = { t: tenantId, c: chatId };
-    await this.queue.add('drain', data, drainJobOpts(drainJobId(tenantId, chatId, gen)));
+    await this.queue.add(DRAIN_JOB_NAME, data, drainJobOpts(drainJobId(tenantId, chatId, gen)));
   }
 
   async claim(tenantId: string, chatId: string, gen: string, token: string, tenantLimit: number): Promise<ClaimResult> {

@@ -20,9 +20,9 @@ import { decodeEnvelope, parseUpdate, textOf, type Envelope } from '../../lib/de
 import type { TenantCache } from '../../lib/tenants/tenant-cache.js';
 import { requestWake, wakeFailedText } from '../../lib/wake/wake-contract.js';
 import { deriveAgentToken, deriveWebhookSecret, memoizePerTenant, type TenantIdentity } from '../../lib/webhook-secret.js';
-import { TENANT_ID_PATTERN } from '../../lib/validate.js';
 import type { AgentClient } from './agent-client.js';
 import type { ReplySender, SendOutcome, SendProgress } from './reply-sender.js';
+import { parseDrainJob } from '../../lib/delivery/drain-contract.js';
 
 export const STARTING_UP_TEXT = '⏳ Starting up...';
 /** How often a drain parked on a wake re-checks by itself (the waker normally promotes it first). */
@@ -93,14 +93,12 @@ export class Drainer {
   }
 
   async process(job: Job, jobToken: string | undefined): Promise<string> {
-    const data = job.data as { t?: unknown; c?: unknown };
-    const gen = String(job.id ?? '').split('.').pop() ?? '';
-    if (typeof data.t !== 'string' || !TENANT_ID_PATTERN.test(data.t) || typeof data.c !== 'string' || !/^(-?[0-9]{1,20}|_)$/.test(data.c) || !/^[0-9]+$/.test(gen)) {
+    const drain = parseDrainJob(job.id, job.data);
+    if (!drain) {
       this.d.log.error({ job: job.id }, 'malformed drain job: dropped');
       return 'malformed';
     }
-    const tenantId = data.t;
-    const chatId = data.c;
+    const { tenantId, chatId, gen } = drain;
     const lease = randomUUID();
     // The claim reads the head, the endpoint is read beside it: one round trip for both.
     const [claim, firstEndpoint] = await Promise.all([

@@ -1,0 +1,44 @@
+/**
+ * The drain job on the `{forward}` queue, in one place: its name, payload, job id and options (what
+ * the ingress's mailbox adds) and the parser the forwarder reads it with. A job from anywhere else
+ * (an older version, a hand-made one) that does not parse is dropped with one error line, never
+ * half-processed.
+ */
+import { TENANT_ID_PATTERN } from '../validate.js';
+
+export const DRAIN_JOB_NAME = 'drain';
+
+/** Payload: the tenant and the chat whose mailbox the job drains (short names: one per update). */
+export interface DrainJobData {
+  t: string;
+  c: string;
+}
+
+/** Job id of a drain generation `<tenant>.<chat>.<gen>`: unique per responsibility period, stable for idempotent re-adds. */
+export const drainJobId = (tenantId: string, chatId: string, gen: string): string => `${tenantId}.${chatId}.${gen}`;
+
+/**
+ * Options of every drain job (schedule() and the batched adds of accept). Attempts only matter for
+ * unexpected errors (a lost lease, Redis hiccups): parking does not count.
+ */
+export const drainJobOpts = (jobId: string) => ({
+  jobId, removeOnComplete: true, removeOnFail: 1000, attempts: 1000, backoff: { type: 'fixed' as const, delay: 1000 },
+});
+
+/** Telegram chat ids (negative for groups), or `_` for updates without a chat. */
+const CHAT_ID_PATTERN = /^(-?[0-9]{1,20}|_)$/;
+
+export interface DrainJob {
+  tenantId: string;
+  chatId: string;
+  gen: string;
+}
+
+/** The drain a job stands for, or undefined when its payload or id is not one the mailbox makes. */
+export function parseDrainJob(jobId: string | undefined, data: unknown): DrainJob | undefined {
+  const d = (data ?? {}) as { t?: unknown; c?: unknown };
+  const gen = String(jobId ?? '').split('.').pop() ?? '';
+  if (typeof d.t !== 'string' || !TENANT_ID_PATTERN.test(d.t) || typeof d.c !== 'string' || !CHAT_ID_PATTERN.test(d.c) || !/^[0-9]+$/.test(gen)) return undefined;
+  if (jobId !== drainJobId(d.t, d.c, gen)) return undefined;
+  return { tenantId: d.t, chatId: d.c, gen };
+}
