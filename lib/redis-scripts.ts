@@ -1,8 +1,14 @@
 /**
- * Lua scripts on ioredis: defined once per client (EVALSHA with automatic reload on NOSCRIPT) and
- * called by name, so every atomic step of the platform goes through one small typed door.
+ * Every Lua script of the platform, in one table: its name, its key count and its source. Every
+ * client createRedis makes has all of them defined (EVALSHA, ioredis reloading a script on
+ * NOSCRIPT), so no caller depends on another having defined one first, and a name that is not in
+ * the table does not compile. Multi-key scripts keep their keys in one hash slot (docs/architecture.md,
+ * "Redis Cluster"); test/redis-scripts.test.ts loads each on a real Redis and checks its key count.
  */
 import type { RedisClient } from './redis.js';
+import {
+  ACCEPT, CLAIM, COUNT_ATTEMPT, DEAD_LETTER, FINISH, HANDOFF, HEAD, KEEP_ANSWER, POP_NEXT, RECORD_SENT, RELEASE, RENEW,
+} from './delivery/mailbox-scripts.js';
 
 export interface ScriptDef {
   /** Number of keys; 'variable' when each call passes its key count first (a batch of any size). */
@@ -10,17 +16,74 @@ export interface ScriptDef {
   lua: string;
 }
 
+/** Deletes a key only if it still holds the given value (an endpoint that failed, a lock we own). */
+const COMPARE_AND_DELETE = `
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+`;
+
+/** Takes up to N tenants whose idle deadline passed, removing them in the same step (one stopper each). */
+const TAKE_EXPIRED = `
+local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[2]))
+for _, id in ipairs(ids) do redis.call('ZREM', KEYS[1], id) end
+return ids
+`;
+
+/**
+ * Takes the wake lock over from an earlier run of the same wake job (its value starts with the
+ * job's id): BullMQ gives a job back only once its previous run stopped renewing its job lock, i.e.
+ * that waker died (or hung) mid-wake and will not release the wake lock. Without this, a waker
+ * killed mid-wake would block the tenant for the lock's whole TTL (WAKE_LOCK_TTL_S, 240 s).
+ */
+const TAKE_OVER_LOCK = `
+local cur = redis.call('GET', KEYS[1])
+if cur and string.sub(cur, 1, string.len(ARGV[1])) == ARGV[1] then
+  redis.call('SET', KEYS[1], ARGV[2], 'EX', ARGV[3])
+  return 1
+end
+return 0
+`;
+
+export const SCRIPTS = {
+  // The mailbox (lib/delivery/mailbox.ts), every key under {mbox}.
+  mbAcceptBatch: { keys: 'variable', lua: ACCEPT },
+  mbClaim: { keys: 6, lua: CLAIM },
+  mbPopNext: { keys: 8, lua: POP_NEXT },
+  mbRenew: { keys: 2, lua: RENEW },
+  mbRelease: { keys: 3, lua: RELEASE },
+  mbFinish: { keys: 3, lua: FINISH },
+  mbHandoff: { keys: 3, lua: HANDOFF },
+  mbHead: { keys: 2, lua: HEAD },
+  mbKeepAnswer: { keys: 3, lua: KEEP_ANSWER },
+  mbRecordSent: { keys: 2, lua: RECORD_SENT },
+  mbCountAttempt: { keys: 4, lua: COUNT_ATTEMPT },
+  // The dead letters (lib/delivery/dead-letters.ts), under {mbox} with the mailbox they leave.
+  mbDeadLetter: { keys: 7, lua: DEAD_LETTER },
+  // Single-key scripts: endpoints, wake and pool-keeper locks, the idle index.
+  ztmCompareAndDelete: { keys: 1, lua: COMPARE_AND_DELETE },
+  ztmTakeExpired: { keys: 1, lua: TAKE_EXPIRED },
+  ztmTakeOverWakeLock: { keys: 1, lua: TAKE_OVER_LOCK },
+} as const satisfies Record<string, ScriptDef>;
+
+export type ScriptName = keyof typeof SCRIPTS;
+
 type Caller = (...args: Array<string | number>) => Promise<unknown>;
 
-export function defineScripts(redis: RedisClient, scripts: Record<string, ScriptDef>): void {
-  for (const [name, def] of Object.entries(scripts)) {
-    if (name in redis) continue;
+/**
+ * Defines every script on a client. createRedis does it for every client it makes, before any
+ * command: an auto-pipelined client batches commands in pipelines that know only the scripts
+ * defined when they were made.
+ */
+export function defineAllScripts(redis: RedisClient): void {
+  for (const [name, def] of Object.entries(SCRIPTS) as Array<[ScriptName, ScriptDef]>) {
+    if (typeof (redis as unknown as Record<string, unknown>)[name] === 'function') continue;
     redis.defineCommand(name, def.keys === 'variable' ? { lua: def.lua } : { numberOfKeys: def.keys, lua: def.lua });
   }
 }
 
-export function callScript<T>(redis: RedisClient, name: string, ...args: Array<string | number>): Promise<T> {
-  const fn = (redis as unknown as Record<string, Caller | undefined>)[name];
-  if (typeof fn !== 'function') throw new Error(`redis script ${name} is not defined on this client`);
-  return fn.apply(redis, args) as Promise<T>;
+/** Runs script `name` on `redis` (a client not made by createRedis gets every script defined first). */
+export function callScript<T>(redis: RedisClient, name: ScriptName, ...args: Array<string | number>): Promise<T> {
+  const client = redis as unknown as Record<string, Caller | undefined>;
+  if (typeof client[name] !== 'function') defineAllScripts(redis);
+  return (client[name] as Caller).apply(redis, args) as Promise<T>;
 }

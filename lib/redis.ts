@@ -4,6 +4,7 @@
  */
 import { Redis, Cluster, type RedisOptions } from 'ioredis';
 import { NoWorkerError } from './errors.js';
+import { defineAllScripts } from './redis-scripts.js';
 
 export type RedisClient = Redis | Cluster;
 
@@ -43,15 +44,16 @@ export function createRedis(options: RedisFactoryOptions): RedisClient {
     // Reconnect forever with a capped backoff: a restarted Redis must be picked up again.
     retryStrategy: (times) => Math.min(50 * 2 ** Math.min(times, 6), 2000),
   };
-  if (options.cluster) {
-    return new Cluster([{ host: url.hostname, port: Number(url.port || 6379) }], {
+  const client: RedisClient = options.cluster
+    ? new Cluster([{ host: url.hostname, port: Number(url.port || 6379) }], {
       redisOptions: common,
       enableAutoPipelining: common.enableAutoPipelining,
       enableOfflineQueue: common.enableOfflineQueue,
       dnsLookup: (address, callback) => callback(null, address),
-    });
-  }
-  return new Redis({ ...common, host: url.hostname.replace(/^\[|\]$/g, ''), port: Number(url.port || 6379) });
+    })
+    : new Redis({ ...common, host: url.hostname.replace(/^\[|\]$/g, ''), port: Number(url.port || 6379) });
+  defineAllScripts(client);
+  return client;
 }
 
 /** Redacted form of a Redis URL for logs (password removed). */

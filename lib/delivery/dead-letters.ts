@@ -5,8 +5,7 @@
 import type { RedisClient } from '../redis.js';
 import { NotFoundError } from '../errors.js';
 import { attemptsKey, chatLeaseKey, mailboxKey, outboxKey, scheduledKey, seenKey } from '../keys.js';
-import { DEAD_LETTER } from './mailbox-scripts.js';
-import { callScript, defineScripts } from '../redis-scripts.js';
+import { callScript } from '../redis-scripts.js';
 import { attemptsField, scheduledMember, type Mailbox } from './mailbox.js';
 import { decodeEnvelope } from './update.js';
 
@@ -34,7 +33,6 @@ export class DeadLetterStore {
   constructor(options: { redis: RedisClient }) {
     if (!options.redis) throw new TypeError('DeadLetterStore: redis is required');
     this.redis = options.redis;
-    defineScripts(this.redis, { mbDeadLetter: { keys: 7, lua: DEAD_LETTER } });
   }
 
   /**

@@ -5,7 +5,7 @@
 import type { Queue } from 'bullmq';
 import type { RedisClient } from '../redis.js';
 import { endpointKey, parkedDrainsKey as parkedKey, staleEndpointKey, startingNoticeKey, wakeFailedKey, wakeLockKey } from '../keys.js';
-import { callScript, defineScripts } from '../redis-scripts.js';
+import { callScript } from '../redis-scripts.js';
 import { decodeWakeFailure, encodeWakeFailure, type WakeFailure } from '../wake/wake-contract.js';
 import { WAKE_DONE_CHANNEL } from './endpoint-watch.js';
 import { promoteWhenDelayed } from './promote-job.js';
@@ -13,11 +13,6 @@ import { promoteWhenDelayed } from './promote-job.js';
 /** How long a failed wake is remembered: drains waiting on it read it within seconds. */
 const WAKE_FAILURE_TTL_S = 120;
 
-/** Deletes a key only if it still holds the given value (an endpoint that failed, a lock we own). */
-export const COMPARE_AND_DELETE = `
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
-return 0
-`;
 
 export interface Endpoint {
   host: string;
@@ -42,7 +37,6 @@ export class Endpoints {
     if (!options.redis) throw new TypeError('Endpoints: redis is required');
     this.redis = options.redis;
     this.ttlS = options.ttlS ?? 86_400;
-    defineScripts(this.redis, { ztmCompareAndDelete: { keys: 1, lua: COMPARE_AND_DELETE } });
   }
 
   async get(tenantId: string): Promise<Endpoint | undefined> {

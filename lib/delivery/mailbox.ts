@@ -6,10 +6,9 @@
 import type { Queue } from 'bullmq';
 import type { RedisClient } from '../redis.js';
 import { attemptsKey, chatLeaseKey, drainKey, mailboxKey, outboxKey, scheduledKey, seenKey } from '../keys.js';
-import { ACCEPT, CLAIM, COUNT_ATTEMPT, FINISH, HANDOFF, HEAD, KEEP_ANSWER, POP_NEXT, RECORD_SENT, RELEASE, RENEW } from './mailbox-scripts.js';
 import { encodeEnvelope, envelopeIdentity } from './update.js';
 import { promoteWhenDelayed } from './promote-job.js';
-import { callScript, defineScripts, type ScriptDef } from '../redis-scripts.js';
+import { callScript, type ScriptName } from '../redis-scripts.js';
 import { DRAIN_JOB_NAME, drainJobId, drainJobOpts, type DrainJobData } from './drain-contract.js';
 
 const SEQ_KEY = '{mbox}:seq';
@@ -83,13 +82,6 @@ interface PendingAccept {
   reject: (err: unknown) => void;
 }
 
-const SCRIPTS: Record<string, ScriptDef> = {
-  mbAcceptBatch: { keys: 'variable', lua: ACCEPT }, mbClaim: { keys: 6, lua: CLAIM }, mbPopNext: { keys: 8, lua: POP_NEXT }, mbRenew: { keys: 2, lua: RENEW }, mbRelease: { keys: 3, lua: RELEASE },
-  mbFinish: { keys: 3, lua: FINISH }, mbHandoff: { keys: 3, lua: HANDOFF }, mbHead: { keys: 2, lua: HEAD },
-  mbKeepAnswer: { keys: 3, lua: KEEP_ANSWER }, mbRecordSent: { keys: 2, lua: RECORD_SENT }, mbCountAttempt: { keys: 4, lua: COUNT_ATTEMPT },
-};
-type ScriptName = 'mbAcceptBatch' | 'mbClaim' | 'mbPopNext' | 'mbRenew' | 'mbRelease' | 'mbFinish' | 'mbHandoff' | 'mbHead'
-  | 'mbKeepAnswer' | 'mbRecordSent' | 'mbCountAttempt';
 
 export const scheduledMember = (tenantId: string, chatId: string): string => `${tenantId}\n${chatId}`;
 
@@ -117,7 +109,6 @@ export class Mailbox {
     this.acceptBatch = options.acceptBatch ?? 32;
     if (!Number.isInteger(this.acceptBatch) || this.acceptBatch < 1) throw new TypeError('Mailbox: acceptBatch must be a positive integer');
     if (!Number.isInteger(this.seenTtlS) || this.seenTtlS < 1) throw new TypeError('Mailbox: seenTtlS must be a positive integer');
-    defineScripts(this.redis, SCRIPTS);
   }
 
   private call(name: ScriptName, ...args: Array<string | number>): Promise<unknown> {

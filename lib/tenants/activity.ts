@@ -5,22 +5,14 @@
  */
 import type { RedisClient } from '../redis.js';
 import { activityKey } from '../keys.js';
-import { callScript, defineScripts } from '../redis-scripts.js';
+import { callScript } from '../redis-scripts.js';
 import { IDLE_DEADLINE_KEY } from '../keys.js';
 
 export { IDLE_DEADLINE_KEY } from '../keys.js';
 
-/** Takes up to N tenants whose deadline passed, removing them in the same step (one stopper each). */
-const TAKE_EXPIRED = `
-local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[2]))
-for _, id in ipairs(ids) do redis.call('ZREM', KEYS[1], id) end
-return ids
-`;
 
 export class Activity {
-  constructor(private readonly redis: RedisClient) {
-    defineScripts(redis, { ztmTakeExpired: { keys: 1, lua: TAKE_EXPIRED } });
-  }
+  constructor(private readonly redis: RedisClient) {}
 
   /**
    * Last activity and idle deadline: two ZADDs, sent together by an auto-pipelined client with

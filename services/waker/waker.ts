@@ -16,7 +16,7 @@ import { QUEUES, QUEUE_PREFIX } from '../../lib/queues.js';
 import { wakeLockKey, startingNoticeKey } from '../../lib/keys.js';
 import { Activity } from '../../lib/tenants/activity.js';
 import { Endpoints } from '../../lib/delivery/endpoints.js';
-import { callScript, defineScripts } from '../../lib/redis-scripts.js';
+import { callScript } from '../../lib/redis-scripts.js';
 import { WakeFailedError, parseWakeJob, releaseWakeRequest, type WakeFailure, type WakeFailureCode } from '../../lib/wake/wake-contract.js';
 import type { TenantRegistry } from '../../lib/registry/tenant-registry.js';
 import type { Tenant } from '../../lib/registry/tenant.js';
@@ -24,20 +24,6 @@ import type { StateStore } from '../../lib/state/state-store.js';
 import { STATE_URL_TTL_S, StateUrlLedger } from '../../lib/state/state-urls.js';
 import type { Runtime, TenantInstance } from '../../lib/runtime/runtime.js';
 
-/**
- * Takes the wake lock over from an earlier run of the same wake job (its value starts with the
- * job's id): BullMQ gives a job back only once its previous run stopped renewing its job lock, i.e.
- * that waker died (or hung) mid-wake and will not release the wake lock. Without this, a waker
- * killed mid-wake would block the tenant for the lock's whole TTL (WAKE_LOCK_TTL_S, 240 s).
- */
-const TAKE_OVER_LOCK = `
-local cur = redis.call('GET', KEYS[1])
-if cur and string.sub(cur, 1, string.len(ARGV[1])) == ARGV[1] then
-  redis.call('SET', KEYS[1], ARGV[2], 'EX', ARGV[3])
-  return 1
-end
-return 0
-`;
 
 export interface WakerOptions {
   config: Config;
@@ -73,7 +59,6 @@ export class Waker {
     this.endpoints = new Endpoints({ redis: o.redis });
     this.activity = new Activity(o.redis);
     this.forwardQueue = new Queue(QUEUES.forward, { connection: o.bull, prefix: QUEUE_PREFIX });
-    defineScripts(o.redis, { ztmTakeOverWakeLock: { keys: 1, lua: TAKE_OVER_LOCK } });
     this.worker = new Worker(QUEUES.wake, (job) => this.process(job), {
       connection: o.bull,
       prefix: QUEUE_PREFIX,
