@@ -29,12 +29,11 @@ import { podControlSecret } from '../lib/runtime/pod-secrets.js';
 import { deriveAgentToken } from '../lib/webhook-secret.js';
 import { apiStatus, PodWatch } from '../lib/runtime/kube-client.js';
 import type { Tenant } from '../lib/registry/tenant.js';
-import { startEmbeddedS3, type EmbeddedS3 } from '../lib/state/embedded-s3.js';
-import { createS3Client } from '../lib/state/s3-client.js';
+import type { EmbeddedS3 } from '../lib/state/embedded-s3.js';
 import { StateStore } from '../lib/state/state-store.js';
-import { freePort } from '../lib/util/free-port.js';
 import { KubeApiServer } from './support/kube/api-server.js';
 import { Kubelet } from './support/kube/kubelet.js';
+import { startStandInStack } from './support/kube/stand-in-stack.js';
 import { LogCapture } from './support/log-capture.js';
 
 const TOKEN = '123456789:AAHdqTcvCH1vGWJxfSeofSAs0K5PALDsaw';
@@ -252,24 +251,11 @@ async function warmReady(core: CoreV1Api, n: number): Promise<V1Pod[]> {
 }
 
 t.test('KubernetesRuntime against the stand-in apiserver and kubelet', async (t) => {
-  const logs = new LogCapture();
-  const api = await KubeApiServer.start({ namespaces: [NS] });
-  const kubelet = new Kubelet(api);
-  const s3 = await startEmbeddedS3({ port: await freePort() });
-  const s3client = createS3Client({ endpoint: s3.endpoint, region: 'us-east-1' });
-  const store = new StateStore({ s3: s3client, bucket: 'zeroclaw-tenant-state' });
-  await store.ensureBucket();
-  const e: Env = { api, kubelet, s3, s3client, store, logs, runtime: makeRuntime({ api, logs }), core: api.kubeConfig().makeApiClient(CoreV1Api) };
-  const { runtime, core } = e;
+  const stack = await startStandInStack(t, NS, (s) => makeRuntime(s));
+  const e: Env = { ...stack, core: stack.api.kubeConfig().makeApiClient(CoreV1Api) };
+  const { api, kubelet, store, logs, runtime, core } = e;
   const exits: Array<[string, string]> = [];
   runtime.onExit((id, pod) => exits.push([id, pod]));
-  t.teardown(async () => {
-    await runtime.close();
-    await kubelet.close();
-    await api.close();
-    s3client.destroy();
-    await s3.close();
-  });
 
   t.test('construction is strict', async (t) => {
     t.throws(() => makeRuntime(e, { warmPoolSecret: 'short' }), ValidationError);

@@ -14,15 +14,9 @@ import { KubernetesRuntime } from '../lib/runtime/kubernetes-runtime.js';
 import { podControlSecret } from '../lib/runtime/pod-secrets.js';
 import { CONTROL_ID_ANNOTATION, CONTROL_SECRET_KEY, controlSecretName } from '../lib/runtime/pod-spec.js';
 import { postToShim } from '../lib/runtime/shim-admin.js';
-import { startEmbeddedS3 } from '../lib/state/embedded-s3.js';
-import { createS3Client } from '../lib/state/s3-client.js';
-import { StateStore } from '../lib/state/state-store.js';
-import { freePort } from '../lib/util/free-port.js';
 import { deriveAgentToken } from '../lib/webhook-secret.js';
-import { KubeApiServer } from './support/kube/api-server.js';
-import { Kubelet } from './support/kube/kubelet.js';
 import { RESOURCES } from './support/kube/objects.js';
-import { LogCapture } from './support/log-capture.js';
+import { startStandInStack } from './support/kube/stand-in-stack.js';
 
 const NS = 'tenants';
 const MASTER = 'warm-pool-master-secret-0123456789';
@@ -58,26 +52,12 @@ async function say(address: string, who: Tenant, message: string, key: string): 
 }
 
 t.test('Kubernetes trust boundary on the stand-in', async (t) => {
-  const logs = new LogCapture();
-  const api = await KubeApiServer.start({ namespaces: [NS] });
-  const kubelet = new Kubelet(api);
-  const s3 = await startEmbeddedS3({ port: await freePort() });
-  const s3client = createS3Client({ endpoint: s3.endpoint, region: 'us-east-1' });
-  const store = new StateStore({ s3: s3client, bucket: 'zeroclaw-tenant-state' });
-  await store.ensureBucket();
-  const runtime = new KubernetesRuntime({
-    kubeConfig: api.kubeConfig(), namespace: NS, image: 'zeroclaw:test', runtimeClassName: 'kata-qemu', agentPort: 42617,
-    warmPoolSecret: MASTER, webhookSecret: WEBHOOK, log: logs.logger('runtime'), terminationGracePeriodSeconds: 15, readyTimeoutS: 60,
+  const { api, store, runtime } = await startStandInStack(t, NS, (s) => new KubernetesRuntime({
+    kubeConfig: s.api.kubeConfig(), namespace: NS, image: 'zeroclaw:test', runtimeClassName: 'kata-qemu', agentPort: 42617,
+    warmPoolSecret: MASTER, webhookSecret: WEBHOOK, log: s.logs.logger('runtime'), terminationGracePeriodSeconds: 15, readyTimeoutS: 60,
     extraEnv: { CHECKPOINT_INTERVAL_S: '0', LOG_LEVEL: 'info' },
-  });
+  }));
   const core = api.kubeConfig().makeApiClient(CoreV1Api);
-  t.teardown(async () => {
-    await runtime.close();
-    await kubelet.close();
-    await api.close();
-    s3client.destroy();
-    await s3.close();
-  });
   const shimOf = (pod: V1Pod): string => `http://${pod.status?.podIP ?? ''}:9000`;
   const secretOf = (pod: V1Pod): string => {
     const id = pod.metadata?.annotations?.[CONTROL_ID_ANNOTATION] ?? '';
