@@ -30,7 +30,8 @@ mkdir -m 0700 "$stage"
 n=0
 while [ "$1" = stage ]; do
   n=$((n + 1))
-  mkdir "$stage/$n"
+  # A file is bound onto a file, a directory onto a directory.
+  if [ -d "$2" ]; then mkdir "$stage/$n"; else : >"$stage/$n"; fi
   mount -n --rbind "$2" "$stage/$n" || fail "cannot bind $2"
   shift 2
 done
@@ -56,10 +57,10 @@ while [ $# -gt 0 ]; do
       shift 3
       ;;
     place)
-      mkdir -p "$3"
+      if [ -d "$stage/$2" ]; then mkdir -p "$3"; else mkdir -p "$(dirname "$3")" && { [ -e "$3" ] || : >"$3"; }; fi
       mount -n --move "$stage/$2" "$3" || fail "cannot place $3"
       if [ "$4" = ro ]; then mount -n -o remount,bind,ro "$3" || fail "cannot make $3 read-only"; fi
-      rmdir "$stage/$2"
+      rm -d "$stage/$2" 2>/dev/null || rm -f "$stage/$2"
       shift 4
       ;;
     *) fail "unknown operation: $1" ;;

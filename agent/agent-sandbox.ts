@@ -84,8 +84,15 @@ export function sandboxOps(settings: SandboxSettings, target: SandboxTarget): Op
   for (const p of PRIVATE_TMP) if (existsSync(p)) covers.set(p, '1777');
   for (const p of hidden) covers.set(p, '0755');
   const workspace = path.resolve(target.workspace);
-  const candidates = [...new Set(target.reads.map((p) => path.resolve(p)))]
+  const wanted = [...new Set(target.reads.map((p) => path.resolve(p)))]
     .filter((p) => existsSync(p) && !SYSTEM.test(p) && !hidden.some((h) => isUnder(p, h)) && !isUnder(p, workspace));
+  // A read directory the agent's user cannot enter itself (a checkout made by `mktemp -d`, 0700)
+  // becomes a passable tmpfs with its entries bound back, as a barrier on the way does below.
+  const candidates = wanted.flatMap((p) => {
+    if (!user || !statSync(p).isDirectory() || canSearch(p, user)) return [p];
+    covers.set(p, '0755');
+    return readdirSync(p).map((name) => path.join(p, name)).filter((c) => !hidden.some((h) => isUnder(c, h)) && !isUnder(c, workspace));
+  });
   // A barrier on the way (e.g. a 0700 home holding OpenClaw's install) becomes an empty, passable tmpfs.
   for (const p of [workspace, ...candidates]) {
     const barrier = firstBarrier(p, user);
