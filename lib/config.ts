@@ -36,6 +36,11 @@ export interface Config {
   kataRuntimeClass: string;
   routerPublicUrl: string | undefined;
   wakeLockTtlS: number;
+  /**
+   * COLD_START_TIMEOUT_S: the bound of one wake's start while it makes progress (a pod Pending for a
+   * node being provisioned, an image pulling); the wake lock is renewed up to it. Default 600.
+   */
+  coldStartTimeoutS: number;
   reconcileIntervalS: number;
   idleCheckIntervalS: number;
   ingressPort: number;
@@ -273,6 +278,7 @@ export function loadConfig(env: Env): Config {
     kataRuntimeClass: str(env, 'KATA_RUNTIME_CLASS') ?? 'kata-qemu',
     routerPublicUrl,
     wakeLockTtlS: int(env, 'WAKE_LOCK_TTL_S', 240, 5, 3600),
+    coldStartTimeoutS: int(env, 'COLD_START_TIMEOUT_S', 600, 5, 7200),
     reconcileIntervalS: int(env, 'RECONCILE_INTERVAL_S', 60, 1, 86_400),
     idleCheckIntervalS: int(env, 'IDLE_CHECK_INTERVAL_S', 30, 1, 86_400),
     ingressPort: int(env, 'INGRESS_PORT', 8080, 0, 65_535),
