@@ -2,6 +2,8 @@
  * Typed errors with stable codes. Callers switch on `code`, never on message text;
  * messages are one line and never contain a secret.
  */
+import type { StartFailureReason } from './runtime/runtime.js';
+
 export type ErrorCode =
   | 'E_CONFIG'
   | 'E_VALIDATION'
@@ -73,8 +75,11 @@ export class TimeoutError extends ZtmError {
 }
 
 export class RuntimeError extends ZtmError {
-  constructor(message: string, options?: { cause?: unknown }) {
-    super('E_RUNTIME', message, options);
+  /** Why a start failed (a StartFailureReason of lib/runtime/runtime.ts), when known. */
+  readonly reason: StartFailureReason | undefined;
+  constructor(message: string, options?: { cause?: unknown; reason?: StartFailureReason }) {
+    super('E_RUNTIME', message, options?.cause === undefined ? undefined : { cause: options.cause });
+    this.reason = options?.reason;
   }
 }
 

@@ -12,7 +12,7 @@ import { RuntimeError } from '../errors.js';
 import { freePort } from '../util/free-port.js';
 import type { Tenant } from '../registry/tenant.js';
 import type { PresignedState } from '../state/state-store.js';
-import { podNameOf, type Runtime, type StartResult, type StopOptions, type TenantInstance } from './runtime.js';
+import { podNameOf, type Runtime, type StartOptions, type StartProgress, type StartResult, type StopOptions, type TenantInstance } from './runtime.js';
 import { ShimProcess, waitForOrphanShim } from './local-process.js';
 import { agentSettingsEnv, type AgentSettings } from '../agent-profiles.js';
 import { tenantAgentSecrets } from './tenant-agent-secrets.js';
@@ -187,11 +187,21 @@ export class LocalRuntime implements Runtime {
     this.exitListeners.push(listener);
   }
 
-  async start(tenant: Tenant, state: PresignedState): Promise<StartResult> {
+  async start(tenant: Tenant, state: PresignedState, options: StartOptions = {}): Promise<StartResult> {
     const id = tenant.tenant_id;
+    const progress = (p: StartProgress): void => {
+      try {
+        options.onProgress?.(p);
+      } catch (err) {
+        this.o.log.warn({ tenant: id, err }, 'start progress listener failed');
+      }
+    };
     await this.stopping.get(id);
     const live = await this.find(id);
-    if (live) return { instance: live, path: 'warm' };
+    if (live) {
+      progress({ phase: 'ready' });
+      return { instance: live, path: 'warm' };
+    }
     const dying = this.tenants.get(id);
     if (dying?.shim.alive) {
       // Its agent died and its shim is still saving the state (or stopping): the new agent must
@@ -206,8 +216,12 @@ export class LocalRuntime implements Runtime {
       const orphan = await waitForOrphanShim(path.join(this.o.dataDir, 'tenants', id), FAILED_START_GRACE_MS);
       if (orphan) this.o.log.warn({ tenant: id, pid: orphan }, 'waited for the agent process a previous runtime left to stop');
     }
+    progress({ phase: 'starting' });
     const warm = await this.claimWarm(tenant, state);
-    if (warm) return { instance: warm, path: 'warm' };
+    if (warm) {
+      progress({ phase: 'ready' });
+      return { instance: warm, path: 'warm' };
+    }
     this.o.log.info({ tenant: id }, 'warm pool miss: cold start');
     const dir = path.join(this.o.dataDir, 'tenants', id);
     const [shimPort, agentPort, internalPort] = await this.allocatePorts();
@@ -217,15 +231,23 @@ export class LocalRuntime implements Runtime {
     }, path.join(dir, 'agent.log')), internalPort);
     shim.serves(dir);
     this.o.log.info({ tenant: id, pod: shim.name, address: shim.address }, 'starting agent process (cold)');
-    const outcome = await shim.waitFor(() => shim.ready(), this.readyTimeoutMs);
+    // The shim listens first, then restores the state and starts the agent: two phases.
+    const until = Math.min(Date.now() + this.readyTimeoutMs, options.deadlineMs ?? Number.POSITIVE_INFINITY);
+    let outcome = await shim.waitFor(() => shim.healthy(), Math.max(1, until - Date.now()));
+    if (outcome === 'ok') {
+      progress({ phase: 'restoring-state' });
+      outcome = await shim.waitFor(() => shim.ready(), Math.max(1, until - Date.now()));
+    }
     if (outcome !== 'ok') {
       // SIGTERM, not SIGKILL: the agent runs in its own process group, which only the shim stops;
       // a killed shim would leave it running (holding the workspace) after the failed start.
       await shim.terminate(FAILED_START_GRACE_MS);
       throw new RuntimeError(outcome === 'exited'
         ? `agent process for ${id} exited before it was ready (exit code ${shim.child.exitCode ?? 'signal'}); see ${path.join(dir, 'agent.log')}`
-        : `agent for ${id} was not ready within ${Math.round(this.readyTimeoutMs / 1000)}s`);
+        : `agent for ${id} was not ready within ${Math.round(this.readyTimeoutMs / 1000)}s`,
+      { reason: outcome === 'exited' ? 'crash_loop' : 'start_timeout' });
     }
+    progress({ phase: 'ready' });
     return { instance: this.adopt(id, shim), path: 'cold' };
   }
 

@@ -21,6 +21,38 @@ export interface StartResult {
   path: 'warm' | 'cold';
 }
 
+/** Where a start is; reported as it changes (never with secrets). */
+export type StartPhase = 'scheduling' | 'waiting-for-node' | 'pulling-image' | 'starting' | 'restoring-state' | 'ready';
+
+export interface StartProgress {
+  phase: StartPhase;
+  /** E.g. the Pending reason or the scheduler's message, redacted. */
+  detail?: string;
+}
+
+export interface StartOptions {
+  /** Called on every phase change (and may be called again with the same phase as a heartbeat, at most every few s). */
+  onProgress?: (p: StartProgress) => void;
+  /** Absolute deadline (epoch ms) for the whole start; the runtime also applies its own bound (COLD_START_TIMEOUT_S). */
+  deadlineMs?: number;
+}
+
+/** Why a start failed, carried by RuntimeError.reason (stable codes: the waker maps them to wake failure codes). */
+export type StartFailureReason =
+  | 'image_pull_failed'
+  | 'unschedulable'
+  | 'crash_loop'
+  | 'start_timeout'
+  /** 403/422 from the API: the message names the verb, the object and the API's own message. */
+  | 'api_refused'
+  /** Timeouts, 5xx, 429 or connection errors after the retries. */
+  | 'api_unavailable'
+  | 'pod_lost';
+
+export const START_FAILURE_REASONS: readonly StartFailureReason[] = [
+  'image_pull_failed', 'unschedulable', 'crash_loop', 'start_timeout', 'api_refused', 'api_unavailable', 'pod_lost',
+];
+
 export interface StopOptions {
   /** Grace for the final checkpoint; 0 kills at once (the runbook's force kill). */
   graceS?: number;
@@ -48,9 +80,10 @@ export interface Runtime extends WarmPool {
    * Starts the tenant's agent and resolves once it is ready (not merely running): claims a warm
    * member when one is ready (logs `warm pool hit: reusing node`), else starts cold (logs
    * `warm pool miss: cold start`). Waits for a stop of the same tenant still in progress first, so
-   * the new agent restores the state the old one saved.
+   * the new agent restores the state the old one saved. Reports its phases through
+   * `options.onProgress`; a failure is a RuntimeError whose `reason` says why (StartFailureReason).
    */
-  start(tenant: Tenant, state: PresignedState): Promise<StartResult>;
+  start(tenant: Tenant, state: PresignedState, options?: StartOptions): Promise<StartResult>;
   /** The tenant's live and ready instance, if any. */
   find(tenantId: string): Promise<TenantInstance | undefined>;
   /** Gracefully stops the tenant's agent (state checkpointed) and resolves once it is gone. */
