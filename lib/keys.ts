@@ -13,6 +13,13 @@ export const parkedDrainsKey = (tenantId: string): string => `ztm:parked:${tenan
 /** The last failed wake of a tenant (lib/wake/wake-contract.ts encodeWakeFailure), with a TTL. */
 export const wakeFailedKey = (tenantId: string): string => `ztm:wake-failed:${tenantId}`;
 /**
+ * Hash {phase, detail, since, started, deadline, at}: where the tenant's current (or just ended)
+ * wake is (lib/wake/wake-progress.ts), written on phase changes only; lives as long as the wake lock.
+ */
+export const wakeProgressKey = (tenantId: string): string => `ztm:wake-progress:${tenantId}`;
+/** The tenant's last failed wake, kept for days (`ztm tenant get`): JSON {code, reason, start_reason?, at}. */
+export const lastWakeFailureKey = (tenantId: string): string => `ztm:wake-last-failure:${tenantId}`;
+/**
  * Stale endpoints one update met (a count, with a TTL): the agent at the tenant's endpoint refused
  * the tenant's own credential. The second one after a fresh wake dead-letters the update.
  */
