@@ -44,6 +44,24 @@ end
 return 0
 `;
 
+/**
+ * Renews the wake lock while its wake makes progress (a cold start may outlast WAKE_LOCK_TTL_S):
+ * 1 renewed; 2 taken again (it had expired or been cleared, nobody else holds it); 0 another
+ * wake holds it now (this one lost it, and must not extend someone else's).
+ */
+const RENEW_WAKE_LOCK = `
+local cur = redis.call('GET', KEYS[1])
+if cur == ARGV[1] then
+  redis.call('EXPIRE', KEYS[1], ARGV[2])
+  return 1
+end
+if not cur then
+  redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
+  return 2
+end
+return 0
+`;
+
 export const SCRIPTS = {
   // The mailbox (lib/delivery/mailbox.ts), every key under {mbox}.
   mbAcceptBatch: { keys: 'variable', lua: ACCEPT },
@@ -63,6 +81,7 @@ export const SCRIPTS = {
   ztmCompareAndDelete: { keys: 1, lua: COMPARE_AND_DELETE },
   ztmTakeExpired: { keys: 1, lua: TAKE_EXPIRED },
   ztmTakeOverWakeLock: { keys: 1, lua: TAKE_OVER_LOCK },
+  ztmRenewWakeLock: { keys: 1, lua: RENEW_WAKE_LOCK },
 } as const satisfies Record<string, ScriptDef>;
 
 export type ScriptName = keyof typeof SCRIPTS;
