@@ -11,6 +11,7 @@ import type { Metrics } from '../../lib/metrics.js';
 import type { RedisClient } from '../../lib/redis.js';
 import { retryTransient } from '../../lib/util/redis-retry.js';
 import { Activity } from '../../lib/tenants/activity.js';
+import { countMessage } from '../../lib/tenants/tenant-stats.js';
 import type { Mailbox, Outbox } from '../../lib/delivery/mailbox.js';
 import type { AgentErrorCode, ForwardOutcome } from '../../lib/delivery/outcomes.js';
 import type { Endpoints, Endpoint } from '../../lib/delivery/endpoints.js';
@@ -398,6 +399,8 @@ export class Drainer {
       this.afterSend(h, () => this.d.mailbox.popNext(tenantId, chatId, h.raw, env.updateId, h.lease, h.gen)),
       this.d.endpoints.get(tenantId),
       facts ? Activity.write(this.d.redis, tenantId, facts.idleTimeoutS) : undefined,
+      // The tenants view's "messages today": one HINCRBY sent with the writes above (lib/tenants/tenant-stats.ts).
+      countMessage(this.d.redis, tenantId).catch((err: unknown) => h.log.debug({ err }, 'could not count the message')),
     ]);
     switch (popped.kind) {
       case 'lost-lease': throw new Error('chat lease lost while draining');

@@ -15,6 +15,7 @@ import type { RedisClient } from '../../lib/redis.js';
 import { QUEUES, QUEUE_PREFIX } from '../../lib/queues.js';
 import { wakeLockKey, startingNoticeKey } from '../../lib/keys.js';
 import { Activity } from '../../lib/tenants/activity.js';
+import { recordWake } from '../../lib/tenants/tenant-stats.js';
 import { Endpoints } from '../../lib/delivery/endpoints.js';
 import { callScript } from '../../lib/redis-scripts.js';
 import { WakeFailedError, parseWakeJob, releaseWakeRequest, type WakeFailure, type WakeFailureCode } from '../../lib/wake/wake-contract.js';
@@ -179,6 +180,8 @@ export class Waker {
       return { status: 'running', pod_name: instance.podName, pod_ip: instance.ip };
     }, { current: tenant });
     const ms = Date.now() - started;
+    // The tenants view's recent wake times (a started agent only; bookkeeping, never the wake's failure).
+    if (path === 'warm' || path === 'cold') void recordWake(this.o.redis, tenant.tenant_id, ms).catch((err: unknown) => log.debug({ err }, 'could not record the wake time'));
     this.o.metrics?.wakeLatency.observe({ path }, ms / 1000);
     this.o.metrics?.wakes.inc({ outcome: path });
     log.info({ pod: instance.podName, address: instance.address, path, ms }, 'tenant awake: agent ready');
