@@ -31,6 +31,21 @@ function warmLine(w: WarmPoolReport, now: number): string {
   return w.stale ? `${base}: STALE, is the pool-keeper running?` : base;
 }
 
+/** The pool-keeper's sizing: bounds, demand, modelled and seen hit rates, and the last change with its reason. */
+function sizingRows(w: WarmPoolReport, now: number): Array<[string, string]> {
+  const z = w.sizing;
+  if (!z) return [];
+  const seen = z.observed_warm + z.observed_cold;
+  const hits = seen > 0 ? `${Math.round((100 * z.observed_warm) / seen)}% of ${seen} wakes warm in ${Math.round(z.window_s / 60)}m` : `no wakes in ${Math.round(z.window_s / 60)}m`;
+  const bounds = z.min === z.max ? `fixed ${z.min}` : `${z.min}-${z.max} by demand`;
+  const rows: Array<[string, string]> = [[
+    'warm pool sizing',
+    `${bounds}: ${z.rate_per_s.toFixed(3)} wakes/s, ${z.start_s.toFixed(1)} s replenish, P(hit) ${z.probability.toFixed(3)} (target ${z.hit_target}); ${hits}`,
+  ]];
+  if (z.last_change) rows.push(['warm pool resized', `${z.last_change}${z.changed_at ? ` (${ago(z.changed_at, now)})` : ''}`]);
+  return rows;
+}
+
 export function renderStatus(p: Printer, s: PlatformStatus, now = Date.now()): void {
   printTable(p, s.queues.map((q) => ({
     queue: q.queue,
@@ -46,6 +61,7 @@ export function renderStatus(p: Printer, s: PlatformStatus, now = Date.now()): v
   const rows: Array<[string, string]> = [
     ['tenants awake', String(s.tenants_awake)],
     ['warm pool', warmLine(s.warm_pool, now)],
+    ...sizingRows(s.warm_pool, now),
     ['dead letters', s.dead_letters > 0 ? `${s.dead_letters}  (ztm dead list; ztm dead retry --all)` : '0'],
     // What `npm start` printed at its start (local agents sandboxed or not); absent on Kubernetes.
     ...(s.isolation ? [['isolation', s.isolation.line] as [string, string]] : []),

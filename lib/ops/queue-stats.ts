@@ -46,6 +46,41 @@ export interface WarmPoolReport {
   reported_at: string | null;
   /** No report within WARM_POOL_STALE_MS: the pool-keeper is not running (or cannot reach Redis). */
   stale: boolean;
+  /** How the pool-keeper sized the pool (services/pool-keeper/pool-sizer.ts); absent from older keepers. */
+  sizing?: WarmPoolSizingReport;
+}
+
+export interface WarmPoolSizingReport {
+  min: number;
+  max: number;
+  /** Smoothed wakes per second that needed a member; replenish time (s); modelled P(hit) at the target. */
+  rate_per_s: number;
+  start_s: number;
+  probability: number;
+  hit_target: number;
+  /** Warm claims and cold starts recorded in the last `window_s`. */
+  observed_warm: number;
+  observed_cold: number;
+  window_s: number;
+  reason: string;
+  /** The last change of the size: `old → new` and when. */
+  last_change: string | null;
+  changed_at: string | null;
+}
+
+/** What the pool-keeper's sizing reports (a subset of services/pool-keeper/pool-sizer.ts Sizing). */
+export interface SizingInput {
+  min: number;
+  max: number;
+  size: number;
+  previous: number;
+  change?: 'grow' | 'shrink';
+  ratePerS: number;
+  startS: number;
+  probability: number;
+  hitTarget: number;
+  observed: { warm: number; cold: number; windowS: number };
+  reason: string;
 }
 
 export interface PlatformStatus {
@@ -63,8 +98,25 @@ export interface PlatformStatus {
 export const WARM_POOL_STALE_MS = 60_000;
 
 /** Written by the pool-keeper after each count: what `ztm status` and `ztm_warm_pool_size` show. */
-export async function reportWarmPool(redis: RedisClient, r: { ready: number; members: number; target: number }, now = Date.now()): Promise<void> {
-  await redis.hset(warmPoolKey, { size: String(r.ready), members: String(r.members), target: String(r.target), at: String(now) });
+export async function reportWarmPool(redis: RedisClient, r: { ready: number; members: number; target: number; sizing?: SizingInput }, now = Date.now()): Promise<void> {
+  const z = r.sizing;
+  const sizing = z ? {
+    min: String(z.min), max: String(z.max), rate_per_s: String(z.ratePerS), start_s: String(z.startS), probability: String(z.probability),
+    hit_target: String(z.hitTarget), observed_warm: String(z.observed.warm), observed_cold: String(z.observed.cold), window_s: String(z.observed.windowS), reason: z.reason,
+    ...(z.change ? { last_change: `${z.previous} → ${z.size}: ${z.reason}`, changed_at: String(now) } : {}),
+  } : {};
+  await redis.hset(warmPoolKey, { size: String(r.ready), members: String(r.members), target: String(r.target), at: String(now), ...sizing });
+}
+
+function sizingOf(h: Record<string, string>): WarmPoolSizingReport | undefined {
+  if (h.min === undefined || h.max === undefined || h.reason === undefined) return undefined;
+  const n = (v: string | undefined): number => (v === undefined || v === '' ? Number.NaN : Number(v));
+  const changedAt = n(h.changed_at);
+  return {
+    min: n(h.min), max: n(h.max), rate_per_s: n(h.rate_per_s), start_s: n(h.start_s), probability: n(h.probability), hit_target: n(h.hit_target),
+    observed_warm: n(h.observed_warm), observed_cold: n(h.observed_cold), window_s: n(h.window_s), reason: h.reason,
+    last_change: h.last_change ?? null, changed_at: Number.isFinite(changedAt) ? new Date(changedAt).toISOString() : null,
+  };
 }
 
 export async function readWarmPool(redis: RedisClient, now = Date.now()): Promise<WarmPoolReport> {
@@ -77,6 +129,7 @@ export async function readWarmPool(redis: RedisClient, now = Date.now()): Promis
     target: Number(h.target),
     reported_at: new Date(at).toISOString(),
     stale: now - at > WARM_POOL_STALE_MS,
+    ...(sizingOf(h) ? { sizing: sizingOf(h) } : {}),
   };
 }
 

@@ -29,7 +29,12 @@ export function buildPoolKeeper(d: PoolKeeperDeps): Promise<BuiltPoolKeeper> {
   const metrics = serviceMetrics('pool-keeper', d.metrics, d.clients.redis, chain);
   const runtime = serviceRuntime(d.config, d.log, d, chain);
   if (!runtime) throw new TypeError('buildPoolKeeper: a runtime or the secrets to build one is required');
-  const poolKeeper = new PoolKeeper({ pool: runtime, redis: d.clients.redis, log: d.log, target: d.config.warmPoolTarget, metrics, intervalMs: d.intervalMs });
+  const { min, max, hitTarget } = d.config.warmPool;
+  const poolKeeper = new PoolKeeper({
+    pool: runtime, redis: d.clients.redis, log: d.log, bounds: { min, max }, hitTarget, metrics, intervalMs: d.intervalMs,
+    // Until a cold start is measured: a local shim starts in a few seconds, a pod in tens.
+    defaultStartS: runtime.kind === 'local' ? 5 : 30,
+  });
   chain.add('pool keeper', () => poolKeeper.close());
   return Promise.resolve({
     runtime,

@@ -13,7 +13,7 @@ await runService('pool-keeper', async ({ config, log }) => {
     config, log, clients, intervalMs: 5000, runtimeSecrets: { warmPoolSecret: config.warmPoolSecret, webhookSecret: config.webhookSecret },
   }));
   const http = await serveMetrics({ port: config.adminPort, metrics: keeper.metrics, ready: () => clients.redis.status === 'ready' });
-  log.info({ target: config.warmPoolTarget, runtime: keeper.runtime.kind }, 'pool-keeper started');
+  log.info({ min: config.warmPool.min, max: config.warmPool.max, hit_target: config.warmPool.hitTarget, runtime: keeper.runtime.kind }, 'pool-keeper started');
   return {
     close: () => closeInOrder([['pool keeper', () => keeper.close()], ['metrics server', () => http.close()], ['clients', () => clients.close()]], log),
   };
