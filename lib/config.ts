@@ -31,6 +31,12 @@ export interface Config {
   awsRegion: string;
   k8sNamespace: string;
   warmPoolTarget: number;
+  /**
+   * The warm pool's bounds: WARM_POOL_MIN/WARM_POOL_MAX (the pool-keeper sizes it between them from
+   * the wake rate and the start time), or WARM_POOL_TARGET alone (fixed: min = max = it; the default).
+   * `warmPoolTarget` is the size the pool starts at (min).
+   */
+  warmPool: WarmPoolConfig;
   warmPoolSecret: string | undefined;
   zeroclawImage: string;
   kataRuntimeClass: string;
@@ -78,6 +84,13 @@ export interface Config {
   dashboardPort: number | undefined;
   /** Basic auth of the dashboard (DASHBOARD_USER + DASHBOARD_PASSWORD, both or neither). */
   dashboardAuth: DashboardCredentials | undefined;
+}
+
+export interface WarmPoolConfig {
+  min: number;
+  max: number;
+  /** WARM_POOL_HIT_TARGET: the probability that a wake finds a ready member the pool is sized for (default 0.95). */
+  hitTarget: number;
 }
 
 export type AgentSandboxMode = 'auto' | 'namespaces' | 'off';
@@ -232,6 +245,29 @@ function resolveRedisUrl(env: Env): { url: string; defaulted: boolean } {
   return { url: 'redis://127.0.0.1:6379', defaulted: true };
 }
 
+/**
+ * WARM_POOL_TARGET is the fixed-size form (min = max = it); WARM_POOL_MIN + WARM_POOL_MAX let the
+ * pool-keeper follow demand between them. Both forms at once only when they say the same thing.
+ */
+function warmPool(env: Env, def: number): WarmPoolConfig {
+  const hitRaw = str(env, 'WARM_POOL_HIT_TARGET');
+  const hitTarget = hitRaw === undefined ? 0.95 : Number(hitRaw);
+  if (hitRaw !== undefined && (!/^0?\.[0-9]+$/.test(hitRaw) || hitTarget < 0.5 || hitTarget > 0.999)) {
+    throw new ConfigError('WARM_POOL_HIT_TARGET', `must be a probability from 0.5 to 0.999 such as 0.95, got ${JSON.stringify(hitRaw.slice(0, 30))}`);
+  }
+  const given = (name: string): boolean => str(env, name) !== undefined;
+  const target = int(env, 'WARM_POOL_TARGET', def, 0, 1000);
+  if (!given('WARM_POOL_MIN') && !given('WARM_POOL_MAX')) return { min: target, max: target, hitTarget };
+  if (!given('WARM_POOL_MAX')) throw new ConfigError('WARM_POOL_MAX', 'must be set with WARM_POOL_MIN (the adaptive pool\'s upper bound)');
+  const max = int(env, 'WARM_POOL_MAX', 0, 0, 1000);
+  const min = int(env, 'WARM_POOL_MIN', 0, 0, 1000);
+  if (min > max) throw new ConfigError('WARM_POOL_MIN', `must not exceed WARM_POOL_MAX (${min} > ${max})`);
+  if (given('WARM_POOL_TARGET') && (min !== target || max !== target)) {
+    throw new ConfigError('WARM_POOL_TARGET', `is the fixed-size form (min = max = ${target}) and contradicts WARM_POOL_MIN=${min}/WARM_POOL_MAX=${max}: set one form`);
+  }
+  return { min, max, hitTarget };
+}
+
 /** Parses the platform's configuration. Throws ConfigError on the first bad variable. */
 export function loadConfig(env: Env): Config {
   const runtime = oneOf<RuntimeKind>(env, 'RUNTIME', ['local', 'kubernetes'], 'local');
@@ -256,6 +292,7 @@ export function loadConfig(env: Env): Config {
   const table = str(env, 'DYNAMODB_TABLE') ?? 'tenant-registry';
   if (!/^[A-Za-z0-9_.-]{3,255}$/.test(table)) throw new ConfigError('DYNAMODB_TABLE', 'must be 3-255 characters of A-Z a-z 0-9 _ . -');
   const bucket = str(env, 'S3_BUCKET') ?? 'zeroclaw-tenant-state';
+  const warmPoolBounds = warmPool(env, runtime === 'local' ? 1 : 2);
   if (!/^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/.test(bucket)) throw new ConfigError('S3_BUCKET', 'must be a valid S3 bucket name: 3-63 characters of a-z 0-9 . -, starting and ending with a letter or digit');
 
   return {
@@ -272,7 +309,8 @@ export function loadConfig(env: Env): Config {
     s3Endpoint: httpUrl(env, 'S3_ENDPOINT'),
     awsRegion: str(env, 'AWS_REGION') ?? str(env, 'AWS_DEFAULT_REGION') ?? 'us-east-1',
     k8sNamespace,
-    warmPoolTarget: int(env, 'WARM_POOL_TARGET', runtime === 'local' ? 1 : 2, 0, 1000),
+    warmPoolTarget: warmPoolBounds.min,
+    warmPool: warmPoolBounds,
     warmPoolSecret,
     zeroclawImage: str(env, 'ZEROCLAW_IMAGE') ?? 'zeroclaw:latest',
     kataRuntimeClass: str(env, 'KATA_RUNTIME_CLASS') ?? 'kata-qemu',

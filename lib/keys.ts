@@ -61,6 +61,10 @@ export const warmPoolKey = 'ztm:warm-pool';
 export const WARM_POOL_WAKES_KEY = 'ztm:{warm-pool}:wakes';
 /** Recent cold-start durations (`<ms>:<duration ms>`, a bounded list); same hash tag as the wakes (one MULTI). */
 export const WARM_POOL_COLD_STARTS_KEY = 'ztm:{warm-pool}:cold-starts';
+/** The waker's record of recent wakes (`<ms>:w|c`, a bounded list) the pool-keeper sizes the pool from (lib/warm-pool/wake-stats.ts). */
+export const WARM_POOL_WAKES_KEY = 'ztm:{warm-pool}:wakes';
+/** Recent cold-start durations (`<ms>:<duration ms>`, a bounded list); same hash tag as the wakes (one MULTI). */
+export const WARM_POOL_COLD_STARTS_KEY = 'ztm:{warm-pool}:cold-starts';
 /** Hash {sandboxed, line, at}: whether `npm start` runs its agents sandboxed (ztm status). */
 export const isolationKey = 'ztm:isolation';
 /** Address of a local platform's Redis, written by `npm start` for `ztm` to find. */

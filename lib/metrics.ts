@@ -22,6 +22,13 @@ export interface Metrics {
   deadLetters: Gauge;
   queueDepth: Gauge<'queue' | 'state'>;
   warmPoolSize: Gauge;
+  /** The pool-keeper's own view (exported by the pool-keeper): the size it keeps and why (lib/warm-pool/demand-model.ts). */
+  warmPoolTarget: Gauge;
+  warmPoolWakeRate: Gauge;
+  warmPoolStartSeconds: Gauge;
+  warmPoolHitProbability: Gauge;
+  /** Changes of the pool's size by the pool-keeper; direction: grow | shrink. */
+  warmPoolResizes: Counter<'direction'>;
   telegramCalls: Counter<'method' | 'outcome'>;
   tenantsAwake: Gauge;
   /**
@@ -74,6 +81,11 @@ export function createMetrics(options: { service: string; defaultMetrics?: boole
       help: 'Jobs per queue and state, read from Redis on scrape (BullMQ keeps prioritized and delayed jobs in sorted sets: backlog = waiting + prioritized + delayed)',
     }),
     warmPoolSize: new Gauge({ name: 'ztm_warm_pool_size', help: 'Warm pods ready to be claimed, as the pool-keeper last counted them (NaN when it has not reported for a minute)', registers: r, collect }),
+    warmPoolTarget: new Gauge({ name: 'ztm_warm_pool_target', help: 'Warm pool size the pool-keeper keeps (sized from the wake rate and start time between WARM_POOL_MIN and WARM_POOL_MAX); pool-keeper only', registers: r }),
+    warmPoolWakeRate: new Gauge({ name: 'ztm_warm_pool_wake_rate', help: 'Wakes per second that needed a warm member (smoothed), as the pool-keeper sized the pool from; pool-keeper only', registers: r }),
+    warmPoolStartSeconds: new Gauge({ name: 'ztm_warm_pool_start_seconds', help: 'Replenish time the pool-keeper sized the pool with (mean recent cold start + its tick); pool-keeper only', registers: r }),
+    warmPoolHitProbability: new Gauge({ name: 'ztm_warm_pool_hit_probability', help: 'Modelled probability that a wake finds a ready warm member at the kept size; pool-keeper only', registers: r }),
+    warmPoolResizes: new Counter({ name: 'ztm_warm_pool_resizes_total', help: 'Changes of the warm pool size by the pool-keeper (direction: grow, shrink)', labelNames: ['direction'], registers: r }),
     tenantsAwake: new Gauge({ name: 'ztm_tenants_awake', help: 'Tenants with an awake agent (the activity index)', registers: r, collect }),
     telegramCalls: new Counter({ name: 'ztm_telegram_calls_total', help: 'Telegram Bot API calls by method and outcome', labelNames: ['method', 'outcome'], registers: r }),
     setCollector(fn) {

@@ -23,6 +23,7 @@ import type { TenantRegistry } from '../../lib/registry/tenant-registry.js';
 import type { Tenant } from '../../lib/registry/tenant.js';
 import type { StateStore } from '../../lib/state/state-store.js';
 import { STATE_URL_TTL_S, StateUrlLedger } from '../../lib/state/state-urls.js';
+import { recordWakeDemand } from '../../lib/warm-pool/wake-stats.js';
 import type { Runtime, TenantInstance } from '../../lib/runtime/runtime.js';
 
 
@@ -184,6 +185,8 @@ export class Waker {
     if (path === 'warm' || path === 'cold') void recordWake(this.o.redis, tenant.tenant_id, ms).catch((err: unknown) => log.debug({ err }, 'could not record the wake time'));
     this.o.metrics?.wakeLatency.observe({ path }, ms / 1000);
     this.o.metrics?.wakes.inc({ outcome: path });
+    // The pool-keeper sizes the warm pool from these (lib/warm-pool/wake-stats.ts); bookkeeping, never the wake's failure.
+    void recordWakeDemand(this.o.redis, path, ms).catch((err: unknown) => log.debug({ err }, 'could not record the wake for the pool-keeper'));
     log.info({ pod: instance.podName, address: instance.address, path, ms }, 'tenant awake: agent ready');
     return { tenant_id: tenant.tenant_id, pod_name: instance.podName, address: instance.address, path, ms };
   }
