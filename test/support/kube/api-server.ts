@@ -1,19 +1,31 @@
 /**
  * A stand-in kube-apiserver on node:http for tests: the REST paths, JSON shapes, status codes and
- * Status errors of the real one for what a tenant runtime uses (core/v1 pods, secrets,
- * persistentvolumeclaims, namespaces; coordination.k8s.io/v1 leases; watches; pod logs), with
+ * Status errors of the real one for what the platform uses (core/v1 pods, secrets,
+ * persistentvolumeclaims, namespaces, nodes; watches with bookmarks and history expiry), with
  * bearer-token auth. Clients use it exactly as a cluster, through `kubeConfig()`. Every request is
- * recorded (`requests`) and faults can be injected (`failNext`). Storage semantics: store.ts;
- * watches: watch-stream.ts; a simulated kubelet that runs the pods: kubelet.ts.
+ * recorded (`requests`), watches are counted per resource (`watchStats`).
+ *
+ * Production behaviours are knobs (behaviour.ts has the full list of what is and is not modelled):
+ * `KubeApiServer.start({ behaviour })` and `api.behaviour.set({...})` at any time: scheduling
+ * delays and node provisioning (control-plane.ts), image and crash faults (pod-worker.ts),
+ * admission refusals and RBAC (admission.ts), latency per verb, on the scaled clock `timeScale`.
+ * Request faults (429 + Retry-After, 5xx, hung requests, connection resets): `api.faults.add()`
+ * (faults.ts). Storage semantics: store.ts; watches: watch-stream.ts; nodes that run the pods:
+ * kubelet.ts.
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { writeFileSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { KubeConfig } from '@kubernetes/client-node';
 import { ApiError, apiVersionOf, badRequest, failure, resourceType, type KubeObject, type ResourceType, type StatusReason } from './objects.js';
 import { ObjectStore, type DeleteOptions } from './store.js';
 import { startWatch } from './watch-stream.js';
+import { ClusterBehaviour, type BehaviourOptions, type Verb } from './behaviour.js';
+import { FaultInjector, DEFAULT_REASONS } from './faults.js';
+import { admitPod, authorize } from './admission.js';
+import { ControlPlane } from './control-plane.js';
 
 export interface KubeApiServerOptions {
   host?: string;
@@ -22,41 +34,49 @@ export interface KubeApiServerOptions {
   token?: string;
   /** Namespaces that exist from the start besides default, kube-system, kube-public, kube-node-lease. */
   namespaces?: string[];
+  /** How the cluster behaves (behaviour.ts); default instant and permissive. */
+  behaviour?: BehaviourOptions;
 }
 
 export interface RecordedRequest {
   method: string;
+  /** The API verb, once the path is understood. */
+  verb?: Verb;
   /** The URL path, without the query. */
   path: string;
   query: Record<string, string>;
   contentType: string | undefined;
   /** The decoded JSON body, the raw text when not JSON, undefined when empty. */
   body: unknown;
-  /** The status code answered (for a watch: 200 when the stream started). */
+  /** The status code answered (for a watch: 200 when the stream started; 0: hung or reset). */
   status?: number;
 }
 
-interface Fault { method: string; path: RegExp; status: number; reason: StatusReason | undefined; message: string | undefined }
+/** Watch streams of one resource: open now, and started since the server started. */
+export interface WatchStats { open: number; started: number }
 
-/** Provides a container's log text, or undefined while it has not started. */
-export type LogSource = (namespace: string, pod: string, container: string | undefined) => string | undefined;
+interface Target { rt: ResourceType; scope: string | undefined; name: string | undefined; sub: string | undefined; watch: boolean; verb: Verb }
 
 const JSON_TYPES = /^application\/(json|merge-patch\+json|strategic-merge-patch\+json|json-patch\+json)$/;
 const MAX_BODY = 3 * 1024 * 1024;
-const DEFAULT_CODES: Record<number, StatusReason> = {
-  400: 'BadRequest', 403: 'Forbidden', 404: 'NotFound', 409: 'Conflict', 410: 'Expired', 422: 'Invalid',
-  429: 'TooManyRequests', 500: 'InternalError', 503: 'ServiceUnavailable', 504: 'Timeout',
-};
+const NOT_FOUND = 'the server could not find the requested resource';
 
 export class KubeApiServer {
   readonly requests: RecordedRequest[] = [];
-  private readonly faults: Fault[] = [];
-  private readonly watches = new Set<{ stop(): void }>();
-  private logSource: LogSource | undefined;
+  /** Request faults: 429/5xx/hang/reset rules (faults.ts). */
+  readonly faults = new FaultInjector();
+  /** The scheduler and node lifecycle controller (control-plane.ts). */
+  readonly controlPlane: ControlPlane;
+  private readonly watches = new Map<{ stop(): void }, string>();
+  private readonly watchesStarted = new Map<string, number>();
 
-  private constructor(private readonly server: Server, readonly url: string, readonly token: string, readonly store: ObjectStore) {}
+  private constructor(private readonly server: Server, readonly url: string, readonly token: string, readonly store: ObjectStore, readonly behaviour: ClusterBehaviour) {
+    store.retention = () => ({ events: behaviour.current.watch.historyEvents, ms: behaviour.ms(behaviour.current.watch.historyS) });
+    this.controlPlane = new ControlPlane(store, behaviour);
+  }
 
   static async start(options: KubeApiServerOptions = {}): Promise<KubeApiServer> {
+    const behaviour = new ClusterBehaviour(options.behaviour);
     const store = new ObjectStore(['default', 'kube-system', 'kube-public', 'kube-node-lease', ...(options.namespaces ?? ['tenants'])]);
     const server = createServer();
     const host = options.host ?? '127.0.0.1';
@@ -65,7 +85,7 @@ export class KubeApiServer {
       server.listen(options.port ?? 0, host, () => resolve());
     });
     const { port } = server.address() as AddressInfo;
-    const api = new KubeApiServer(server, `http://${host}:${port}`, options.token ?? randomBytes(16).toString('hex'), store);
+    const api = new KubeApiServer(server, `http://${host}:${port}`, options.token ?? randomBytes(16).toString('hex'), store, behaviour);
     server.on('request', (req, res) => void api.handle(req, res));
     return api;
   }
@@ -88,14 +108,9 @@ export class KubeApiServer {
     return file;
   }
 
-  /** The next request matching method (or '*') and path fails with this status; faults queue up. */
+  /** The next request matching method (or '*') and path fails with this status (faults.add, once). */
   failNext(method: string, path: RegExp, status: number, reason?: StatusReason, message?: string): void {
-    this.faults.push({ method: method.toUpperCase(), path, status, reason: reason ?? DEFAULT_CODES[status], message });
-  }
-
-  /** Where GET .../pods/<name>/log reads from (the kubelet sets this). */
-  setLogSource(source: LogSource | undefined): void {
-    this.logSource = source;
+    this.faults.add({ method, path, status, reason: reason ?? DEFAULT_REASONS[status], ...(message !== undefined ? { message } : {}) });
   }
 
   /** Watch streams currently open. */
@@ -103,23 +118,30 @@ export class KubeApiServer {
     return this.watches.size;
   }
 
+  /** Per resource (`pods`, `nodes`...): watch streams open now and started so far. */
+  watchStats(resource: string): WatchStats {
+    return { open: [...this.watches.values()].filter((r) => r === resource).length, started: this.watchesStarted.get(resource) ?? 0 };
+  }
+
   /** Ends every open watch stream (as an apiserver restart or its watch timeout would); clients reconnect. */
   closeWatches(): void {
-    for (const w of [...this.watches]) w.stop();
+    for (const w of [...this.watches.keys()]) w.stop();
   }
 
   async close(): Promise<void> {
-    for (const w of [...this.watches]) w.stop();
+    this.controlPlane.close();
+    for (const w of [...this.watches.keys()]) w.stop();
+    this.faults.releaseHung();
     await new Promise<void>((resolve) => {
       this.server.close(() => resolve());
       this.server.closeAllConnections();
     });
   }
 
-  private send(res: ServerResponse, rec: RecordedRequest, status: number, body: unknown): void {
+  private send(res: ServerResponse, rec: RecordedRequest, status: number, body: unknown, headers: Record<string, string> = {}): void {
     rec.status = status;
     const text = JSON.stringify(body);
-    res.writeHead(status, { 'Content-Type': 'application/json', 'Cache-Control': 'no-cache, private', 'Content-Length': Buffer.byteLength(text) });
+    res.writeHead(status, { 'Content-Type': 'application/json', 'Cache-Control': 'no-cache, private', 'Content-Length': String(Buffer.byteLength(text)), ...headers });
     res.end(text);
   }
 
@@ -146,14 +168,33 @@ export class KubeApiServer {
       if (req.headers.authorization !== `Bearer ${this.token}`) {
         throw failure(401, 'Unauthorized', 'Unauthorized');
       }
-      const faultAt = this.faults.findIndex((f) => (f.method === '*' || f.method === method) && f.path.test(url.pathname));
-      if (faultAt >= 0) {
-        const [f] = this.faults.splice(faultAt, 1);
-        if (f) throw failure(f.status, f.reason, f.message ?? `injected failure (${f.status})`);
+      if (url.pathname === '/version' && method === 'GET') {
+        return this.send(res, rec, 200, { major: '1', minor: '31', gitVersion: 'v1.31.0-stand-in', platform: 'linux/amd64' });
       }
+      const target = this.parse(method, url);
+      rec.verb = target.verb;
+      const latency = this.behaviour.current.latencyMs[target.verb] ?? 0;
+      if (latency > 0) await sleep(latency);
+      // API Priority and Fairness (429) and server trouble come before authorization and admission.
+      const fault = this.faults.take(method, target.verb, url.pathname);
+      if (fault.kind === 'reset') {
+        rec.status = 0;
+        FaultInjector.reset(req);
+        return;
+      }
+      if (fault.kind === 'hang') {
+        rec.status = 0;
+        this.faults.hold(req, res);
+        return;
+      }
+      if (fault.kind === 'error') {
+        const retry = fault.retryAfterS !== undefined ? { 'Retry-After': String(fault.retryAfterS) } : undefined;
+        return this.send(res, rec, fault.error.code, fault.error.status, retry);
+      }
+      authorize(this.behaviour.current, target.verb, target.rt, target.scope === '' ? undefined : target.scope, target.name);
       if (raw !== '') {
         if (contentType !== undefined && !JSON_TYPES.test(contentType)) {
-          throw failure(415, 'UnsupportedMediaType', `the body of the request was in an unknown format - accepted media types include: application/json, application/json-patch+json, application/merge-patch+json, application/strategic-merge-patch+json (stand-in: got ${contentType})`);
+          throw failure(415, 'UnsupportedMediaType', `the body of the request was in an unknown format - accepted media types include: application/json, application/merge-patch+json, application/strategic-merge-patch+json (stand-in: got ${contentType})`);
         }
         try {
           rec.body = JSON.parse(raw);
@@ -162,7 +203,7 @@ export class KubeApiServer {
         }
       }
       if (url.searchParams.has('dryRun')) throw badRequest('stand-in apiserver: dryRun is not supported');
-      this.route(method, url, contentType ?? '', rec, res);
+      this.route(target, url, contentType ?? '', rec, res);
     } catch (err) {
       if (res.headersSent) {
         res.destroy();
@@ -173,20 +214,17 @@ export class KubeApiServer {
     }
   }
 
-  private route(method: string, url: URL, contentType: string, rec: RecordedRequest, res: ServerResponse): void {
+  /** The resource, scope, name and verb a request addresses (404 for anything not served). */
+  private parse(method: string, url: URL): Target {
     const parts = url.pathname.split('/').filter((p) => p !== '').map(decodeURIComponent);
-    if (parts.length === 1 && parts[0] === 'version' && method === 'GET') {
-      return this.send(res, rec, 200, { major: '1', minor: '31', gitVersion: 'v1.31.0-stand-in', platform: 'linux/amd64' });
-    }
     let group: string;
     let rest: string[];
     if (parts[0] === 'api' && parts[1] === 'v1') [group, rest] = ['', parts.slice(2)];
     else if (parts[0] === 'apis' && parts.length >= 3) [group, rest] = [parts[1] ?? '', parts.slice(3)];
-    else throw failure(404, 'NotFound', 'the server could not find the requested resource');
+    else throw failure(404, 'NotFound', NOT_FOUND);
     const version = parts[0] === 'api' ? 'v1' : parts[2] ?? '';
     let watch = url.searchParams.get('watch') === 'true' || url.searchParams.get('watch') === '1';
     if (rest[0] === 'watch') [watch, rest] = [true, rest.slice(1)];
-
     let rt: ResourceType | undefined;
     let ns: string | undefined;
     let name: string | undefined;
@@ -199,8 +237,17 @@ export class KubeApiServer {
       [rt, name] = [resourceType(group, version, rest[0] ?? ''), rest[1]];
       if (rt?.namespaced && name !== undefined) rt = undefined;
     }
-    if (rt === undefined) throw failure(404, 'NotFound', 'the server could not find the requested resource');
-    const scope = rt.namespaced ? ns : '';
+    if (rt === undefined) throw failure(404, 'NotFound', NOT_FOUND);
+    const verbs: Record<string, Verb> = name === undefined
+      ? { GET: watch ? 'watch' : 'list', POST: 'create', DELETE: 'deletecollection' }
+      : { GET: 'get', PUT: 'update', PATCH: 'patch', DELETE: 'delete' };
+    const verb = verbs[method];
+    if (verb === undefined) throw failure(405, 'MethodNotAllowed', 'the server does not allow this method on the requested resource');
+    return { rt, scope: rt.namespaced ? ns : '', name, sub, watch, verb };
+  }
+
+  private route(target: Target, url: URL, contentType: string, rec: RecordedRequest, res: ServerResponse): void {
+    const { rt, scope, name, sub, verb } = target;
     const q = url.searchParams;
     const num = (k: string): number | undefined => {
       const v = q.get(k);
@@ -211,40 +258,49 @@ export class KubeApiServer {
     const selectors = { labelSelector: q.get('labelSelector') ?? undefined, fieldSelector: q.get('fieldSelector') ?? undefined };
 
     if (name === undefined) {
-      if (method === 'GET' && watch) {
-        const w = startWatch(this.store, { rt, namespace: scope, ...selectors, resourceVersion: q.get('resourceVersion') ?? undefined, timeoutSeconds: num('timeoutSeconds') }, res);
+      if (verb === 'watch') {
+        const allowWatchBookmarks = q.get('allowWatchBookmarks') === 'true';
+        const w = startWatch(this.store, {
+          rt, namespace: scope, ...selectors, resourceVersion: q.get('resourceVersion') ?? undefined, timeoutSeconds: num('timeoutSeconds'),
+          allowWatchBookmarks, bookmarkEveryMs: this.behaviour.ms(this.behaviour.current.watch.bookmarkEveryS),
+        }, res);
         rec.status = 200;
-        this.watches.add(w);
+        this.watches.set(w, rt.resource);
+        this.watchesStarted.set(rt.resource, (this.watchesStarted.get(rt.resource) ?? 0) + 1);
         void w.done.then(() => this.watches.delete(w));
         return;
       }
-      if (method === 'GET') {
+      if (verb === 'list') {
         const list = this.store.list(rt, scope, { ...selectors, limit: num('limit'), continue: q.get('continue') ?? undefined });
         const metadata: Record<string, unknown> = { resourceVersion: list.resourceVersion };
         if (list.continue !== undefined) Object.assign(metadata, { continue: list.continue, remainingItemCount: list.remainingItemCount });
         const items = list.items.map(({ kind: _k, apiVersion: _a, ...item }) => item);
         return this.send(res, rec, 200, { kind: rt.listKind, apiVersion: apiVersionOf(rt), metadata, items });
       }
-      if (method === 'POST' && scope !== undefined) return this.send(res, rec, 201, this.store.create(rt, scope, rec.body));
-      if (method === 'DELETE' && scope !== undefined) {
-        const items = this.store.deleteCollection(rt, scope, selectors, this.deleteOptions(q, rec.body));
-        return this.send(res, rec, 200, { kind: rt.listKind, apiVersion: apiVersionOf(rt), metadata: { resourceVersion: String(this.store.currentRv()) }, items });
+      if (scope === undefined) throw failure(405, 'MethodNotAllowed', 'the server does not allow this method on the requested resource');
+      if (verb === 'create') {
+        const admit = rt.kind === 'Pod' ? (obj: KubeObject) => admitPod(this.behaviour.current, this.store, scope, obj) : undefined;
+        return this.send(res, rec, 201, this.store.create(rt, scope, rec.body, admit));
       }
-      throw failure(405, 'MethodNotAllowed', `the server does not allow this method on the requested resource`);
+      const items = this.store.deleteCollection(rt, scope, selectors, this.deleteOptions(q, rec.body));
+      return this.send(res, rec, 200, { kind: rt.listKind, apiVersion: apiVersionOf(rt), metadata: { resourceVersion: String(this.store.currentRv()) }, items });
     }
-    if (scope === undefined) throw failure(404, 'NotFound', 'the server could not find the requested resource');
-    if (sub !== undefined) return this.subresource(method, rt, scope, name, sub, q, rec, res);
-    switch (method) {
-      case 'GET': return this.send(res, rec, 200, this.store.get(rt, scope, name));
-      case 'PUT': {
+    if (scope === undefined) throw failure(404, 'NotFound', NOT_FOUND);
+    if (sub !== undefined) {
+      if (rt.kind === 'Pod' && sub === 'status' && verb === 'get') return this.send(res, rec, 200, this.store.get(rt, scope, name));
+      throw failure(404, 'NotFound', NOT_FOUND);
+    }
+    switch (verb) {
+      case 'get': return this.send(res, rec, 200, this.store.get(rt, scope, name));
+      case 'update': {
         const { object, created } = this.store.replace(rt, scope, name, rec.body);
         return this.send(res, rec, created ? 201 : 200, object);
       }
-      case 'PATCH': {
+      case 'patch': {
         if (rec.body === undefined) throw badRequest('the body of the request was empty');
         return this.send(res, rec, 200, this.store.patch(rt, scope, name, contentType, rec.body));
       }
-      case 'DELETE': {
+      default: {
         const { object, removed } = this.store.delete(rt, scope, name, this.deleteOptions(q, rec.body));
         if (rt.returnDeletedObject || !removed) return this.send(res, rec, 200, object);
         return this.send(res, rec, 200, {
@@ -252,29 +308,7 @@ export class KubeApiServer {
           details: { name, ...(rt.group === '' ? {} : { group: rt.group }), kind: rt.resource, uid: object.metadata.uid },
         });
       }
-      default:
-        throw failure(405, 'MethodNotAllowed', 'the server does not allow this method on the requested resource');
     }
-  }
-
-  private subresource(method: string, rt: ResourceType, ns: string, name: string, sub: string, q: URLSearchParams, rec: RecordedRequest, res: ServerResponse): void {
-    if (rt.kind === 'Pod' && sub === 'status' && method === 'GET') return this.send(res, rec, 200, this.store.get(rt, ns, name));
-    if (rt.kind !== 'Pod' || sub !== 'log' || method !== 'GET') throw failure(404, 'NotFound', 'the server could not find the requested resource');
-    const pod = this.store.get(rt, ns, name);
-    const containers = ((pod.spec as { containers?: Array<{ name?: string }> } | undefined)?.containers ?? []).map((c) => c.name ?? '');
-    const container = q.get('container') ?? undefined;
-    if (container === undefined && containers.length > 1) {
-      throw badRequest(`a container name must be specified for pod ${name}, choose one of: [${containers.join(' ')}]`);
-    }
-    const cname = container ?? containers[0] ?? '';
-    if (!containers.includes(cname)) throw badRequest(`container ${cname} is not valid for pod ${name}`);
-    const text = this.logSource?.(ns, name, cname);
-    if (text === undefined) throw badRequest(`container "${cname}" in pod "${name}" is waiting to start: ContainerCreating`);
-    const tail = Number(q.get('tailLines') ?? NaN);
-    const out = Number.isInteger(tail) && tail >= 0 ? text.split('\n').slice(-(tail + 1)).join('\n') : text;
-    rec.status = 200;
-    res.writeHead(200, { 'Content-Type': 'text/plain', 'Content-Length': Buffer.byteLength(out) });
-    res.end(out);
   }
 
   private deleteOptions(q: URLSearchParams, body: unknown): DeleteOptions {

@@ -1,11 +1,13 @@
 /**
- * A simulated scheduler + kubelet for the stand-in apiserver: binds each new pod to its node, then
- * really runs the pod's containers as child processes (by default every container is the agent
- * shim, as in production), each pod on its own loopback IP so every pod can listen on the same
- * ports. It reports status like the real kubelet: Pending → Running with podIP, readiness from the
- * readinessProbe (Ready/ContainersReady), restarts per restartPolicy, terminal phases, graceful
- * deletion (SIGTERM, SIGKILL after the grace period, then the pod object is removed).
- * Container mechanics (env, volumes, probes, processes): container.ts.
+ * A simulated kubelet (one node) for the stand-in apiserver: registers its Node, then really runs
+ * the containers of the pods the scheduler (control-plane.ts) binds to it as child processes (by
+ * default every container is the agent shim, as in production), each pod on its own loopback IP so
+ * every pod can listen on the same ports. It reports status like the real kubelet: Pending →
+ * Running with podIP, readiness from the readinessProbe (Ready/ContainersReady), image pulls and
+ * their errors, restarts per restartPolicy, terminal phases, graceful deletion (SIGTERM, SIGKILL
+ * after the grace period, then the pod object is removed). A freed pod IP is handed out again
+ * after `ipReuseAfterS` (as the VPC CNI does); `loseNode()` makes the node unreachable.
+ * Container mechanics (env, volumes, probes, processes): container.ts; one pod: pod-worker.ts.
  */
 import type { ChildProcess } from 'node:child_process';
 import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
@@ -14,7 +16,8 @@ import path from 'node:path';
 import { randomInt, randomBytes } from 'node:crypto';
 import { fileURLToPath } from 'node:url';
 import type { KubeApiServer } from './api-server.js';
-import { RESOURCES, timestamp, type KubeObject, type ResourceType } from './objects.js';
+import { ApiError, RESOURCES, timestamp, type KubeObject, type ResourceType } from './objects.js';
+import { NODES } from './control-plane.js';
 import type { StoreEvent } from './store.js';
 import { PodWorker, type ContainerRun } from './pod-worker.js';
 import { portsFree, startReaper, type Container } from './container.js';
@@ -66,8 +69,13 @@ export class Kubelet {
   private cursor: number;
   private scheduled = false;
   private closed = false;
+  private isLost = false;
   private prefix: string;
   private nextHost = 2;
+  /** Freed pod IPs, oldest first, with when they were freed. */
+  private readonly freed: Array<{ ip: string; at: number }> = [];
+  /** Images this node has pulled (IfNotPresent then skips the pull). */
+  readonly pulled = new Set<string>();
   private readonly onEvent = (): void => {
     if (this.scheduled || this.closed) return;
     this.scheduled = true;
@@ -93,17 +101,34 @@ export class Kubelet {
     this.prefix = options.ipPrefix ?? `127.${1 + randomInt(254)}.${randomInt(256)}.`;
     this.cursor = api.store.currentRv();
     api.store.on('event', this.onEvent);
-    api.setLogSource((ns, pod, container) => {
-      const byContainer = this.logs.get(`${ns}/${pod}`);
-      const w = [...this.workers.values()].find((x) => x.ns === ns && x.name === pod);
-      if (!byContainer || (w && !w.started(container))) return undefined;
-      return byContainer.get(container ?? '')?.toString();
-    });
+    this.register();
     for (const pod of api.store.list(PODS, undefined).items) this.reconcile(pod.metadata.uid ?? '', pod.metadata.namespace ?? '', pod.metadata.name ?? '');
   }
 
+  /** The Node object, Ready (an existing one of that name is taken over and made Ready again). */
+  private register(): void {
+    const now = timestamp();
+    const node = {
+      metadata: { name: this.settings.nodeName, labels: { 'kubernetes.io/hostname': this.settings.nodeName, 'kubernetes.io/os': 'linux' } },
+      spec: {},
+      status: {
+        conditions: [{ type: 'Ready', status: 'True', reason: 'KubeletReady', message: 'kubelet is posting ready status', lastHeartbeatTime: now, lastTransitionTime: now }],
+        addresses: [{ type: 'InternalIP', address: '127.0.0.1' }, { type: 'Hostname', address: this.settings.nodeName }],
+      },
+    };
+    try {
+      this.api.store.create(NODES, '', node);
+    } catch (err) {
+      if (!(err instanceof ApiError) || err.code !== 409) throw err;
+      this.api.store.mutate(NODES, '', this.settings.nodeName, (n) => {
+        n.spec = node.spec;
+        n.status = node.status;
+      });
+    }
+  }
+
   private drain(): void {
-    if (this.closed) return;
+    if (this.closed || this.isLost) return;
     for (const ev of this.api.store.eventsAfter(this.cursor)) {
       this.cursor = ev.rv;
       if (ev.rt === PODS) this.handle(ev);
@@ -116,6 +141,7 @@ export class Kubelet {
       const w = this.workers.get(uid);
       if (w) {
         this.workers.delete(uid);
+        if (w.ip !== undefined) this.freed.push({ ip: w.ip, at: Date.now() });
         // Killing and removing happen in the background; a directory that cannot be removed is no test failure.
         void w.gone().catch(() => undefined);
       }
@@ -129,17 +155,7 @@ export class Kubelet {
     const pod = this.api.store.find(PODS, ns, name);
     if (!pod || pod.metadata.uid !== uid) return;
     const spec = (pod.spec ?? {}) as { nodeName?: string };
-    if (spec.nodeName === undefined || spec.nodeName === '') {
-      if (pod.metadata.deletionTimestamp !== undefined) return;
-      // The scheduler's Binding: nodeName plus the PodScheduled condition.
-      this.api.store.mutate(PODS, ns, name, (p) => {
-        (p.spec as { nodeName?: string }).nodeName = this.settings.nodeName;
-        const status = (p.status ?? {}) as { conditions?: unknown[] };
-        status.conditions = [{ type: 'PodScheduled', status: 'True', lastProbeTime: null, lastTransitionTime: timestamp() }];
-        p.status = status;
-      });
-      return;
-    }
+    // Unbound pods are the scheduler's (control-plane.ts); other nodes' pods are not ours.
     if (spec.nodeName !== this.settings.nodeName) return;
     let w = this.workers.get(uid);
     if (!w) {
@@ -152,8 +168,19 @@ export class Kubelet {
     w.observe(pod);
   }
 
-  /** The next free pod IP on which all `ports` can be bound. */
+  /**
+   * A pod IP on which all `ports` can be bound: a freed one that has rested `ipReuseAfterS` (the
+   * VPC CNI's cool-down; the oldest first), else the next new one.
+   */
   async allocateIp(ports: number[]): Promise<string> {
+    const rest = this.api.behaviour.ms(this.api.behaviour.current.ipReuseAfterS);
+    for (const f of [...this.freed]) {
+      const i = this.freed.indexOf(f);
+      if (i < 0 || Date.now() - f.at < rest) continue;
+      this.freed.splice(i, 1); // taken before the await: two pods never get the same one
+      if (await portsFree(f.ip, ports)) return f.ip;
+      this.freed.push(f); // still held by an exiting process: later
+    }
     for (let attempt = 0; attempt < 200; attempt++) {
       if (this.nextHost > 254) {
         const [a, b, c] = this.prefix.split('.');
@@ -198,6 +225,26 @@ export class Kubelet {
     return this.worker(name, options.namespace)?.child(options.container)?.pid;
   }
 
+  /** Whether the node was lost (loseNode): nothing is reported or finalised any more. */
+  get lost(): boolean {
+    return this.isLost;
+  }
+
+  /**
+   * The node stops reporting (an instance gone, a network partition): its containers are killed
+   * without a word to the API, the node controller marks it Ready=Unknown with the unreachable
+   * taints, and its pods are evicted later but never finalised (they stay Terminating).
+   */
+  loseNode(): void {
+    if (this.isLost || this.closed) return;
+    this.isLost = true;
+    this.api.store.off('event', this.onEvent);
+    const workers = [...this.workers.values()];
+    this.workers.clear();
+    for (const w of workers) void w.gone().catch(() => undefined);
+    this.api.controlPlane.nodeLost(this.settings.nodeName);
+  }
+
   /** Pods this kubelet is running (not yet removed). */
   get podCount(): number {
     return this.workers.size;
@@ -208,10 +255,14 @@ export class Kubelet {
     if (this.closed) return;
     this.closed = true;
     this.api.store.off('event', this.onEvent);
-    this.api.setLogSource(undefined);
     const workers = [...this.workers.values()];
     this.workers.clear();
     await Promise.all(workers.map((w) => w.gone()));
+    try {
+      if (!this.isLost) this.api.store.delete(NODES, '', this.settings.nodeName);
+    } catch {
+      // Already gone (or the API server closed first).
+    }
     const reaped = new Promise<void>((resolve) => {
       if (this.reaper.exitCode !== null || this.reaper.signalCode !== null) resolve();
       else this.reaper.once('exit', () => resolve());

@@ -38,7 +38,7 @@ export interface ResourceType {
   namespaced: boolean;
   /** DELETE answers with the object (pods, PVCs, namespaces) instead of a Status. */
   returnDeletedObject: boolean;
-  /** PUT on a missing object creates it (leases). */
+  /** PUT on a missing object creates it (none of the served types does). */
   allowCreateOnUpdate: boolean;
   /** Field selector values this resource supports besides metadata.name/namespace. */
   fields: (obj: KubeObject) => Record<string, string>;
@@ -72,8 +72,8 @@ export const RESOURCES: readonly ResourceType[] = [
     returnDeletedObject: true, allowCreateOnUpdate: false, fields: (o) => ({ 'status.phase': str(rec(o.status).phase) }),
   },
   {
-    resource: 'leases', group: 'coordination.k8s.io', version: 'v1', kind: 'Lease', listKind: 'LeaseList',
-    namespaced: true, returnDeletedObject: false, allowCreateOnUpdate: true, fields: () => ({}),
+    resource: 'nodes', group: '', version: 'v1', kind: 'Node', listKind: 'NodeList', namespaced: false,
+    returnDeletedObject: false, allowCreateOnUpdate: false, fields: (o) => ({ 'spec.unschedulable': String(rec(o.spec).unschedulable === true) }),
   },
 ];
 
@@ -82,7 +82,7 @@ export function resourceType(group: string, version: string, resource: string): 
 }
 
 export const apiVersionOf = (rt: ResourceType): string => (rt.group === '' ? rt.version : `${rt.group}/${rt.version}`);
-/** `pods`, `leases.coordination.k8s.io`: how the apiserver names a resource in messages. */
+/** `pods`, `<resource>.<group>`: how the apiserver names a resource in messages. */
 export const qualified = (rt: ResourceType): string => (rt.group === '' ? rt.resource : `${rt.resource}.${rt.group}`);
 
 export type StatusReason =
@@ -97,7 +97,7 @@ export interface Status {
   status: 'Failure' | 'Success';
   message?: string;
   reason?: StatusReason;
-  details?: { name?: string; group?: string; kind?: string; uid?: string; causes?: Array<{ reason: string; message: string; field: string }> };
+  details?: { name?: string; group?: string; kind?: string; uid?: string; causes?: Array<{ reason: string; message: string; field: string }>; retryAfterSeconds?: number };
   code: number;
 }
 

@@ -13,6 +13,7 @@ import {
   CONTAINER_MARK, ContainerConfigError, KUBELET_MARK, LogBuffer, killMarked, httpProbe, mapPaths, portsOf, resolveEnv, rewritePaths, startProcess, type Container,
 } from './container.js';
 import type { Kubelet } from './kubelet.js';
+import { labelSelector } from './selectors.js';
 
 const PODS = RESOURCES.find((r) => r.resource === 'pods') as ResourceType;
 
@@ -35,6 +36,10 @@ export interface ContainerRun {
   failures: number;
   startedMs: number;
   containerID?: string;
+  /** The image is on the node for this container. */
+  pulled?: boolean;
+  /** A pull in progress ends at this time (ms). */
+  pullUntil?: number;
 }
 
 export class PodWorker {
@@ -43,7 +48,7 @@ export class PodWorker {
   private readonly uid: string;
   private pod: KubeObject;
   private readonly runs: ContainerRun[];
-  private ip: string | undefined;
+  private podIp: string | undefined;
   private dir: string | undefined;
   private startTime: string | undefined;
   private readonly transitions = new Map<string, { status: string; at: string }>();
@@ -119,6 +124,11 @@ export class PodWorker {
     }, Math.max(0, this.deadline - Date.now()));
   }
 
+  /** The pod's IP once its sandbox exists. */
+  get ip(): string | undefined {
+    return this.podIp;
+  }
+
   started(container?: string): boolean {
     const run = container === undefined ? this.runs[0] : this.runs.find((r) => r.spec.name === container);
     return run?.everStarted ?? false;
@@ -130,17 +140,23 @@ export class PodWorker {
 
   private async startAll(): Promise<void> {
     if (this.terminating || this.removed) return;
-    if (this.ip === undefined) {
+    if (this.podIp === undefined) {
       const plain = (c: Container): Record<string, string> => Object.fromEntries((c.env ?? []).filter((e) => e.value !== undefined).map((e) => [e.name, e.value ?? '']));
       const ip = await this.kubelet.allocateIp([...new Set(this.runs.flatMap((r) => portsOf(r.spec, plain(r.spec))))]);
       if (this.terminating || this.removed) return;
-      this.ip = ip;
+      this.podIp = ip;
       this.dir = this.kubelet.podDir(this.ns, this.name);
     }
-    const withIp: KubeObject = { ...this.pod, status: { ...(this.pod.status as object), podIP: this.ip, hostIP: '127.0.0.1' } };
+    const withIp: KubeObject = { ...this.pod, status: { ...(this.pod.status as object), podIP: this.podIp, hostIP: '127.0.0.1' } };
     let pending = false;
+    let retryMs = Infinity;
     for (const run of this.runs) {
       if (run.everStarted) continue;
+      const wait = this.pull(run);
+      if (wait !== undefined) {
+        retryMs = Math.min(retryMs, wait);
+        continue;
+      }
       try {
         this.spawn(run, withIp);
       } catch (err) {
@@ -150,7 +166,49 @@ export class PodWorker {
       }
     }
     this.publish();
-    if (pending) this.later(Math.max(100, this.kubelet.settings.probeIntervalMs * 2), () => this.kick());
+    if (pending) retryMs = Math.min(retryMs, Math.max(100, this.kubelet.settings.probeIntervalMs * 2));
+    if (retryMs !== Infinity) this.later(retryMs, () => this.kick());
+  }
+
+  /**
+   * Gets the container's image onto the node (behaviour.images): undefined once it is there, else
+   * the waiting state is set (ContainerCreating while pulling, ErrImagePull ⇄ ImagePullBackOff,
+   * InvalidImageName) and the ms until the kubelet looks again.
+   */
+  private pull(run: ContainerRun): number | undefined {
+    if (run.pulled) return undefined;
+    const b = this.kubelet.api.behaviour;
+    const image = run.spec.image ?? '';
+    const fault = b.current.images.faults[image];
+    if (fault === 'InvalidImageName') {
+      run.state = { waiting: { reason: 'InvalidImageName', message: `Failed to apply default image tag "${image}": couldn't parse image name "${image}": invalid reference format` } };
+      return Math.max(50, b.ms(b.current.images.backoffS));
+    }
+    if (fault === 'ErrImagePull') {
+      const was = 'waiting' in run.state ? run.state.waiting.reason : '';
+      run.state = was === 'ErrImagePull'
+        ? { waiting: { reason: 'ImagePullBackOff', message: `Back-off pulling image "${image}"` } }
+        : { waiting: { reason: 'ErrImagePull', message: `rpc error: code = NotFound desc = failed to pull and unpack image "${image}": failed to resolve reference "${image}": ${image}: not found` } };
+      return Math.max(50, b.ms(b.current.images.backoffS));
+    }
+    const policy = (run.spec as { imagePullPolicy?: string }).imagePullPolicy;
+    if (policy !== 'Always' && this.kubelet.pulled.has(image)) {
+      run.pulled = true;
+      return undefined;
+    }
+    const now = Date.now();
+    if (run.pullUntil === undefined) {
+      const ms = b.ms(b.current.images.pullS);
+      if (ms > 0) {
+        run.pullUntil = now + ms;
+        run.state = { waiting: { reason: 'ContainerCreating' } };
+        return ms;
+      }
+    } else if (now < run.pullUntil) return run.pullUntil - now;
+    run.pulled = true;
+    run.pullUntil = undefined;
+    this.kubelet.pulled.add(image);
+    return undefined;
   }
 
   private spawn(run: ContainerRun, pod: KubeObject): void {
@@ -159,12 +217,15 @@ export class PodWorker {
     const mounts = mapPaths(this.kubelet.api.store, pod, run.spec, dir, s.dataDir, s.imagePaths);
     const mark = `${this.uid}.${run.spec.name}.${run.restartCount}`;
     const env = rewritePaths({
-      ...s.imageEnv, ...resolveEnv(this.kubelet.api.store, pod, run.spec), HOSTNAME: this.name, SHIM_HOST: this.ip ?? '', HOST: this.ip ?? '',
+      ...s.imageEnv, ...resolveEnv(this.kubelet.api.store, pod, run.spec), HOSTNAME: this.name, SHIM_HOST: this.podIp ?? '', HOST: this.podIp ?? '',
     }, mounts);
     env[CONTAINER_MARK] = mark;
     env[KUBELET_MARK] = this.kubelet.id;
     const cwd = path.join(dir, 'rootfs');
-    const child = startProcess(s.command(this.pod, run.spec), env, cwd, run.logs);
+    const crash = this.kubelet.api.behaviour.current.crash;
+    const crashes = crash.selector !== undefined && labelSelector(crash.selector)(this.pod);
+    const argv = crashes ? [process.execPath, '-e', `process.exit(${crash.exitCode})`] : s.command(this.pod, run.spec);
+    const child = startProcess(argv, env, cwd, run.logs);
     const startedAt = timestamp();
     run.child = child;
     run.everStarted = true;
@@ -217,7 +278,7 @@ export class PodWorker {
       this.later(backoff, () => {
         if (this.terminating || this.removed) return;
         try {
-          this.spawn(run, { ...this.pod, status: { ...(this.pod.status as object), podIP: this.ip } });
+          this.spawn(run, { ...this.pod, status: { ...(this.pod.status as object), podIP: this.podIp } });
         } catch (err) {
           run.state = { waiting: { reason: err instanceof ContainerConfigError ? err.reason : 'RunContainerError', message: (err as Error).message } };
         }
@@ -234,9 +295,9 @@ export class PodWorker {
       let changed = false;
       for (const run of this.runs) {
         const p = run.spec.readinessProbe;
-        if (!p?.httpGet || !run.child || this.ip === undefined) continue;
+        if (!p?.httpGet || !run.child || this.podIp === undefined) continue;
         if (Date.now() - run.startedMs < (p.initialDelaySeconds ?? 0) * 1000) continue;
-        const ok = await httpProbe(this.ip, run.spec, p.httpGet, (p.timeoutSeconds ?? 1) * 1000);
+        const ok = await httpProbe(this.podIp, run.spec, p.httpGet, (p.timeoutSeconds ?? 1) * 1000);
         if (!run.child) continue;
         if (ok) [run.successes, run.failures] = [run.successes + 1, 0];
         else [run.successes, run.failures] = [0, run.failures + 1];
@@ -306,7 +367,7 @@ export class PodWorker {
     const status: Record<string, unknown> = {
       phase,
       conditions: [
-        this.condition('PodReadyToStartContainers', this.ip !== undefined && !this.finalized),
+        this.condition('PodReadyToStartContainers', this.podIp !== undefined && !this.finalized),
         this.condition('Initialized', true),
         this.condition('Ready', allReady, why, msg),
         this.condition('ContainersReady', allReady, why, msg),
@@ -314,7 +375,7 @@ export class PodWorker {
       ],
       hostIP: '127.0.0.1',
       hostIPs: [{ ip: '127.0.0.1' }],
-      ...(this.ip !== undefined ? { podIP: this.ip, podIPs: [{ ip: this.ip }] } : {}),
+      ...(this.podIp !== undefined ? { podIP: this.podIp, podIPs: [{ ip: this.podIp }] } : {}),
       ...(this.startTime !== undefined ? { startTime: this.startTime } : {}),
       containerStatuses: this.runs.map((r) => ({
         name: r.spec.name,

@@ -2,7 +2,8 @@
  * The stand-in apiserver's storage, with etcd's and the registry's semantics: one global
  * resourceVersion counter (string on the wire), optimistic concurrency, no-op writes that do not
  * bump the version, graceful deletion (pods on a node get a deletionTimestamp; the kubelet
- * removes them), finalizers, an ordered event history that watches replay from a version, and the
+ * removes them), finalizers, an ordered event history that watches replay from a version (kept for
+ * a bounded window, like the watch cache and etcd compaction: `retention`), and the
  * garbage collector's ownerReferences rule: an object whose owners are all gone (by uid) is deleted
  * (at once here; the real collector is asynchronous), also when it is created with no owner left.
  */
@@ -24,7 +25,12 @@ export interface StoreEvent {
   object: KubeObject;
   /** The state before a MODIFIED (for selector transitions) or the object a DELETED removed. */
   prev?: KubeObject;
+  /** When it happened (ms). */
+  at: number;
 }
+
+/** How much history is kept: at most `events`, none older than `ms`. */
+export interface Retention { events: number; ms: number }
 
 export interface ListOptions { labelSelector?: string; fieldSelector?: string; limit?: number; continue?: string }
 export interface ListResult { items: KubeObject[]; resourceVersion: string; continue?: string; remainingItemCount?: number }
@@ -42,8 +48,10 @@ export class ObjectStore extends EventEmitter {
   private rv = 1000;
   private readonly objects = new Map<string, KubeObject>();
   readonly history: StoreEvent[] = [];
-  /** Watches from a version below this get 410 Expired (see compact()). */
+  /** Watches from a version below this get 410 Expired (see compact() and `retention`). */
   compactedRv = 0;
+  /** The history window; the API server sets it from its behaviour (watch.historyEvents/historyS). */
+  retention: () => Retention = () => ({ events: Infinity, ms: Infinity });
 
   constructor(namespaces: readonly string[]) {
     super();
@@ -71,10 +79,22 @@ export class ObjectStore extends EventEmitter {
   }
 
   private record(type: StoreEvent['type'], rt: ResourceType, obj: KubeObject, prev?: KubeObject): void {
-    const ev: StoreEvent = { type, rv: this.rv, rt, namespace: obj.metadata.namespace ?? '', object: clone(obj) };
+    const ev: StoreEvent = { type, rv: this.rv, rt, namespace: obj.metadata.namespace ?? '', object: clone(obj), at: Date.now() };
     if (prev !== undefined) ev.prev = clone(prev);
     this.history.push(ev);
+    this.expire();
     this.emit('event', ev);
+  }
+
+  /** Drops what is outside the retention window; a watch from before it then gets 410. */
+  expire(): void {
+    const { events, ms } = this.retention();
+    const oldest = Date.now() - ms;
+    let drop = 0;
+    while (drop < this.history.length && (this.history.length - drop > events || (this.history[drop]?.at ?? 0) < oldest)) drop++;
+    if (drop === 0) return;
+    this.compactedRv = Math.max(this.compactedRv, this.history[drop - 1]?.rv ?? 0);
+    this.history.splice(0, drop);
   }
 
   /** Events with rv > `after`, in order. */
@@ -126,7 +146,8 @@ export class ObjectStore extends EventEmitter {
     return obj;
   }
 
-  create(rt: ResourceType, ns: string, body: unknown): KubeObject {
+  /** `admit`: the admission chain, run after validation (the name is known), before storage. */
+  create(rt: ResourceType, ns: string, body: unknown, admit?: (obj: KubeObject) => void): KubeObject {
     const obj = this.checkBody(rt, body);
     const meta = obj.metadata;
     if (rt.namespaced) {
@@ -149,6 +170,7 @@ export class ObjectStore extends EventEmitter {
     if (rt.kind === 'Secret') normalizeSecret(obj);
     const causes = this.validateMeta(rt, obj, name);
     if (causes.length > 0) throw invalid(rt, name, causes);
+    admit?.(obj);
     const key = this.key(rt, ns, name);
     if (this.objects.has(key)) throw alreadyExists(rt, name);
     applyCreateDefaults(rt, obj);

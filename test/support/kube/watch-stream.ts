@@ -2,8 +2,12 @@
  * A watch response: newline-delimited `{"type":..., "object":...}` on a chunked 200, as the
  * apiserver streams it. Without a resourceVersion (or with "0") it starts with synthetic ADDED
  * events for the current state; with one it replays every event after it (410 Expired as an ERROR
- * event when that version was compacted away). Selectors apply to transitions the way the watch
+ * event, "too old resource version", when that version is outside the retained history window:
+ * store.ts `retention`, or compacted away). Selectors apply to transitions the way the watch
  * cache does: an object that stops matching is sent as DELETED, one that starts matching as ADDED.
+ * With allowWatchBookmarks, a BOOKMARK (just the kind and metadata.resourceVersion) is sent every
+ * `bookmarkEveryMs`, so a client can resume from a recent version even when nothing it
+ * watches changed.
  */
 import type { ServerResponse } from 'node:http';
 import { badRequest, type KubeObject, type ResourceType } from './objects.js';
@@ -18,6 +22,9 @@ export interface WatchParams {
   fieldSelector?: string;
   resourceVersion?: string;
   timeoutSeconds?: number;
+  allowWatchBookmarks?: boolean;
+  /** Real ms between bookmarks (behaviour watch.bookmarkEveryS, scaled). */
+  bookmarkEveryMs?: number;
 }
 
 type EventType = 'ADDED' | 'MODIFIED' | 'DELETED';
@@ -63,6 +70,7 @@ export function startWatch(store: ObjectStore, params: WatchParams, res: ServerR
   let finish!: () => void;
   const done = new Promise<void>((resolve) => (finish = resolve));
   let timer: NodeJS.Timeout | undefined;
+  let bookmarks: NodeJS.Timeout | undefined;
   let cursor = 0;
   const drain = (): void => {
     for (const ev of store.eventsAfter(cursor)) {
@@ -75,6 +83,7 @@ export function startWatch(store: ObjectStore, params: WatchParams, res: ServerR
   const stop = (): void => {
     store.off('event', drain);
     if (timer) clearTimeout(timer);
+    if (bookmarks) clearInterval(bookmarks);
     if (!res.writableEnded) res.end();
     finish();
   };
@@ -83,7 +92,7 @@ export function startWatch(store: ObjectStore, params: WatchParams, res: ServerR
     const snapshot = store.list(rt, namespace, { labelSelector: params.labelSelector, fieldSelector: params.fieldSelector });
     for (const obj of snapshot.items) send('ADDED', obj);
     cursor = Number(snapshot.resourceVersion);
-  } else if (fromRv < store.compactedRv) {
+  } else if ((store.expire(), fromRv < store.compactedRv)) {
     send('ERROR', {
       kind: 'Status', apiVersion: 'v1', metadata: {}, status: 'Failure',
       message: `too old resource version: ${fromRv} (${store.compactedRv})`, reason: 'Expired', code: 410,
@@ -95,6 +104,13 @@ export function startWatch(store: ObjectStore, params: WatchParams, res: ServerR
   }
   drain();
   store.on('event', drain);
+  if (params.allowWatchBookmarks && params.bookmarkEveryMs !== undefined && params.bookmarkEveryMs > 0) {
+    bookmarks = setInterval(() => {
+      drain();
+      send('BOOKMARK', { kind: rt.kind, apiVersion: rt.group === '' ? rt.version : `${rt.group}/${rt.version}`, metadata: { resourceVersion: String(store.currentRv()) } });
+    }, params.bookmarkEveryMs);
+    bookmarks.unref();
+  }
   if (params.timeoutSeconds !== undefined && params.timeoutSeconds > 0) {
     timer = setTimeout(stop, params.timeoutSeconds * 1000);
     timer.unref();
