@@ -49,7 +49,11 @@ export async function runDashboard(inv: DashboardInvocation, target: CliTarget, 
   let served: ServedDashboard | undefined;
   try {
     redis = await connectRedis(target.url, 'ztm-dashboard', config.redisCluster);
-    served = await serveDashboard({ redis, port: inv.port, host: inv.host, ...(config.dashboardAuth ? { auth: config.dashboardAuth } : {}) });
+    served = await serveDashboard({
+      redis, port: inv.port, host: inv.host, ...(config.dashboardAuth ? { auth: config.dashboardAuth } : {}),
+      // The tenants view reads the registry through the janitor, as `ztm tenant list` does.
+      tenants: { redisUrl: target.url, cluster: config.redisCluster },
+    });
     if (p.json) printJson(p, { url: served.url, redis: describeRedisUrl(target.url), auth: Boolean(config.dashboardAuth) });
     else p.out(`Bull Board: ${served.url}  (queues of ${describeRedisUrl(target.url)}; Ctrl-C to stop)`);
     if (!config.dashboardAuth && !LOOPBACK.has(inv.host)) {

@@ -2,7 +2,8 @@
  * Bull Board over every queue of the platform (`{forward}`, `{wake}`, `{admin}`, `{lifecycle}`
  * under the `ztm` prefix) plus the dead letters (a read-only view: lib/ops/dead-letter-adapter.ts).
  * Served by `ztm dashboard` (locally, against the Redis ztm talks to), by the `dashboard` service
- * in the chart, and by `npm start` when DASHBOARD_PORT is set.
+ * in the chart, and by `npm start` when DASHBOARD_PORT is set. Beside it, `<base>/tenants`: the
+ * tenants view (lib/ops/tenants-view*.ts), linked from the board's header.
  *
  * Everything the board's API answers is redacted before it reaches the browser (admin jobs carry
  * bot tokens while they run; a failed reason or a dead-lettered update can carry anything).
@@ -22,7 +23,10 @@ import type { RedisClient } from '../redis.js';
 import { redactDeep } from '../redact.js';
 import { DeadLetterStore } from '../delivery/dead-letters.js';
 import { QueueStats, type QueueLabel } from './queue-stats.js';
+import { adminTenantLister } from './tenants-view-source.js';
 import { DeadLetterAdapter } from './dead-letter-adapter.js';
+import { TenantsView, type ListTenants } from './tenants-view.js';
+import { tenantsRouter } from './tenants-view-routes.js';
 
 /** Port of `ztm dashboard` and of the dashboard service unless DASHBOARD_PORT / --port say otherwise. */
 export { DEFAULT_DASHBOARD_PORT } from './dashboard-port.js';
@@ -41,6 +45,12 @@ export interface DashboardOptions {
   log?: Logger;
   /** When given, `/metrics` serves this registry (the dashboard service). */
   metrics?: Metrics;
+  /**
+   * Where the tenants view (`<base>/tenants`, lib/ops/tenants-view.ts) reads the registry: a
+   * lister, or the Redis URL of the admin queue (the janitor answers `tenant.list`; closed with
+   * the board). Neither: the view answers 503 and the queues are served as before.
+   */
+  tenants?: ListTenants | { redisUrl: string; cluster?: boolean | undefined };
 }
 
 export interface Dashboard {
@@ -91,13 +101,16 @@ export function createDashboard(o: DashboardOptions): Dashboard {
     return new BullMQAdapter(queue, { readOnlyMode: d.readOnly, description: d.text, displayName: d.name, prefix: '' });
   });
   const dead = new DeadLetterAdapter(new DeadLetterStore({ redis: o.redis }));
+  const admin = o.tenants && typeof o.tenants !== 'function' ? adminTenantLister(o.tenants) : undefined;
+  const list = typeof o.tenants === 'function' ? o.tenants : admin?.list;
+  const tenants = list ? new TenantsView({ redis: o.redis, list }) : undefined;
 
   const serverAdapter = new ExpressAdapter();
   serverAdapter.setBasePath(basePath === '/' ? '' : basePath);
   createBullBoard({
     queues: [...adapters, dead],
     serverAdapter,
-    options: { uiConfig: { boardTitle: 'Agentic Tenancy' } },
+    options: { uiConfig: { boardTitle: 'Agentic Tenancy', miscLinks: [{ text: 'Tenants', url: `${basePath === '/' ? '' : basePath}/tenants` }] } },
   });
 
   const app = express();
@@ -114,12 +127,13 @@ export function createDashboard(o: DashboardOptions): Dashboard {
     });
   }
   if (o.auth) app.use(basicAuth(o.auth));
-  app.use(basePath, redactJsonAnswers, serverAdapter.getRouter() as express.Router);
+  // The tenants view before the board's router, which answers any path under the base with its own page.
+  app.use(basePath, redactJsonAnswers, tenantsRouter({ view: tenants, ...(o.log ? { log: o.log } : {}) }), serverAdapter.getRouter() as express.Router);
   app.use((err: unknown, _req: Request, res: Response, _next: NextFunction) => {
     o.log?.warn({ err }, 'dashboard request failed');
     if (!res.headersSent) res.status(500).type('text/plain').send('dashboard error\n');
   });
-  return { app, close: () => stats.close() };
+  return { app, close: async () => void (await Promise.allSettled([stats.close(), admin?.close()])) };
 }
 
 export interface ServedDashboard {

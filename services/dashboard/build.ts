@@ -1,12 +1,12 @@
 /**
- * Bull Board, built once for its own Deployment (main.ts) and `npm start` with DASHBOARD_PORT
- * (services/platform/main.ts). `/healthz`, `/readyz` (and `/metrics` when it owns a registry) on the
+ * Bull Board and the tenants view, built once for its own Deployment (main.ts) and `npm start` with
+ * DASHBOARD_PORT (services/platform/main.ts). `/healthz`, `/readyz` (and `/metrics` when it owns a registry) on the
  * same port, outside the auth.
  */
 import type { Logger } from '../../lib/logger.js';
 import type { Metrics } from '../../lib/metrics.js';
 import type { RedisClient } from '../../lib/redis.js';
-import { serveDashboard, type DashboardAuth, type ServedDashboard } from '../../lib/ops/dashboard.js';
+import { serveDashboard, type DashboardAuth, type DashboardOptions, type ServedDashboard } from '../../lib/ops/dashboard.js';
 import { CloseChain, serviceMetrics, startedPart, type BuiltService } from '../../lib/platform/service-parts.js';
 
 export interface DashboardDeps {
@@ -16,6 +16,8 @@ export interface DashboardDeps {
   port: number;
   host: string;
   auth?: DashboardAuth;
+  /** Where the tenants view reads the registry (a lister, or the admin queue's Redis URL); absent: the view answers 503. */
+  tenants?: DashboardOptions['tenants'];
   /** Serve `/metrics` with its own registry and queue gauges (the Deployment); `npm start` has its own. */
   withMetrics: boolean;
   stepTimeoutMs?: number;
@@ -37,7 +39,7 @@ export function buildDashboard(d: DashboardDeps): Promise<BuiltDashboard> {
     async start() {
       served = await serveDashboard({
         redis: d.redis, log: d.log, port: d.port, host: d.host,
-        ...(metrics ? { metrics } : {}), ...(d.auth ? { auth: d.auth } : {}),
+        ...(metrics ? { metrics } : {}), ...(d.auth ? { auth: d.auth } : {}), ...(d.tenants ? { tenants: d.tenants } : {}),
       });
       chain.add('board', () => served?.close());
     },

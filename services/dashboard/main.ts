@@ -1,6 +1,6 @@
 /**
  * Bull Board as its own Deployment (`SERVICE=dashboard`): every queue and the dead letters, job data
- * redacted, basic auth from DASHBOARD_USER / DASHBOARD_PASSWORD (required with RUNTIME=kubernetes:
+ * redacted, and the tenants view (`/tenants`, read through the janitor), basic auth from DASHBOARD_USER / DASHBOARD_PASSWORD (required with RUNTIME=kubernetes:
  * the board can retry, promote and remove jobs). `/healthz`, `/readyz` and `/metrics` on the same
  * port, outside the auth.
  */
@@ -22,6 +22,8 @@ await runService('dashboard', async ({ config, log }) => {
   try {
     dashboard = await startOrClose(await buildDashboard({
       log, redis, withMetrics: true,
+      // The registry through the janitor (tenant.list on the admin queue): the board holds no registry credentials.
+      tenants: { redisUrl: config.redisUrl, cluster: config.redisCluster },
       port: config.dashboardPort ?? DEFAULT_DASHBOARD_PORT,
       host: config.runtime === 'kubernetes' ? '0.0.0.0' : '127.0.0.1',
       ...(config.dashboardAuth ? { auth: config.dashboardAuth } : {}),
