@@ -30,6 +30,12 @@ export interface Config {
   s3Endpoint: string | undefined;
   awsRegion: string;
   k8sNamespace: string;
+  /**
+   * K8S_POD_OWNER: the Secret in K8S_NAMESPACE that owns every tenant pod and tenant Secret (the
+   * chart's `agentic-tenancy-owner`; lib/runtime/pod-owner.ts), so helm uninstall removes them.
+   * Unset: no owner (pods outlive the release).
+   */
+  k8sPodOwner: string | undefined;
   warmPoolTarget: number;
   /**
    * The warm pool's bounds: WARM_POOL_MIN/WARM_POOL_MAX (the pool-keeper sizes it between them from
@@ -289,6 +295,10 @@ export function loadConfig(env: Env): Config {
   if (!/^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/.test(k8sNamespace)) {
     throw new ConfigError('K8S_NAMESPACE', 'must be a Kubernetes namespace name (lowercase letters, digits, -)');
   }
+  const k8sPodOwner = str(env, 'K8S_POD_OWNER');
+  if (k8sPodOwner !== undefined && !/^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$/.test(k8sPodOwner)) {
+    throw new ConfigError('K8S_POD_OWNER', 'must be a Kubernetes Secret name (lowercase letters, digits, -, .)');
+  }
   const table = str(env, 'DYNAMODB_TABLE') ?? 'tenant-registry';
   if (!/^[A-Za-z0-9_.-]{3,255}$/.test(table)) throw new ConfigError('DYNAMODB_TABLE', 'must be 3-255 characters of A-Z a-z 0-9 _ . -');
   const bucket = str(env, 'S3_BUCKET') ?? 'zeroclaw-tenant-state';
@@ -309,6 +319,7 @@ export function loadConfig(env: Env): Config {
     s3Endpoint: httpUrl(env, 'S3_ENDPOINT'),
     awsRegion: str(env, 'AWS_REGION') ?? str(env, 'AWS_DEFAULT_REGION') ?? 'us-east-1',
     k8sNamespace,
+    k8sPodOwner,
     warmPoolTarget: warmPoolBounds.min,
     warmPool: warmPoolBounds,
     warmPoolSecret,

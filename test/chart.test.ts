@@ -28,6 +28,7 @@ import { loadConfig } from '../lib/config.js';
 import { createLogger } from '../lib/logger.js';
 import { createKubernetesRuntime } from '../lib/runtime/create-runtime.js';
 import { tokenSecretManifest, warmPoolSecretManifest } from '../lib/runtime/pod-spec.js';
+import { POD_OWNER_SECRET_NAME, POD_OWNER_SECRET_TYPE, readPodOwner } from '../lib/runtime/pod-owner.js';
 import type { Tenant } from '../lib/registry/tenant.js';
 import type { PresignedState } from '../lib/state/state-store.js';
 
@@ -284,6 +285,7 @@ t.test('tenants in their own namespace, with Pod Security Admission "restricted"
   t.equal(deny.metadata.namespace, TENANTS_NS);
   t.same(deny.spec, { podSelector: {}, policyTypes: ['Ingress', 'Egress'] }, 'a pod there without the tenant labels reaches nothing either');
   for (const m of plain) {
+    if (m.kind === 'Secret' && m.metadata.name === POD_OWNER_SECRET_NAME) continue; // beside what it owns (below)
     if (['Deployment', 'Secret', 'ConfigMap', 'Service', 'ServiceAccount'].includes(m.kind)) t.equal(m.metadata.namespace, 'tenants', `${m.kind}/${m.metadata.name} stays in the release namespace`);
   }
 
@@ -316,7 +318,8 @@ t.test('RBAC: a Role per runtime service with the verbs its code uses, each boun
     '/pods': ['create', 'delete', 'get', 'list'],
     '/secrets': ['create'],
     '/secrets@zeroclaw-warm-pool': ['get', 'patch'],
-  }, 'pool-keeper: warm pods, and of the Secrets only the warm pool\'s by name (create cannot be narrowed)');
+    '/secrets@agentic-tenancy-owner': ['get'],
+  }, 'pool-keeper: warm pods, and of the Secrets only the warm pool\'s by name (create cannot be narrowed) and the pod owner\'s uid');
   for (const role of byKind(plain, 'Role')) {
     for (const r of role.rules) {
       t.notOk(r.verbs.includes('*') || r.resources.includes('*') || r.apiGroups.includes('*'), `${role.metadata.name}: no wildcards`);
@@ -465,6 +468,12 @@ t.test('each runtime service\'s code path succeeds under its own Role alone, and
   await admin.createNamespacedSecret({ namespace: ns, body: warmPoolSecretManifest(ns, 'an-older-warm-pool-secret-value') });
   await admin.createNamespacedSecret({ namespace: ns, body: tokenSecretManifest(ns, 'cold1', '1:an-older-token') });
   await admin.createNamespacedPersistentVolumeClaim({ namespace: ns, body: { metadata: { name: 'workspace-bob', labels: { tenant: 'bob' } }, spec: { accessModes: ['ReadWriteOnce'], resources: { requests: { storage: '1Gi' } } } } });
+  // The chart's pod owner, as helm creates it; each service reads its uid at start (lib/runtime/pod-owner.ts), under its own Role.
+  const owner = await admin.createNamespacedSecret({ namespace: ns, body: one(plain, 'Secret', POD_OWNER_SECRET_NAME) });
+  for (const service of RUNTIME_SERVICES) {
+    const read = await readPodOwner(proxies[service].kubeConfig(api.token).makeApiClient(CoreV1Api), ns, config.k8sPodOwner as string);
+    t.equal(read.owner.uid, owner.metadata?.uid, `${service}: reads the pod owner`);
+  }
 
   // pool-keeper (services/pool-keeper): count, add (fixing the warm pool Secret), remove (a 409 re-reads the member).
   t.equal(await keeper.countWarm(), 0);
@@ -526,6 +535,32 @@ t.test('each runtime service\'s code path succeeds under its own Role alone, and
   const shim = pod.spec?.containers[0];
   t.equal(shim?.securityContext?.readOnlyRootFilesystem, true, 'tenant pods: read-only root filesystem');
   t.ok(pod.spec?.volumes?.some((v) => v.emptyDir) && shim?.volumeMounts?.some((m) => m.mountPath === '/tmp'), 'tenant pods: a writable /tmp beside /workspace');
+});
+
+t.test('uninstall: the pod owner Secret sits beside the tenant pods in every layout, and nothing keeps it', async (t) => {
+  const layouts: Array<[string, unknown, string]> = [
+    ['default (own namespace, created)', {}, TENANTS_NS],
+    ['named', { tenants: { namespace: 'bots' } }, 'bots'],
+    ['an existing namespace', { tenants: { namespace: 'bots', createNamespace: false } }, 'bots'],
+    ['the release namespace', { tenants: { namespace: 'tenants' } }, 'tenants'],
+  ];
+  for (const [what, values, ns] of layouts) {
+    const manifests = await renderWith(values);
+    const anchor = one(manifests, 'Secret', POD_OWNER_SECRET_NAME);
+    const cm = one(manifests, 'ConfigMap', 'agentic-tenancy-config');
+    t.equal(anchor.metadata.namespace, ns, `${what}: in the tenants namespace (an owner reference cannot cross namespaces)`);
+    t.equal(cm.data.K8S_NAMESPACE, ns, `${what}: where the runtime creates what it owns`);
+    t.equal(cm.data.K8S_POD_OWNER, POD_OWNER_SECRET_NAME, `${what}: the runtime is told its name`);
+    t.equal(anchor.type, POD_OWNER_SECRET_TYPE, `${what}: typed as the pod owner (pod-owner.ts refuses any other Secret)`);
+    t.equal(anchor.immutable, true);
+    t.same([anchor.data, anchor.stringData], [undefined, undefined], `${what}: holds nothing`);
+    t.equal(anchor.metadata.annotations?.['helm.sh/resource-policy'], undefined, `${what}: helm uninstall deletes it (no resource-policy keep)`);
+    t.equal(anchor.metadata.finalizers, undefined, `${what}: no finalizer`);
+    t.equal(anchor.metadata.labels['app.kubernetes.io/instance'], 'agentic-tenancy', `${what}: the release's name, copied onto what it owns`);
+    t.same(validateManifest(anchor), undefined);
+  }
+  const readme = readFileSync(path.join(CHART, 'README.md'), 'utf8');
+  t.match(readme, /## Uninstall and cleanup/, 'the README says what uninstall removes');
 });
 
 t.test('secrets key by key: each Deployment references only the Secret keys its service uses', async (t) => {
@@ -690,5 +725,5 @@ t.test('the EKS example: Karpenter kata-metal NodePool that the tenant pods tole
   for (const service of RUNTIME_SERVICES) {
     t.equal(one(eks, 'ServiceAccount', `agentic-tenancy-${service}`).metadata.annotations['eks.amazonaws.com/role-arn'], 'arn:aws:iam::<AWS_ACCOUNT_ID>:role/agentic-tenancy-runtime', `${service}: IRSA`);
   }
-  t.same(byKind(eks, 'Secret'), [], 'the example uses an existing Secret');
+  t.same(byKind(eks, 'Secret').map((s) => s.metadata.name), [POD_OWNER_SECRET_NAME], 'the example uses an existing Secret (the chart\'s only Secret is the pod owner, which holds nothing)');
 });

@@ -10,6 +10,11 @@
  * - Warm pod `warm-pool-<control id>` (label `app=warm-pool`), claimed by a wake later.
  * - Each pod's shim checks control calls against its own secret (lib/runtime/pod-secrets.ts),
  *   delivered by its own Secret `shim-control-<control id>` (secretKeyRef), owned by the pod.
+ * - Ownership (`owner`, lib/runtime/pod-owner.ts): with one, every pod, token Secret and the warm
+ *   pool Secret names the release's anchor (the chart's Secret `agentic-tenancy-owner` in the same
+ *   namespace) in ownerReferences, so the garbage collector deletes them when `helm uninstall`
+ *   deletes the anchor. No blockOwnerDeletion (it needs update on the owner's finalizers; nothing
+ *   here must hold the anchor's deletion back) and no controller flag (no controller adopts them).
  *
  * Kata nodes (assumption, the Go system's Karpenter NodePool `kata-metal`): nodes that can run the
  * kata RuntimeClass carry the label `katacontainers.io/kata-runtime=true` (kata-deploy sets the same
@@ -20,6 +25,8 @@
 import type {
   V1Container,
   V1EnvVar,
+  V1ObjectMeta,
+  V1OwnerReference,
   V1Pod,
   V1PodSecurityContext,
   V1Probe,
@@ -34,6 +41,8 @@ import { podNameOf } from './runtime.js';
 export const LABEL_APP = 'app';
 export const LABEL_TENANT = 'tenant';
 export const LABEL_MANAGED_BY = 'app.kubernetes.io/managed-by';
+/** The Helm release the pods and Secrets belong to (copied from their owner's label; operators: `-l app.kubernetes.io/instance=<release>`). */
+export const LABEL_INSTANCE = 'app.kubernetes.io/instance';
 export const MANAGED_BY = 'agentic-tenancy';
 /** `app` of a tenant pod (the runbook's `kubectl get pods -l app=zeroclaw`). */
 export const TENANT_APP = 'zeroclaw';
@@ -120,7 +129,14 @@ export interface PodSpecOptions {
   workspaceSizeLimit?: string | undefined;
   /** Extra plain variables for the shim and agent (e.g. LOG_LEVEL, CHECKPOINT_INTERVAL_S). Not for secrets. */
   extraEnv?: Record<string, string> | undefined;
+  /** Owner of every pod and tenant Secret (the release's anchor in this namespace; lib/runtime/pod-owner.ts). */
+  owner?: V1OwnerReference | undefined;
+  /** `app.kubernetes.io/instance` of every pod and tenant Secret: the release's name. */
+  instance?: string | undefined;
 }
+
+/** What makes an object the release's: its owner and its release label (both optional). */
+export type Ownership = Pick<PodSpecOptions, 'owner' | 'instance'>;
 
 const DNS_LABEL = /^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/;
 const DNS_SUBDOMAIN = /^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$/;
@@ -166,6 +182,42 @@ function assertResources(value: unknown): PodResources {
   return out;
 }
 
+/**
+ * The owner reference as the runtime writes it: exactly apiVersion, kind, name, uid (no
+ * blockOwnerDeletion, no controller, whatever was passed). A namespaced owner must be in the
+ * dependent's namespace (the API does not check; the garbage collector treats one elsewhere as
+ * absent and deletes the dependent), which pod-owner.ts guarantees by reading it there.
+ */
+export function assertOwnerReference(value: unknown): V1OwnerReference {
+  if (value === null || typeof value !== 'object' || Array.isArray(value)) fail('owner: expected { apiVersion, kind, name, uid }');
+  const o = value as Record<string, unknown>;
+  if (typeof o.apiVersion !== 'string' || !/^([a-z0-9.-]+\/)?v[0-9]+((alpha|beta)[0-9]+)?$/.test(o.apiVersion)) fail('owner.apiVersion: expected e.g. v1');
+  if (typeof o.kind !== 'string' || !/^[A-Z][A-Za-z0-9]{0,62}$/.test(o.kind)) fail('owner.kind: expected a kind such as Secret');
+  const name = assertDnsSubdomain('owner.name', o.name);
+  if (typeof o.uid !== 'string' || !/^[0-9a-f-]{8,64}$/i.test(o.uid)) fail('owner.uid: expected the owner\'s uid');
+  return { apiVersion: o.apiVersion, kind: o.kind, name, uid: o.uid };
+}
+
+function assertOwnership(o: Ownership): Ownership {
+  const out: Ownership = {};
+  if (o.owner !== undefined) out.owner = assertOwnerReference(o.owner);
+  if (o.instance !== undefined) {
+    if (typeof o.instance !== 'string' || o.instance === '' || !LABEL_VALUE.test(o.instance)) fail('instance: expected a label value (the Helm release name)');
+    out.instance = o.instance;
+  }
+  return out;
+}
+
+/** labels + ownerReferences of an object of the release (validated). */
+function ownedMeta(o: Ownership, labels: Record<string, string>): Pick<V1ObjectMeta, 'labels' | 'ownerReferences'> {
+  const { owner, instance } = assertOwnership(o);
+  const meta: Pick<V1ObjectMeta, 'labels' | 'ownerReferences'> = {
+    labels: { ...labels, [LABEL_MANAGED_BY]: MANAGED_BY, ...(instance !== undefined ? { [LABEL_INSTANCE]: instance } : {}) },
+  };
+  if (owner !== undefined) meta.ownerReferences = [owner];
+  return meta;
+}
+
 /** Checks every option once (the runtime calls this at construction); returns a normalised copy. */
 export function validatePodSpecOptions(o: PodSpecOptions): PodSpecOptions {
   if (o === null || typeof o !== 'object') fail('pod spec options: expected an object');
@@ -201,12 +253,14 @@ export function validatePodSpecOptions(o: PodSpecOptions): PodSpecOptions {
     if (typeof v !== 'string') fail(`extraEnv.${k}: expected a string`);
     extraEnv[k] = v;
   }
+  const { owner, instance, ...rest } = o;
   return {
-    ...o,
+    ...rest,
     resources,
     nodeSelector: { ...o.nodeSelector },
     tolerations: o.tolerations.map((t) => ({ ...t })),
     extraEnv,
+    ...assertOwnership({ owner, instance }),
   };
 }
 
@@ -312,7 +366,7 @@ function unboundPod(o: PodSpecOptions, name: string, controlId: string, labels: 
     metadata: {
       name,
       namespace: o.namespace,
-      labels: { ...labels, [LABEL_MANAGED_BY]: MANAGED_BY },
+      ...ownedMeta(o, labels),
       annotations: { [CONTROL_ID_ANNOTATION]: assertControlId(controlId) },
     },
     spec: podBody(o, priorityClassName, container(o, [...baseEnv(o, controlId), ...extraEnvOf(o)], '/healthz')),
@@ -332,8 +386,8 @@ export function warmPodManifest(o: PodSpecOptions, controlId: string): V1Pod {
 
 const b64 = (s: string): string => Buffer.from(s, 'utf8').toString('base64');
 
-/** `zeroclaw-<id>-token` with the bot token under BOT_TOKEN (base64, as Secret data is). */
-export function tokenSecretManifest(namespace: string, tenantId: string, botToken: string, webhookSecret?: string): V1Secret {
+/** `zeroclaw-<id>-token` with the bot token under BOT_TOKEN (base64, as Secret data is); owned like the pods. */
+export function tokenSecretManifest(namespace: string, tenantId: string, botToken: string, webhookSecret?: string, ownership: Ownership = {}): V1Secret {
   const id = assertTenantId(tenantId);
   if (typeof botToken !== 'string' || botToken === '') fail('bot token: expected a non-empty string');
   const data: Record<string, string> = { [BOT_TOKEN_KEY]: b64(botToken) };
@@ -345,7 +399,7 @@ export function tokenSecretManifest(namespace: string, tenantId: string, botToke
     metadata: {
       name: tokenSecretName(id),
       namespace: assertDnsLabel('namespace', namespace),
-      labels: { [LABEL_TENANT]: id, [LABEL_MANAGED_BY]: MANAGED_BY },
+      ...ownedMeta(ownership, { [LABEL_TENANT]: id }),
     },
     data,
   };
@@ -354,8 +408,9 @@ export function tokenSecretManifest(namespace: string, tenantId: string, botToke
 /**
  * `zeroclaw-warm-pool`: what every pod may hold, the model provider's key (empty without one). No
  * control secret: each pod has its own (controlSecretManifest), the master stays with the platform.
+ * Owned like the pods.
  */
-export function warmPoolSecretManifest(namespace: string, llmApiKey?: string): V1Secret {
+export function warmPoolSecretManifest(namespace: string, llmApiKey?: string, ownership: Ownership = {}): V1Secret {
   const data: Record<string, string> = {};
   if (llmApiKey !== undefined) data[AGENT_LLM_API_KEY_KEY] = b64(llmApiKey);
   return {
@@ -365,7 +420,7 @@ export function warmPoolSecretManifest(namespace: string, llmApiKey?: string): V
     metadata: {
       name: WARM_POOL_SECRET_NAME,
       namespace: assertDnsLabel('namespace', namespace),
-      labels: { [LABEL_MANAGED_BY]: MANAGED_BY },
+      ...ownedMeta(ownership, {}),
     },
     data,
   };

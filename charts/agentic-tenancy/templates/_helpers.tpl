@@ -12,6 +12,9 @@ Roles reach nothing of the release (its Secret, Helm's release Secrets) and Pod 
 {{- .Values.tenants.namespace | default (printf "%s-agents" .Release.Namespace | trunc 63 | trimSuffix "-") -}}
 {{- end }}
 
+{{/* The Secret that owns every tenant pod and tenant Secret (templates/pod-owner.yaml; K8S_POD_OWNER). */}}
+{{- define "at.podOwner" -}}{{ include "at.name" . }}-owner{{- end }}
+
 {{- define "at.labels" -}}
 app.kubernetes.io/name: {{ include "at.name" . }}
 app.kubernetes.io/instance: {{ .Release.Name }}

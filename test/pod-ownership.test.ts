@@ -1,0 +1,174 @@
+/**
+ * Ownership and cleanup (issue 13, item 5): every pod and tenant Secret the runtime creates names
+ * the release's anchor (the chart's Secret `agentic-tenancy-owner`, rendered by the real helm) in
+ * ownerReferences, so deleting the anchor, which is what `helm uninstall` does, has the garbage
+ * collector remove every tenant pod, warm pool member, their control Secrets, token Secrets and the
+ * warm pool Secret; nothing else. The runtime refuses, in one line, to run without the anchor.
+ *
+ * Against the Kubernetes stand-in (test/support/kube/), whose store applies the collector's rule
+ * (an object whose owners are all gone by uid is deleted; at once, where the real collector is
+ * asynchronous and deletes pods gracefully). The objects are made by the runtime's own builders
+ * (pod-spec.ts) and pod-create path (pod-secrets.ts createPodWithControlSecret).
+ */
+import t, { type Test } from 'tap';
+import { CoreV1Api, type V1OwnerReference, type V1Pod, type V1Secret } from '@kubernetes/client-node';
+import { ConfigError, RuntimeError, ValidationError } from '../lib/errors.js';
+import {
+  coldPodManifest,
+  DEFAULT_KATA_NODE_SELECTOR,
+  DEFAULT_KATA_TOLERATIONS,
+  LABEL_INSTANCE,
+  LABEL_MANAGED_BY,
+  MANAGED_BY,
+  tokenSecretManifest,
+  validatePodSpecOptions,
+  warmPodManifest,
+  warmPoolSecretManifest,
+  type PodSpecOptions,
+} from '../lib/runtime/pod-spec.js';
+import { createPodWithControlSecret } from '../lib/runtime/pod-secrets.js';
+import { POD_OWNER_SECRET_NAME, POD_OWNER_SECRET_TYPE, readPodOwner, type PodOwnership } from '../lib/runtime/pod-owner.js';
+import { loadConfig } from '../lib/config.js';
+import { one, RELEASE, renderChart } from './support/chart.js';
+import { KubeApiServer } from './support/kube/api-server.js';
+
+const NS = 'tenants-agents';
+const MASTER = 'warm-pool-secret-0123456789abcdef';
+const BASE: PodSpecOptions = {
+  namespace: NS,
+  image: 'zeroclaw:test',
+  runtimeClassName: 'kata-qemu',
+  shimPort: 9000,
+  agentPort: 42617,
+  priorityClassName: 'zeroclaw-tenant',
+  warmPriorityClassName: 'zeroclaw-warm',
+  terminationGracePeriodSeconds: 60,
+  resources: { requests: { cpu: '100m' }, limits: { memory: '512Mi' } },
+  nodeSelector: { ...DEFAULT_KATA_NODE_SELECTOR },
+  tolerations: DEFAULT_KATA_TOLERATIONS.map((x) => ({ ...x })),
+  runAsUser: 65_532,
+};
+const CHART_SECRETS = new URL('./fixtures/chart-secrets.yaml', import.meta.url).pathname;
+
+let anchor: V1Secret;
+let chartConfig: Record<string, string>;
+
+t.before(async () => {
+  const rendered = await renderChart([CHART_SECRETS]);
+  anchor = one(rendered, 'Secret', POD_OWNER_SECRET_NAME) as V1Secret;
+  chartConfig = one(rendered, 'ConfigMap', 'agentic-tenancy-config').data as Record<string, string>;
+});
+
+async function standIn(t: Test): Promise<{ api: KubeApiServer; core: CoreV1Api }> {
+  const api = await KubeApiServer.start({ namespaces: [NS] });
+  t.teardown(() => api.close());
+  return { api, core: api.kubeConfig().makeApiClient(CoreV1Api) };
+}
+
+const ownersOf = (o: { metadata?: { ownerReferences?: V1OwnerReference[] } }): V1OwnerReference[] | undefined => o.metadata?.ownerReferences;
+
+t.test('without an owner nothing changes: no ownerReferences, no release label', async (t) => {
+  const spec = validatePodSpecOptions(BASE);
+  for (const o of [coldPodManifest(spec, 'alice', '0123456789abcdef'), warmPodManifest(spec, '0123456789abcdef'), tokenSecretManifest(NS, 'alice', '1:t'), warmPoolSecretManifest(NS)]) {
+    t.equal(ownersOf(o), undefined, `${o.metadata?.name}: unowned`);
+    t.equal(o.metadata?.labels?.[LABEL_INSTANCE], undefined);
+  }
+});
+
+t.test('the owner is validated and written as apiVersion, kind, name, uid only', async (t) => {
+  const owner = { apiVersion: 'v1', kind: 'Secret', name: 'agentic-tenancy-owner', uid: '2f1c1e1a-0000-4000-8000-000000000001' };
+  const spec = validatePodSpecOptions({ ...BASE, owner: { ...owner, blockOwnerDeletion: true, controller: true }, instance: 'prod' });
+  t.same(spec.owner, owner, 'no blockOwnerDeletion (it needs update on the owner\'s finalizers), no controller');
+  const pod = coldPodManifest(spec, 'alice', '0123456789abcdef');
+  t.same(ownersOf(pod), [owner]);
+  t.equal(pod.metadata?.labels?.[LABEL_INSTANCE], 'prod');
+  t.same(ownersOf(tokenSecretManifest(NS, 'alice', '1:t', undefined, spec)), [owner], 'the token Secret takes the same ownership');
+  const bad: Array<[string, Partial<PodSpecOptions>]> = [
+    ['no uid', { owner: { ...owner, uid: '' } }],
+    ['a bad name', { owner: { ...owner, name: 'Not_A_Name' } }],
+    ['a bad kind', { owner: { ...owner, kind: 'secret' } }],
+    ['not an object', { owner: 'agentic-tenancy-owner' as unknown as V1OwnerReference }],
+    ['a bad instance', { instance: 'has spaces' }],
+  ];
+  for (const [what, patch] of bad) t.throws(() => validatePodSpecOptions({ ...BASE, ...patch }), ValidationError, what);
+});
+
+t.test('the chart\'s anchor: what the runtime reads, and what makes the runtime refuse', async (t) => {
+  t.equal(chartConfig.K8S_POD_OWNER, POD_OWNER_SECRET_NAME, 'the chart names its anchor to the runtime');
+  t.equal(loadConfig({ ...chartConfig }).k8sPodOwner, POD_OWNER_SECRET_NAME, 'lib/config.ts reads it');
+  t.equal(loadConfig({}).k8sPodOwner, undefined, 'unset: no owner');
+  t.throws(() => loadConfig({ K8S_POD_OWNER: 'Bad_Name' }), { code: 'E_CONFIG', variable: 'K8S_POD_OWNER' });
+
+  const { api, core } = await standIn(t);
+  const missing = await readPodOwner(core, NS, POD_OWNER_SECRET_NAME).then(() => undefined, (err: unknown) => err);
+  t.type(missing, ConfigError, 'no anchor: a configuration error (the service exits)');
+  t.match(missing, { code: 'E_CONFIG', variable: 'K8S_POD_OWNER', message: /^K8S_POD_OWNER: Secret tenants-agents\/agentic-tenancy-owner not found: / });
+  t.notMatch((missing as Error).message, /\n/, 'one line');
+
+  const created = await core.createNamespacedSecret({ namespace: NS, body: anchor });
+  const ownership = await readPodOwner(core, NS, POD_OWNER_SECRET_NAME);
+  t.same(ownership, { owner: { apiVersion: 'v1', kind: 'Secret', name: POD_OWNER_SECRET_NAME, uid: created.metadata?.uid }, instance: RELEASE });
+
+  api.failNext('GET', /\/secrets\/agentic-tenancy-owner$/, 403, 'Forbidden', 'secrets "agentic-tenancy-owner" is forbidden');
+  const refused = await readPodOwner(core, NS, POD_OWNER_SECRET_NAME).then(() => undefined, (err: unknown) => err);
+  t.type(refused, RuntimeError);
+  t.match(refused, { reason: 'api_refused', message: /cannot read the pod owner Secret tenants-agents\/agentic-tenancy-owner \(get secrets: HTTP 403 Forbidden/ });
+
+  await core.createNamespacedSecret({ namespace: NS, body: warmPoolSecretManifest(NS, 'sk-key') });
+  await t.rejects(readPodOwner(core, NS, 'zeroclaw-warm-pool'), { code: 'E_CONFIG', message: /is not the chart's pod owner \(type "Opaque", expected agentic-tenancy\.io\/owner\)/ }, 'a Secret that is not an anchor is refused');
+
+  // An anchor being deleted (held by a finalizer here) would take every new pod with it.
+  await core.createNamespacedSecret({ namespace: NS, body: { metadata: { name: 'held-owner', finalizers: ['example.com/hold'] }, type: POD_OWNER_SECRET_TYPE } });
+  await core.deleteNamespacedSecret({ name: 'held-owner', namespace: NS });
+  await t.rejects(readPodOwner(core, NS, 'held-owner'), { code: 'E_CONFIG', message: /is being deleted/ });
+
+  // helm upgrade after the anchor was deleted by hand re-creates it with a new uid: a restarted runtime reads the new one.
+  await core.deleteNamespacedSecret({ name: POD_OWNER_SECRET_NAME, namespace: NS });
+  await core.createNamespacedSecret({ namespace: NS, body: anchor });
+  t.not((await readPodOwner(core, NS, POD_OWNER_SECRET_NAME)).owner.uid, ownership.owner.uid, 'a re-created anchor is another owner');
+});
+
+t.test('deleting the anchor (helm uninstall) removes every tenant pod, warm member and tenant Secret, and nothing else', async (t) => {
+  const { core } = await standIn(t);
+  await core.createNamespacedSecret({ namespace: NS, body: anchor });
+  const ownership: PodOwnership = await readPodOwner(core, NS, POD_OWNER_SECRET_NAME);
+  const spec = validatePodSpecOptions({ ...BASE, ...ownership });
+
+  // What the runtime makes: warm members and a cold pod (each with its control Secret), token Secrets, the warm pool Secret.
+  const pods: V1Pod[] = [];
+  for (let i = 0; i < 2; i++) pods.push(await createPodWithControlSecret(core, NS, MASTER, (cid) => warmPodManifest(spec, cid)));
+  pods.push(await createPodWithControlSecret(core, NS, MASTER, (cid) => coldPodManifest(spec, 'alice', cid)));
+  for (const id of ['alice', 'bob']) await core.createNamespacedSecret({ namespace: NS, body: tokenSecretManifest(NS, id, `1:token-${id}`, 'webhook-secret', ownership) });
+  await core.createNamespacedSecret({ namespace: NS, body: warmPoolSecretManifest(NS, 'sk-key', ownership) });
+  // Not the runtime's: an operator's Secret and pod in the same namespace.
+  await core.createNamespacedSecret({ namespace: NS, body: { metadata: { name: 'someone-elses' }, stringData: { k: 'v' } } });
+  await core.createNamespacedPod({ namespace: NS, body: { metadata: { name: 'debug' }, spec: { containers: [{ name: 'x', image: 'busybox' }] } } });
+
+  const listPods = async (): Promise<V1Pod[]> => (await core.listNamespacedPod({ namespace: NS })).items;
+  const listSecrets = async (): Promise<V1Secret[]> => (await core.listNamespacedSecret({ namespace: NS })).items;
+  const byUs = (o: V1Pod | V1Secret): boolean => o.metadata?.labels?.[LABEL_MANAGED_BY] === MANAGED_BY;
+  const ours = { pods: (await listPods()).filter(byUs), secrets: (await listSecrets()).filter(byUs) };
+  t.equal(ours.pods.length, 3, 'two warm members and a cold pod');
+  t.equal(ours.secrets.length, 3 + 2 + 1, 'three control Secrets, two token Secrets, the warm pool Secret');
+  for (const o of [...ours.pods, ...ours.secrets]) {
+    const name = o.metadata?.name ?? '';
+    if (name.startsWith('shim-control-')) {
+      const pod = pods.find((p) => p.metadata?.annotations?.['agentic-tenancy/control-id'] === name.slice('shim-control-'.length));
+      t.same(ownersOf(o)?.map((r) => [r.kind, r.uid]), [['Pod', pod?.metadata?.uid]], `${name}: owned by its pod`);
+    } else {
+      t.same(ownersOf(o), [ownership.owner], `${name}: owned by the anchor`);
+      t.equal(o.metadata?.labels?.[LABEL_INSTANCE], RELEASE, `${name}: labelled with the release`);
+    }
+  }
+
+  // What helm uninstall does with the chart's objects (the default cascade, background).
+  await core.deleteNamespacedSecret({ name: POD_OWNER_SECRET_NAME, namespace: NS, propagationPolicy: 'Background' });
+  t.same((await listPods()).map((p) => p.metadata?.name), ['debug'], 'every tenant and warm pod collected; the operator\'s pod stays');
+  t.same((await listSecrets()).map((s) => s.metadata?.name), ['someone-elses'], 'every control, token and warm pool Secret collected; the operator\'s stays');
+
+  // A pool-keeper still running during the uninstall creates with the old uid: collected too.
+  await createPodWithControlSecret(core, NS, MASTER, (cid) => warmPodManifest(spec, cid));
+  await core.createNamespacedSecret({ namespace: NS, body: tokenSecretManifest(NS, 'carol', '1:token-carol', undefined, ownership) });
+  t.same((await listPods()).filter(byUs), [], 'a member created after the anchor is gone is collected');
+  t.same((await listSecrets()).filter(byUs), [], 'and so is its control Secret and a late token Secret');
+});
