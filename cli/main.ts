@@ -19,8 +19,9 @@ import { DEFAULT_DASHBOARD_PORT } from '../lib/ops/dashboard-port.js';
 import { tailOption, type LogsInvocation } from './logs.js';
 import { completionScript, shellOption, type CommandInfo, type Shell } from './completion.js';
 import { ztmVersion } from './version.js';
+import { createInvocation as apiTokenCreate, revokeInvocation as apiTokenRevoke, type ApiTokenInvocation } from './api-token.js';
 
-const GROUPS = new Set(['tenant', 'webhook', 'dead']);
+const GROUPS = new Set(['tenant', 'webhook', 'dead', 'api-token']);
 const OUTPUT_FORMATS = ['json', 'table'] as const;
 const EXIT_USAGE = 2;
 const EXIT_FAILED = 1;
@@ -43,6 +44,7 @@ type Invocation =
   | ({ kind: 'chat' } & ChatInvocation)
   | ({ kind: 'logs' } & LogsInvocation)
   | { kind: 'version' }
+  | { kind: 'api-token'; call: ApiTokenInvocation }
   | { kind: 'completion'; shell: Shell };
 
 function portOption(v: unknown): number {
@@ -136,6 +138,15 @@ function program(onRun: (inv: Invocation) => void, argv: string[] = []) {
   cli.command('dead retry [job_id]', 'Deliver a dead-lettered update again (or --all)')
     .option('--all', 'Retry every dead letter')
     .action((jobId: string | undefined, o: { all?: boolean }) => run('dead.retry', { ...(jobId ? { job_id: String(jobId) } : {}), all: o.all === true }));
+  cli.command('api-token create', 'Make a bearer token for the admin HTTP API (printed once; only its SHA-256 is kept)')
+    .option('--name <name>', 'Who or what uses it (shown by list)')
+    .option('--scope <scope>', 'tenants:read, tenants:write, tenants:operate, dead-letters (repeat or comma-separate; default all)')
+    .option('--rate-per-min <n>', 'Its own rate limit (default ADMIN_API_RATE_PER_MIN)')
+    .option('--burst <n>', 'Its own burst (default ADMIN_API_BURST)')
+    .action((o: Record<string, unknown>) => onRun({ kind: 'api-token', call: apiTokenCreate(o) }));
+  cli.command('api-token list', 'List admin API tokens (never the tokens themselves)').action(() => onRun({ kind: 'api-token', call: { action: 'list' } }));
+  cli.command('api-token revoke <id>', 'Revoke an admin API token: refused from the next request on')
+    .action((id: unknown) => onRun({ kind: 'api-token', call: apiTokenRevoke(id) }));
   cli.command('status', 'Jobs per queue and state, tenants awake, warm pool, dead letters')
     .action(() => onRun({ kind: 'status' }));
   cli.command('dashboard', 'Serve Bull Board over every queue and the dead letters until Ctrl-C')
@@ -299,6 +310,7 @@ export async function main(rawArgv: string[], env: Env = process.env, io?: ZtmIo
     return viaStdin ? runThroughKubectl(target, viaStdin.argv, viaStdin.input) : runThroughKubectl(target, argv);
   }
   if (invocation.kind === 'status') return (await import('./status.js')).runStatus(target.url, p, config.redisCluster);
+  if (invocation.kind === 'api-token') return (await import('./api-token.js')).runApiToken(invocation.call, target.url, p, config.redisCluster);
 
   const timeout = Number(cli.options.timeout ?? 60);
   const { AdminClient: Client } = await import('../lib/admin/admin-client.js');

@@ -90,6 +90,13 @@ export interface Config {
   dashboardPort: number | undefined;
   /** Basic auth of the dashboard (DASHBOARD_USER + DASHBOARD_PASSWORD, both or neither). */
   dashboardAuth: DashboardCredentials | undefined;
+  /** The admin HTTP API (services/admin-api): ADMIN_API_PORT (its Deployment: default 8090; `npm start`: only when set). */
+  adminApiPort: number | undefined;
+  /** ADMIN_API_HOST: its interface (default 127.0.0.1 locally, 0.0.0.0 with RUNTIME=kubernetes). */
+  adminApiHost: string;
+  /** Per-token token bucket: ADMIN_API_RATE_PER_MIN refill (default 60), ADMIN_API_BURST size (default 20). */
+  adminApiRatePerMin: number;
+  adminApiBurst: number;
 }
 
 export interface WarmPoolConfig {
@@ -356,6 +363,10 @@ export function loadConfig(env: Env): Config {
     adminPort: int(env, 'ADMIN_PORT', 9090, 0, 65_535),
     dashboardPort: str(env, 'DASHBOARD_PORT') === undefined ? undefined : int(env, 'DASHBOARD_PORT', 3001, 0, 65_535),
     dashboardAuth: dashboardAuth(env),
+    adminApiPort: str(env, 'ADMIN_API_PORT') === undefined ? undefined : int(env, 'ADMIN_API_PORT', 8090, 0, 65_535),
+    adminApiHost: str(env, 'ADMIN_API_HOST') ?? (runtime === 'local' ? '127.0.0.1' : '0.0.0.0'),
+    adminApiRatePerMin: int(env, 'ADMIN_API_RATE_PER_MIN', 60, 1, 100_000),
+    adminApiBurst: int(env, 'ADMIN_API_BURST', 20, 1, 10_000),
   };
 }
 

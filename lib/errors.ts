@@ -16,7 +16,14 @@ export type ErrorCode =
   | 'E_REDIS_UNAVAILABLE'
   | 'E_RUNTIME'
   | 'E_SANDBOX'
-  | 'E_INTERNAL';
+  | 'E_INTERNAL'
+  // The admin HTTP API (lib/admin-api/): its own refusals, each with its HTTP status there.
+  | 'E_UNAUTHORIZED'
+  | 'E_FORBIDDEN'
+  | 'E_RATE_LIMITED'
+  | 'E_METHOD_NOT_ALLOWED'
+  | 'E_PAYLOAD_TOO_LARGE'
+  | 'E_UNSUPPORTED_MEDIA_TYPE';
 
 export class ZtmError extends Error {
   readonly code: ErrorCode;
@@ -92,6 +99,29 @@ export class SandboxError extends ZtmError {
   }
 }
 
+/** An admin API request without a valid, unrevoked bearer token (HTTP 401). */
+export class UnauthorizedError extends ZtmError {
+  constructor(message: string) {
+    super('E_UNAUTHORIZED', message);
+  }
+}
+
+/** An admin API token without the scope a route needs (HTTP 403). */
+export class ForbiddenError extends ZtmError {
+  constructor(message: string) {
+    super('E_FORBIDDEN', message);
+  }
+}
+
+/** An admin API token over its rate limit (HTTP 429); `retryAfterS`: when a request is allowed again. */
+export class RateLimitedError extends ZtmError {
+  readonly retryAfterS: number;
+  constructor(message: string, retryAfterS: number) {
+    super('E_RATE_LIMITED', message);
+    this.retryAfterS = retryAfterS;
+  }
+}
+
 /** Rebuilds a typed error from `{ code, message }` that crossed a queue. */
 export function errorFromWire(code: string, message: string): ZtmError {
   switch (code) {
@@ -108,6 +138,7 @@ export function errorFromWire(code: string, message: string): ZtmError {
 const CODES: ReadonlySet<string> = new Set<ErrorCode>([
   'E_CONFIG', 'E_VALIDATION', 'E_NOT_FOUND', 'E_EXISTS', 'E_VERSION_CONFLICT', 'E_TELEGRAM',
   'E_NO_WORKER', 'E_TIMEOUT', 'E_REDIS_UNAVAILABLE', 'E_RUNTIME', 'E_SANDBOX', 'E_INTERNAL',
+  'E_UNAUTHORIZED', 'E_FORBIDDEN', 'E_RATE_LIMITED', 'E_METHOD_NOT_ALLOWED', 'E_PAYLOAD_TOO_LARGE', 'E_UNSUPPORTED_MEDIA_TYPE',
 ]);
 function isErrorCode(code: string): code is ErrorCode {
   return CODES.has(code);

@@ -94,3 +94,13 @@ export const apiTokenKey = (tokenId: string): string => `{ztm-api}:token:${token
 export const API_TOKEN_INDEX = '{ztm-api}:tokens';
 /** A token's rate-limit bucket (hash {tokens, at}), with a TTL; its `at` is the token's last use. */
 export const apiRateKey = (tokenId: string): string => `ztm:api-rate:${tokenId}`;
+
+/**
+ * Admin API bearer tokens (lib/admin-api/api-tokens.ts), under one hash tag so a create or revoke
+ * is one MULTI on a Redis Cluster too. A token's hash holds its SHA-256, never the token.
+ */
+export const apiTokenKey = (tokenId: string): string => `{ztm-api}:token:${tokenId}`;
+/** Sorted set of every API token id, scored by creation time (ms): what `ztm api-token list` reads. */
+export const API_TOKEN_INDEX = '{ztm-api}:tokens';
+/** A token's rate-limit bucket (hash {tokens, at}), with a TTL; its `at` is the token's last use. */
+export const apiRateKey = (tokenId: string): string => `ztm:api-rate:${tokenId}`;

@@ -9,6 +9,7 @@ import type { RedisClient } from './redis.js';
 import {
   ACCEPT, CLAIM, COUNT_ATTEMPT, DEAD_LETTER, FINISH, HANDOFF, HEAD, KEEP_ANSWER, POP_NEXT, RECORD_SENT, RELEASE, RENEW,
 } from './delivery/mailbox-scripts.js';
+import { TOKEN_BUCKET } from './admin-api/token-bucket-lua.js';
 
 export interface ScriptDef {
   /** Number of keys; 'variable' when each call passes its key count first (a batch of any size). */
@@ -81,6 +82,8 @@ export const SCRIPTS = {
   ztmCompareAndDelete: { keys: 1, lua: COMPARE_AND_DELETE },
   ztmTakeExpired: { keys: 1, lua: TAKE_EXPIRED },
   ztmTakeOverWakeLock: { keys: 1, lua: TAKE_OVER_LOCK },
+  // The admin API's per-token rate limit (lib/admin-api/rate-limiter.ts).
+  ztmApiTokenBucket: { keys: 1, lua: TOKEN_BUCKET },
   ztmRenewWakeLock: { keys: 1, lua: RENEW_WAKE_LOCK },
 } as const satisfies Record<string, ScriptDef>;
 

@@ -1,0 +1,172 @@
+/**
+ * The admin HTTP API: `ztm`'s admin commands as REST resources under /v1, behind bearer tokens
+ * (api-tokens.ts) with a per-token rate limit (rate-limiter.ts). Each request is authenticated,
+ * checked (route, scope, query, body), validated with the admin protocol's own parser, then run as
+ * an admin job by the janitor (the `backend`: an AdminClient), exactly as `ztm` runs it. One child
+ * logger per request; neither a bearer token nor a bot token is ever logged or answered.
+ */
+import http, { type IncomingMessage, type ServerResponse } from 'node:http';
+import { randomBytes } from 'node:crypto';
+import type { Logger } from '../logger.js';
+import { ForbiddenError, NotFoundError, UnauthorizedError, ValidationError, ZtmError } from '../errors.js';
+import { redactDeep } from '../redact.js';
+import { parseAdminArgs, type AdminCommand } from '../admin/admin-protocol.js';
+import { listenHttp } from '../util/listen.js';
+import type { ApiTokenRecord, ApiTokenStore } from './api-tokens.js';
+import type { RateLimit, RateLimiter } from './rate-limiter.js';
+import { Router, type Route } from './routes.js';
+import { errorResponse, sendJson } from './http-errors.js';
+import { readJsonBody } from './json-body.js';
+
+/** Runs an admin command and returns its result (an AdminClient; a typed error on refusal). */
+export interface AdminBackend {
+  run(command: AdminCommand, args: never, timeoutMs: number): Promise<unknown>;
+}
+
+export interface AdminApiOptions {
+  backend: AdminBackend;
+  tokens: ApiTokenStore;
+  limiter: RateLimiter;
+  log: Logger;
+  /** Limits of a token created without its own. */
+  defaultLimit: RateLimit;
+  /** The OpenAPI document served at /v1/openapi.json. */
+  openapi: unknown;
+  /** `/readyz`: Redis is connected (default: always). */
+  ready?: () => boolean;
+  /** Largest accepted body in bytes (default 64 KiB: the largest command is a few hundred). */
+  bodyLimit?: number;
+  /** Commands in flight at once per replica; more wait their turn (default 16). */
+  concurrency?: number;
+}
+
+const DEFAULT_TIMEOUT_S = 60;
+const REQUEST_ID = /^[A-Za-z0-9._-]{1,64}$/;
+
+export class AdminApiServer {
+  readonly server: http.Server;
+  private readonly router = new Router();
+  private readonly openapiText: string;
+  private inFlight = 0;
+  private readonly waiting: Array<() => void> = [];
+
+  constructor(private readonly o: AdminApiOptions) {
+    for (const k of ['backend', 'tokens', 'limiter', 'log', 'defaultLimit', 'openapi'] as const) {
+      if (!o[k]) throw new TypeError(`AdminApiServer: ${k} is required`);
+    }
+    this.openapiText = JSON.stringify(o.openapi);
+    this.server = http.createServer((req, res) => void this.handle(req, res));
+    // The time to receive a request (not to answer it: a wake may take minutes): a slow sender is cut off.
+    this.server.requestTimeout = 30_000;
+    this.server.headersTimeout = 20_000;
+  }
+
+  listen(port: number, host: string): Promise<string> {
+    return listenHttp(this.server, port, host);
+  }
+
+  close(): Promise<void> {
+    return new Promise((resolve) => {
+      this.server.close(() => resolve());
+      this.server.closeIdleConnections();
+    });
+  }
+
+  private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const started = Date.now();
+    const given = req.headers['x-request-id'];
+    const id = typeof given === 'string' && REQUEST_ID.test(given) ? given : randomBytes(8).toString('hex');
+    const url = new URL(req.url ?? '/', 'http://admin-api.invalid');
+    let log = this.o.log.child({ req: id, method: req.method, path: url.pathname.slice(0, 200) });
+    res.setHeader('x-request-id', id);
+    let status = 500;
+    try {
+      if (req.method === 'GET' && this.servePlain(url.pathname, res)) {
+        status = res.statusCode;
+        return;
+      }
+      const match = this.router.match(req.method ?? '', url.pathname);
+      if (match.kind === 'none') throw new NotFoundError(`no such route: ${req.method ?? '?'} ${url.pathname.slice(0, 100)} (see GET /v1/openapi.json)`);
+      if (match.kind === 'method') {
+        res.setHeader('allow', match.allow.join(', '));
+        throw new ZtmError('E_METHOD_NOT_ALLOWED', `${req.method ?? '?'} is not allowed here: ${match.allow.join(', ')}`);
+      }
+      const { route, params } = match;
+      log = log.child({ op: route.operationId });
+      const token = await this.authenticate(req);
+      log = log.child({ api_token_id: token.id });
+      if (!token.scopes.includes(route.scope)) throw new ForbiddenError(`this token lacks the ${route.scope} scope`);
+      const rate = await this.o.limiter.enforce(token.id, { perMin: token.rate_per_min ?? this.o.defaultLimit.perMin, burst: token.burst ?? this.o.defaultLimit.burst });
+      res.setHeader('ratelimit-remaining', String(rate.remaining));
+      const unknown = [...url.searchParams.keys()].find((k) => !(route.query ?? []).includes(k));
+      if (unknown !== undefined) throw new ValidationError(`unknown query parameter ${JSON.stringify(unknown.slice(0, 40))}${route.query?.length ? `: expected ${route.query.join(', ')}` : ''}`);
+      const body = route.body ? await readJsonBody(req, route.body, this.o.bodyLimit ?? 65_536) : undefined;
+      const args = parseAdminArgs(route.command, route.args({ params, query: url.searchParams, body }));
+      const result = await this.run(route, args);
+      const out = route.respond ? route.respond(result) : result;
+      status = route.status ?? 200;
+      const headers: Record<string, string> = {};
+      if (route.operationId === 'createTenant') headers.location = `/v1/tenants/${(args as { tenant_id: string }).tenant_id}`;
+      sendJson(res, status, redactDeep(out), headers);
+    } catch (err) {
+      const e = errorResponse(err);
+      status = e.status;
+      if (status >= 500) log.error({ err }, 'admin API request failed');
+      if (!res.headersSent) {
+        // An unread body (a 413, a refusal before reading) is not drained: close instead of reading it.
+        if (!req.complete) e.headers.connection = 'close';
+        sendJson(res, status, e.body, e.headers);
+      } else res.destroy();
+    } finally {
+      log.info({ status, ms: Date.now() - started }, 'request');
+    }
+  }
+
+  /** `/healthz`, `/readyz` and the OpenAPI document: no token needed (nothing secret, nothing changes). */
+  private servePlain(pathname: string, res: ServerResponse): boolean {
+    if (pathname === '/healthz') {
+      res.writeHead(200, { 'content-type': 'text/plain' }).end('ok');
+      return true;
+    }
+    if (pathname === '/readyz') {
+      const ok = this.o.ready?.() ?? true;
+      res.writeHead(ok ? 200 : 503, { 'content-type': 'text/plain' }).end(ok ? 'ready' : 'not ready');
+      return true;
+    }
+    if (pathname === '/v1/openapi.json') {
+      res.writeHead(200, { 'content-type': 'application/json; charset=utf-8', 'cache-control': 'no-cache' }).end(this.openapiText);
+      return true;
+    }
+    return false;
+  }
+
+  private async authenticate(req: IncomingMessage): Promise<ApiTokenRecord> {
+    const header = req.headers.authorization;
+    const m = typeof header === 'string' ? /^Bearer +(\S+) *$/i.exec(header) : null;
+    if (!m) throw new UnauthorizedError('missing bearer token: send Authorization: Bearer <a token from ztm api-token create>');
+    let record: ApiTokenRecord | undefined;
+    try {
+      record = await this.o.tokens.verify(m[1] as string);
+    } catch (err) {
+      throw new ZtmError('E_REDIS_UNAVAILABLE', 'cannot check the token: Redis is unavailable', { cause: err });
+    }
+    // One answer for malformed, unknown, wrong and revoked: which one it was helps only a guesser.
+    if (!record) throw new UnauthorizedError('invalid or revoked API token');
+    return record;
+  }
+
+  /** Runs the route's command, at most `concurrency` at once (the rest wait here, in order). */
+  private async run(route: Route, args: unknown): Promise<unknown> {
+    const limit = this.o.concurrency ?? 16;
+    // A finished command hands its slot straight to the next waiter, so a newcomer cannot jump in between.
+    if (this.inFlight >= limit) await new Promise<void>((resolve) => this.waiting.push(resolve));
+    else this.inFlight++;
+    try {
+      return await this.o.backend.run(route.command, args as never, (route.timeoutS ?? DEFAULT_TIMEOUT_S) * 1000);
+    } finally {
+      const next = this.waiting.shift();
+      if (next) next();
+      else this.inFlight--;
+    }
+  }
+}
