@@ -61,10 +61,6 @@ export const warmPoolKey = 'ztm:warm-pool';
 export const WARM_POOL_WAKES_KEY = 'ztm:{warm-pool}:wakes';
 /** Recent cold-start durations (`<ms>:<duration ms>`, a bounded list); same hash tag as the wakes (one MULTI). */
 export const WARM_POOL_COLD_STARTS_KEY = 'ztm:{warm-pool}:cold-starts';
-/** The waker's record of recent wakes (`<ms>:w|c`, a bounded list) the pool-keeper sizes the pool from (lib/warm-pool/wake-stats.ts). */
-export const WARM_POOL_WAKES_KEY = 'ztm:{warm-pool}:wakes';
-/** Recent cold-start durations (`<ms>:<duration ms>`, a bounded list); same hash tag as the wakes (one MULTI). */
-export const WARM_POOL_COLD_STARTS_KEY = 'ztm:{warm-pool}:cold-starts';
 /** Hash {sandboxed, line, at}: whether `npm start` runs its agents sandboxed (ztm status). */
 export const isolationKey = 'ztm:isolation';
 /** Address of a local platform's Redis, written by `npm start` for `ztm` to find. */
@@ -84,16 +80,6 @@ export const WAKE_LOCK_PATTERN = 'tenant:waking:*';
 export const wakeTimesKey = (tenantId: string): string => `ztm:wake-times:${tenantId}`;
 /** Hash tenant → updates delivered on one UTC day (`YYYY-MM-DD`), with a TTL (lib/tenants/tenant-stats.ts). */
 export const messagesDayKey = (day: string): string => `ztm:messages:${day}`;
-
-/**
- * Admin API bearer tokens (lib/admin-api/api-tokens.ts), under one hash tag so a create or revoke
- * is one MULTI on a Redis Cluster too. A token's hash holds its SHA-256, never the token.
- */
-export const apiTokenKey = (tokenId: string): string => `{ztm-api}:token:${tokenId}`;
-/** Sorted set of every API token id, scored by creation time (ms): what `ztm api-token list` reads. */
-export const API_TOKEN_INDEX = '{ztm-api}:tokens';
-/** A token's rate-limit bucket (hash {tokens, at}), with a TTL; its `at` is the token's last use. */
-export const apiRateKey = (tokenId: string): string => `ztm:api-rate:${tokenId}`;
 
 /**
  * Admin API bearer tokens (lib/admin-api/api-tokens.ts), under one hash tag so a create or revoke
