@@ -27,7 +27,7 @@ import {
   type PodSpecOptions,
 } from '../lib/runtime/pod-spec.js';
 import { createPodWithControlSecret } from '../lib/runtime/pod-secrets.js';
-import { POD_OWNER_SECRET_NAME, POD_OWNER_SECRET_TYPE, readPodOwner, type PodOwnership } from '../lib/runtime/pod-owner.js';
+import { podOwnership, POD_OWNER_SECRET_NAME, POD_OWNER_SECRET_TYPE, readPodOwner, type PodOwnership } from '../lib/runtime/pod-owner.js';
 import { loadConfig } from '../lib/config.js';
 import { one, RELEASE, renderChart } from './support/chart.js';
 import { KubeApiServer } from './support/kube/api-server.js';
@@ -126,6 +126,19 @@ t.test('the chart\'s anchor: what the runtime reads, and what makes the runtime 
   await core.deleteNamespacedSecret({ name: POD_OWNER_SECRET_NAME, namespace: NS });
   await core.createNamespacedSecret({ namespace: NS, body: anchor });
   t.not((await readPodOwner(core, NS, POD_OWNER_SECRET_NAME)).owner.uid, ownership.owner.uid, 'a re-created anchor is another owner');
+});
+
+t.test('the runtime reads the owner once: none when K8S_POD_OWNER is unset, a failed read tried again', async (t) => {
+  const { api, core } = await standIn(t);
+  t.same(await podOwnership(core, NS, undefined)(), {}, 'unset: nothing asked, nothing owned');
+  const ownership = podOwnership(core, NS, POD_OWNER_SECRET_NAME);
+  const gets = (): number => api.requests.filter((r) => r.method === 'GET' && r.path.endsWith(`/secrets/${POD_OWNER_SECRET_NAME}`)).length;
+  await t.rejects(ownership(), { code: 'E_CONFIG', variable: 'K8S_POD_OWNER' }, 'refused while the anchor is missing');
+  const created = await core.createNamespacedSecret({ namespace: NS, body: anchor });
+  const first = await ownership();
+  t.equal((first as PodOwnership).owner.uid, created.metadata?.uid, 'read once it exists (the failure was not kept)');
+  t.equal(await ownership(), first, 'then kept');
+  t.equal(gets(), 2, 'two reads: the refused one and the first that succeeded');
 });
 
 t.test('deleting the anchor (helm uninstall) removes every tenant pod, warm member and tenant Secret, and nothing else', async (t) => {

@@ -64,3 +64,21 @@ export async function readPodOwner(core: CoreV1Api, namespace: string, name: str
   const instance = secret.metadata?.labels?.[LABEL_INSTANCE];
   return instance !== undefined && instance !== '' ? { owner, instance } : { owner };
 }
+
+/**
+ * What the runtime puts on every object it creates, read once: the anchor's ownership when
+ * K8S_POD_OWNER names one, none when it is unset (local clusters, tests without the chart). A read
+ * that failed is tried again on the next call; one that succeeded is kept for the process's life
+ * (a re-created anchor is another owner: restart the services, README "Uninstall and cleanup").
+ */
+export function podOwnership(core: CoreV1Api, namespace: string, name: string | undefined): () => Promise<PodOwnership | Record<string, never>> {
+  if (name === undefined) return () => Promise.resolve({});
+  let read: Promise<PodOwnership> | undefined;
+  return () => {
+    read ??= readPodOwner(core, namespace, name).catch((err: unknown) => {
+      read = undefined;
+      throw err;
+    });
+    return read;
+  };
+}
