@@ -125,7 +125,8 @@ function program(onRun: (inv: Invocation) => void, argv: string[] = []) {
     .option('--purge-state', 'Also delete the saved agent state (brain.db) from S3')
     .action((id: string, o: { purgeState?: boolean }) => run('tenant.delete', { tenant_id: assertTenantId(id), purge_state: o.purgeState === true }));
   cli.command('tenant wake <id>', 'Wake a tenant now, without a Telegram message')
-    .action((id: string) => run('tenant.wake', { tenant_id: assertTenantId(id) }, 300));
+    // Long enough for a cold start on a new node (COLD_START_TIMEOUT_S, default 600 s); the phases print as they change.
+    .action((id: string) => run('tenant.wake', { tenant_id: assertTenantId(id) }, 900));
   cli.command('tenant sleep <id>', 'Stop a tenant gracefully, saving its state')
     .action((id: string) => run('tenant.sleep', { tenant_id: assertTenantId(id) }, 300));
   cli.command('webhook register <id>', 'Register (again) the tenant\'s Telegram webhook')

@@ -37,7 +37,12 @@ t.test(`an agent that exits at once: ${ATTEMPTS} wakes tried, then the dead lett
   const items = (JSON.parse(list.stdout) as { items: Array<{ tenant_id: string; attempts: number; reason: string }> }).items;
   t.equal(items.length, 1, 'the update is in the dead letters');
   t.equal(items[0]?.attempts, ATTEMPTS, 'its attempts are the wakes it asked for');
-  t.ok(items[0]?.reason.startsWith(`${WAKE_FAILED_PREFIX}agent process for crashy exited before it was ready`), `the operator sees the wake's reason: ${items[0]?.reason}`);
+  t.ok(items[0]?.reason.startsWith(`${WAKE_FAILED_PREFIX}crash_loop: agent process for crashy exited before it was ready`), `the operator sees the wake's reason and the runtime's code: ${items[0]?.reason}`);
+  t.ok(wakes.every((w) => w.start_reason === 'crash_loop' && w.wake_failure === 'start-failed'), '`wake failed` names the start failure reason');
+  const got = await p.ztm('tenant', 'get', 'crashy', '--json');
+  const view = JSON.parse(got.stdout) as { last_wake_failure?: string; last_wake_failure_at?: string };
+  t.match(view.last_wake_failure, /^wake failed: crash_loop: agent process for crashy exited/, 'ztm tenant get shows the last wake failure');
+  t.ok(view.last_wake_failure_at && Date.parse(view.last_wake_failure_at) > Date.now() - 300_000, `and when: ${view.last_wake_failure_at}`);
   t.equal(await p.clients.redis.exists('tenant:waking:crashy'), 0, 'wake lock released');
 });
 

@@ -14,6 +14,8 @@ import { redactSecrets } from '../redact.js';
 import type { TelegramClient } from '../telegram-client.js';
 import type { TenantRegistry } from '../registry/tenant-registry.js';
 import { toPublicTenant, type PublicTenant, type Tenant } from '../registry/tenant.js';
+import { wakeFailedText } from '../wake/wake-contract.js';
+import { WakeProgress, wakePhaseLine } from '../wake/wake-progress.js';
 
 /** Updates Telegram should send us (the agent handles text, captions and button presses). */
 export const ALLOWED_UPDATES = ['message', 'edited_message', 'channel_post', 'callback_query'];
@@ -38,6 +40,12 @@ export interface TenantAdminOptions {
   routerPublicUrl?: string | undefined;
   lifecycle?: TenantLifecycle;
 }
+
+/**
+ * `ztm tenant get`: the record plus what its wakes left: the phase of a wake in progress, and the
+ * last failed wake (`wake failed: <start reason>: <message>`, and when), kept for days.
+ */
+export type TenantView = PublicTenant & { wake_phase?: string; last_wake_failure?: string; last_wake_failure_at?: string };
 
 export interface WebhookOutcome {
   registered: boolean;
@@ -69,8 +77,17 @@ export class TenantAdmin {
     return { tenant: toPublicTenant(tenant), webhook };
   }
 
-  async get(tenantId: string): Promise<PublicTenant> {
-    return toPublicTenant(await this.o.registry.require(tenantId));
+  async get(tenantId: string): Promise<TenantView> {
+    const progress = new WakeProgress(this.o.redis);
+    const [tenant, wake, failure] = await Promise.all([this.o.registry.require(tenantId), progress.read(tenantId), progress.lastFailure(tenantId)]);
+    const view: TenantView = toPublicTenant(tenant);
+    // Redacted like every free text shown: a phase's detail and a reason come from APIs' messages.
+    if (wake?.phase && wake.phase !== 'ready' && wake.phase !== 'failed') view.wake_phase = redactSecrets(wakePhaseLine(wake.phase, wake.detail));
+    if (failure) {
+      view.last_wake_failure = redactSecrets(wakeFailedText(failure));
+      if (failure.at !== undefined) view.last_wake_failure_at = new Date(failure.at).toISOString();
+    }
+    return view;
   }
 
   async list(args: { limit?: number; cursor?: string }): Promise<{ items: PublicTenant[]; cursor?: string }> {
@@ -150,7 +167,7 @@ export class TenantAdmin {
    */
   private async clearRedisLeftovers(id: string): Promise<void> {
     await new Activity(this.o.redis).clear(id);
-    await Promise.all([this.o.redis.del(endpointKey(id)), this.o.redis.del(wakeLockKey(id)), this.o.redis.del(startingNoticeKey(id))]);
+    await Promise.all([this.o.redis.del(endpointKey(id)), this.o.redis.del(wakeLockKey(id)), this.o.redis.del(startingNoticeKey(id)), new WakeProgress(this.o.redis).forget(id)]);
   }
 
   private async registerWebhookFor(tenant: Tenant): Promise<WebhookOutcome> {

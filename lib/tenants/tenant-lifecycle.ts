@@ -7,13 +7,17 @@ import type { Logger } from '../logger.js';
 import type { RedisClient } from '../redis.js';
 import { NotFoundError, TimeoutError } from '../errors.js';
 import { Endpoints } from '../delivery/endpoints.js';
-import { requestWake } from '../wake/wake-contract.js';
+import { requestWake, wakeFailedText } from '../wake/wake-contract.js';
+import { WakeProgress, wakePhaseLine } from '../wake/wake-progress.js';
 import type { TenantRegistry } from '../registry/tenant-registry.js';
 import type { Runtime } from '../runtime/runtime.js';
 import type { TenantIdentity } from '../webhook-secret.js';
 import type { StateStore } from '../state/state-store.js';
 import type { TenantLifecycle } from './tenant-admin.js';
 import { Activity } from './activity.js';
+
+/** The waker's clock and this one's may differ a little (a failure's `at` is the waker's). */
+const CLOCK_SLACK_MS = 2_000;
 
 export interface LifecycleOptions {
   registry: TenantRegistry;
@@ -28,10 +32,12 @@ export interface LifecycleOptions {
 export class RuntimeLifecycle implements TenantLifecycle {
   private readonly endpoints: Endpoints;
   private readonly activity: Activity;
+  private readonly progress: WakeProgress;
 
   constructor(private readonly o: LifecycleOptions) {
     this.endpoints = new Endpoints({ redis: o.redis });
     this.activity = new Activity(o.redis);
+    this.progress = new WakeProgress(o.redis);
   }
 
   async wake(tenantId: string, progress: (message: string) => void = () => undefined): Promise<{ tenant_id: string; address: string; ms: number }> {
@@ -41,12 +47,27 @@ export class RuntimeLifecycle implements TenantLifecycle {
     progress('wake requested');
     const deadline = started + this.o.wakeTimeoutS * 1000;
     let lastStatus = '';
-    while (Date.now() < deadline) {
+    let lastPhase = '';
+    // Printed once each as they change: the wake's phases (the waker records them, wake-progress.ts).
+    const phaseOf = async (): Promise<void> => {
+      const view = await this.progress.read(tenantId);
+      if (!view?.phase || view.started < started - 1000 || view.phase === 'failed') return;
+      const line = wakePhaseLine(view.phase, view.detail);
+      if (line !== lastPhase) progress((lastPhase = line));
+    };
+    for (let polls = 0; Date.now() < deadline; polls++) {
       const endpoint = await this.endpoints.get(tenantId);
-      if (endpoint) return { tenant_id: tenantId, address: endpoint.address, ms: Date.now() - started };
+      if (endpoint) {
+        await phaseOf();
+        if (!lastPhase.startsWith('ready')) progress('ready');
+        return { tenant_id: tenantId, address: endpoint.address, ms: Date.now() - started };
+      }
+      // A failure of an earlier wake (the drains' copy lives two minutes) is not this one's.
       const failure = await this.endpoints.lastWakeFailure(tenantId);
-      if (failure) throw new TimeoutError(`wake of ${tenantId} failed: ${failure.reason}`);
-      const tenant = await this.o.registry.get(tenantId);
+      if (failure && (failure.at === undefined || failure.at >= started - CLOCK_SLACK_MS)) throw new TimeoutError(`${tenantId}: ${wakeFailedText(failure)}`);
+      await phaseOf();
+      // The registry (DynamoDB) is read once a second, the phases (Redis) every 200 ms.
+      const tenant = polls % 5 === 0 ? await this.o.registry.get(tenantId) : undefined;
       if (tenant && tenant.status !== lastStatus) {
         lastStatus = tenant.status;
         progress(`status ${tenant.status}${tenant.pod_name ? ` (pod ${tenant.pod_name})` : ''}`);

@@ -8,6 +8,7 @@
 import type { Job, JobsOptions, Queue } from 'bullmq';
 import { ZtmError, type ErrorCode } from '../errors.js';
 import { TENANT_ID_PATTERN } from '../validate.js';
+import { START_FAILURE_REASONS, type StartFailureReason } from '../runtime/runtime.js';
 
 /** The BullMQ job name of a wake request (the queue is QUEUES.wake). */
 export const WAKE_JOB_NAME = 'wake';
@@ -68,27 +69,50 @@ export interface WakeFailure {
   code: WakeFailureCode;
   /** One line for operators, no secret (an error's message). */
   reason: string;
+  /**
+   * start-failed only: why the runtime's start failed (RuntimeError.reason: image_pull_failed,
+   * unschedulable, crash_loop, start_timeout, api_refused, api_unavailable, pod_lost), when it said.
+   */
+  start_reason?: StartFailureReason;
+  /** When the wake failed (epoch ms); set by the waker. */
+  at?: number;
 }
 
-/** The operator-facing text of a failed wake (dead letters, `ztm`): `wake failed: <reason>`. */
+/**
+ * The operator-facing text of a failed wake (dead letters, `ztm`): `wake failed: <reason>`, or
+ * `wake failed: <start_reason>: <reason>` when the runtime said why its start failed.
+ */
 export const WAKE_FAILED_PREFIX = 'wake failed: ';
-export const wakeFailedText = (f: WakeFailure | undefined): string => `${WAKE_FAILED_PREFIX}${f?.reason ?? 'unknown'}`;
+export const wakeFailedText = (f: WakeFailure | undefined): string =>
+  `${WAKE_FAILED_PREFIX}${f?.start_reason ? `${f.start_reason}: ` : ''}${f?.reason ?? 'unknown'}`;
 
 const MAX_REASON = 300;
 const CODES: ReadonlySet<string> = new Set(WAKE_FAILURE_CODES);
+const START_REASONS: ReadonlySet<string> = new Set(START_FAILURE_REASONS);
 
-/** As stored beside the tenant (Endpoints.recordWakeFailure). */
+/** A RuntimeError's `reason`, if `err` carries one of the contract's (lib/runtime/runtime.ts). */
+export function startFailureReasonOf(err: unknown): StartFailureReason | undefined {
+  const reason = (err as { reason?: unknown } | null | undefined)?.reason;
+  return typeof reason === 'string' && START_REASONS.has(reason) ? (reason as StartFailureReason) : undefined;
+}
+
+/** As stored beside the tenant (Endpoints.recordWakeFailure, WakeProgress.recordFailure). */
 export function encodeWakeFailure(f: WakeFailure): string {
-  return JSON.stringify({ code: f.code, reason: f.reason.slice(0, MAX_REASON) });
+  return JSON.stringify({
+    code: f.code, reason: f.reason.slice(0, MAX_REASON),
+    ...(f.start_reason ? { start_reason: f.start_reason } : {}), ...(f.at !== undefined ? { at: f.at } : {}),
+  });
 }
 
 /** Reads a stored failure; a value of an older platform (plain text) reads as `internal`. */
 export function decodeWakeFailure(stored: string | null | undefined): WakeFailure | undefined {
   if (stored === null || stored === undefined) return undefined;
   try {
-    const v = JSON.parse(stored) as { code?: unknown; reason?: unknown };
+    const v = JSON.parse(stored) as { code?: unknown; reason?: unknown; start_reason?: unknown; at?: unknown };
     if (typeof v === 'object' && v !== null && typeof v.code === 'string' && CODES.has(v.code) && typeof v.reason === 'string') {
-      return { code: v.code as WakeFailureCode, reason: v.reason };
+      const startReason = startFailureReasonOf(v.start_reason === undefined ? undefined : { reason: v.start_reason });
+      const at = typeof v.at === 'number' && Number.isFinite(v.at) && v.at > 0 ? v.at : undefined;
+      return { code: v.code as WakeFailureCode, reason: v.reason, ...(startReason ? { start_reason: startReason } : {}), ...(at !== undefined ? { at } : {}) };
     }
   } catch {
     /* plain text below */

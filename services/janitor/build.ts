@@ -50,7 +50,8 @@ export async function buildJanitor(d: JanitorDeps): Promise<BuiltJanitor> {
     chain.add('wake queue', () => wakeQueue.close());
     lifecycle = new RuntimeLifecycle({
       registry: d.clients.registry, runtime, state: d.clients.state, redis: d.clients.redis, wakeQueue,
-      log: d.lifecycleLog ?? d.log, wakeTimeoutS: d.config.wakeLockTtlS,
+      // A wake's start may take up to COLD_START_TIMEOUT_S (its lock is renewed meanwhile).
+      log: d.lifecycleLog ?? d.log, wakeTimeoutS: Math.max(d.config.wakeLockTtlS, d.config.coldStartTimeoutS + 30),
     });
   }
   let janitor: Janitor | undefined;

@@ -2,7 +2,9 @@
  * The waker: a BullMQ worker over `{wake}`. One wake per tenant at a time (the runbook's wake lock
  * `tenant:waking:<id>`, SET NX EX); the agent is used only once ready; the endpoint is published in
  * `router:endpoint:<id>`, the registry moves provisioning → running, and the drains that waited
- * are promoted at once. A failed wake logs `wake failed`, records a typed failure
+ * are promoted at once. While the runtime starts the agent the lock is renewed (a cold start may
+ * wait minutes for a node; bounded by COLD_START_TIMEOUT_S) and its phases are recorded for
+ * `ztm tenant wake` (lib/wake/wake-progress.ts). A failed wake logs `wake failed`, records a typed failure
  * (lib/wake/wake-contract.ts), releases the lock and its hold on wake requests, and only then
  * tells the waiting drains, so that their next request starts a new wake.
  */
@@ -18,13 +20,24 @@ import { Activity } from '../../lib/tenants/activity.js';
 import { recordWake } from '../../lib/tenants/tenant-stats.js';
 import { Endpoints } from '../../lib/delivery/endpoints.js';
 import { callScript } from '../../lib/redis-scripts.js';
-import { WakeFailedError, parseWakeJob, releaseWakeRequest, type WakeFailure, type WakeFailureCode } from '../../lib/wake/wake-contract.js';
+import { WakeFailedError, parseWakeJob, releaseWakeRequest, startFailureReasonOf, type WakeFailure, type WakeFailureCode } from '../../lib/wake/wake-contract.js';
+import { WakeProgress } from '../../lib/wake/wake-progress.js';
+import { RuntimeError } from '../../lib/errors.js';
 import type { TenantRegistry } from '../../lib/registry/tenant-registry.js';
 import type { Tenant } from '../../lib/registry/tenant.js';
 import type { StateStore } from '../../lib/state/state-store.js';
 import { STATE_URL_TTL_S, StateUrlLedger } from '../../lib/state/state-urls.js';
 import { recordWakeDemand } from '../../lib/warm-pool/wake-stats.js';
-import type { Runtime, TenantInstance } from '../../lib/runtime/runtime.js';
+import type { Runtime, StartProgress, StartResult, TenantInstance } from '../../lib/runtime/runtime.js';
+import { WakeLockHolder } from './wake-lock-holder.js';
+
+/**
+ * How long past COLD_START_TIMEOUT_S the waker waits for a runtime that did not end its start by
+ * the deadline it was given, before it fails the wake itself (start_timeout).
+ */
+const START_GRACE_MS = 15_000;
+/** A phase's detail that changes (e.g. a scheduler message) is recorded at most this often. */
+const DETAIL_WRITE_GAP_MS = 5_000;
 
 
 export interface WakerOptions {
@@ -50,6 +63,7 @@ export class Waker {
   readonly worker: Worker;
   readonly endpoints: Endpoints;
   private readonly activity: Activity;
+  private readonly progress: WakeProgress;
   private readonly forwardQueue: Queue;
   private readonly o: WakerOptions;
 
@@ -60,6 +74,7 @@ export class Waker {
     this.o = o;
     this.endpoints = new Endpoints({ redis: o.redis });
     this.activity = new Activity(o.redis);
+    this.progress = new WakeProgress(o.redis);
     this.forwardQueue = new Queue(QUEUES.forward, { connection: o.bull, prefix: QUEUE_PREFIX });
     this.worker = new Worker(QUEUES.wake, (job) => this.process(job), {
       connection: o.bull,
@@ -106,6 +121,15 @@ export class Waker {
       locked = true;
     }
     if (!locked) return { tenant_id: tenantId, pod_name: '', address: '', path: 'in-progress', ms: 0 };
+    // A start that makes progress keeps the lock (a node being provisioned takes minutes), up to
+    // its bound: COLD_START_TIMEOUT_S, also the deadline the runtime is given.
+    const deadline = started + this.o.config.coldStartTimeoutS * 1000;
+    const holder = new WakeLockHolder({
+      redis: this.o.redis, log, tenantId, token: lock, ttlS: ttl, untilMs: deadline + START_GRACE_MS,
+      onRenewed: () => void this.progress.touch(tenantId, ttl).catch(() => undefined),
+    });
+    await this.progress.begin(tenantId, { started, deadline, ttlS: ttl }).catch((err: unknown) => log.warn({ err }, 'could not record the wake progress'));
+    const onProgress = this.progressListener(tenantId, holder, ttl, log);
     try {
       // The record and a live instance do not depend on each other: one wait.
       const [tenant, live] = await Promise.all([
@@ -123,7 +147,7 @@ export class Waker {
       // lock is held the reconciler leaves a pod whose tenant is not marked yet alone.
       const [marked, startedInstance] = await Promise.allSettled([
         this.markProvisioning(tenant),
-        step('start-failed', this.o.runtime.start(tenant, state)),
+        step('start-failed', bounded(this.o.runtime.start(tenant, state, { onProgress, deadlineMs: deadline }), deadline + START_GRACE_MS, tenantId, this.o.config.coldStartTimeoutS)),
       ]);
       if (startedInstance.status === 'rejected') throw startedInstance.reason;
       if (marked.status === 'rejected') throw marked.reason;
@@ -131,19 +155,26 @@ export class Waker {
       return await this.publish(marked.value, instance, path, started, log);
     } catch (err) {
       const failed = err instanceof WakeFailedError ? err : new WakeFailedError({ code: 'internal', reason: reasonOf(err) }, { cause: err });
-      const { failure } = failed;
+      const failure: WakeFailure = { ...failed.failure, at: Date.now() };
       if (failure.code === 'unknown-tenant') {
         log.error({ wake_failure: failure.code }, failed.message);
         this.o.metrics?.wakes.inc({ outcome: 'unknown-tenant' });
         await this.endpoints.recordWakeFailure(tenantId, failure);
       } else {
-        log.error({ err: failed.cause ?? failed, wake_failure: failure.code, ms: Date.now() - started }, 'wake failed');
+        log.error({
+          err: failed.cause ?? failed, wake_failure: failure.code, ...(failure.start_reason ? { start_reason: failure.start_reason } : {}),
+          reason: failure.reason, ms: Date.now() - started,
+        }, 'wake failed');
         this.o.metrics?.wakes.inc({ outcome: 'failed' });
         await this.endpoints.recordWakeFailure(tenantId, failure);
+        // Kept for days for `ztm tenant get`; the drains' copy above lives minutes.
+        await this.progress.recordFailure(tenantId, failure).catch((e: unknown) => log.warn({ err: e }, 'could not record the last wake failure'));
+        await this.progress.end(tenantId, 'failed', failure.start_reason ?? failure.code).catch(() => undefined);
         await this.o.registry.update(tenantId, { status: 'idle', pod_name: null, pod_ip: null }).catch(() => undefined);
       }
       throw failed;
     } finally {
+      holder.stop();
       await callScript(this.o.redis, 'ztmCompareAndDelete', wakeLockKey(tenantId), lock);
       await this.o.redis.del(startingNoticeKey(tenantId));
       // This job no longer stands for the tenant's pending wake: BullMQ would let go of it only
@@ -156,6 +187,23 @@ export class Waker {
       await this.endpoints.announceWakeDone(tenantId);
       await this.endpoints.promoteParked(tenantId, this.forwardQueue);
     }
+  }
+
+  /**
+   * The runtime's progress: every report renews the lock (throttled); a new phase is logged and
+   * recorded for `ztm tenant wake`, a new detail of the same phase at most every few seconds.
+   */
+  private progressListener(tenantId: string, holder: WakeLockHolder, ttlS: number, log: Logger): (p: StartProgress) => void {
+    let last: StartProgress | undefined;
+    let written = 0;
+    return (p) => {
+      holder.heartbeat();
+      if (last && last.phase === p.phase && (last.detail === p.detail || Date.now() - written < DETAIL_WRITE_GAP_MS)) return;
+      if (!last || last.phase !== p.phase) log.info({ phase: p.phase, ...(p.detail ? { detail: p.detail } : {}) }, 'wake phase');
+      last = p;
+      written = Date.now();
+      void this.progress.phase(tenantId, p, ttlS).catch(() => undefined);
+    };
   }
 
   private async markProvisioning(tenant: Tenant): Promise<Tenant> {
@@ -171,6 +219,7 @@ export class Waker {
     // promotion in wake()'s finally still catches drains parked after this one.
     await this.endpoints.promoteParked(tenant.tenant_id, this.forwardQueue);
     await this.endpoints.clearWakeFailure(tenant.tenant_id);
+    await this.progress.end(tenant.tenant_id, 'ready').catch(() => undefined);
     await this.activity.touch(tenant.tenant_id, tenant.idle_timeout_s);
     await this.o.registry.mutate(tenant.tenant_id, (cur) => {
       if (cur.status === 'running' && cur.pod_name === instance.podName && cur.pod_ip === instance.ip) return undefined;
@@ -197,11 +246,31 @@ export class Waker {
   }
 }
 
-/** Tags a wake step's failure with its code (a WakeFailedError passes as it is). */
+/**
+ * Tags a wake step's failure with its code and, for a start, the runtime's reason (RuntimeError
+ * .reason); a WakeFailedError passes as it is.
+ */
 function step<T>(code: WakeFailureCode, p: Promise<T>): Promise<T> {
   return p.catch((err: unknown) => {
-    throw err instanceof WakeFailedError ? err : new WakeFailedError({ code, reason: reasonOf(err) } satisfies WakeFailure, { cause: err });
+    if (err instanceof WakeFailedError) throw err;
+    const startReason = code === 'start-failed' ? startFailureReasonOf(err) : undefined;
+    throw new WakeFailedError({ code, reason: reasonOf(err), ...(startReason ? { start_reason: startReason } : {}) } satisfies WakeFailure, { cause: err });
   });
+}
+
+/**
+ * The runtime is given the deadline; should its start not end by then (a hung API call), the wake
+ * fails anyway shortly after. What that start still brings up is the reconciler's (a pod without a
+ * running tenant) or the next wake's (it finds it live).
+ */
+function bounded(start: Promise<StartResult>, untilMs: number, tenantId: string, boundS: number): Promise<StartResult> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new RuntimeError(`the start of ${tenantId} did not end within COLD_START_TIMEOUT_S (${boundS}s)`, { reason: 'start_timeout' })), Math.max(0, untilMs - Date.now()));
+    timer.unref();
+  });
+  start.catch(() => undefined);
+  return Promise.race([start, late]).finally(() => clearTimeout(timer));
 }
 
 function reasonOf(err: unknown): string {
