@@ -113,6 +113,14 @@ export class KubeApiServer {
     this.faults.add({ method, path, status, reason: reason ?? DEFAULT_REASONS[status], ...(message !== undefined ? { message } : {}) });
   }
 
+  /** Adds labels to a namespace (e.g. pod-security.kubernetes.io/enforce=restricted, see admission.ts). */
+  labelNamespace(namespace: string, labels: Record<string, string>): void {
+    const namespaces = resourceType('', 'v1', 'namespaces') as ResourceType;
+    if (!this.store.mutate(namespaces, '', namespace, (n) => void (n.metadata.labels = { ...n.metadata.labels, ...labels }))) {
+      throw new Error(`stand-in: no namespace ${namespace}`);
+    }
+  }
+
   /** Watch streams currently open. */
   get openWatches(): number {
     return this.watches.size;
