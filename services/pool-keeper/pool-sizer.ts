@@ -39,6 +39,9 @@ export interface Sizing {
   /** The model's wanted size before the hysteresis. */
   wanted: number;
   ratePerS: number;
+  /** The estimate before the cut-off (below one wake per slow window the rate counts as 0). */
+  estimatedRatePerS: number;
+  slowTauS: number;
   /** Replenish time used (s) and whether it was measured (else the default). */
   startS: number;
   startMeasured: boolean;
@@ -81,7 +84,11 @@ export class PoolSizer {
     // The record's start is known only once it is full (older wakes were dropped).
     const since = stats.full ? stats.wakes.at(-1)?.at : undefined;
     const times = stats.wakes.map((w) => w.at);
-    const ratePerS = Math.max(ewmaRate(times, now, this.o.fastTauS ?? 20, since), ewmaRate(times, now, this.o.slowTauS ?? 180, since));
+    const slowTauS = this.o.slowTauS ?? 180;
+    const estimated = Math.max(ewmaRate(times, now, this.o.fastTauS ?? 20, since), ewmaRate(times, now, slowTauS, since));
+    // Less than one wake per slow window is no demand to keep members for (else any wake, however
+    // long ago, would keep one member above WARM_POOL_MIN forever: the estimate never reaches 0).
+    const ratePerS = estimated * slowTauS >= 1 ? estimated : 0;
     const measured = meanStartS(stats.coldStartsMs);
     const startS = (measured ?? this.o.defaultStartS) + this.o.tickS;
     const model = sizeFor({ min, max, ratePerS, replenishS: startS, hitTarget: this.o.hitTarget });
@@ -91,7 +98,7 @@ export class PoolSizer {
     const kept = sizeFor({ min: size, max: size, ratePerS, replenishS: startS, hitTarget: this.o.hitTarget });
     const windowS = this.o.observedWindowS ?? 600;
     const sizing: Sizing = {
-      min, max, size, previous: prev.size, change: d.change, wanted: model.size, ratePerS, startS, startMeasured: measured !== undefined,
+      min, max, size, previous: prev.size, change: d.change, wanted: model.size, ratePerS, estimatedRatePerS: estimated, slowTauS, startS, startMeasured: measured !== undefined,
       load: model.load, probability: kept.probability, hitTarget: this.o.hitTarget, capped: model.capped,
       observed: { ...countSince(stats, now - windowS * 1000), windowS }, hysteresis: d.state, reason: '',
     };
@@ -113,13 +120,18 @@ function savedState(saved: Array<string | null>, min: number): HysteresisState {
 /** One line an operator can read: why the pool has the size it has. */
 export function reasonOf(s: Omit<Sizing, 'reason'>, holdS: number): string {
   if (s.min === s.max) return `fixed size ${s.size} (WARM_POOL_TARGET)`;
-  const start = `${s.startS.toFixed(1)} s replenish${s.startMeasured ? '' : ' (assumed: no cold start measured yet)'}`;
-  const demand = `${s.ratePerS.toFixed(3)} wakes/s × ${start} = load ${s.load.toFixed(2)}`;
   const p = `P(hit) ${s.probability.toFixed(3)}`;
-  if (s.change === 'shrink') return `${demand}: ${s.size} members give ${p}; wanted less for ${holdS} s`;
-  if (s.wanted < s.size) return `${demand}: keeping ${s.size} (${p}) until less has been wanted for ${holdS} s`;
-  if (s.capped) return `${demand}: capped at WARM_POOL_MAX ${s.max}, ${p} < target ${s.hitTarget}`;
-  if (s.load === 0) return `no recent wakes: WARM_POOL_MIN ${s.min}`;
-  if (s.size === s.min && s.probability >= s.hitTarget) return `${demand}: WARM_POOL_MIN ${s.min} gives ${p} ≥ ${s.hitTarget}`;
-  return `${demand}: ${s.size} members give ${p} ≥ ${s.hitTarget}`;
+  let why: string;
+  if (s.load === 0) {
+    why = s.estimatedRatePerS > 0 ? `fewer than one wake per ${s.slowTauS} s (${s.estimatedRatePerS.toFixed(4)}/s): WARM_POOL_MIN ${s.min}` : `no recent wakes: WARM_POOL_MIN ${s.min}`;
+  } else {
+    const start = `${s.startS.toFixed(1)} s replenish${s.startMeasured ? '' : ' (assumed: no cold start measured yet)'}`;
+    why = `${s.ratePerS.toFixed(3)} wakes/s × ${start} = load ${s.load.toFixed(2)}: `;
+    if (s.capped && s.wanted >= s.size) why += `capped at WARM_POOL_MAX ${s.max}, ${p} < target ${s.hitTarget}`;
+    else if (s.wanted === s.min && s.wanted < s.size) why += `wants WARM_POOL_MIN ${s.min}`;
+    else why += `${s.wanted} members give P(hit) >= ${s.hitTarget}`;
+  }
+  if (s.change === 'shrink') return `${why}; less wanted for ${holdS} s: down to ${s.size} (${p})`;
+  if (s.wanted < s.size) return `${why}; keeping ${s.size} (${p}) until less has been wanted for ${holdS} s`;
+  return why;
 }
