@@ -11,7 +11,7 @@
  * (pod-spec.ts) and pod-create path (pod-secrets.ts createPodWithControlSecret).
  */
 import t, { type Test } from 'tap';
-import { CoreV1Api, type V1OwnerReference, type V1Pod, type V1Secret } from '@kubernetes/client-node';
+import { CoreV1Api, PatchStrategy, setHeaderOptions, type V1OwnerReference, type V1Pod, type V1Secret } from '@kubernetes/client-node';
 import { ConfigError, RuntimeError, ValidationError } from '../lib/errors.js';
 import {
   coldPodManifest,
@@ -20,6 +20,7 @@ import {
   LABEL_INSTANCE,
   LABEL_MANAGED_BY,
   MANAGED_BY,
+  secretUpdatePatch,
   tokenSecretManifest,
   validatePodSpecOptions,
   warmPodManifest,
@@ -184,4 +185,29 @@ t.test('deleting the anchor (helm uninstall) removes every tenant pod, warm memb
   await core.createNamespacedSecret({ namespace: NS, body: tokenSecretManifest(NS, 'carol', '1:token-carol', undefined, ownership) });
   t.same((await listPods()).filter(byUs), [], 'a member created after the anchor is gone is collected');
   t.same((await listSecrets()).filter(byUs), [], 'and so is its control Secret and a late token Secret');
+});
+
+t.test('a Secret from before the owner (or of an older anchor) is adopted when the runtime next writes it', async (t) => {
+  const { core } = await standIn(t);
+  await core.createNamespacedSecret({ namespace: NS, body: anchor });
+  const ownership = await readPodOwner(core, NS, POD_OWNER_SECRET_NAME);
+  const MERGE = setHeaderOptions('Content-Type', PatchStrategy.MergePatch);
+  // Written by an older version: no owner, no release label, a key since dropped.
+  const old = await core.createNamespacedSecret({ namespace: NS, body: { ...warmPoolSecretManifest(NS, 'sk-key'), data: { AGENT_LLM_API_KEY: Buffer.from('sk-key').toString('base64'), WARM_POOL_SECRET: 'c2VjcmV0' } } });
+  const manifest = warmPoolSecretManifest(NS, 'sk-key', ownership);
+  const patch = secretUpdatePatch(manifest, old, { exact: true });
+  t.ok(patch, 'it differs: a write is due');
+  const adopted = await core.patchNamespacedSecret({ name: 'zeroclaw-warm-pool', namespace: NS, body: patch }, MERGE);
+  t.same(adopted.metadata?.ownerReferences, [ownership.owner], 'owned by the anchor now');
+  t.equal(adopted.metadata?.labels?.[LABEL_INSTANCE], RELEASE);
+  t.same(Object.keys(adopted.data ?? {}), ['AGENT_LLM_API_KEY'], 'exact: the dropped key removed');
+  t.equal(secretUpdatePatch(manifest, adopted, { exact: true }), undefined, 'then nothing to write');
+  t.equal(secretUpdatePatch(warmPoolSecretManifest(NS, 'sk-key'), adopted, { exact: true }), undefined, 'without an owner configured an owned Secret is left as it is');
+  const stale = { ...ownership.owner, uid: '00000000-0000-4000-8000-000000000000' };
+  t.same((secretUpdatePatch(manifest, { ...adopted, metadata: { ...adopted.metadata, ownerReferences: [stale] } }) as { metadata: { ownerReferences: unknown } }).metadata.ownerReferences,
+    [ownership.owner], 'an older anchor\'s uid is replaced');
+  t.ok(secretUpdatePatch(tokenSecretManifest(NS, 'alice', '2:new', undefined, ownership), { metadata: { labels: {} }, data: {} }), 'a rotated token is written');
+
+  await core.deleteNamespacedSecret({ name: POD_OWNER_SECRET_NAME, namespace: NS });
+  await t.rejects(core.readNamespacedSecret({ name: 'zeroclaw-warm-pool', namespace: NS }), { code: 404 }, 'the adopted Secret goes with the anchor');
 });

@@ -460,3 +460,31 @@ export function claimPatch(tenantId: string, resourceVersion: string, claimedAt:
     },
   };
 }
+
+const sameOwners = (a: V1OwnerReference[] | undefined, b: V1OwnerReference[]): boolean =>
+  (a ?? []).length === b.length && b.every((r, i) => {
+    const x = a?.[i];
+    return x !== undefined && x.apiVersion === r.apiVersion && x.kind === r.kind && x.name === r.name && x.uid === r.uid;
+  });
+
+/**
+ * The JSON merge patch that makes an existing Secret what `manifest` says (the runtime's upsert
+ * after a 409): its data keys (with `exact`, no other keys: null removes one), its labels and,
+ * when the manifest has one, its owner (a merge patch replaces the list: a Secret from before the
+ * owner, or of an older anchor, is adopted). Undefined when it already is all that (no write).
+ */
+export function secretUpdatePatch(manifest: V1Secret, existing: V1Secret, options: { exact?: boolean } = {}): Record<string, unknown> | undefined {
+  const data = manifest.data ?? {};
+  const extra = options.exact ? Object.keys(existing.data ?? {}).filter((k) => !(k in data)) : [];
+  const labels = manifest.metadata?.labels ?? {};
+  const owners = manifest.metadata?.ownerReferences;
+  const current = extra.length === 0
+    && Object.entries(data).every(([k, v]) => existing.data?.[k] === v)
+    && Object.entries(labels).every(([k, v]) => existing.metadata?.labels?.[k] === v)
+    && (owners === undefined || sameOwners(existing.metadata?.ownerReferences, owners));
+  if (current) return undefined;
+  return {
+    metadata: { labels: { ...labels }, ...(owners !== undefined ? { ownerReferences: owners.map((r) => ({ ...r })) } : {}) },
+    data: { ...data, ...Object.fromEntries(extra.map((k) => [k, null])) },
+  };
+}
