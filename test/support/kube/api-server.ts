@@ -52,8 +52,8 @@ export interface RecordedRequest {
   status?: number;
 }
 
-/** Watch streams of one resource: open now, and started since the server started. */
-export interface WatchStats { open: number; started: number }
+/** Watch streams of one resource: open now, started since the server started, answered 410 Expired. */
+export interface WatchStats { open: number; started: number; expired: number }
 
 interface Target { rt: ResourceType; scope: string | undefined; name: string | undefined; sub: string | undefined; watch: boolean; verb: Verb }
 
@@ -69,6 +69,7 @@ export class KubeApiServer {
   readonly controlPlane: ControlPlane;
   private readonly watches = new Map<{ stop(): void }, string>();
   private readonly watchesStarted = new Map<string, number>();
+  private readonly watchesExpired = new Map<string, number>();
 
   private constructor(private readonly server: Server, readonly url: string, readonly token: string, readonly store: ObjectStore, readonly behaviour: ClusterBehaviour) {
     store.retention = () => ({ events: behaviour.current.watch.historyEvents, ms: behaviour.ms(behaviour.current.watch.historyS) });
@@ -128,7 +129,11 @@ export class KubeApiServer {
 
   /** Per resource (`pods`, `nodes`...): watch streams open now and started so far. */
   watchStats(resource: string): WatchStats {
-    return { open: [...this.watches.values()].filter((r) => r === resource).length, started: this.watchesStarted.get(resource) ?? 0 };
+    return {
+      open: [...this.watches.values()].filter((r) => r === resource).length,
+      started: this.watchesStarted.get(resource) ?? 0,
+      expired: this.watchesExpired.get(resource) ?? 0,
+    };
   }
 
   /** Ends every open watch stream (as an apiserver restart or its watch timeout would); clients reconnect. */
@@ -275,6 +280,7 @@ export class KubeApiServer {
         rec.status = 200;
         this.watches.set(w, rt.resource);
         this.watchesStarted.set(rt.resource, (this.watchesStarted.get(rt.resource) ?? 0) + 1);
+        if (w.expired) this.watchesExpired.set(rt.resource, (this.watchesExpired.get(rt.resource) ?? 0) + 1);
         void w.done.then(() => this.watches.delete(w));
         return;
       }

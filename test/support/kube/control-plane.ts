@@ -35,12 +35,15 @@ export function nodeReady(node: KubeObject | undefined): boolean {
 export class ControlPlane {
   private readonly pending = new Map<string, Pending>();
   private readonly evictions = new Set<NodeJS.Timeout>();
-  private cursor: number;
+  /** Store events not handled yet (kept here: the store's history window may be tiny in a test). */
+  private readonly queue: StoreEvent[] = [];
   private scheduled = false;
   private closed = false;
   private readonly offBehaviour: () => void;
-  private readonly onEvent = (): void => {
-    if (this.scheduled || this.closed) return;
+  private readonly onEvent = (ev: StoreEvent): void => {
+    if (this.closed) return;
+    this.queue.push(ev);
+    if (this.scheduled) return;
     this.scheduled = true;
     setImmediate(() => {
       this.scheduled = false;
@@ -49,7 +52,6 @@ export class ControlPlane {
   };
 
   constructor(private readonly store: ObjectStore, private readonly behaviour: ClusterBehaviour) {
-    this.cursor = store.currentRv();
     store.on('event', this.onEvent);
     // A knob turned (e.g. `never` lifted): blocked pods are planned again.
     this.offBehaviour = behaviour.onChange(() => this.replanBlocked());
@@ -72,8 +74,7 @@ export class ControlPlane {
   private drain(): void {
     if (this.closed) return;
     let nodesChanged = false;
-    for (const ev of this.store.eventsAfter(this.cursor)) {
-      this.cursor = ev.rv;
+    for (const ev of this.queue.splice(0)) {
       if (ev.rt === NODES) nodesChanged = true;
       else if (ev.rt === PODS) this.handlePod(ev);
     }

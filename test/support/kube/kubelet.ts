@@ -66,7 +66,8 @@ export class Kubelet {
   /** Logs by `ns/name`, kept after the pod is gone (until a pod of that name starts again). */
   private readonly logs = new Map<string, Map<string, ContainerRun['logs']>>();
   private readonly ownDataDir: boolean;
-  private cursor: number;
+  /** Store events not handled yet (kept here: the store's history window may be tiny in a test). */
+  private readonly queue: StoreEvent[] = [];
   private scheduled = false;
   private closed = false;
   private isLost = false;
@@ -76,8 +77,10 @@ export class Kubelet {
   private readonly freed: Array<{ ip: string; at: number }> = [];
   /** Images this node has pulled (IfNotPresent then skips the pull). */
   readonly pulled = new Set<string>();
-  private readonly onEvent = (): void => {
-    if (this.scheduled || this.closed) return;
+  private readonly onEvent = (ev: StoreEvent): void => {
+    if (this.closed) return;
+    this.queue.push(ev);
+    if (this.scheduled) return;
     this.scheduled = true;
     setImmediate(() => {
       this.scheduled = false;
@@ -99,7 +102,6 @@ export class Kubelet {
     };
     this.reaper = startReaper(this.id);
     this.prefix = options.ipPrefix ?? `127.${1 + randomInt(254)}.${randomInt(256)}.`;
-    this.cursor = api.store.currentRv();
     api.store.on('event', this.onEvent);
     this.register();
     for (const pod of api.store.list(PODS, undefined).items) this.reconcile(pod.metadata.uid ?? '', pod.metadata.namespace ?? '', pod.metadata.name ?? '');
@@ -129,8 +131,7 @@ export class Kubelet {
 
   private drain(): void {
     if (this.closed || this.isLost) return;
-    for (const ev of this.api.store.eventsAfter(this.cursor)) {
-      this.cursor = ev.rv;
+    for (const ev of this.queue.splice(0)) {
       if (ev.rt === PODS) this.handle(ev);
     }
   }

@@ -49,7 +49,7 @@ function translate(ev: StoreEvent, match: (o: KubeObject | undefined) => boolean
  * Validates the parameters (throwing a 400 ApiError before anything is written), then streams
  * until `timeoutSeconds`, the client goes away, or `stop()` (server close) is called.
  */
-export function startWatch(store: ObjectStore, params: WatchParams, res: ServerResponse): { stop(): void; done: Promise<void> } {
+export function startWatch(store: ObjectStore, params: WatchParams, res: ServerResponse): { stop(): void; done: Promise<void>; expired: boolean } {
   const { rt, namespace } = params;
   const byLabel = labelSelector(params.labelSelector);
   const byField = fieldSelector(rt, params.fieldSelector);
@@ -98,7 +98,7 @@ export function startWatch(store: ObjectStore, params: WatchParams, res: ServerR
       message: `too old resource version: ${fromRv} (${store.compactedRv})`, reason: 'Expired', code: 410,
     });
     stop();
-    return { stop, done };
+    return { stop, done, expired: true };
   } else {
     cursor = fromRv;
   }
@@ -117,5 +117,5 @@ export function startWatch(store: ObjectStore, params: WatchParams, res: ServerR
   }
   // Not req 'close': that fires once the (empty) request body is read, the socket's end is res 'close'.
   res.once('close', stop);
-  return { stop, done };
+  return { stop, done, expired: false };
 }
