@@ -42,6 +42,8 @@ export interface AdminApiOptions {
 
 const DEFAULT_TIMEOUT_S = 60;
 const REQUEST_ID = /^[A-Za-z0-9._-]{1,64}$/;
+/** Served to anyone: liveness, readiness and the OpenAPI document (nothing secret, nothing changes). */
+const PLAIN_PATHS: ReadonlySet<string> = new Set(['/healthz', '/readyz', '/v1/openapi.json']);
 
 export class AdminApiServer {
   readonly server: http.Server;
@@ -81,7 +83,12 @@ export class AdminApiServer {
     res.setHeader('x-request-id', id);
     let status = 500;
     try {
-      if (req.method === 'GET' && this.servePlain(url.pathname, res)) {
+      if (PLAIN_PATHS.has(url.pathname)) {
+        if (req.method !== 'GET') {
+          res.setHeader('allow', 'GET');
+          throw new ZtmError('E_METHOD_NOT_ALLOWED', `${req.method ?? '?'} is not allowed here: GET`);
+        }
+        this.servePlain(url.pathname, res);
         status = res.statusCode;
         return;
       }
@@ -122,22 +129,15 @@ export class AdminApiServer {
     }
   }
 
-  /** `/healthz`, `/readyz` and the OpenAPI document: no token needed (nothing secret, nothing changes). */
-  private servePlain(pathname: string, res: ServerResponse): boolean {
+  private servePlain(pathname: string, res: ServerResponse): void {
     if (pathname === '/healthz') {
       res.writeHead(200, { 'content-type': 'text/plain' }).end('ok');
-      return true;
-    }
-    if (pathname === '/readyz') {
+    } else if (pathname === '/readyz') {
       const ok = this.o.ready?.() ?? true;
       res.writeHead(ok ? 200 : 503, { 'content-type': 'text/plain' }).end(ok ? 'ready' : 'not ready');
-      return true;
-    }
-    if (pathname === '/v1/openapi.json') {
+    } else {
       res.writeHead(200, { 'content-type': 'application/json; charset=utf-8', 'cache-control': 'no-cache' }).end(this.openapiText);
-      return true;
     }
-    return false;
   }
 
   private async authenticate(req: IncomingMessage): Promise<ApiTokenRecord> {

@@ -66,6 +66,7 @@ await runService('platform', async ({ config: given, log }) => {
     ...stores.started.map((s) => `  started:    ${s}`),
     `  started:    ingress, forwarder, waker, janitor (ztm admin, idle check every ${config.idleCheckIntervalS}s, reconciler every ${config.reconcileIntervalS}s), pool-keeper (warm pool target ${config.warmPoolTarget})`,
     `  dashboard:  ${dashboard ? dashboard.served.url : 'npx ztm dashboard (or set DASHBOARD_PORT to serve it here)'}`,
+    ...(platform.adminApiUrl ? [`  admin API:  ${platform.adminApiUrl}/v1  (OpenAPI at /v1/openapi.json; a token: npx ztm api-token create --name <who>)`] : []),
     sandbox
       ? '  try:        npx ztm tenant create alice <bot token: any of Telegram\'s shape>; npx ztm chat alice'
       : '  try:        npx ztm tenant list; npx ztm status',

@@ -25,6 +25,7 @@ import { buildForwarder } from '../forwarder/build.js';
 import { buildWaker } from '../waker/build.js';
 import { buildJanitor } from '../janitor/build.js';
 import { buildPoolKeeper } from '../pool-keeper/build.js';
+import { buildAdminApi } from '../admin-api/build.js';
 
 export interface PlatformOptions {
   config: Config;
@@ -45,6 +46,8 @@ export interface Platform {
   poolKeeper: PoolKeeper;
   lifecycle: RuntimeLifecycle;
   metrics: Metrics;
+  /** The admin HTTP API's `http://host:port`, when ADMIN_API_PORT is set. */
+  adminApiUrl?: string;
   close(): Promise<void>;
 }
 
@@ -82,10 +85,15 @@ export async function startPlatform(o: PlatformOptions): Promise<Platform> {
       config, log: log.child({ component: 'ingress' }), redisUrl: clients.redisUrl, webhookSecret: secrets.webhookSecret, metrics, metricsOnWebhookPort: true,
     });
     await startService(chain, 'ingress', ingress);
+    // The admin HTTP API only with ADMIN_API_PORT (off by default; on ADMIN_API_HOST, loopback by default).
+    const adminApi = config.adminApiPort === undefined ? undefined : await buildAdminApi({
+      config, log: log.child({ component: 'admin-api' }), redis: clients.redis, redisUrl: clients.redisUrl, port: config.adminApiPort, host: config.adminApiHost,
+    });
+    if (adminApi) await startService(chain, 'admin-api', adminApi);
     if (!janitor.lifecycle) throw new Error('platform: the janitor was built without its lifecycle');
     return {
       ingress: ingress.ingress, forwarder: forwarder.forwarder, waker: waker.waker, janitor: janitor.janitor,
-      runtime, poolKeeper: poolKeeper.poolKeeper, lifecycle: janitor.lifecycle, metrics,
+      runtime, poolKeeper: poolKeeper.poolKeeper, lifecycle: janitor.lifecycle, metrics, ...(adminApi ? { adminApiUrl: adminApi.url } : {}),
       close: () => chain.close(),
     };
   } catch (err) {
