@@ -176,6 +176,11 @@ export class TelegramClient {
     return this.call<TelegramMessage>(token, 'sendMessage', params);
   }
 
+  /** "typing…" and the like: shown by clients for about 5 s or until the bot's next message. */
+  sendChatAction(token: string, params: { chat_id: number | string; action: 'typing'; message_thread_id?: number }): Promise<true> {
+    return this.call<true>(token, 'sendChatAction', params);
+  }
+
   /** Any Bot API method; the result is Telegram's `result`, typed by the caller. */
   async call<T>(token: string, method: string, params: object = {}): Promise<T> {
     if (!METHOD_SHAPE.test(method)) throw new ValidationError('telegram client: invalid method name');

@@ -6,6 +6,7 @@
 import { Pool, errors as undiciErrors } from 'undici';
 import type { IncomingHttpHeaders } from 'node:http';
 import type { AgentProtocol } from '../../lib/config.js';
+import type { TypingNotifier } from './typing-notifier.js';
 import { AGENT_REFUSAL_REASONS, MAX_AGENT_RETRY_AFTER_S, STALE_ENDPOINT_REASONS, idempotencyKey, type AgentErrorCode } from '../../lib/delivery/outcomes.js';
 
 export type DeliveryOutcome =
@@ -38,11 +39,18 @@ export interface AgentClientOptions {
   /** Connections per endpoint: a tenant's concurrent chats share them. */
   connectionsPerEndpoint?: number;
   idlePoolMs?: number;
+  /**
+   * zeroclaw: "typing…" in the chat while the agent works on its answer (a request with a
+   * chatId), from ~1 s on, until the answer or the timeout.
+   */
+  typing?: TypingNotifier | undefined;
 }
 
 export interface DeliverRequest {
   address: string;
   tenantId: string;
+  /** The chat the update came from (the "typing…" while the agent answers). */
+  chatId?: string;
   updateId: number;
   /** Turns of this update the agent ended in an error so far (picks the idempotency key). */
   failedTurns?: number;
@@ -58,13 +66,16 @@ const MAX_RESPONSE_BYTES = 4 * 1024 * 1024;
 
 export class AgentClient {
   private readonly pools = new Map<string, { pool: Pool; lastUsed: number }>();
-  private readonly options: Required<AgentClientOptions>;
+  private readonly options: Required<Omit<AgentClientOptions, 'typing'>>;
+  private readonly typing: TypingNotifier | undefined;
   private readonly sweeper: NodeJS.Timeout;
 
   constructor(options: AgentClientOptions) {
     if (options.protocol !== 'zeroclaw' && options.protocol !== 'telegram') throw new TypeError('AgentClient: protocol must be zeroclaw or telegram');
     if (!Number.isInteger(options.timeoutMs) || options.timeoutMs < 1) throw new TypeError('AgentClient: timeoutMs must be a positive integer');
-    this.options = { connectionsPerEndpoint: 8, idlePoolMs: 60_000, ...options };
+    const { typing, ...rest } = options;
+    this.options = { connectionsPerEndpoint: 8, idlePoolMs: 60_000, ...rest };
+    this.typing = typing;
     this.sweeper = setInterval(() => this.closeIdlePools(), 15_000);
     this.sweeper.unref();
   }
@@ -102,6 +113,18 @@ export class AgentClient {
   }
 
   async deliver(req: DeliverRequest): Promise<DeliveryOutcome> {
+    // The telegram protocol's agent talks to Telegram itself (its own chat actions, if any).
+    const typing = this.options.protocol === 'zeroclaw' && req.chatId !== undefined
+      ? this.typing?.start(req.tenantId, req.chatId, { maxDurationMs: this.options.timeoutMs })
+      : undefined;
+    try {
+      return await this.exchange(req);
+    } finally {
+      typing?.stop();
+    }
+  }
+
+  private async exchange(req: DeliverRequest): Promise<DeliveryOutcome> {
     const zeroclaw = this.options.protocol === 'zeroclaw';
     const headers: Record<string, string> = { 'content-type': 'application/json', 'x-idempotency-key': idempotencyKey(req.tenantId, req.updateId, req.failedTurns) };
     if (zeroclaw && req.bearer) headers.authorization = `Bearer ${req.bearer}`;

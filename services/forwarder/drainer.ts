@@ -22,6 +22,7 @@ import type { TenantCache } from '../../lib/tenants/tenant-cache.js';
 import { requestWake, wakeFailedText } from '../../lib/wake/wake-contract.js';
 import { deriveAgentToken, deriveWebhookSecret, memoizePerTenant, type TenantIdentity } from '../../lib/webhook-secret.js';
 import type { AgentClient } from './agent-client.js';
+import type { TypingNotifier } from './typing-notifier.js';
 import type { ReplySender, SendOutcome, SendProgress } from './reply-sender.js';
 import { parseDrainJob } from '../../lib/delivery/drain-contract.js';
 
@@ -50,6 +51,8 @@ export interface DrainerDeps {
   metrics?: Metrics | undefined;
   /** Lets drains wait in place for a wake; without it they always park. */
   wakeWatch?: EndpointWatch | undefined;
+  /** "typing…" in the chat while its drain waits for the wake (typing-notifier.ts). */
+  typing?: TypingNotifier | undefined;
 }
 
 /**
@@ -176,7 +179,7 @@ export class Drainer {
     const who = await this.d.tenants.identity(tenantId);
     const started = Date.now();
     const outcome = await this.d.agents.deliver({
-      address: endpoint.address, tenantId, updateId: env.updateId, failedTurns: h.outbox?.failedTurns ?? 0, text, raw: env.raw,
+      address: endpoint.address, tenantId, chatId: h.chatId, updateId: env.updateId, failedTurns: h.outbox?.failedTurns ?? 0, text, raw: env.raw,
       // Each protocol gets only its own credential, derived once per tenant per process.
       ...(this.zeroclaw ? { bearer: this.agentToken(who) } : { secret: this.webhookSecretOf(who) }),
     });

@@ -16,6 +16,7 @@ import { TenantCache } from '../../lib/tenants/tenant-cache.js';
 import type { TenantRegistry } from '../../lib/registry/tenant-registry.js';
 import type { TelegramClient } from '../../lib/telegram-client.js';
 import { AgentClient } from './agent-client.js';
+import { TypingNotifier } from './typing-notifier.js';
 import { ReplySender } from './reply-sender.js';
 import { Drainer } from './drainer.js';
 
@@ -53,7 +54,9 @@ export function createForwarder(o: ForwarderOptions): Forwarder {
   const endpoints = new Endpoints({ redis: o.redis });
   const deadLetters = new DeadLetterStore({ redis: o.redis });
   const tenants = new TenantCache({ registry: o.registry });
-  const agents = new AgentClient({ protocol: o.config.agentProtocol, timeoutMs: o.config.agentTimeoutS * 1000 });
+  // "typing…" while a chat waits for its tenant's wake or its agent's answer; in memory only.
+  const typing = new TypingNotifier({ telegram: o.telegram, tokenOf: (id) => tenants.botToken(id), log: o.log });
+  const agents = new AgentClient({ protocol: o.config.agentProtocol, timeoutMs: o.config.agentTimeoutS * 1000, typing });
   const replies = new ReplySender({ telegram: o.telegram, log: o.log, metrics: o.metrics });
   // Half the worker slots may wait for wakes in place; the rest stay free for awake tenants.
   const wakeWatch = new EndpointWatch({ redis: o.redis, log: o.log, maxWaiters: Math.floor(o.config.forwarderConcurrency / 2) });
@@ -90,6 +93,7 @@ export function createForwarder(o: ForwarderOptions): Forwarder {
     tenants,
     async close() {
       clearInterval(sweep);
+      typing.close();
       drainer.stop();
       await wakeWatch.close(); // waiting drains park now, so the worker can close
       await worker.close();
