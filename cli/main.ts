@@ -14,6 +14,7 @@ import { resolveTarget, runThroughKubectl, kubectlTokenArgv } from './target.js'
 import { renderResult } from './render.js';
 import { ARGV_TOKEN_WARNING, readBotToken, SAFER_FORMS, tokenSource, type TokenSource } from './token-input.js';
 import type { DashboardInvocation } from './dashboard.js';
+import { DEFAULT_TOP_INTERVAL_S, topOptions, type TopInvocation } from './top-options.js';
 import { chatIdOption, DEFAULT_CHAT_ID, DEFAULT_CHAT_WAIT_S, messageOption, waitOption, type ChatInvocation } from './chat-options.js';
 import { DEFAULT_DASHBOARD_PORT } from '../lib/ops/dashboard-port.js';
 import { tailOption, type LogsInvocation } from './logs.js';
@@ -40,6 +41,7 @@ type Invocation =
   | { kind: 'admin'; command: AdminCommand; args: AdminArgs[AdminCommand]; timeoutS?: number }
   | TokenInvocation
   | { kind: 'status' }
+  | ({ kind: 'top' } & TopInvocation)
   | ({ kind: 'dashboard' } & DashboardInvocation)
   | ({ kind: 'chat' } & ChatInvocation)
   | ({ kind: 'logs' } & LogsInvocation)
@@ -150,6 +152,11 @@ function program(onRun: (inv: Invocation) => void, argv: string[] = []) {
     .action((id: unknown) => onRun({ kind: 'api-token', call: apiTokenRevoke(id) }));
   cli.command('status', 'Jobs per queue and state, tenants awake, warm pool, dead letters')
     .action(() => onRun({ kind: 'status' }));
+  cli.command('top', 'ztm status refreshing in place (q or Ctrl-C quits); one frame per interval when not on a terminal')
+    .option('--interval <secs>', 'Seconds between frames', { default: DEFAULT_TOP_INTERVAL_S })
+    .option('--once', 'Print one frame and exit')
+    .option('--count <n>', 'Exit after this many frames')
+    .action((o: { interval?: unknown; once?: boolean; count?: unknown }) => onRun({ kind: 'top', ...topOptions({ ...o, interval: rawOption(argv, 'interval') ?? o.interval }) }));
   cli.command('dashboard', 'Serve Bull Board over every queue and the dead letters until Ctrl-C')
     .option('--port <port>', 'Port to listen on', { default: DEFAULT_DASHBOARD_PORT })
     .option('--host <host>', 'Interface to listen on', { default: '127.0.0.1' })
@@ -311,6 +318,11 @@ export async function main(rawArgv: string[], env: Env = process.env, io?: ZtmIo
     return viaStdin ? runThroughKubectl(target, viaStdin.argv, viaStdin.input) : runThroughKubectl(target, argv);
   }
   if (invocation.kind === 'status') return (await import('./status.js')).runStatus(target.url, p, config.redisCluster);
+  if (invocation.kind === 'top') {
+    const top = await import('./top.js');
+    // In-process callers (io given) get plain frames and no key reading; the real ztm draws on its terminal.
+    return top.runTop(invocation, target.url, p, config.redisCluster, io?.out ? {} : { term: top.processTerminal(), keys: process.stdin });
+  }
   if (invocation.kind === 'api-token') return (await import('./api-token.js')).runApiToken(invocation.call, target.url, p, config.redisCluster);
 
   const timeout = Number(cli.options.timeout ?? 60);
