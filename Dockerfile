@@ -1,7 +1,7 @@
 # syntax=docker/dockerfile:1.7
 # The platform services: one multi-arch image (linux/amd64, linux/arm64); the service is chosen by
 # the first argument or SERVICE (scripts/docker-entrypoint.sh):
-#   ingress | forwarder | waker | janitor | pool-keeper | dashboard     and `ztm` for kubectl exec.
+#   ingress | forwarder | waker | janitor | pool-keeper | dashboard | admin-api     and `ztm` for kubectl exec.
 # Build: docker buildx build --platform linux/amd64,linux/arm64 -t <registry>/agentic-tenancy .
 # (scripts/build-and-deploy.sh does this and rolls the Deployments out.)
 # Exact tags (a base that moves under the same name is a different image): Node 20.20.2 is what the
@@ -47,7 +47,7 @@ ENV NODE_ENV=production \
     DASHBOARD_PORT=3001
 # The `node` user of the base image, by number so runAsNonRoot can verify it.
 USER 1000:1000
-EXPOSE 8080 9090 3001
+EXPOSE 8080 9090 3001 8090
 HEALTHCHECK --interval=15s --timeout=5s --start-period=20s --retries=3 CMD ["/app/docker-entrypoint.sh", "healthcheck"]
 ENTRYPOINT ["/app/docker-entrypoint.sh"]
 CMD []

@@ -8,13 +8,13 @@ here=$(cd "$(dirname "$0")" && pwd)
 service="${1:-${SERVICE:-}}"
 [ "$#" -gt 0 ] && shift
 case "$service" in
-  ingress|forwarder|waker|janitor|pool-keeper|dashboard)
+  ingress|forwarder|waker|janitor|pool-keeper|dashboard|admin-api)
     exec node --enable-source-maps "$here/dist/services/$service/main.js" "$@" ;;
   ztm)
     exec node --enable-source-maps "$here/dist/cli/run.js" "$@" ;;
   healthcheck)
     exec node "$here/dist/services/healthcheck.js" "$@" ;;
   *)
-    echo "usage: SERVICE=<name> or argument <name>: ingress|forwarder|waker|janitor|pool-keeper|dashboard|ztm (got \"$service\")" >&2
+    echo "usage: SERVICE=<name> or argument <name>: ingress|forwarder|waker|janitor|pool-keeper|dashboard|admin-api|ztm (got \"$service\")" >&2
     exit 2 ;;
 esac
