@@ -174,3 +174,41 @@ t.test('the page escapes what it shows and has the columns in order', async (t) 
   t.equal(formatDuration(12_340), '12.3 s');
   t.equal(formatDuration(125_000), '2m 05s');
 });
+
+t.test('over HTTP: a bad query is 400, no janitor is 503, one line each; the board still answers', async (t) => {
+  const { serveDashboard } = await import('../lib/ops/dashboard.js');
+  const { request } = await import('undici');
+  // The admin queue's Redis with no janitor consuming it: tenant.list is never picked up.
+  const board = await serveDashboard({ redis: client, port: 0, tenants: { redisUrl: redis.url } });
+  try {
+    const bad = await request(`${board.url}tenants.json?status=asleep`);
+    t.equal(bad.statusCode, 400);
+    t.same(await bad.body.json(), { error: { code: 'E_VALIDATION', message: 'invalid status: one of idle|provisioning|running|stopping|terminated' } });
+    const down = await request(`${board.url}tenants.json`);
+    t.equal(down.statusCode, 503);
+    const body = (await down.body.json()) as { error: { code: string; message: string } };
+    t.equal(body.error.code, 'E_NO_WORKER');
+    t.match(body.error.message, /^no admin worker picked up the command within 5s/);
+    const page = await request(`${board.url}tenants`);
+    t.equal(page.statusCode, 503);
+    t.match(String(page.headers['content-security-policy']), /^default-src 'none'/);
+    t.match(await page.body.text(), /<p class="error" role="alert">no admin worker picked up/);
+    const css = await request(`${board.url}tenants.css`);
+    t.equal(css.statusCode, 200);
+    t.match(String(css.headers['content-type']), /^text\/css/);
+    await css.body.dump();
+    const queues = await request(`${board.url}api/queues`);
+    t.equal(queues.statusCode, 200, 'Bull Board is unaffected');
+    await queues.body.dump();
+  } finally {
+    await board.close();
+  }
+  const direct = await serveDashboard({ redis: client, port: 0, tenants: registryTenantLister(registry) });
+  try {
+    const ok = await request(`${direct.url}tenants.json?q=beta&limit=3`);
+    t.equal(ok.statusCode, 200, 'a process holding the registry reads it directly');
+    t.equal(((await ok.body.json()) as { rows: unknown[] }).rows.length, 3);
+  } finally {
+    await direct.close();
+  }
+});
