@@ -107,6 +107,16 @@ t.test('the board lists every queue and the dead letters', async (t) => {
   t.ok(text.includes(DEAD_LETTERS_BOARD_NAME), 'menu lists the dead letters');
 });
 
+t.test('the board links to the tenants view, which answers beside it', async (t) => {
+  await page.goto(url);
+  const uiConfig = JSON.parse((await page.locator('#__UI_CONFIG__').textContent()) ?? '{}') as { miscLinks?: Array<{ text: string; url: string }> };
+  t.same(uiConfig.miscLinks, [{ text: 'Tenants', url: '/tenants' }], "a link in the board's header menu");
+  const res = await page.goto(`${url}tenants`);
+  t.equal(res?.status(), 200);
+  t.match(await page.locator('h1').innerText(), /^Tenants$/);
+  t.equal(await page.locator('a', { hasText: 'Queues (Bull Board)' }).getAttribute('href'), './', 'and back');
+});
+
 t.test('the dead letters view shows the dead-lettered update', async (t) => {
   await page.goto(`${url}queue/${encodeURIComponent(DEAD_LETTERS_BOARD_NAME)}`);
   await waitUntil('the dead letter', async () => /ghost\.77\.4242/.test(await bodyText()), 20_000);
