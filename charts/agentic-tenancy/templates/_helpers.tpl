@@ -38,6 +38,7 @@ waker: waker
 janitor: janitor
 pool-keeper: poolKeeper
 dashboard: dashboard
+admin-api: adminApi
 {{- end }}
 
 {{/* Services that run the Kubernetes runtime (pods, secrets, PVCs in the tenants namespace), each with its own account and Role. */}}
@@ -59,6 +60,7 @@ waker: [WEBHOOK_SECRET, WARM_POOL_SECRET, REDIS_URL, AGENT_LLM_API_KEY]
 janitor: [WEBHOOK_SECRET, WARM_POOL_SECRET, REDIS_URL]
 pool-keeper: [WARM_POOL_SECRET, REDIS_URL, AGENT_LLM_API_KEY]
 dashboard: [REDIS_URL, DASHBOARD_USER, DASHBOARD_PASSWORD]
+admin-api: [REDIS_URL]
 {{- end }}
 
 {{/* Keys a service starts without (secretKeyRef optional: true): the model provider's key. */}}
@@ -88,6 +90,7 @@ balancer's health check too), the dashboard's port, the workers' admin port.
 {{- define "at.port" -}}
 {{- if eq .service "ingress" -}}{{ .root.Values.services.ingress.port }}
 {{- else if eq .service "dashboard" -}}{{ .root.Values.services.dashboard.port }}
+{{- else if eq .service "admin-api" -}}{{ .root.Values.services.adminApi.port }}
 {{- else -}}{{ .root.Values.adminPort }}{{- end -}}
 {{- end }}
 
