@@ -73,6 +73,8 @@ export async function runTop(inv: TopInvocation, url: string, p: Printer, cluste
   let offResize = () => undefined as void;
   process.once('SIGINT', stop);
   process.once('SIGTERM', stop);
+  // Output gone (the pipe's reader or kubectl exec ended): stop instead of dying on EPIPE.
+  if (keys) process.stdout.once('error', stop);
   try {
     redis = await connectRedis(url, 'ztm-top', cluster);
     stats = new QueueStats(redis);
@@ -119,6 +121,7 @@ export async function runTop(inv: TopInvocation, url: string, p: Printer, cluste
   } finally {
     process.off('SIGINT', stop);
     process.off('SIGTERM', stop);
+    process.stdout.off('error', stop);
     offResize();
     if (keys) {
       keys.off('data', onKey);

@@ -74,14 +74,12 @@ function startZtmDashboard(redisUrl: string): Promise<{ child: ChildProcess; url
 
 /** The table as the browser lays it out: headers, and per row its tenant, cells by column and box. */
 async function readTable(): Promise<{ headers: string[]; rows: Array<{ tenant: string; cells: Record<string, string> }> }> {
-  return page.evaluate(() => {
-    const headers = [...document.querySelectorAll('#tenants thead th')].map((th) => th.textContent?.trim() ?? '');
-    const rows = [...document.querySelectorAll('#tenants tbody tr')].map((tr) => ({
-      tenant: (tr as HTMLElement).dataset.tenant ?? '',
-      cells: Object.fromEntries([...tr.querySelectorAll('td')].map((td) => [(td as HTMLElement).dataset.col ?? '', td.textContent?.trim() ?? ''])),
-    }));
-    return { headers, rows };
-  });
+  const headers = await page.locator('#tenants thead th').evaluateAll((ths) => ths.map((th) => th.textContent?.trim() ?? ''));
+  const rows = await page.locator('#tenants tbody tr').evaluateAll((trs) => trs.map((tr) => ({
+    tenant: tr.getAttribute('data-tenant') ?? '',
+    cells: Object.fromEntries([...tr.querySelectorAll('td')].map((td) => [td.getAttribute('data-col') ?? '', td.textContent?.trim() ?? ''])),
+  })));
+  return { headers, rows };
 }
 
 /** A PNG's width, height and RGB pixels (8-bit RGB or RGBA, non-interlaced: what Chromium writes). */
