@@ -247,6 +247,20 @@ t.test('rate limit: per token, 429 with Retry-After once its burst is spent', as
   t.equal((await call('GET', '/v1/tenants?limit=1', { token: fresh })).headers['ratelimit-remaining'], '999', 'the defaults apply to a token without its own');
 });
 
+t.test('rate limit: the bucket refills at its rate (60/min: one request back within about a second)', async (t) => {
+  const tick = await newToken('--name', 'tick', '--rate-per-min', '60', '--burst', '1');
+  t.equal((await call('GET', '/v1/tenants?limit=1', { token: tick })).status, 200);
+  const over = await call('GET', '/v1/tenants?limit=1', { token: tick });
+  t.equal(over.status, 429);
+  t.equal(over.headers['retry-after'], '1');
+  let back = 0;
+  for (let i = 0; i < 20 && back !== 200; i++) {
+    await new Promise((r) => setTimeout(r, 250));
+    back = (await call('GET', '/v1/tenants?limit=1', { token: tick })).status;
+  }
+  t.equal(back, 200, 'allowed again once a token was added back');
+});
+
 t.test('logs: one line per request from a child logger; no bearer or bot token anywhere', async (t) => {
   const lines = p.logs.find('request').filter((e) => e.service === 'admin-api');
   t.ok(lines.length >= 20, `${lines.length} request lines`);
