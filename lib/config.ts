@@ -54,6 +54,8 @@ export interface Config {
    */
   coldStartTimeoutS: number;
   reconcileIntervalS: number;
+  /** K8S_API_TIMEOUT_S: the bound of one Kubernetes API request (retried with backoff on 429/5xx/timeouts); default 15. */
+  k8sApiTimeoutS: number;
   idleCheckIntervalS: number;
   ingressPort: number;
   ingressHost: string;
@@ -360,6 +362,7 @@ export function loadConfig(env: Env): Config {
     forwarderConcurrency: int(env, 'FORWARDER_CONCURRENCY', 64, 1, 10_000),
     tenantConcurrency: int(env, 'TENANT_CONCURRENCY', 4, 1, 1000),
     forwardAttempts: int(env, 'FORWARD_ATTEMPTS', 8, 1, 100),
+    k8sApiTimeoutS: int(env, 'K8S_API_TIMEOUT_S', 15, 1, 600),
     adminPort: int(env, 'ADMIN_PORT', 9090, 0, 65_535),
     dashboardPort: str(env, 'DASHBOARD_PORT') === undefined ? undefined : int(env, 'DASHBOARD_PORT', 3001, 0, 65_535),
     dashboardAuth: dashboardAuth(env),
