@@ -62,8 +62,11 @@ export function createKubernetesRuntime(config: Config, log: Logger, secrets: Ru
     webhookSecret,
     llmApiKey: config.agent.llm?.apiKey,
     resources: config.agentPodResources,
-    // A wake never outlives its lock (WAKE_LOCK_TTL_S, 240 s): a second waker could start a second pod.
+    // Once on a node, a pod has the lock's TTL to be ready; a wait for a node being provisioned is
+    // bounded by COLD_START_TIMEOUT_S (the waker renews its lock while the start makes progress).
     readyTimeoutS: config.wakeLockTtlS,
+    coldStartTimeoutS: config.coldStartTimeoutS,
+    apiTimeoutS: config.k8sApiTimeoutS,
     extraEnv,
     log: log.child({ component: 'runtime' }),
   });

@@ -14,9 +14,11 @@
  * the pod object it already has, so no account needs `get` on them.
  */
 import { randomBytes } from 'node:crypto';
-import type { CoreV1Api, V1Pod } from '@kubernetes/client-node';
+import type { ConfigurationOptions, CoreV1Api, V1Pod } from '@kubernetes/client-node';
 import { shimControlSecret } from './shim-auth.js';
 import { assertControlId, CONTROL_ID_ANNOTATION, controlSecretManifest } from './pod-spec.js';
+import { isConflict } from './kube-client.js';
+import { KubeApi, type CallContext, type CallTarget } from './kubernetes/kube-api.js';
 
 /** A fresh control id: 64 random bits, like the local runtime's warm member names. */
 export function newControlId(): string {
@@ -46,22 +48,29 @@ export class ControlSecretError extends Error {
 }
 
 /**
- * Creates the pod `build(controlId)` returns, then its control Secret owned by it. If the Secret
- * cannot be created the pod is deleted (it could never start) and a ControlSecretError thrown; a
- * failed pod create throws the API's error as it is (the caller handles 409).
+ * Creates the pod `build(controlId)` returns, then its control Secret owned by it (through the
+ * runtime's API call policy). If the Secret cannot be created the pod is deleted (it could never
+ * start) and a ControlSecretError thrown; a failed pod create throws the API's error as it is (the
+ * caller handles 409). A 409 on the Secret is its own earlier create, retried: it is there.
  */
-export async function createPodWithControlSecret(core: CoreV1Api, namespace: string, master: string, build: (controlId: string) => V1Pod): Promise<V1Pod> {
+export async function createPodWithControlSecret(client: KubeApi | CoreV1Api, namespace: string, master: string, build: (controlId: string) => V1Pod, ctx?: CallContext): Promise<V1Pod> {
+  // Through the call policy when given the runtime's KubeApi; a bare client (tests) calls as it is.
+  const run = <T>(target: CallTarget, fn: (core: CoreV1Api, opts: ConfigurationOptions | undefined) => Promise<T>): Promise<T> =>
+    client instanceof KubeApi ? client.call(target, (opts) => fn(client.core, opts), ctx) : fn(client, undefined);
   const controlId = newControlId();
-  const pod = await core.createNamespacedPod({ namespace, body: build(controlId) });
+  const body = build(controlId);
+  const pod = await run({ verb: 'create', object: `pod ${body.metadata?.name ?? '?'}` }, (core, opts) => core.createNamespacedPod({ namespace, body }, opts));
   const name = pod.metadata?.name ?? '';
   const uid = pod.metadata?.uid ?? '';
   try {
-    await core.createNamespacedSecret({
-      namespace,
-      body: controlSecretManifest(namespace, { name, uid }, controlId, podControlSecret(master, name, controlId)),
-    });
+    const secret = controlSecretManifest(namespace, { name, uid }, controlId, podControlSecret(master, name, controlId));
+    await run({ verb: 'create', object: `secret ${secret.metadata?.name ?? '?'}` }, (core, opts) => core.createNamespacedSecret({ namespace, body: secret }, opts))
+      .catch((err: unknown) => {
+        if (!isConflict(err)) throw err;
+      });
   } catch (err) {
-    await core.deleteNamespacedPod({ name, namespace, gracePeriodSeconds: 0, body: { gracePeriodSeconds: 0, preconditions: { uid } } }).catch(() => undefined);
+    await run({ verb: 'delete', object: `pod ${name}` }, (core, opts) => core.deleteNamespacedPod({ name, namespace, gracePeriodSeconds: 0, body: { gracePeriodSeconds: 0, preconditions: { uid } } }, opts))
+      .catch(() => undefined);
     throw new ControlSecretError(name, err);
   }
   return pod;
