@@ -298,7 +298,7 @@ export class Drainer {
     this.d.metrics?.staleEndpoints.inc({ outcome: 'rewake' });
     log.warn({ update_id: env.updateId, endpoint: endpoint.address, status, dropped }, "the agent at the endpoint refused this tenant's credential (not its agent): endpoint dropped, waking the tenant");
     await this.requestWake(tenantId);
-    return this.awaitWake(tenantId);
+    return this.awaitWake(tenantId, h.chatId);
   }
 
   private async needWake(h: Head, env: Envelope): Promise<Step> {
@@ -326,13 +326,20 @@ export class Drainer {
       await this.requestWake(tenantId);
       if (await this.d.endpoints.claimStartingNotice(tenantId, this.d.config.wakeLockTtlS)) await this.sendStartingNotice(tenantId, chatId, log);
     }
-    return this.awaitWake(tenantId);
+    return this.awaitWake(tenantId, chatId);
   }
 
   /** Waits in place for the wake when a slot for that is free (go on at once), else parks. */
-  private async awaitWake(tenantId: string): Promise<Step> {
+  private async awaitWake(tenantId: string, chatId: string): Promise<Step> {
     const hasEndpoint = async (): Promise<boolean> => (await this.d.endpoints.get(tenantId)) !== undefined;
-    if (await this.d.wakeWatch?.waitFor(tenantId, WAKE_WAIT_MS, hasEndpoint)) return { next: 'continue' };
+    if (this.d.wakeWatch) {
+      const typing = this.d.typing?.start(tenantId, chatId, { maxDurationMs: WAKE_WAIT_MS });
+      try {
+        if (await this.d.wakeWatch.waitFor(tenantId, WAKE_WAIT_MS, hasEndpoint)) return { next: 'continue' };
+      } finally {
+        typing?.stop();
+      }
+    }
     return { next: 'park', delayMs: PARK_POLL_MS, onWake: true };
   }
 

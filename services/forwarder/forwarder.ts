@@ -63,7 +63,7 @@ export function createForwarder(o: ForwarderOptions): Forwarder {
   wakeWatch.start().catch((err: unknown) => o.log.warn({ err }, 'wake watch not subscribed: drains park during wakes'));
   const drainer = new Drainer({
     config: o.config, log: o.log, redis: o.redis, mailbox, endpoints, deadLetters, tenants, agents, replies,
-    wakeQueue, webhookSecret: o.webhookSecret, metrics: o.metrics, wakeWatch,
+    wakeQueue, webhookSecret: o.webhookSecret, metrics: o.metrics, wakeWatch, typing,
   });
   const worker = new Worker(QUEUES.forward, (job, token) => drainer.process(job, token), {
     connection: o.bull,
