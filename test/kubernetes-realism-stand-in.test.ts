@@ -162,7 +162,7 @@ t.test('a lost node: Ready=Unknown, unreachable taints, pods evicted and stuck T
   await waitUntil('p1 ready', async () => condition(await core.readNamespacedPod({ name: 'p1', namespace: NS }), 'Ready')?.status === 'True');
   const first = await core.readNamespacedPod({ name: 'p1', namespace: NS });
   const lost = kubelets.find((k) => k.settings.nodeName === first.spec?.nodeName);
-  lost?.loseNode();
+  await lost?.loseNode();
   const node = await core.readNode({ name: first.spec?.nodeName ?? '' });
   t.match(node.status?.conditions?.find((c) => c.type === 'Ready'), { status: 'Unknown', reason: 'NodeStatusUnknown', message: 'Kubelet stopped posting node status.' });
   t.same(node.spec?.taints?.map((x) => `${x.key}:${x.effect}`), ['node.kubernetes.io/unreachable:NoSchedule', 'node.kubernetes.io/unreachable:NoExecute']);

@@ -232,17 +232,18 @@ export class Kubelet {
   }
 
   /**
-   * The node stops reporting (an instance gone, a network partition): its containers are killed
-   * without a word to the API, the node controller marks it Ready=Unknown with the unreachable
+   * The node stops reporting (an instance gone): its containers are killed (resolved once every
+   * process is gone) without a word to the API, the node controller marks it Ready=Unknown with the unreachable
    * taints, and its pods are evicted later but never finalised (they stay Terminating).
    */
-  loseNode(): void {
+  async loseNode(): Promise<void> {
     if (this.isLost || this.closed) return;
     this.isLost = true;
     this.api.store.off('event', this.onEvent);
     const workers = [...this.workers.values()];
     this.workers.clear();
-    for (const w of workers) void w.gone().catch(() => undefined);
+    // Resolves once every process of the node is gone (the agents too: nothing answers any more).
+    await Promise.all(workers.map((w) => w.gone().catch(() => undefined)));
     this.api.controlPlane.nodeLost(this.settings.nodeName);
   }
 
