@@ -261,6 +261,17 @@ t.test('rate limit: the bucket refills at its rate (60/min: one request back wit
   t.equal(back, 200, 'allowed again once a token was added back');
 });
 
+t.test('concurrency: 30 requests at once all answer, in turn, without an emitter warning', async (t) => {
+  const warnings: string[] = [];
+  const onWarning = (w: Error) => warnings.push(w.name);
+  process.on('warning', onWarning);
+  t.teardown(() => void process.off('warning', onWarning));
+  const all = await Promise.all(Array.from({ length: 30 }, () => call('GET', '/v1/tenants/page-1', { token: admin })));
+  t.same([...new Set(all.map((r) => r.status))], [200]);
+  await new Promise((r) => setImmediate(r));
+  t.same(warnings.filter((w) => w === 'MaxListenersExceededWarning'), []);
+});
+
 t.test('logs: one line per request from a child logger; no bearer or bot token anywhere', async (t) => {
   const lines = p.logs.find('request').filter((e) => e.service === 'admin-api');
   t.ok(lines.length >= 20, `${lines.length} request lines`);

@@ -36,7 +36,10 @@ export interface AdminApiOptions {
   ready?: () => boolean;
   /** Largest accepted body in bytes (default 64 KiB: the largest command is a few hundred). */
   bodyLimit?: number;
-  /** Commands in flight at once per replica; more wait their turn (default 16). */
+  /**
+   * Commands in flight at once per replica; more wait their turn (default 8: each adds a listener
+   * per event to the AdminClient's one QueueEvents, whose emitter warns past 10).
+   */
   concurrency?: number;
 }
 
@@ -157,7 +160,7 @@ export class AdminApiServer {
 
   /** Runs the route's command, at most `concurrency` at once (the rest wait here, in order). */
   private async run(route: Route, args: unknown): Promise<unknown> {
-    const limit = this.o.concurrency ?? 16;
+    const limit = this.o.concurrency ?? 8;
     // A finished command hands its slot straight to the next waiter, so a newcomer cannot jump in between.
     if (this.inFlight >= limit) await new Promise<void>((resolve) => this.waiting.push(resolve));
     else this.inFlight++;
