@@ -8,6 +8,7 @@ import { loadAgentSettings, PROFILE_FACTS, type AgentProtocol, type AgentResourc
 
 import { envInt as int, envStr as str, type Env } from './util/env.js';
 import { LOG_FORMATS, type LogFormat } from './log-pretty.js';
+import { DEFAULT_DELIVERY_SHARDS, MAX_DELIVERY_SHARDS, setDeliveryShards } from './delivery/shards.js';
 
 export type { Env };
 export type RuntimeKind = 'local' | 'kubernetes';
@@ -87,6 +88,20 @@ export interface Config {
   forwarderConcurrency: number;
   tenantConcurrency: number;
   forwardAttempts: number;
+  /**
+   * DELIVERY_SHARDS (default 24, 1-256): hash slots the tenants' mailboxes and drain queues are
+   * spread over (lib/delivery/shards.ts). Every service of a platform must use the same value.
+   */
+  deliveryShards: number;
+  /** DEDUP_WINDOW_S (default 3600) and DEDUP_MAX_PER_TENANT (default 1000): the accepted update_ids remembered per tenant. */
+  dedupWindowS: number;
+  dedupMaxPerTenant: number;
+  /**
+   * DELIVERY_WAIT_REPLICAS (default 0: off): the ingress acknowledges an update only once this many
+   * replicas have its write (Redis WAIT), within DELIVERY_WAIT_TIMEOUT_MS (default 500), else 503.
+   */
+  deliveryWaitReplicas: number;
+  deliveryWaitTimeoutMs: number;
   adminPort: number;
   /** Bull Board port: the dashboard service's listener (default 3001); `npm start` serves it only when set. */
   dashboardPort: number | undefined;
@@ -283,6 +298,16 @@ function warmPool(env: Env, def: number): WarmPoolConfig {
   return { min, max, hitTarget };
 }
 
+/**
+ * DELIVERY_SHARDS, also made the process's delivery layout (lib/delivery/shards.ts): every mailbox
+ * and dead-letter reader of the process must agree with the forwarders, the janitor's too.
+ */
+function deliveryShards(env: Env): number {
+  const n = int(env, 'DELIVERY_SHARDS', DEFAULT_DELIVERY_SHARDS, 1, MAX_DELIVERY_SHARDS);
+  setDeliveryShards(n);
+  return n;
+}
+
 /** Parses the platform's configuration. Throws ConfigError on the first bad variable. */
 export function loadConfig(env: Env): Config {
   const runtime = oneOf<RuntimeKind>(env, 'RUNTIME', ['local', 'kubernetes'], 'local');
@@ -362,6 +387,11 @@ export function loadConfig(env: Env): Config {
     forwarderConcurrency: int(env, 'FORWARDER_CONCURRENCY', 64, 1, 10_000),
     tenantConcurrency: int(env, 'TENANT_CONCURRENCY', 4, 1, 1000),
     forwardAttempts: int(env, 'FORWARD_ATTEMPTS', 8, 1, 100),
+    deliveryShards: deliveryShards(env),
+    dedupWindowS: int(env, 'DEDUP_WINDOW_S', 3600, 60, 7 * 86_400),
+    dedupMaxPerTenant: int(env, 'DEDUP_MAX_PER_TENANT', 1000, 100, 1_000_000),
+    deliveryWaitReplicas: int(env, 'DELIVERY_WAIT_REPLICAS', 0, 0, 10),
+    deliveryWaitTimeoutMs: int(env, 'DELIVERY_WAIT_TIMEOUT_MS', 500, 1, 10_000),
     k8sApiTimeoutS: int(env, 'K8S_API_TIMEOUT_S', 15, 1, 600),
     adminPort: int(env, 'ADMIN_PORT', 9090, 0, 65_535),
     dashboardPort: str(env, 'DASHBOARD_PORT') === undefined ? undefined : int(env, 'DASHBOARD_PORT', 3001, 0, 65_535),
@@ -382,6 +412,7 @@ export function loadCliConfig(env: Env): CliConfig {
   if (redisUrl === undefined && (str(env, 'REDIS_URL') || str(env, 'REDIS_ADDR'))) redisUrl = resolveRedisUrl(env).url;
   const clusterVar = str(env, 'ZTM_REDIS_CLUSTER') !== undefined ? 'ZTM_REDIS_CLUSTER' : 'REDIS_CLUSTER';
   const namespace = str(env, 'ZTM_NAMESPACE') ?? 'tenants';
+  deliveryShards(env); // `ztm status` and `ztm dead` read the platform's shards
   return {
     redisUrl,
     redisCluster: str(env, clusterVar) === undefined ? undefined : bool(env, clusterVar, false),
