@@ -17,15 +17,15 @@ const metrics = createMetrics({ service: 'forwarder' });
 const built = await buildForwarder({ config, log, clients, webhookSecret: config.webhookSecret as string, metrics });
 await built.start();
 const { forwarder } = built;
-await forwarder.worker.waitUntilReady();
+await Promise.all(forwarder.workers.map((w) => w.waitUntilReady()));
 serveParent({ ok: true }, {
   usage: () => ({ cpu: process.cpuUsage(), mem: process.memoryUsage() }),
   pause: async () => {
-    await forwarder.worker.pause(true);
+    await Promise.all(forwarder.workers.map((w) => w.pause(true)));
     return {};
   },
   resume: () => {
-    forwarder.worker.resume();
+    forwarder.workers.forEach((w) => w.resume());
     return {};
   },
   metrics: async () => {

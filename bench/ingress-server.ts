@@ -14,11 +14,13 @@ import http from 'node:http';
 import uWS from '@trufflesuite/uws-js-unofficial';
 import { Queue } from 'bullmq';
 import { createIngress, type Ingress } from '../services/ingress/ingress.js';
+import { QUEUE_PREFIX } from '../lib/queues.js';
 import { Mailbox } from '../lib/delivery/mailbox.js';
+import { ShardQueues } from '../lib/delivery/shard-queues.js';
+import { DEFAULT_DELIVERY_SHARDS, DeliveryLayout } from '../lib/delivery/shards.js';
 import { createMetrics } from '../lib/metrics.js';
 import { createLogger } from '../lib/logger.js';
 import { createRedis, closeRedis } from '../lib/redis.js';
-import { QUEUES, QUEUE_PREFIX } from '../lib/queues.js';
 import { verifyWebhookSecret } from '../lib/webhook-secret.js';
 import { serveParent } from './lib/common.js';
 
@@ -37,10 +39,12 @@ async function real(): Promise<{ port: number; close(): Promise<void>; stats(): 
   const bull = createRedis({ url: redisUrl, name: 'ingress-bull', blocking: false });
   redis.on('error', () => undefined);
   bull.on('error', () => undefined);
-  const queue = new Queue(QUEUES.forward, { connection: bull, prefix: QUEUE_PREFIX });
+  // The product's layout (DELIVERY_SHARDS, default 16): a drain queue per shard.
+  const layout = DeliveryLayout.of(Number(process.env.DELIVERY_SHARDS ?? DEFAULT_DELIVERY_SHARDS));
+  const queues = new ShardQueues(bull, layout);
   // BENCH_ACCEPT_BATCH=1: one accept script per update (the design before batching), for comparison.
   const acceptBatch = process.env.BENCH_ACCEPT_BATCH ? Number(process.env.BENCH_ACCEPT_BATCH) : undefined;
-  const mailbox = new Mailbox({ redis, forwardQueue: queue, ...(acceptBatch ? { acceptBatch } : {}) });
+  const mailbox = new Mailbox({ redis, queues, layout, ...(acceptBatch ? { acceptBatch } : {}) });
   const metrics = createMetrics({ service: 'ingress' });
   if (redis.status !== 'ready') await new Promise((resolve) => redis.once('ready', resolve));
   const ingress: Ingress = await createIngress({
@@ -61,7 +65,7 @@ async function real(): Promise<{ port: number; close(): Promise<void>; stats(): 
     },
     async close() {
       await ingress.close();
-      await queue.close();
+      await queues.close();
       await closeRedis(bull);
       await closeRedis(redis);
     },

@@ -30,6 +30,7 @@ import autocannon from 'autocannon';
 import type { Redis } from 'ioredis';
 import { BENCH_DIR, Samples, cpuSecondsSince, fmt, machineInfo, median, printMachine, sleep, spawnChild, startBenchRedis, table } from './lib/common.js';
 import { makeTenants, makeUpdateFactory, updateTemplate } from './lib/updates.js';
+import { DEFAULT_DELIVERY_SHARDS, DeliveryLayout } from '../lib/delivery/shards.js';
 
 const { values: opts } = parseArgs({
   options: {
@@ -247,9 +248,10 @@ end
 return out`;
   let cursor = '0';
   do {
-    const [next, keys] = await redis.scan(cursor, 'MATCH', '{mbox}:q:*', 'COUNT', 2000);
+    const [next, keys] = await redis.scan(cursor, 'MATCH', '{mbox*}:q:*', 'COUNT', 2000);
     cursor = next;
-    if (keys.length) for (const id of (await redis.eval(lua, keys.length, ...keys)) as string[]) out.push(Number(id));
+    // One key per call: the keys of one scan page span the shards' slots.
+    for (const k of keys) for (const id of (await redis.eval(lua, 1, k)) as string[]) out.push(Number(id));
   } while (cursor !== '0');
   return out;
 }
@@ -304,8 +306,10 @@ async function verifyRun(r: Redis, mode: Mode, ids: IdTracker): Promise<Verify> 
   v.lost += unaccounted; // wrk 200s with no stored update left to account for them
   if (mode === 'real') {
     // Invariant 4: every chat with a responsible generation has its drain job.
-    const generations = await countKeys(r, '{mbox}:drain:*');
-    v.jobsMismatch = generations - (await r.llen('ztm:{forward}:wait'));
+    const generations = await countKeys(r, '{mbox*}:drain:*');
+    let jobs = 0;
+    for (const shard of DeliveryLayout.of(Number(process.env.DELIVERY_SHARDS ?? DEFAULT_DELIVERY_SHARDS)).shards) jobs += await r.llen(`ztm:${shard.queue}:wait`);
+    v.jobsMismatch = generations - jobs;
   }
   return v;
 }

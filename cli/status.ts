@@ -5,7 +5,7 @@
  * mode without a Redis URL it runs inside the janitor pod through `kubectl exec`, like every command.
  */
 import { assertRedisReachable, closeRedis, createRedis, type RedisClient } from '../lib/redis.js';
-import { QueueStats, type PlatformStatus, type WarmPoolReport } from '../lib/ops/queue-stats.js';
+import { QueueStats, type PlatformStatus, type ShardDepth, type WarmPoolReport } from '../lib/ops/queue-stats.js';
 import { printFailure, printJson, printTable, type Printer } from './output.js';
 
 /**
@@ -46,6 +46,15 @@ function sizingRows(w: WarmPoolReport, now: number): Array<[string, string]> {
   return rows;
 }
 
+/** The shards in one line (the `forward` row is their sum): count, spread of the backlog, the busiest. `--json` has each. */
+function shardLine(shards: ShardDepth[]): string {
+  const backlogOf = (d: ShardDepth): number => d.waiting + d.prioritized + d.delayed;
+  const busiest = shards.reduce((a, b) => (backlogOf(b) > backlogOf(a) ? b : a));
+  const min = Math.min(...shards.map(backlogOf));
+  const active = shards.reduce((n, d) => n + d.active, 0);
+  return `${shards.length} (drain jobs waiting per shard ${min}-${backlogOf(busiest)}${backlogOf(busiest) > 0 ? `, busiest ${busiest.queue}` : ''}; ${active} active; per shard: ztm status --json)`;
+}
+
 export function renderStatus(p: Printer, s: PlatformStatus, now = Date.now()): void {
   printTable(p, s.queues.map((q) => ({
     queue: q.queue,
@@ -62,6 +71,7 @@ export function renderStatus(p: Printer, s: PlatformStatus, now = Date.now()): v
     ['tenants awake', String(s.tenants_awake)],
     ['warm pool', warmLine(s.warm_pool, now)],
     ...sizingRows(s.warm_pool, now),
+    ...(s.shards?.length ? [['delivery shards', shardLine(s.shards)] as [string, string]] : []),
     ['dead letters', s.dead_letters > 0 ? `${s.dead_letters}  (ztm dead list; ztm dead retry --all)` : '0'],
     // What `npm start` printed at its start (local agents sandboxed or not); absent on Kubernetes.
     ...(s.isolation ? [['isolation', s.isolation.line] as [string, string]] : []),

@@ -1,8 +1,9 @@
 /**
  * Redis key names. The runbook's keys keep their exact names and meaning; everything new lives
- * under the `{mbox}` hash tag so that the multi-key scripts of the delivery path stay in one slot
- * on a Redis Cluster.
+ * under a delivery shard's hash tag (`{mbox:<s>.<j>}`) so that the multi-key scripts of the delivery
+ * path stay in one slot on a Redis Cluster.
  */
+import { deliveryLayout, type DeliveryLayout } from './delivery/shards.js';
 
 /** `ip:port` of the tenant's live, ready pod (with a TTL). Runbook key. */
 export const endpointKey = (tenantId: string): string => `router:endpoint:${tenantId}`;
@@ -25,25 +26,43 @@ export const lastWakeFailureKey = (tenantId: string): string => `ztm:wake-last-f
  */
 export const staleEndpointKey = (tenantId: string, chatId: string, updateId: number): string => `ztm:stale-endpoint:${tenantId}:${chatId}:${updateId}`;
 
-const MB = '{mbox}';
+/**
+ * The delivery keys live under their tenant's shard tag (lib/delivery/shards.ts: `{mbox:<s>.<j>}`,
+ * or `{mbox}` in the legacy layout), so one tenant's multi-key scripts stay in one slot while the
+ * shards spread over a cluster's masters. `layout` defaults to the process's (DELIVERY_SHARDS).
+ */
+const tagOf = (tenantId: string, layout?: DeliveryLayout): string => (layout ?? deliveryLayout()).tagOf(tenantId);
 /** Per-chat FIFO of accepted updates (a list of JSON envelopes). */
-export const mailboxKey = (tenantId: string, chatId: string): string => `${MB}:q:${tenantId}:${chatId}`;
+export const mailboxKey = (tenantId: string, chatId: string, layout?: DeliveryLayout): string => `${tagOf(tenantId, layout)}:q:${tenantId}:${chatId}`;
 /** Drain generation of a chat: present while a drain job is responsible for its mailbox. */
-export const drainKey = (tenantId: string, chatId: string): string => `${MB}:drain:${tenantId}:${chatId}`;
-/** update_id already accepted for a tenant (dedup of Telegram retries), with a TTL. */
-export const seenKey = (tenantId: string, updateId: number): string => `${MB}:seen:${tenantId}:${updateId}`;
-/** Every chat with a responsible drain, scored by last progress: the sweeper's index. */
-export const scheduledKey = `${MB}:scheduled`;
-/** Delivery attempts per update (`<tenant>.<chat>.<update_id>` → count), cleared when it leaves the mailbox. */
-export const attemptsKey = `${MB}:attempts`;
+export const drainKey = (tenantId: string, chatId: string, layout?: DeliveryLayout): string => `${tagOf(tenantId, layout)}:drain:${tenantId}:${chatId}`;
+/**
+ * The tenant's recently accepted update_ids (dedup of Telegram retries): a sorted set update_id →
+ * accepted ms, bounded by DEDUP_WINDOW_S and DEDUP_MAX_PER_TENANT, expiring with the window (an idle
+ * tenant holds none). The legacy layout had a key per update (`{mbox}:seen:<t>:<id>`, 24 h TTL).
+ */
+export const seenKey = (tenantId: string, layout?: DeliveryLayout): string => `${tagOf(tenantId, layout)}:seen:${tenantId}`;
+/** A shard's chats with a responsible drain, scored by last progress: the sweeper's index. */
+export const scheduledKey = (tag: string): string => `${tag}:scheduled`;
+/** A shard's generation counter (drain job ids). */
+export const drainSeqKey = (tag: string): string => `${tag}:seq`;
+/** Delivery attempts of a tenant's updates (`<tenant>.<chat>.<update_id>` → count), cleared when each leaves its mailbox. */
+export const attemptsKey = (tenantId: string, layout?: DeliveryLayout): string => `${tagOf(tenantId, layout)}:attempts:${tenantId}`;
 /**
  * Answer outbox of a chat's head update: hash {id: the head's envelope identity, answer: the agent's
  * answer, sent: chunks of it already sent, failed_turns: agent turns that ended in an error}. Only
  * the head has one; it leaves with the head (popNext, dead letter).
  */
-export const outboxKey = (tenantId: string, chatId: string): string => `${MB}:outbox:${tenantId}:${chatId}`;
+export const outboxKey = (tenantId: string, chatId: string, layout?: DeliveryLayout): string => `${tagOf(tenantId, layout)}:outbox:${tenantId}:${chatId}`;
 /** Lease that makes one drainer at a time own a chat. */
-export const chatLeaseKey = (tenantId: string, chatId: string): string => `${MB}:lease:${tenantId}:${chatId}`;
+export const chatLeaseKey = (tenantId: string, chatId: string, layout?: DeliveryLayout): string => `${tagOf(tenantId, layout)}:lease:${tenantId}:${chatId}`;
+/** Zset of the tenant's leased chats (per-tenant concurrency, TENANT_CONCURRENCY). */
+export const tenantActiveKey = (tenantId: string, layout?: DeliveryLayout): string => `${tagOf(tenantId, layout)}:active:${tenantId}`;
+/** Drain jobs waiting for a slot of the tenant's concurrency, oldest first. */
+export const slotWaitersKey = (tenantId: string, layout?: DeliveryLayout): string => `${tagOf(tenantId, layout)}:slotwait:${tenantId}`;
+/** A shard's dead letters: zset of ids by failure time, and hash id → letter (lib/delivery/dead-letters.ts). */
+export const deadIndexKey = (tag: string): string => `${tag}:dead`;
+export const deadDataKey = (tag: string): string => `${tag}:dead:data`;
 
 /** Activity index: tenant id scored by last activity (ms). Read by the idle check. */
 export const activityKey = 'ztm:activity';

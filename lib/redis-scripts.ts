@@ -63,6 +63,20 @@ end
 return 0
 `;
 
+/**
+ * Adds each tenant's delivered messages (ARGV pairs tenant, n after the TTL) to the day's hash; sets
+ * the TTL when a tenant's count is its first of the day (lib/tenants/tenant-stats.ts countMessage).
+ */
+const COUNT_MESSAGES = `
+local expire = false
+for i = 2, #ARGV, 2 do
+  local n = tonumber(ARGV[i + 1])
+  if redis.call('HINCRBY', KEYS[1], ARGV[i], n) == n then expire = true end
+end
+if expire then redis.call('EXPIRE', KEYS[1], tonumber(ARGV[1])) end
+return 1
+`;
+
 export const SCRIPTS = {
   // The mailbox (lib/delivery/mailbox.ts), every key under {mbox}.
   mbAcceptBatch: { keys: 'variable', lua: ACCEPT },
@@ -82,6 +96,7 @@ export const SCRIPTS = {
   ztmCompareAndDelete: { keys: 1, lua: COMPARE_AND_DELETE },
   ztmTakeExpired: { keys: 1, lua: TAKE_EXPIRED },
   ztmTakeOverWakeLock: { keys: 1, lua: TAKE_OVER_LOCK },
+  ztmCountMessages: { keys: 1, lua: COUNT_MESSAGES },
   // The admin API's per-token rate limit (lib/admin-api/rate-limiter.ts).
   ztmApiTokenBucket: { keys: 1, lua: TOKEN_BUCKET },
   ztmRenewWakeLock: { keys: 1, lua: RENEW_WAKE_LOCK },

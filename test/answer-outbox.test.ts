@@ -116,7 +116,7 @@ t.test('(a) Mailbox: the outbox rides with the head and leaves with it', async (
     t.equal(await dead.moveHead('ob', '3', head, 'other', 4, 'x'), -1, 'fenced by the lease');
     t.equal(await dead.moveHead('ob', '3', head, 'L3', 4, 'telegram 500'), 1);
     t.equal(await redis.exists(outboxKey('ob', '3')), 0, 'outbox cleared');
-    t.equal(await redis.hexists(attemptsKey, 'ob.3.20'), 0, 'attempt counter cleared');
+    t.equal(await redis.hexists(attemptsKey('ob'), 'ob.3.20'), 0, 'attempt counter cleared');
     t.equal(await redis.llen(mailboxKey('ob', '3')), 0);
     const letter = await dead.get('ob.3.20');
     t.equal(letter?.envelope, head, 'the dead letter keeps the update as accepted');

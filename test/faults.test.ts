@@ -54,6 +54,7 @@ import { startDynamo } from './support/dynamo.js';
 import { TelegramEmulator } from './support/telegram-emulator.js';
 import { ServiceSet, type LogEntry } from './support/services.js';
 import { processAlive as alive, sleep, waitUntil } from './support/wait.js';
+import { DeadLetterStore } from '../lib/delivery/dead-letters.js';
 
 const RATE = Number(process.env.FAULTS_RATE ?? 500);
 const TENANTS = ['fa', 'fb', 'fc', 'fd'];
@@ -388,7 +389,7 @@ t.test('kill -9 forwarder, waker, ingress, an agent, Redis under steady load: ev
     return existsSync(log) && readFileSync(log, 'utf8').includes('supervisor process gone: stopping');
   });
   t.same(stoppedAlone.filter((tn) => tn !== SLEEPER), TENANTS.filter((tn) => tn !== SLEEPER), "the killed host's serving agents stopped by themselves, saving their state");
-  const dead = await probe.zcard('{mbox}:dead').catch(() => -1);
+  const dead = await new DeadLetterStore({ redis: probe }).count().catch(() => -1);
   t.equal(dead, 0, 'no dead letters');
   for (const s of [ingress, forwarder, host]) t.ok(s.running, `${s.spec.name} running (${s.starts} starts)`);
   const wakeLog = host.find('tenant awake').length;

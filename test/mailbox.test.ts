@@ -8,7 +8,7 @@ import { Queue, Worker, type Job } from 'bullmq';
 import { createRedis, closeRedis, type RedisClient } from '../lib/redis.js';
 import { QUEUES, QUEUE_PREFIX } from '../lib/queues.js';
 import { Mailbox, attemptsField, drainJobId } from '../lib/delivery/mailbox.js';
-import { attemptsKey, chatLeaseKey, drainKey, mailboxKey } from '../lib/keys.js';
+import { attemptsKey, chatLeaseKey, drainKey, mailboxKey, slotWaitersKey } from '../lib/keys.js';
 import { decodeEnvelope } from '../lib/delivery/update.js';
 import { startRedis, type TestRedis } from './support/redis.js';
 import { waitUntil } from './support/wait.js';
@@ -18,6 +18,8 @@ let redis: RedisClient;
 let bull: RedisClient;
 let queue: Queue;
 let mailbox: Mailbox;
+/** The drain queue of a tenant's shard. */
+const q = (tenant: string): Queue => mailbox.queueOf(tenant);
 
 t.before(async () => {
   server = await startRedis();
@@ -41,7 +43,7 @@ async function responsible(tenant: string, chat: string): Promise<boolean> {
   const gen = await redis.get(drainKey(tenant, chat));
   if (pending === 0) return true;
   if (!gen) return false;
-  return (await queue.getJob(drainJobId(tenant, chat, gen))) !== undefined;
+  return (await q(tenant).getJob(drainJobId(tenant, chat, gen))) !== undefined;
 }
 
 t.test('accept: first update schedules one drain, later ones join it, duplicates are not enqueued', async (t) => {
@@ -49,7 +51,7 @@ t.test('accept: first update schedules one drain, later ones join it, duplicates
   t.same(await mailbox.accept('a1', '5', 2, update(2)), { duplicate: false });
   t.same(await mailbox.accept('a1', '5', 1, update(1)), { duplicate: true });
   t.equal(await redis.llen(mailboxKey('a1', '5')), 2);
-  const jobs = await queue.getJobs(['waiting', 'delayed', 'active']);
+  const jobs = await q('a1').getJobs(['waiting', 'delayed', 'active']);
   t.equal(jobs.filter((j) => j.id?.startsWith('a1.5.')).length, 1);
   t.ok(await responsible('a1', '5'));
 });
@@ -80,14 +82,14 @@ t.test('hand-off passes responsibility to a new job; the old generation is stale
   const next = await mailbox.handOff('a2', '7', gen);
   t.ok(next && next !== gen);
   t.equal(await mailbox.claim('a2', '7', gen, 'l', 4), 'stale');
-  t.ok(await queue.getJob(drainJobId('a2', '7', next as string)));
+  t.ok(await q('a2').getJob(drainJobId('a2', '7', next as string)));
   t.equal(await mailbox.handOff('a2', '7', gen), undefined, 'a stale generation cannot hand off');
 });
 
 t.test('the sweeper re-creates a drain job lost in a crash', async (t) => {
   await mailbox.accept('a3', '8', 1, update(1));
   const gen = (await redis.get(drainKey('a3', '8'))) as string;
-  await (await queue.getJob(drainJobId('a3', '8', gen)))?.remove();
+  await (await q('a3').getJob(drainJobId('a3', '8', gen)))?.remove();
   t.notOk(await responsible('a3', '8'), 'stranded after the simulated crash');
   const r = await mailbox.sweep(0);
   t.ok(r.repaired >= 1);
@@ -121,13 +123,13 @@ t.test('claimHead returns the head; popNext pops, returns the next head, then en
   t.equal(claim.result, 'ok');
   t.equal(decodeEnvelope(claim.head as string).updateId, 1);
   t.same(await mailbox.claimHead('pn', '1', gen, 'L2', 4), { result: 'busy', head: null }, 'no head without the lease');
-  await redis.hset(attemptsKey, attemptsField('pn', '1', 1), 3);
+  await redis.hset(attemptsKey('pn'), attemptsField('pn', '1', 1), 3);
   t.same(await mailbox.popNext('pn', '1', claim.head as string, 1, 'not-mine', gen), { kind: 'lost-lease' });
   const first = await mailbox.popNext('pn', '1', claim.head as string, 1, 'L', gen);
   t.equal(first.kind, 'next');
   const next = (first as { head: string }).head;
   t.equal(decodeEnvelope(next).updateId, 2);
-  t.equal(await redis.hget(attemptsKey, attemptsField('pn', '1', 1)), null, 'attempt counter of the popped update cleared');
+  t.equal(await redis.hget(attemptsKey('pn'), attemptsField('pn', '1', 1)), null, 'attempt counter of the popped update cleared');
   t.same(await mailbox.popNext('pn', '1', claim.head as string, 1, 'L', gen), { kind: 'moved' }, 'popping an envelope that is no longer the head does nothing');
   t.same(await mailbox.popNext('pn', '1', next, 2, 'L', gen), { kind: 'drained' });
   t.equal(await redis.get(drainKey('pn', '1')), null, 'generation gave up responsibility');
@@ -145,11 +147,11 @@ t.test('a drain refused for the tenant limit gets the next free slot: release an
     const gen = (await redis.get(drainKey('sw', chat))) as string;
     const jobId = drainJobId('sw', chat, gen);
     // As the drainer leaves it after a 'full' claim: delayed, here far longer than the test waits.
-    await (await queue.getJob(jobId))?.remove();
-    await queue.add('drain', { t: 'sw', c: chat }, { jobId, delay: 600_000 });
+    await (await q('sw').getJob(jobId))?.remove();
+    await q('sw').add('drain', { t: 'sw', c: chat }, { jobId, delay: 600_000 });
     return gen;
   };
-  const stateOf = async (chat: string, gen: string) => (await queue.getJob(drainJobId('sw', chat, gen)))?.getState();
+  const stateOf = async (chat: string, gen: string) => (await q('sw').getJob(drainJobId('sw', chat, gen)))?.getState();
   await mailbox.accept('sw', '1', 1, update(1));
   const gen1 = (await redis.get(drainKey('sw', '1'))) as string;
   const first = await mailbox.claimHead('sw', '1', gen1, 'A', 1);
@@ -158,14 +160,14 @@ t.test('a drain refused for the tenant limit gets the next free slot: release an
   const gen3 = await delayedDrain('3', 3);
   t.equal((await mailbox.claimHead('sw', '2', gen2, 'B', 1)).result, 'full');
   t.equal((await mailbox.claimHead('sw', '3', gen3, 'C', 1)).result, 'full');
-  t.same(await redis.zrange('{mbox}:slotwait:sw', 0, -1), [drainJobId('sw', '2', gen2), drainJobId('sw', '3', gen3)], 'waiters queued oldest first');
+  t.same(await redis.zrange(slotWaitersKey('sw'), 0, -1), [drainJobId('sw', '2', gen2), drainJobId('sw', '3', gen3)], 'waiters queued oldest first');
 
   await mailbox.release('sw', '1', 'A');
   await waitUntil('chat 2 promoted', async () => (await stateOf('2', gen2)) === 'waiting', 5_000);
   t.equal(await stateOf('3', gen3), 'delayed', 'one slot freed: one waiter woken');
   const second = await mailbox.claimHead('sw', '2', gen2, 'B', 1);
   t.equal(second.result, 'ok', 'the woken drain gets the slot');
-  t.same(await redis.zrange('{mbox}:slotwait:sw', 0, -1), [drainJobId('sw', '3', gen3)]);
+  t.same(await redis.zrange(slotWaitersKey('sw'), 0, -1), [drainJobId('sw', '3', gen3)]);
 
   t.same(await mailbox.popNext('sw', '2', second.head as string, 2, 'B', gen2), { kind: 'drained' });
   await waitUntil('chat 3 promoted', async () => (await stateOf('3', gen3)) === 'waiting', 5_000);
@@ -195,7 +197,7 @@ t.test('popNext ending a drain racing accept, 400 times: never a pending update 
 
 t.test('a real worker draining while 10 chats receive 1000 updates: all delivered once, in order', async (t) => {
   const delivered = new Map<string, number[]>();
-  const worker = new Worker(QUEUES.forward, async (job: Job) => {
+  const worker = new Worker(q('live').name, async (job: Job) => {
     const { t: tenant, c: chat } = job.data as { t: string; c: string };
     if (tenant !== 'live') return 'other';
     const gen = String(job.id).split('.').pop() as string;

@@ -4,15 +4,17 @@
  */
 import type { RedisClient } from '../redis.js';
 import { NotFoundError } from '../errors.js';
-import { attemptsKey, chatLeaseKey, mailboxKey, outboxKey, scheduledKey, seenKey } from '../keys.js';
+import { attemptsKey, chatLeaseKey, deadDataKey, deadIndexKey, mailboxKey, outboxKey, scheduledKey, seenKey } from '../keys.js';
 import { callScript } from '../redis-scripts.js';
 import { attemptsField, scheduledMember, type Mailbox } from './mailbox.js';
 import { decodeEnvelope } from './update.js';
+import { DeliveryLayout, deliveryLayout, type DeliveryShard } from './shards.js';
 
-/** Zset of dead-letter ids scored by failure time (ms); exported for the status and metrics readers. */
-export const DEAD_LETTER_INDEX = '{mbox}:dead';
-const INDEX = DEAD_LETTER_INDEX;
-const DATA = '{mbox}:dead:data';
+/**
+ * The legacy layout's dead-letter index (`{mbox}:dead`): still read (letters from before sharding),
+ * never written. Each shard has its own (keys.ts deadIndexKey), beside the mailboxes they leave.
+ */
+export const DEAD_LETTER_INDEX = deadIndexKey(DeliveryLayout.LEGACY.shards[0]!.tag);
 
 export interface DeadLetter {
   id: string;
@@ -29,10 +31,32 @@ export type PublicDeadLetter = Omit<DeadLetter, 'envelope'>;
 
 export class DeadLetterStore {
   private readonly redis: RedisClient;
+  /** Where moveHead writes (the drained mailbox's layout). */
+  readonly layout: DeliveryLayout;
+  /** Every shard whose letters are read: the layout's and the legacy one. */
+  private readonly readShards: DeliveryShard[];
 
-  constructor(options: { redis: RedisClient }) {
+  constructor(options: { redis: RedisClient; layout?: DeliveryLayout }) {
     if (!options.redis) throw new TypeError('DeadLetterStore: redis is required');
     this.redis = options.redis;
+    this.layout = options.layout ?? deliveryLayout();
+    const current = options.layout?.legacy ? deliveryLayout() : this.layout;
+    this.readShards = [...DeliveryLayout.LEGACY.shards, ...current.shards];
+  }
+
+  /** The shards that may hold letter `id` (`<tenant>.<chat>.<update>`): its tenant's, then the legacy one. */
+  private shardsOf(id: string): DeliveryShard[] {
+    const tenantId = id.split('.')[0] ?? '';
+    const own = (this.layout.legacy ? deliveryLayout() : this.layout).shardOf(tenantId);
+    return [own, ...DeliveryLayout.LEGACY.shards];
+  }
+
+  private async readLetter(id: string): Promise<{ raw: string; shard: DeliveryShard } | undefined> {
+    for (const shard of this.shardsOf(id)) {
+      const raw = await this.redis.hget(deadDataKey(shard.tag), id);
+      if (raw) return { raw, shard };
+    }
+    return undefined;
   }
 
   /**
@@ -51,58 +75,76 @@ export class DeadLetterStore {
       id: updateId < 0 ? `${tenantId}.${chatId}.malformed-${Date.now()}` : `${tenantId}.${chatId}.${updateId}`, tenant_id: tenantId, chat_id: chatId, update_id: updateId,
       failed_at: new Date().toISOString(), attempts, reason: reason.slice(0, 500), envelope,
     };
-    return callScript<number>(this.redis, 'mbDeadLetter', mailboxKey(tenantId, chatId), chatLeaseKey(tenantId, chatId), INDEX, DATA, scheduledKey,
-      attemptsKey, outboxKey(tenantId, chatId), envelope, leaseToken, letter.id, JSON.stringify(letter), Date.now(), scheduledMember(tenantId, chatId),
+    const { tag } = this.layout.shardOf(tenantId);
+    return callScript<number>(this.redis, 'mbDeadLetter', mailboxKey(tenantId, chatId, this.layout), chatLeaseKey(tenantId, chatId, this.layout),
+      deadIndexKey(tag), deadDataKey(tag), scheduledKey(tag), attemptsKey(tenantId, this.layout), outboxKey(tenantId, chatId, this.layout), envelope, leaseToken, letter.id, JSON.stringify(letter), Date.now(), scheduledMember(tenantId, chatId),
       attemptsField(tenantId, chatId, updateId));
   }
 
   async count(): Promise<number> {
-    return this.redis.zcard(INDEX);
+    const counts = await Promise.all(this.readShards.map((s) => this.redis.zcard(deadIndexKey(s.tag))));
+    return counts.reduce((a, b) => a + b, 0);
+  }
+
+  /** Dead letters per shard (`ztm status --shards`), legacy first. */
+  async countByShard(): Promise<Array<{ shard: DeliveryShard; count: number }>> {
+    return Promise.all(this.readShards.map(async (shard) => ({ shard, count: await this.redis.zcard(deadIndexKey(shard.tag)) })));
   }
 
   /** One dead letter with its stored update (envelope), for the dashboard. */
   async get(id: string): Promise<DeadLetter | undefined> {
-    const raw = await this.redis.hget(DATA, id);
-    return raw ? (JSON.parse(raw) as DeadLetter) : undefined;
+    const found = await this.readLetter(id);
+    return found ? (JSON.parse(found.raw) as DeadLetter) : undefined;
   }
 
-  /** Dead letters newest first, positions `start`..`end` inclusive, with their envelopes. */
+  /** Dead letters newest first, positions `start`..`end` inclusive over every shard, with their envelopes. */
   async page(start: number, end: number): Promise<DeadLetter[]> {
-    const ids = await this.redis.zrevrange(INDEX, start, end);
-    if (ids.length === 0) return [];
-    const values = await this.redis.hmget(DATA, ...ids);
+    const perShard = await Promise.all(this.readShards.map(async (shard) => {
+      const flat = await this.redis.zrevrange(deadIndexKey(shard.tag), 0, end, 'WITHSCORES');
+      const out: Array<{ id: string; at: number; shard: DeliveryShard }> = [];
+      for (let i = 0; i < flat.length; i += 2) out.push({ id: flat[i] as string, at: Number(flat[i + 1]), shard });
+      return out;
+    }));
+    const picked = perShard.flat().sort((a, b) => b.at - a.at).slice(start, end + 1);
+    if (picked.length === 0) return [];
+    const values = await Promise.all(picked.map((p) => this.redis.hget(deadDataKey(p.shard.tag), p.id)));
     return values.filter((v): v is string => Boolean(v)).map((v) => JSON.parse(v) as DeadLetter);
   }
 
   async list(options: { tenantId?: string; limit?: number } = {}): Promise<PublicDeadLetter[]> {
-    const ids = await this.redis.zrange(INDEX, 0, -1);
     const out: PublicDeadLetter[] = [];
     const limit = options.limit ?? 1000;
-    for (let i = 0; i < ids.length && out.length < limit; i += 200) {
-      const batch = ids.slice(i, i + 200);
-      const values = await this.redis.hmget(DATA, ...batch);
-      for (const v of values) {
-        if (!v) continue;
-        const { envelope: _envelope, ...letter } = JSON.parse(v) as DeadLetter;
-        if (!options.tenantId || letter.tenant_id === options.tenantId) out.push(letter);
-        if (out.length >= limit) break;
+    const shards = options.tenantId ? this.shardsOf(`${options.tenantId}.`) : this.readShards;
+    for (const shard of shards) {
+      const ids = await this.redis.zrange(deadIndexKey(shard.tag), 0, -1);
+      for (let i = 0; i < ids.length && out.length < limit; i += 200) {
+        const batch = ids.slice(i, i + 200);
+        const values = await this.redis.hmget(deadDataKey(shard.tag), ...batch);
+        for (const v of values) {
+          if (!v) continue;
+          const { envelope: _envelope, ...letter } = JSON.parse(v) as DeadLetter;
+          if (!options.tenantId || letter.tenant_id === options.tenantId) out.push(letter);
+          if (out.length >= limit) break;
+        }
       }
+      if (out.length >= limit) break;
     }
     return out;
   }
 
   /**
    * Delivers a dead letter again: it re-enters its chat's mailbox at the tail (an operator's explicit
-   * choice, so it may now follow newer updates of that chat) and leaves the store.
+   * choice, so it may now follow newer updates of that chat) and leaves the store. A letter of the
+   * legacy layout re-enters the mailbox's (sharded) layout.
    */
   async retry(mailbox: Mailbox, id: string): Promise<PublicDeadLetter> {
-    const raw = await this.redis.hget(DATA, id);
-    if (!raw) throw new NotFoundError(`dead letter ${id} not found`);
-    const letter = JSON.parse(raw) as DeadLetter;
+    const found = await this.readLetter(id);
+    if (!found) throw new NotFoundError(`dead letter ${id} not found`);
+    const letter = JSON.parse(found.raw) as DeadLetter;
     const { updateId, raw: body } = decodeEnvelope(letter.envelope);
-    await this.redis.del(seenKey(letter.tenant_id, updateId));
+    await this.redis.zrem(seenKey(letter.tenant_id, mailbox.layout), String(updateId));
     await mailbox.accept(letter.tenant_id, letter.chat_id, updateId, body);
-    await this.redis.multi().hdel(DATA, id).zrem(INDEX, id).exec();
+    await this.redis.multi().hdel(deadDataKey(found.shard.tag), id).zrem(deadIndexKey(found.shard.tag), id).exec();
     const { envelope: _envelope, ...rest } = letter;
     return rest;
   }

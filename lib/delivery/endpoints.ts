@@ -2,13 +2,15 @@
  * The runbook's endpoint cache (`router:endpoint:<id>`) and the hand-shake between drains waiting
  * for a wake and the waker that completes it (parked drain jobs are promoted when the pod is ready).
  */
-import type { Queue } from 'bullmq';
+import type { ConnectionOptions, Queue } from 'bullmq';
 import type { RedisClient } from '../redis.js';
 import { endpointKey, parkedDrainsKey as parkedKey, staleEndpointKey, startingNoticeKey, wakeFailedKey, wakeLockKey } from '../keys.js';
 import { callScript } from '../redis-scripts.js';
 import { decodeWakeFailure, encodeWakeFailure, type WakeFailure } from '../wake/wake-contract.js';
 import { WAKE_DONE_CHANNEL } from './endpoint-watch.js';
 import { promoteWhenDelayed } from './promote-job.js';
+import { ShardQueues } from './shard-queues.js';
+import { DeliveryLayout } from './shards.js';
 
 /** How long a failed wake is remembered: drains waiting on it read it within seconds. */
 const WAKE_FAILURE_TTL_S = 120;
@@ -71,9 +73,13 @@ export class Endpoints {
     return (await this.redis.exists(wakeLockKey(tenantId))) === 1;
   }
 
-  /** Registers a drain job to be promoted as soon as the wake completes. */
-  async park(tenantId: string, jobId: string): Promise<void> {
-    await this.redis.multi().sadd(parkedKey(tenantId), jobId).expire(parkedKey(tenantId), 3600).exec();
+  /**
+   * Registers a drain job to be promoted as soon as the wake completes: `<queue>\t<job id>` (the
+   * job's shard queue, so the waker needs no knowledge of the layout), or the bare id for `{forward}`.
+   */
+  async park(tenantId: string, jobId: string, queueName?: string): Promise<void> {
+    const entry = queueName && queueName !== DeliveryLayout.LEGACY.shards[0]?.queue ? `${queueName}\t${jobId}` : jobId;
+    await this.redis.multi().sadd(parkedKey(tenantId), entry).expire(parkedKey(tenantId), 3600).exec();
   }
 
   async recordWakeFailure(tenantId: string, failure: WakeFailure): Promise<void> {
@@ -109,7 +115,19 @@ export class Endpoints {
    */
   async promoteParked(tenantId: string, forwardQueue: Queue): Promise<number> {
     const [[, ids]] = (await this.redis.multi().smembers(parkedKey(tenantId)).del(parkedKey(tenantId)).exec()) as [[Error | null, string[]]];
-    const promoted = await Promise.all(ids.map((id) => promoteWhenDelayed(forwardQueue, id)));
+    const promoted = await Promise.all(ids.map((entry) => {
+      const tab = entry.indexOf('\t');
+      if (tab < 0) return promoteWhenDelayed(forwardQueue, entry);
+      return promoteWhenDelayed(this.queuesOn(forwardQueue).named(entry.slice(0, tab)), entry.slice(tab + 1));
+    }));
     return promoted.filter(Boolean).length;
+  }
+
+  private shardQueues: ShardQueues | undefined;
+
+  /** Shard queues opened on the connection of the caller's `{forward}` queue. */
+  private queuesOn(forwardQueue: Queue): ShardQueues {
+    this.shardQueues ??= new ShardQueues(forwardQueue.opts.connection as ConnectionOptions, DeliveryLayout.LEGACY);
+    return this.shardQueues;
   }
 }

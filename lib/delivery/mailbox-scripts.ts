@@ -1,6 +1,6 @@
 /**
- * Lua scripts of the per-chat mailbox. Each runs atomically in Redis; all keys share the `{mbox}`
- * hash tag so they stay in one slot on a Redis Cluster. The invariants they keep are written down
+ * Lua scripts of the per-chat mailbox. Each runs atomically in Redis; the keys of one call share
+ * their tenant's shard tag (lib/delivery/shards.ts) so they stay in one slot on a Redis Cluster. The invariants they keep are written down
  * in docs/architecture.md ("Delivery: the mailbox").
  */
 
@@ -12,34 +12,43 @@
 const outboxRead = (key: string): string => `redis.call('HMGET', ${key}, 'id', 'answer', 'sent', 'failed_turns')`;
 
 /**
- * accept(KEYS: scheduled, seq, then per update: seen, mailbox, drain;
- *        ARGV: seenTtlS, then per update: envelope, member, nowMs)
+ * accept(KEYS per update: seen, mailbox, drain, scheduled, seq;
+ *        ARGV: dedupWindowMs, dedupMax, then per update: envelope, member, nowMs, updateId)
  * → per update two entries: accepted (1|0), generation to schedule or ''.
  * One call accepts a batch of updates (the ingress batches what arrives in one event-loop turn), in
  * order, each exactly as if alone: a later update of the same chat joins the generation an earlier
  * one created, a repeated update_id is a duplicate. A duplicate is not enqueued again, but still
  * reports the responsible generation so the caller can re-create a drain job that a crash may have
- * lost between this script and queue.add.
+ * lost between this script and queue.add. Each update names its own shard's keys (a batch spans
+ * shards on a single node; on a cluster the caller sends one call per shard).
+ * Dedup is a per-tenant sorted set (update_id → accepted ms) bounded by age (dedupWindowMs) and
+ * count (dedupMax, oldest dropped first) and expiring with the window, so an idle tenant holds none.
  */
 export const ACCEPT = `
-local ttl = tonumber(ARGV[1])
+local window = tonumber(ARGV[1])
+local maxSeen = tonumber(ARGV[2])
 local out = {}
-for i = 0, (#KEYS - 2) / 3 - 1 do
-  local k, a = 3 + i * 3, 2 + i * 3
-  local fresh = redis.call('SET', KEYS[k], '1', 'NX', 'EX', ttl)
+for i = 0, #KEYS / 5 - 1 do
+  local k, a = 1 + i * 5, 3 + i * 4
+  local now = tonumber(ARGV[a + 2])
+  local fresh = redis.call('ZADD', KEYS[k], 'NX', now, ARGV[a + 3]) == 1
   local gen = redis.call('GET', KEYS[k + 2])
   if not fresh then
     out[#out + 1] = 0
     out[#out + 1] = gen or ''
   else
+    redis.call('ZREMRANGEBYSCORE', KEYS[k], '-inf', now - window)
+    local n = redis.call('ZCARD', KEYS[k])
+    if n > maxSeen then redis.call('ZREMRANGEBYRANK', KEYS[k], 0, n - maxSeen - 1) end
+    redis.call('PEXPIRE', KEYS[k], window)
     redis.call('RPUSH', KEYS[k + 1], ARGV[a])
     if gen then
       out[#out + 1] = 1
       out[#out + 1] = ''
     else
-      gen = tostring(redis.call('INCR', KEYS[2]))
+      gen = tostring(redis.call('INCR', KEYS[k + 4]))
       redis.call('SET', KEYS[k + 2], gen)
-      redis.call('ZADD', KEYS[1], tonumber(ARGV[a + 2]), ARGV[a + 1])
+      redis.call('ZADD', KEYS[k + 3], now, ARGV[a + 1])
       out[#out + 1] = 1
       out[#out + 1] = gen
     end

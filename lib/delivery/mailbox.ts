@@ -3,18 +3,21 @@
  * one drain job responsible for a non-empty mailbox at any time (see docs/architecture.md).
  * Used by the ingress (accept) and the forwarder (claim, pop, finish, hand off, sweep).
  */
-import type { Queue } from 'bullmq';
+import type { ConnectionOptions, Queue } from 'bullmq';
 import type { RedisClient } from '../redis.js';
-import { attemptsKey, chatLeaseKey, drainKey, mailboxKey, outboxKey, scheduledKey, seenKey } from '../keys.js';
+import {
+  attemptsKey, chatLeaseKey, drainKey, drainSeqKey, mailboxKey, outboxKey, scheduledKey, seenKey, slotWaitersKey, tenantActiveKey,
+} from '../keys.js';
 import { encodeEnvelope, envelopeIdentity } from './update.js';
 import { promoteWhenDelayed } from './promote-job.js';
 import { callScript, type ScriptName } from '../redis-scripts.js';
 import { DRAIN_JOB_NAME, drainJobId, drainJobOpts, type DrainJobData } from './drain-contract.js';
+import { deliveryLayout, type DeliveryLayout, type DeliveryShard } from './shards.js';
+import { ShardQueues } from './shard-queues.js';
 
-const SEQ_KEY = '{mbox}:seq';
-const tenantActiveKey = (tenantId: string): string => `{mbox}:active:${tenantId}`;
-/** Drain jobs waiting for a slot of the tenant's concurrency, oldest first. */
-const slotWaitersKey = (tenantId: string): string => `{mbox}:slotwait:${tenantId}`;
+/** Dedup defaults (docs/architecture.md, "Dedup"): Telegram retries an update until it is acknowledged. */
+export const DEFAULT_DEDUP_WINDOW_S = 3600;
+export const DEFAULT_DEDUP_MAX = 1000;
 
 export { drainJobId, type DrainJobData } from './drain-contract.js';
 
@@ -57,9 +60,21 @@ export const attemptsField = (tenantId: string, chatId: string, updateId: number
 
 export interface MailboxOptions {
   redis: RedisClient;
-  forwardQueue: Queue;
-  /** How long an update_id is remembered for dedup (Telegram retries for up to 24h). */
-  seenTtlS?: number;
+  /** The drain queues of `layout`; or `forwardQueue`, whose connection they are opened on. */
+  queues?: ShardQueues;
+  forwardQueue?: Queue;
+  /** Where the tenants' keys and queues are (default: the process's, DELIVERY_SHARDS). */
+  layout?: DeliveryLayout;
+  /** How long an accepted update_id is remembered for dedup (DEDUP_WINDOW_S). */
+  dedupWindowS?: number;
+  /** At most this many update_ids remembered per tenant, the oldest dropped first (DEDUP_MAX_PER_TENANT). */
+  dedupMax?: number;
+  /**
+   * Acknowledge an accept only once this many replicas have its write (Redis WAIT; DELIVERY_WAIT_REPLICAS).
+   * 0: do not wait (asynchronous replication). A WAIT that times out fails the accept (503, Telegram retries).
+   */
+  waitReplicas?: number;
+  waitTimeoutMs?: number;
   /** Bound of an answer outbox's life if its update never left (a leak guard only; default 7 days). */
   outboxTtlS?: number;
   leaseMs?: number;
@@ -87,9 +102,14 @@ export const scheduledMember = (tenantId: string, chatId: string): string => `${
 
 export class Mailbox {
   readonly leaseMs: number;
+  readonly layout: DeliveryLayout;
+  readonly queues: ShardQueues;
   private readonly redis: RedisClient;
-  private readonly queue: Queue;
-  private readonly seenTtlS: number;
+  private readonly cluster: boolean;
+  private readonly dedupWindowMs: number;
+  private readonly dedupMax: number;
+  private readonly waitReplicas: number;
+  private readonly waitTimeoutMs: number;
   private readonly outboxTtlS: number;
   private readonly acceptBatch: number;
   private pending: PendingAccept[] = [];
@@ -100,15 +120,33 @@ export class Mailbox {
   };
 
   constructor(options: MailboxOptions) {
-    if (!options.redis || !options.forwardQueue) throw new TypeError('Mailbox: redis and forwardQueue are required');
+    if (!options.redis || !(options.queues || options.forwardQueue)) throw new TypeError('Mailbox: redis and queues (or forwardQueue) are required');
     this.redis = options.redis;
-    this.queue = options.forwardQueue;
-    this.seenTtlS = options.seenTtlS ?? 86_400;
+    this.layout = options.layout ?? options.queues?.layout ?? deliveryLayout();
+    this.queues = options.queues?.layout === this.layout ? options.queues
+      : (options.queues ?? new ShardQueues(options.forwardQueue?.opts.connection as ConnectionOptions, this.layout)).withLayout(this.layout);
+    this.cluster = (options.redis as { isCluster?: boolean }).isCluster === true;
+    const windowS = options.dedupWindowS ?? DEFAULT_DEDUP_WINDOW_S;
+    this.dedupWindowMs = windowS * 1000;
+    this.dedupMax = options.dedupMax ?? DEFAULT_DEDUP_MAX;
+    this.waitReplicas = options.waitReplicas ?? 0;
+    this.waitTimeoutMs = options.waitTimeoutMs ?? 500;
     this.outboxTtlS = options.outboxTtlS ?? 7 * 86_400;
     this.leaseMs = options.leaseMs ?? 15_000;
     this.acceptBatch = options.acceptBatch ?? 32;
     if (!Number.isInteger(this.acceptBatch) || this.acceptBatch < 1) throw new TypeError('Mailbox: acceptBatch must be a positive integer');
-    if (!Number.isInteger(this.seenTtlS) || this.seenTtlS < 1) throw new TypeError('Mailbox: seenTtlS must be a positive integer');
+    if (!Number.isInteger(windowS) || windowS < 1) throw new TypeError('Mailbox: dedupWindowS must be a positive integer');
+    if (!Number.isInteger(this.dedupMax) || this.dedupMax < 1) throw new TypeError('Mailbox: dedupMax must be a positive integer');
+    if (!Number.isInteger(this.waitReplicas) || this.waitReplicas < 0) throw new TypeError('Mailbox: waitReplicas must be a non-negative integer');
+  }
+
+  private shard(tenantId: string): DeliveryShard {
+    return this.layout.shardOf(tenantId);
+  }
+
+  /** The queue of the tenant's drain jobs. */
+  queueOf(tenantId: string): Queue {
+    return this.queues.of(tenantId);
   }
 
   private call(name: ScriptName, ...args: Array<string | number>): Promise<unknown> {
@@ -137,43 +175,90 @@ export class Mailbox {
     });
   }
 
+  /**
+   * Writes a batch: one accept script for all of it on a single node, one per shard on a cluster
+   * (a script's keys must share a slot), sent at once.
+   */
   private writeBatch(batch: PendingAccept[]): void {
-    const keys: string[] = [scheduledKey, SEQ_KEY];
-    const argv: Array<string | number> = [this.seenTtlS];
+    if (!this.cluster || this.layout.count === 1) return this.writeGroup(batch);
+    const groups = new Map<number, PendingAccept[]>();
     for (const p of batch) {
-      keys.push(seenKey(p.tenantId, p.updateId), mailboxKey(p.tenantId, p.chatId), drainKey(p.tenantId, p.chatId));
-      argv.push(encodeEnvelope(p.updateId, p.now, p.raw), scheduledMember(p.tenantId, p.chatId), p.now);
+      const i = this.shard(p.tenantId).index;
+      const g = groups.get(i);
+      if (g) g.push(p);
+      else groups.set(i, [p]);
+    }
+    for (const g of groups.values()) this.writeGroup(g);
+  }
+
+  private writeGroup(batch: PendingAccept[]): void {
+    const keys: string[] = [];
+    const argv: Array<string | number> = [this.dedupWindowMs, this.dedupMax];
+    for (const p of batch) {
+      const { tag } = this.shard(p.tenantId);
+      keys.push(seenKey(p.tenantId, this.layout), mailboxKey(p.tenantId, p.chatId, this.layout), drainKey(p.tenantId, p.chatId, this.layout), scheduledKey(tag), drainSeqKey(tag));
+      argv.push(encodeEnvelope(p.updateId, p.now, p.raw), scheduledMember(p.tenantId, p.chatId), p.now, p.updateId);
     }
     let written: Promise<unknown>;
     try {
-      written = this.call('mbAcceptBatch', keys.length, ...keys, ...argv);
+      written = this.waitReplicas > 0 ? this.acceptAndWait(keys, argv) : this.call('mbAcceptBatch', keys.length, ...keys, ...argv);
     } catch (err) {
       written = Promise.reject(err);
     }
     written.then((reply) => {
-      const out = reply as Array<number | string>;
-      const scheduling: Array<{ p: PendingAccept; duplicate: boolean }> = [];
-      const jobs: Array<{ name: string; data: DrainJobData; opts: ReturnType<typeof drainJobOpts> }> = [];
-      batch.forEach((p, i) => {
-        const duplicate = out[2 * i] === 0;
-        const gen = out[2 * i + 1];
-        if (!gen) return p.resolve({ duplicate });
-        scheduling.push({ p, duplicate });
-        jobs.push({ name: DRAIN_JOB_NAME, data: { t: p.tenantId, c: p.chatId }, opts: drainJobOpts(drainJobId(p.tenantId, p.chatId, String(gen))) });
-      });
-      if (!jobs.length) return;
-      // One round trip for all of them; an existing job id is a no-op (idempotent re-add).
-      this.queue.addBulk(jobs).then(
-        () => scheduling.forEach(({ p, duplicate }) => p.resolve({ duplicate })),
-        (err: unknown) => scheduling.forEach(({ p }) => p.reject(err)),
-      );
+      try {
+        this.scheduleAccepted(batch, reply as Array<number | string>);
+      } catch (err) {
+        batch.forEach((p) => p.reject(err));
+      }
     }, (err: unknown) => batch.forEach((p) => p.reject(err)));
+  }
+
+  /** Adds the drain jobs of the chats a written batch opened; resolves each update when its job exists. */
+  private scheduleAccepted(batch: PendingAccept[], out: Array<number | string>): void {
+    const scheduling: Array<{ p: PendingAccept; duplicate: boolean }> = [];
+    const jobs = new Map<Queue, Array<{ name: string; data: DrainJobData; opts: ReturnType<typeof drainJobOpts> }>>();
+    batch.forEach((p, i) => {
+      const duplicate = out[2 * i] === 0;
+      const gen = out[2 * i + 1];
+      if (!gen) return p.resolve({ duplicate });
+      scheduling.push({ p, duplicate });
+      const q = this.queueOf(p.tenantId);
+      const list = jobs.get(q) ?? [];
+      list.push({ name: DRAIN_JOB_NAME, data: { t: p.tenantId, c: p.chatId }, opts: drainJobOpts(drainJobId(p.tenantId, p.chatId, String(gen))) });
+      jobs.set(q, list);
+    });
+    if (!jobs.size) return;
+    // One round trip per queue for all of them; an existing job id is a no-op (idempotent re-add).
+    Promise.all([...jobs].map(([q, list]) => q.addBulk(list))).then(
+      () => scheduling.forEach(({ p, duplicate }) => p.resolve({ duplicate })),
+      (err: unknown) => scheduling.forEach(({ p }) => p.reject(err)),
+    );
+  }
+
+  /**
+   * The accept script and a WAIT in one pipeline, so WAIT goes to the master that ran the script
+   * (on a cluster, the pipeline's node is its keys' slot's). Fails unless `waitReplicas` replicas
+   * acknowledged the write within `waitTimeoutMs`: the ingress answers 503 and Telegram retries
+   * (the retry is a duplicate if the write survives, a fresh accept if it was lost with its master).
+   */
+  private async acceptAndWait(keys: string[], argv: Array<string | number>): Promise<unknown> {
+    const pipe = this.redis.pipeline() as unknown as Record<string, (...a: Array<string | number>) => unknown> & { exec(): Promise<Array<[Error | null, unknown]> | null> };
+    pipe.mbAcceptBatch?.(keys.length, ...keys, ...argv);
+    (pipe as unknown as { call(...a: Array<string | number>): unknown }).call('WAIT', this.waitReplicas, this.waitTimeoutMs);
+    const res = await pipe.exec();
+    if (!res) throw new Error('accept pipeline returned nothing');
+    const [[e1, out], [e2, acked]] = res as [[Error | null, unknown], [Error | null, unknown]];
+    if (e1) throw e1;
+    if (e2) throw e2;
+    if (Number(acked) < this.waitReplicas) throw new Error(`accept not replicated: ${String(acked)} of ${this.waitReplicas} replicas within ${this.waitTimeoutMs} ms`);
+    return out;
   }
 
   /** Adds the drain job of a generation; a no-op when it exists already (same job id). */
   async schedule(tenantId: string, chatId: string, gen: string): Promise<void> {
     const data: DrainJobData = { t: tenantId, c: chatId };
-    await this.queue.add(DRAIN_JOB_NAME, data, drainJobOpts(drainJobId(tenantId, chatId, gen)));
+    await this.queueOf(tenantId).add(DRAIN_JOB_NAME, data, drainJobOpts(drainJobId(tenantId, chatId, gen)));
   }
 
   async claim(tenantId: string, chatId: string, gen: string, token: string, tenantLimit: number): Promise<ClaimResult> {
@@ -187,19 +272,19 @@ export class Mailbox {
    * it only as a fallback.
    */
   async claimHead(tenantId: string, chatId: string, gen: string, token: string, tenantLimit: number): Promise<{ result: ClaimResult } & HeadRead> {
-    const [result, head, fields] = (await this.call('mbClaim', drainKey(tenantId, chatId), chatLeaseKey(tenantId, chatId), tenantActiveKey(tenantId),
-      mailboxKey(tenantId, chatId), slotWaitersKey(tenantId), outboxKey(tenantId, chatId), gen, token, Date.now(), this.leaseMs, tenantLimit,
+    const [result, head, fields] = (await this.call('mbClaim', drainKey(tenantId, chatId, this.layout), chatLeaseKey(tenantId, chatId, this.layout), tenantActiveKey(tenantId, this.layout),
+      mailboxKey(tenantId, chatId, this.layout), slotWaitersKey(tenantId, this.layout), outboxKey(tenantId, chatId, this.layout), gen, token, Date.now(), this.leaseMs, tenantLimit,
       drainJobId(tenantId, chatId, gen))) as [ClaimResult, string | null | undefined, Array<string | null> | undefined];
     return { result, head: head ?? null, outbox: outboxOf(head ?? null, fields) };
   }
 
   async renew(tenantId: string, chatId: string, token: string): Promise<boolean> {
-    return (await this.call('mbRenew', chatLeaseKey(tenantId, chatId), tenantActiveKey(tenantId), token, Date.now(), this.leaseMs)) === 1;
+    return (await this.call('mbRenew', chatLeaseKey(tenantId, chatId, this.layout), tenantActiveKey(tenantId, this.layout), token, Date.now(), this.leaseMs)) === 1;
   }
 
   /** Gives the chat lease and the tenant slot back; the slot goes to the oldest waiting drain. */
   async release(tenantId: string, chatId: string, token: string): Promise<void> {
-    const waiter = (await this.call('mbRelease', chatLeaseKey(tenantId, chatId), tenantActiveKey(tenantId), slotWaitersKey(tenantId), token)) as string;
+    const waiter = (await this.call('mbRelease', chatLeaseKey(tenantId, chatId, this.layout), tenantActiveKey(tenantId, this.layout), slotWaitersKey(tenantId, this.layout), token)) as string;
     this.handSlotTo(tenantId, waiter);
   }
 
@@ -212,20 +297,20 @@ export class Mailbox {
     void (async () => {
       let next: string | undefined = jobId;
       for (let i = 0; next && i < 5; i++) {
-        if (await promoteWhenDelayed(this.queue, next)) return;
-        next = (await this.redis.zpopmin(slotWaitersKey(tenantId)))[0];
+        if (await promoteWhenDelayed(this.queueOf(tenantId), next)) return;
+        next = (await this.redis.zpopmin(slotWaitersKey(tenantId, this.layout)))[0];
       }
     })().catch(() => undefined);
   }
 
   /** The oldest pending envelope of the chat, without removing it (at-least-once). */
   async head(tenantId: string, chatId: string): Promise<string | null> {
-    return this.redis.lindex(mailboxKey(tenantId, chatId), 0);
+    return this.redis.lindex(mailboxKey(tenantId, chatId, this.layout), 0);
   }
 
   /** head() with the head's answer outbox, in one script. */
   async headWithOutbox(tenantId: string, chatId: string): Promise<HeadRead> {
-    const [head, fields] = (await this.call('mbHead', mailboxKey(tenantId, chatId), outboxKey(tenantId, chatId))) as [string | null, Array<string | null> | undefined];
+    const [head, fields] = (await this.call('mbHead', mailboxKey(tenantId, chatId, this.layout), outboxKey(tenantId, chatId, this.layout))) as [string | null, Array<string | null> | undefined];
     return { head: head ?? null, outbox: outboxOf(head ?? null, fields) };
   }
 
@@ -234,13 +319,13 @@ export class Mailbox {
    * (crash, Telegram failure) sends it instead of asking the agent again. Needs the chat lease.
    */
   async keepAnswer(tenantId: string, chatId: string, envelope: string, token: string, answer: string): Promise<FencedWrite> {
-    return fenced((await this.call('mbKeepAnswer', chatLeaseKey(tenantId, chatId), mailboxKey(tenantId, chatId), outboxKey(tenantId, chatId),
+    return fenced((await this.call('mbKeepAnswer', chatLeaseKey(tenantId, chatId, this.layout), mailboxKey(tenantId, chatId, this.layout), outboxKey(tenantId, chatId, this.layout),
       token, envelopeIdentity(envelope), answer, this.outboxTtlS)) as number);
   }
 
   /** Records that `sent` chunks of the kept answer reached the chat (a retry goes on after them). */
   async recordSent(tenantId: string, chatId: string, envelope: string, token: string, sent: number): Promise<FencedWrite> {
-    return fenced((await this.call('mbRecordSent', chatLeaseKey(tenantId, chatId), outboxKey(tenantId, chatId),
+    return fenced((await this.call('mbRecordSent', chatLeaseKey(tenantId, chatId, this.layout), outboxKey(tenantId, chatId, this.layout),
       token, envelopeIdentity(envelope), sent)) as number);
   }
 
@@ -250,14 +335,14 @@ export class Mailbox {
    * outbox too, so the next delivery presents a new key; `failedTurns` is then the new count.
    */
   async countAttempt(tenantId: string, chatId: string, envelope: string, updateId: number, token: string, turnEnded: boolean): Promise<{ attempts: number; failedTurns: number }> {
-    const [attempts, failedTurns] = (await this.call('mbCountAttempt', attemptsKey, chatLeaseKey(tenantId, chatId), mailboxKey(tenantId, chatId),
-      outboxKey(tenantId, chatId), attemptsField(tenantId, chatId, updateId), token, envelopeIdentity(envelope), turnEnded ? 1 : 0,
+    const [attempts, failedTurns] = (await this.call('mbCountAttempt', attemptsKey(tenantId, this.layout), chatLeaseKey(tenantId, chatId, this.layout), mailboxKey(tenantId, chatId, this.layout),
+      outboxKey(tenantId, chatId, this.layout), attemptsField(tenantId, chatId, updateId), token, envelopeIdentity(envelope), turnEnded ? 1 : 0,
       this.outboxTtlS)) as [number, number];
     return { attempts, failedTurns };
   }
 
   async depth(tenantId: string, chatId: string): Promise<number> {
-    return this.redis.llen(mailboxKey(tenantId, chatId));
+    return this.redis.llen(mailboxKey(tenantId, chatId, this.layout));
   }
 
   /**
@@ -267,8 +352,8 @@ export class Mailbox {
    * head + finish + release do separately.
    */
   async popNext(tenantId: string, chatId: string, envelope: string, updateId: number, token: string, gen: string): Promise<PopNextResult> {
-    const reply = (await this.call('mbPopNext', mailboxKey(tenantId, chatId), chatLeaseKey(tenantId, chatId), scheduledKey,
-      drainKey(tenantId, chatId), tenantActiveKey(tenantId), attemptsKey, slotWaitersKey(tenantId), outboxKey(tenantId, chatId),
+    const reply = (await this.call('mbPopNext', mailboxKey(tenantId, chatId, this.layout), chatLeaseKey(tenantId, chatId, this.layout), scheduledKey(this.shard(tenantId).tag),
+      drainKey(tenantId, chatId, this.layout), tenantActiveKey(tenantId, this.layout), attemptsKey(tenantId, this.layout), slotWaitersKey(tenantId, this.layout), outboxKey(tenantId, chatId, this.layout),
       envelopeIdentity(envelope), token, scheduledMember(tenantId, chatId), Date.now(), gen, attemptsField(tenantId, chatId, updateId))) as [number, string?];
     switch (reply[0]) {
       case 1: return { kind: 'next', head: reply[1] as string };
@@ -282,13 +367,13 @@ export class Mailbox {
 
   /** True when the mailbox is empty and this generation is released. */
   async finish(tenantId: string, chatId: string, gen: string): Promise<boolean> {
-    return (await this.call('mbFinish', mailboxKey(tenantId, chatId), drainKey(tenantId, chatId), scheduledKey,
+    return (await this.call('mbFinish', mailboxKey(tenantId, chatId, this.layout), drainKey(tenantId, chatId, this.layout), scheduledKey(this.shard(tenantId).tag),
       gen, scheduledMember(tenantId, chatId))) === 1;
   }
 
   /** Passes responsibility to a new generation and job (graceful shutdown, fairness). */
   async handOff(tenantId: string, chatId: string, gen: string): Promise<string | undefined> {
-    const next = (await this.call('mbHandoff', drainKey(tenantId, chatId), scheduledKey, SEQ_KEY,
+    const next = (await this.call('mbHandoff', drainKey(tenantId, chatId, this.layout), scheduledKey(this.shard(tenantId).tag), drainSeqKey(this.shard(tenantId).tag),
       gen, scheduledMember(tenantId, chatId), Date.now())) as string;
     if (!next) return undefined;
     await this.schedule(tenantId, chatId, next);
@@ -298,18 +383,31 @@ export class Mailbox {
   /**
    * Repairs responsibility lost to a crash: every chat whose drain made no progress for `staleMs`
    * gets its drain job back if the job is gone, or retried if it failed. Idempotent; any replica.
+   * Every shard of the layout, `limit` chats each.
    */
   async sweep(staleMs: number, limit = 200): Promise<{ checked: number; repaired: number }> {
-    const members = await this.redis.zrangebyscore(scheduledKey, '-inf', Date.now() - staleMs, 'LIMIT', 0, limit);
+    let checked = 0;
+    let repaired = 0;
+    for (const shard of this.layout.shards) {
+      const r = await this.sweepShard(shard, staleMs, limit);
+      checked += r.checked;
+      repaired += r.repaired;
+    }
+    return { checked, repaired };
+  }
+
+  private async sweepShard(shard: DeliveryShard, staleMs: number, limit: number): Promise<{ checked: number; repaired: number }> {
+    const index = scheduledKey(shard.tag);
+    const members = await this.redis.zrangebyscore(index, '-inf', Date.now() - staleMs, 'LIMIT', 0, limit);
     let repaired = 0;
     for (const member of members) {
       const [tenantId, chatId] = member.split('\n') as [string, string];
-      const gen = await this.redis.get(drainKey(tenantId, chatId));
+      const gen = await this.redis.get(drainKey(tenantId, chatId, this.layout));
       if (!gen) {
-        await this.redis.zrem(scheduledKey, member);
+        await this.redis.zrem(index, member);
         continue;
       }
-      const job = await this.queue.getJob(drainJobId(tenantId, chatId, gen));
+      const job = await this.queueOf(tenantId).getJob(drainJobId(tenantId, chatId, gen));
       if (!job) {
         await this.schedule(tenantId, chatId, gen);
         repaired++;
@@ -317,8 +415,14 @@ export class Mailbox {
         await job.retry('failed');
         repaired++;
       }
-      await this.redis.zadd(scheduledKey, Date.now(), member);
+      await this.redis.zadd(index, Date.now(), member);
     }
     return { checked: members.length, repaired };
+  }
+
+  /** Chats of this layout with a responsible generation (mail not yet delivered), over every shard. */
+  async backlogChats(): Promise<number> {
+    const counts = await Promise.all(this.layout.shards.map((s) => this.redis.zcard(scheduledKey(s.tag))));
+    return counts.reduce((a, b) => a + b, 0);
   }
 }

@@ -100,6 +100,9 @@ export function createDashboard(o: DashboardOptions): Dashboard {
     const d = DESCRIPTIONS[label];
     return new BullMQAdapter(queue, { readOnlyMode: d.readOnly, description: d.text, displayName: d.name, prefix: '' });
   });
+  // The delivery shards' drain queues, `forward <n>` (ztm status's `forward` row is their sum).
+  const f = DESCRIPTIONS.forward;
+  adapters.push(...stats.shardQueues.map(({ shard, queue }) => new BullMQAdapter(queue, { readOnlyMode: f.readOnly, description: f.text, displayName: `forward ${shard.index}`, prefix: '' })));
   const dead = new DeadLetterAdapter(new DeadLetterStore({ redis: o.redis }));
   const admin = o.tenants && typeof o.tenants !== 'function' ? adminTenantLister(o.tenants) : undefined;
   const list = typeof o.tenants === 'function' ? o.tenants : admin?.list;

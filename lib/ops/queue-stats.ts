@@ -13,7 +13,8 @@ import { Queue } from 'bullmq';
 import type { RedisClient } from '../redis.js';
 import { QUEUES, QUEUE_PREFIX } from '../queues.js';
 import { activityKey, warmPoolKey } from '../keys.js';
-import { DEAD_LETTER_INDEX } from '../delivery/dead-letters.js';
+import { DeadLetterStore } from '../delivery/dead-letters.js';
+import { deliveryLayout, type DeliveryShard } from '../delivery/shards.js';
 import { readIsolation, type IsolationReport } from './isolation-report.js';
 
 /** Queue label values: the keys of QUEUES (`forward`, not `{forward}`). */
@@ -83,9 +84,18 @@ export interface SizingInput {
   reason: string;
 }
 
+/** One delivery shard's drain queue (the `forward` row of `queues` is their sum with the legacy `{forward}`). */
+export interface ShardDepth extends QueueCounts {
+  shard: number;
+  /** The shard's queue (`{forward-3.5}`). */
+  queue: string;
+}
+
 export interface PlatformStatus {
   at: string;
   queues: QueueDepth[];
+  /** Per delivery shard (DELIVERY_SHARDS): drain jobs by state. */
+  shards?: ShardDepth[];
   /** Tenants with an awake agent (entries of the activity index `ztm:activity`). */
   tenants_awake: number;
   dead_letters: number;
@@ -135,6 +145,8 @@ export async function readWarmPool(redis: RedisClient, now = Date.now()): Promis
 
 export class QueueStats {
   private readonly queues: Array<{ label: QueueLabel; queue: Queue }>;
+  /** The delivery shards' drain queues (the process's layout, DELIVERY_SHARDS). */
+  private readonly shards: Array<{ shard: DeliveryShard; queue: Queue }>;
 
   /**
    * `connection` is any non-blocking client; queues opened on it share it (closing them leaves it
@@ -147,13 +159,33 @@ export class QueueStats {
       queue.on('error', () => undefined); // surfaced by the calls that fail
       return { label, queue };
     });
+    this.shards = deliveryLayout().shards.map((shard) => {
+      const queue = new Queue(shard.queue, { connection, prefix: QUEUE_PREFIX });
+      queue.on('error', () => undefined);
+      return { shard, queue };
+    });
   }
 
-  /** Jobs per queue and state (one round trip per queue). */
-  async depths(options: { workers?: boolean } = {}): Promise<QueueDepth[]> {
+  private static async counts(queue: Queue): Promise<QueueCounts> {
+    const raw = await queue.getJobCounts(...QUEUE_STATES);
+    return Object.fromEntries(QUEUE_STATES.map((s) => [s, Number(raw[s] ?? 0)])) as QueueCounts;
+  }
+
+  /** Drain jobs per shard (one round trip per shard queue). */
+  async shardDepths(): Promise<ShardDepth[]> {
+    return Promise.all(this.shards.map(async ({ shard, queue }) => ({ shard: shard.index, queue: shard.queue, ...(await QueueStats.counts(queue)) })));
+  }
+
+  /**
+   * Jobs per queue and state (one round trip per queue). The `forward` row sums the legacy
+   * `{forward}` queue and every shard's (what KEDA scales the forwarders on); its workers are the
+   * legacy queue's, which every forwarder also serves (one per replica).
+   */
+  async depths(options: { workers?: boolean; shards?: ShardDepth[] } = {}): Promise<QueueDepth[]> {
+    const shards = options.shards ?? (await this.shardDepths());
     return Promise.all(this.queues.map(async ({ label, queue }) => {
-      const raw = await queue.getJobCounts(...QUEUE_STATES);
-      const counts = Object.fromEntries(QUEUE_STATES.map((s) => [s, Number(raw[s] ?? 0)])) as QueueCounts;
+      const counts = await QueueStats.counts(queue);
+      if (label === 'forward') for (const d of shards) for (const s of QUEUE_STATES) counts[s] += d[s];
       const workers = options.workers ? await queue.getWorkersCount().catch(() => null) : null;
       return { queue: label, key: `${QUEUE_PREFIX}:${QUEUES[label]}`, ...counts, workers };
     }));
@@ -163,8 +195,9 @@ export class QueueStats {
     return this.connection.zcard(activityKey);
   }
 
+  /** Every shard's dead letters and the legacy layout's. */
   async deadLetters(): Promise<number> {
-    return this.connection.zcard(DEAD_LETTER_INDEX);
+    return new DeadLetterStore({ redis: this.connection }).count();
   }
 
   async warmPool(): Promise<WarmPoolReport> {
@@ -172,10 +205,11 @@ export class QueueStats {
   }
 
   async status(options: { workers?: boolean } = {}): Promise<PlatformStatus> {
+    const shards = await this.shardDepths();
     const [queues, tenants_awake, dead_letters, warm_pool, isolation] = await Promise.all([
-      this.depths(options), this.tenantsAwake(), this.deadLetters(), this.warmPool(), readIsolation(this.connection),
+      this.depths({ ...options, shards }), this.tenantsAwake(), this.deadLetters(), this.warmPool(), readIsolation(this.connection),
     ]);
-    return { at: new Date().toISOString(), queues, tenants_awake, dead_letters, warm_pool, isolation };
+    return { at: new Date().toISOString(), queues, shards, tenants_awake, dead_letters, warm_pool, isolation };
   }
 
   /** The BullMQ queues (for the dashboard). */
@@ -183,8 +217,13 @@ export class QueueStats {
     return this.queues;
   }
 
+  /** The delivery shards' drain queues (the dashboard shows them beside `{forward}`). */
+  get shardQueues(): ReadonlyArray<{ shard: DeliveryShard; queue: Queue }> {
+    return this.shards;
+  }
+
   async close(): Promise<void> {
-    await Promise.allSettled(this.queues.map(({ queue }) => queue.close()));
+    await Promise.allSettled([...this.queues, ...this.shards].map(({ queue }) => queue.close()));
   }
 }
 

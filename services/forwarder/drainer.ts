@@ -25,6 +25,7 @@ import type { AgentClient } from './agent-client.js';
 import type { TypingNotifier } from './typing-notifier.js';
 import type { ReplySender, SendOutcome, SendProgress } from './reply-sender.js';
 import { parseDrainJob } from '../../lib/delivery/drain-contract.js';
+import type { ActivityFlusher } from './activity-flusher.js';
 
 export const STARTING_UP_TEXT = '⏳ Starting up...';
 /** How often a drain parked on a wake re-checks by itself (the waker normally promotes it first). */
@@ -53,6 +54,13 @@ export interface DrainerDeps {
   wakeWatch?: EndpointWatch | undefined;
   /** "typing…" in the chat while its drain waits for the wake (typing-notifier.ts). */
   typing?: TypingNotifier | undefined;
+  /**
+   * Drains of one queue (shard) that may wait in place for wakes at once: at most half a shard
+   * worker's slots, so a burst of wakes in one shard does not hold its awake tenants' drains.
+   */
+  waitersPerQueue?: number | undefined;
+  /** Coalesces the activity and message-count writes (ActivityFlusher); without it each pop writes them. */
+  activity?: ActivityFlusher | undefined;
 }
 
 /**
@@ -70,6 +78,8 @@ interface Head {
   chatId: string;
   gen: string;
   lease: string;
+  /** The drain job's queue (its shard). */
+  queue: string;
   raw: string;
   /** What earlier deliveries of this update left: a kept answer, failed agent turns. */
   outbox: Outbox | undefined;
@@ -79,6 +89,8 @@ interface Head {
 
 export class Drainer {
   private closing = false;
+  /** Drains waiting in place for a wake, per queue (waitersPerQueue). */
+  private readonly waiting = new Map<string, number>();
   private readonly zeroclaw: boolean;
   /** The tenant's bearer for its ZeroClaw gateway (zeroclaw protocol). Never logged. */
   private readonly agentToken: (who: TenantIdentity) => string;
@@ -135,7 +147,7 @@ export class Drainer {
           step = { next: 'continue' };
           continue;
         }
-        step = await this.deliverHead({ tenantId, chatId, gen, lease, raw: envelope, outbox, endpoint, log });
+        step = await this.deliverHead({ tenantId, chatId, gen, lease, queue: job.queueName, raw: envelope, outbox, endpoint, log });
         if (step.next === 'drained') return 'drained';
         if (step.next === 'park') break;
       }
@@ -144,7 +156,7 @@ export class Drainer {
       // A drain that ended in popNext gave its lease back in the same script.
       if (step.next !== 'drained') await this.d.mailbox.release(tenantId, chatId, lease);
     }
-    if (step.onWake) await this.d.endpoints.park(tenantId, job.id as string);
+    if (step.onWake) await this.d.endpoints.park(tenantId, job.id as string, job.queueName);
     return this.delay(job, jobToken, step.delayMs);
   }
 
@@ -298,7 +310,7 @@ export class Drainer {
     this.d.metrics?.staleEndpoints.inc({ outcome: 'rewake' });
     log.warn({ update_id: env.updateId, endpoint: endpoint.address, status, dropped }, "the agent at the endpoint refused this tenant's credential (not its agent): endpoint dropped, waking the tenant");
     await this.requestWake(tenantId);
-    return this.awaitWake(tenantId, h.chatId);
+    return this.awaitWake(h);
   }
 
   private async needWake(h: Head, env: Envelope): Promise<Step> {
@@ -326,18 +338,22 @@ export class Drainer {
       await this.requestWake(tenantId);
       if (await this.d.endpoints.claimStartingNotice(tenantId, this.d.config.wakeLockTtlS)) await this.sendStartingNotice(tenantId, chatId, log);
     }
-    return this.awaitWake(tenantId, chatId);
+    return this.awaitWake(h);
   }
 
   /** Waits in place for the wake when a slot for that is free (go on at once), else parks. */
-  private async awaitWake(tenantId: string, chatId: string): Promise<Step> {
+  private async awaitWake(h: Head): Promise<Step> {
+    const { tenantId, queue } = h;
     const hasEndpoint = async (): Promise<boolean> => (await this.d.endpoints.get(tenantId)) !== undefined;
-    if (this.d.wakeWatch) {
-      const typing = this.d.typing?.start(tenantId, chatId, { maxDurationMs: WAKE_WAIT_MS });
+    const waiting = this.waiting.get(queue) ?? 0;
+    if (this.d.wakeWatch && waiting < (this.d.waitersPerQueue ?? Infinity)) {
+      this.waiting.set(queue, waiting + 1);
+      const typing = this.d.typing?.start(tenantId, h.chatId, { maxDurationMs: WAKE_WAIT_MS });
       try {
         if (await this.d.wakeWatch.waitFor(tenantId, WAKE_WAIT_MS, hasEndpoint)) return { next: 'continue' };
       } finally {
         typing?.stop();
+        this.waiting.set(queue, (this.waiting.get(queue) ?? 1) - 1);
       }
     }
     return { next: 'park', delayMs: PARK_POLL_MS, onWake: true };
@@ -408,10 +424,14 @@ export class Drainer {
     const [popped, endpoint] = await Promise.all([
       this.afterSend(h, () => this.d.mailbox.popNext(tenantId, chatId, h.raw, env.updateId, h.lease, h.gen)),
       this.d.endpoints.get(tenantId),
-      facts ? Activity.write(this.d.redis, tenantId, facts.idleTimeoutS) : undefined,
-      // The tenants view's "messages today": one HINCRBY sent with the writes above (lib/tenants/tenant-stats.ts).
-      countMessage(this.d.redis, tenantId).catch((err: unknown) => h.log.debug({ err }, 'could not count the message')),
+      ...(this.d.activity ? [] : [
+        facts ? Activity.write(this.d.redis, tenantId, facts.idleTimeoutS) : undefined,
+        // The tenants view's "messages today": one HINCRBY sent with the writes above (lib/tenants/tenant-stats.ts).
+        countMessage(this.d.redis, tenantId).catch((err: unknown) => h.log.debug({ err }, 'could not count the message')),
+      ]),
     ]);
+    // Coalesced: written once a second for every tenant delivered to meanwhile (activity-flusher.ts).
+    this.d.activity?.note(tenantId, facts?.idleTimeoutS);
     switch (popped.kind) {
       case 'lost-lease': throw new Error('chat lease lost while draining');
       case 'drained': return { next: 'drained' };

@@ -1,14 +1,19 @@
 /**
- * The forwarder: a BullMQ worker over the `{forward}` queue whose jobs are chat drains (see
- * drainer.ts), plus the sweeper that gives responsibility back to chats whose drain job was lost.
+ * The forwarder: a BullMQ worker over each delivery shard's drain queue (`{forward:<s>.<j>}`,
+ * lib/delivery/shards.ts) and over the legacy `{forward}` queue (drains left by the single-slot
+ * layout of earlier versions), whose jobs are chat drains (see drainer.ts), plus the sweeper that
+ * gives responsibility back to chats whose drain job was lost.
  */
-import { Queue, Worker } from 'bullmq';
+import { Queue, Worker, type Job } from 'bullmq';
 import type { Config } from '../../lib/config.js';
 import type { Logger } from '../../lib/logger.js';
 import type { Metrics } from '../../lib/metrics.js';
 import type { RedisClient } from '../../lib/redis.js';
 import { QUEUES, QUEUE_PREFIX } from '../../lib/queues.js';
 import { Mailbox } from '../../lib/delivery/mailbox.js';
+import { ShardQueues } from '../../lib/delivery/shard-queues.js';
+import { DeliveryLayout } from '../../lib/delivery/shards.js';
+import { ActivityFlusher } from './activity-flusher.js';
 import { Endpoints } from '../../lib/delivery/endpoints.js';
 import { EndpointWatch } from '../../lib/delivery/endpoint-watch.js';
 import { DeadLetterStore } from '../../lib/delivery/dead-letters.js';
@@ -37,8 +42,11 @@ export interface ForwarderOptions {
 }
 
 export interface Forwarder {
-  worker: Worker;
+  /** One worker per shard queue, then the legacy queue's. */
+  workers: Worker[];
   mailbox: Mailbox;
+  /** The legacy layout's mailbox (drains left from before sharding). */
+  legacyMailbox: Mailbox;
   deadLetters: DeadLetterStore;
   tenants: TenantCache;
   close(): Promise<void>;
@@ -48,57 +56,77 @@ export function createForwarder(o: ForwarderOptions): Forwarder {
   for (const k of ['config', 'log', 'redis', 'bull', 'registry', 'telegram', 'webhookSecret'] as const) {
     if (!o[k]) throw new TypeError(`createForwarder: ${k} is required`);
   }
-  const forwardQueue = new Queue(QUEUES.forward, { connection: o.bull, prefix: QUEUE_PREFIX });
+  const layout = DeliveryLayout.of(o.config.deliveryShards);
+  const queues = new ShardQueues(o.bull, layout);
   const wakeQueue = new Queue(QUEUES.wake, { connection: o.bull, prefix: QUEUE_PREFIX });
-  const mailbox = new Mailbox({ redis: o.redis, forwardQueue });
+  const mailbox = new Mailbox({ redis: o.redis, queues, layout });
+  const legacyMailbox = new Mailbox({ redis: o.redis, queues, layout: DeliveryLayout.LEGACY });
   const endpoints = new Endpoints({ redis: o.redis });
-  const deadLetters = new DeadLetterStore({ redis: o.redis });
+  const deadLetters = new DeadLetterStore({ redis: o.redis, layout });
+  const legacyDeadLetters = new DeadLetterStore({ redis: o.redis, layout: DeliveryLayout.LEGACY });
   const tenants = new TenantCache({ registry: o.registry });
   // "typing…" while a chat waits for its tenant's wake or its agent's answer; in memory only.
   const typing = new TypingNotifier({ telegram: o.telegram, tokenOf: (id) => tenants.botToken(id), log: o.log });
   const agents = new AgentClient({ protocol: o.config.agentProtocol, timeoutMs: o.config.agentTimeoutS * 1000, typing });
   const replies = new ReplySender({ telegram: o.telegram, log: o.log, metrics: o.metrics });
-  // Half the worker slots may wait for wakes in place; the rest stay free for awake tenants.
+  const activity = new ActivityFlusher(o.redis, o.log);
+  // Each shard's worker gets twice its share of FORWARDER_CONCURRENCY (shards are not evenly
+  // loaded), at least 2; half of a worker's slots at most wait for wakes in place, and half of
+  // FORWARDER_CONCURRENCY over all of them, so the rest stay free for awake tenants.
+  const perShard = Math.max(2, Math.ceil((2 * o.config.forwarderConcurrency) / layout.count));
   const wakeWatch = new EndpointWatch({ redis: o.redis, log: o.log, maxWaiters: Math.floor(o.config.forwarderConcurrency / 2) });
   wakeWatch.start().catch((err: unknown) => o.log.warn({ err }, 'wake watch not subscribed: drains park during wakes'));
-  const drainer = new Drainer({
-    config: o.config, log: o.log, redis: o.redis, mailbox, endpoints, deadLetters, tenants, agents, replies,
-    wakeQueue, webhookSecret: o.webhookSecret, metrics: o.metrics, wakeWatch, typing,
+  const drainerFor = (mb: Mailbox, dl: DeadLetterStore): Drainer => new Drainer({
+    config: o.config, log: o.log, redis: o.redis, mailbox: mb, endpoints, deadLetters: dl, tenants, agents, replies,
+    wakeQueue, webhookSecret: o.webhookSecret, metrics: o.metrics, wakeWatch, typing, waitersPerQueue: Math.max(1, Math.floor(perShard / 2)), activity,
   });
-  const worker = new Worker(QUEUES.forward, (job, token) => drainer.process(job, token), {
-    connection: o.bull,
-    prefix: QUEUE_PREFIX,
-    concurrency: o.config.forwarderConcurrency,
-    // A killed worker's drains come back after the lock expires; never fail a job for stalling.
-    lockDuration: 10_000,
-    stalledInterval: 5_000,
-    maxStalledCount: 1_000_000,
-  });
-  worker.on('error', (err) => o.log.error({ err }, 'forwarder worker error'));
-  worker.on('failed', (job, err) => o.log.error({ job: job?.id, err }, 'drain job failed (will be retried)'));
+  const drainer = drainerFor(mailbox, deadLetters);
+  const legacyDrainer = drainerFor(legacyMailbox, legacyDeadLetters);
+  const workerFor = (queue: string, d: Drainer, concurrency: number): Worker => {
+    const worker = new Worker(queue, (job: Job, token) => d.process(job, token), {
+      connection: o.bull,
+      prefix: QUEUE_PREFIX,
+      concurrency,
+      // A killed worker's drains come back after the lock expires; never fail a job for stalling.
+      lockDuration: 10_000,
+      stalledInterval: 5_000,
+      maxStalledCount: 1_000_000,
+    });
+    worker.on('error', (err) => o.log.error({ err, queue }, 'forwarder worker error'));
+    worker.on('failed', (job, err) => o.log.error({ job: job?.id, err, queue }, 'drain job failed (will be retried)'));
+    return worker;
+  };
+  const workers = [
+    ...layout.shards.map((shard) => workerFor(shard.queue, drainer, perShard)),
+    // Drains of the single-slot layout of earlier versions (none once it is empty: an idle worker).
+    workerFor(QUEUES.forward, legacyDrainer, perShard),
+  ];
 
   const sweepStaleMs = o.sweepStaleMs ?? 30_000;
   const sweep = setInterval(() => {
-    mailbox.sweep(sweepStaleMs).then(
-      (r) => r.repaired > 0 && o.log.warn(r, 'mailbox sweeper re-scheduled lost drains'),
+    Promise.all([mailbox.sweep(sweepStaleMs), legacyMailbox.sweep(sweepStaleMs)]).then(
+      (rs) => rs.forEach((r) => r.repaired > 0 && o.log.warn(r, 'mailbox sweeper re-scheduled lost drains')),
       (err: unknown) => o.log.warn({ err }, 'mailbox sweep failed'),
     );
   }, o.sweepIntervalMs ?? 5_000);
   sweep.unref();
 
   return {
-    worker,
+    workers,
     mailbox,
+    legacyMailbox,
     deadLetters,
     tenants,
     async close() {
       clearInterval(sweep);
       typing.close();
       drainer.stop();
-      await wakeWatch.close(); // waiting drains park now, so the worker can close
-      await worker.close();
+      legacyDrainer.stop();
+      await wakeWatch.close(); // waiting drains park now, so the workers can close
+      await Promise.all(workers.map((w) => w.close()));
+      await activity.close();
       await agents.close();
-      await Promise.allSettled([forwardQueue.close(), wakeQueue.close()]);
+      await Promise.allSettled([queues.close(), wakeQueue.close()]);
     },
   };
 }

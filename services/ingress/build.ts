@@ -2,13 +2,14 @@
  * The ingress, built once for its own Deployment (main.ts) and the one-process platform. It needs
  * Redis only (no DynamoDB, no Telegram), so it makes its two Redis connections itself from the URL.
  */
-import { Queue } from 'bullmq';
 import type { Config } from '../../lib/config.js';
 import type { Logger } from '../../lib/logger.js';
 import type { Metrics } from '../../lib/metrics.js';
-import { QUEUES, QUEUE_PREFIX } from '../../lib/queues.js';
 import { createRedis, closeRedis, type RedisClient } from '../../lib/redis.js';
 import { Mailbox } from '../../lib/delivery/mailbox.js';
+import { ShardQueues } from '../../lib/delivery/shard-queues.js';
+import { DeliveryLayout } from '../../lib/delivery/shards.js';
+import { LegacyGate } from './legacy-gate.js';
 import { CloseChain, serviceMetrics, startedPart, type BuiltService } from '../../lib/platform/service-parts.js';
 import { createIngress, type Ingress } from './ingress.js';
 
@@ -49,10 +50,14 @@ export async function buildIngress(d: IngressDeps): Promise<BuiltIngress> {
   // outage itself (on the first failed write), so the per-attempt errors go to debug.
   redis.on('error', (err) => log.debug({ err }, 'redis connection error'));
   bull.on('error', (err) => log.debug({ err }, 'redis connection error (queue)'));
-  const queue = new Queue(QUEUES.forward, { connection: bull, prefix: QUEUE_PREFIX });
-  queue.on('error', (err) => log.debug({ err }, 'forward queue error'));
-  chain.add('forward queue', () => queue.close());
-  const mailbox = new Mailbox({ redis, forwardQueue: queue });
+  // The drain queues of every shard, opened on the queue connection as the updates need them.
+  const layout = DeliveryLayout.of(config.deliveryShards);
+  const queues = new ShardQueues(bull, layout);
+  chain.add('forward queues', () => queues.close());
+  const mailbox = new Mailbox({
+    redis, queues, layout, dedupWindowS: config.dedupWindowS, dedupMax: config.dedupMaxPerTenant,
+    waitReplicas: config.deliveryWaitReplicas, waitTimeoutMs: config.deliveryWaitTimeoutMs,
+  });
   // The cluster-wide gauges (queue jobs, dead letters, warm pool) read through the queue client.
   const metrics = serviceMetrics('ingress', d.metrics, bull, chain);
   // Listen once Redis takes writes: earlier requests would only get 503s. A Redis still down after
@@ -71,7 +76,11 @@ export async function buildIngress(d: IngressDeps): Promise<BuiltIngress> {
       return startedPart('ingress', 'the webhook server', ingress);
     },
     async start() {
-      ingress = await createIngress({ config, log, redis, mailbox, webhookSecret: d.webhookSecret, metrics, metricsOnWebhookPort: d.metricsOnWebhookPort });
+      // Nothing is accepted while the previous version's single-slot layout still has mail (legacy-gate.ts).
+      const gate = new LegacyGate(redis, log);
+      chain.add('legacy layout gate', () => (gate.close(), undefined));
+      await gate.ready();
+      ingress = await createIngress({ config, log, redis, mailbox: gate.wrap(mailbox), webhookSecret: d.webhookSecret, metrics, metricsOnWebhookPort: d.metricsOnWebhookPort });
       // Stop taking webhooks first, then the queue and connections under it.
       chain.add('webhook server', () => ingress?.close());
     },

@@ -30,6 +30,7 @@ import { TENANT_ID_PATTERN } from '../../lib/validate.js';
 import type { RedisClient as Redis } from '../../lib/redis.js';
 import { IncarnationIndex } from '../../lib/tenants/incarnation-index.js';
 import { WebhookVerifier, type Verdict } from './webhook-verifier.js';
+import { LegacyLayoutPendingError } from './legacy-gate.js';
 
 export interface IngressOptions {
   config: Pick<Config, 'ingressPort' | 'ingressHost' | 'ingressBodyLimit'>;
@@ -92,6 +93,7 @@ const A = {
   tooLarge: answer('413 Payload Too Large', fail('body too large'), { close: true }),
   internal: answer('500 Internal Server Error', fail('internal error'), { close: true }),
   unavailable: answer('503 Service Unavailable', fail('storage unavailable, retry later'), { headers: [['Retry-After', '5']] }),
+  migrating: answer('503 Service Unavailable', fail('delivery layout upgrade in progress, retry later'), { headers: [['Retry-After', '5']] }),
   closing: answer('503 Service Unavailable', fail('shutting down, retry later'), { headers: [['Retry-After', '5']], close: true }),
   healthy: answer('200 OK', 'ok', { type: TEXT_TYPE }),
   ready: answer('200 OK', 'ready', { type: TEXT_TYPE }),
@@ -240,6 +242,7 @@ export async function createIngress(options: IngressOptions): Promise<Ingress> {
         settle(p, A.ok);
       },
       (err: unknown) => {
+        if (err instanceof LegacyLayoutPendingError) return settle(p, A.migrating);
         redisFailed(err);
         if (debug) log.debug({ tenant, reason: err instanceof Error ? err.message : String(err) }, 'webhook write failed');
         settle(p, A.unavailable);

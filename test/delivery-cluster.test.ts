@@ -1,0 +1,104 @@
+/**
+ * Sharded delivery on a real 3-master Redis Cluster (test/support/redis-cluster.ts): the delivery
+ * commands (mailbox scripts, BullMQ's drain jobs, endpoint reads) spread over the masters, each
+ * within ±20 % of a third (counted from every master's INFO commandstats), and every acknowledged
+ * update is delivered once and in chat order. The forwarder runs in this process on cluster clients.
+ */
+import t from 'tap';
+import { Redis } from 'ioredis';
+import { startRedisCluster, type TestRedisCluster } from './support/redis-cluster.js';
+import { startOutboxHarness, botToken, type OutboxHarness } from './support/outbox-harness.js';
+import { ScriptedAgent } from './support/outbox-agent.js';
+import { sleep, waitUntil } from './support/wait.js';
+
+const TENANTS = 240;
+const CHATS = 2;
+const PER_CHAT = 4;
+/** Commands that are the client's or the test's own, not delivery work. */
+const ADMIN = /^(cluster|info|ping|config|client|command|hello|readonly|select|quit|script|dbsize|keys|scan|type|slowlog|latency)($|\|)/;
+
+async function commandCounts(port: number): Promise<number> {
+  const r = new Redis({ host: '127.0.0.1', port, lazyConnect: true, maxRetriesPerRequest: 1 });
+  r.on('error', () => undefined);
+  try {
+    await r.connect();
+    const text = (await r.info('commandstats')) as string;
+    let n = 0;
+    for (const m of text.matchAll(/^cmdstat_([^:]+):calls=(\d+)/gm)) if (!ADMIN.test(m[1] as string)) n += Number(m[2]);
+    return n;
+  } finally {
+    r.disconnect();
+  }
+}
+
+async function resetStats(port: number): Promise<void> {
+  const r = new Redis({ host: '127.0.0.1', port, lazyConnect: true, maxRetriesPerRequest: 1 });
+  r.on('error', () => undefined);
+  try {
+    await r.connect();
+    await r.config('RESETSTAT');
+  } finally {
+    r.disconnect();
+  }
+}
+
+let cluster: TestRedisCluster;
+let h: OutboxHarness;
+let agent: ScriptedAgent;
+const got = new Map<string, number[]>();
+
+t.before(async () => {
+  cluster = await startRedisCluster();
+  h = await startOutboxHarness({ REDIS_URL: cluster.url, REDIS_CLUSTER: 'true' });
+  agent = await ScriptedAgent.start((req) => {
+    const [tenant, chat, n] = (req.message ?? '').split(' ') as [string, string, string];
+    const key = `${tenant} ${chat}`;
+    got.set(key, [...(got.get(key) ?? []), Number(n)]);
+    return { status: 200, body: { response: `ok ${req.message}`, model: 'test' } };
+  });
+});
+t.teardown(async () => {
+  await h?.close();
+  await agent?.close();
+  await cluster?.stop();
+});
+
+t.test('delivery commands spread over the 3 masters, each update once and in chat order', async (t) => {
+  const tenants = Array.from({ length: TENANTS }, (_, i) => `cl-${i}`);
+  for (const [i, tn] of tenants.entries()) {
+    await h.addTenant(tn, botToken(100 + i));
+    await h.setEndpoint(tn, agent.address);
+  }
+  const { forwarder } = await h.startForwarder();
+  await Promise.all(forwarder.workers.map((w) => w.waitUntilReady()));
+  const masters = (await cluster.topology()).filter((n) => n.role === 'master' && !n.failed);
+  t.equal(masters.length, 3, 'three masters');
+  await Promise.all(masters.map((m) => resetStats(m.port)));
+
+  let id = 10_000;
+  for (let n = 0; n < PER_CHAT; n++) {
+    // Each round: one update per chat, accepted concurrently as the ingress batches them.
+    await Promise.all(tenants.flatMap((tn) => Array.from({ length: CHATS }, (_, c) => h.send(tn, c + 1, ++id, `${tn} ${c + 1} ${n}`))));
+  }
+  const total = TENANTS * CHATS * PER_CHAT;
+  await waitUntil(`${total} delivered`, async () => [...got.values()].reduce((a, l) => a + l.length, 0) >= total, 120_000);
+  await sleep(500);
+  const counts = await Promise.all(masters.map((m) => commandCounts(m.port)));
+  const sum = counts.reduce((a, b) => a + b, 0);
+  const shares = counts.map((c) => c / sum);
+  t.comment(`commands per master: ${counts.join(' / ')} (${shares.map((s) => `${(100 * s).toFixed(1)} %`).join(' / ')}); ${(sum / total).toFixed(1)} per update`);
+  for (const [i, s] of shares.entries()) t.ok(s > (1 / 3) * 0.8 && s < (1 / 3) * 1.2, `master ${masters[i]?.port}: ${(100 * s).toFixed(1)} % of the delivery commands (a third ±20 %)`);
+
+  let outOfOrder = 0;
+  let repeated = 0;
+  for (const tn of tenants) {
+    for (let c = 1; c <= CHATS; c++) {
+      const seq = got.get(`${tn} ${c}`) ?? [];
+      if (new Set(seq).size !== seq.length) repeated++;
+      if (seq.join() !== Array.from({ length: PER_CHAT }, (_, n) => n).join()) outOfOrder++;
+    }
+  }
+  t.equal(repeated, 0, 'no update delivered twice');
+  t.equal(outOfOrder, 0, `every chat's ${PER_CHAT} updates in order, none missing`);
+  t.equal([...got.values()].reduce((a, l) => a + l.length, 0), total, `${total} deliveries for ${total} acknowledged updates`);
+});
