@@ -4,6 +4,14 @@
  * forwarder, waker, pool-keeper, local runtime with one shim process per tenant).
  *
  *   node --import tsx bench/wake.ts [--tenants 200] [--wave 20] [--modes warm,cold]
+ *   node --import tsx bench/wake.ts --modes demand [--fixed 2] [--adaptive 0-8] [--hit-target 0.95]
+ *   node --import tsx bench/wake.ts --modes demand-standin [--fixed 2,8] [--standin-start-ms 5000]
+ *
+ * `demand` (bench/lib/wake-demand.ts): wakes at a rate that changes by phase (steady, bursts, a
+ * lull), the same arrivals against a fixed pool and the pool that follows demand, in the same run:
+ * hit rate, wake latency p50/p99 and the member-seconds each pool held. `demand-standin`
+ * (bench/lib/wake-demand-standin.ts): the same arrivals and the real pool-keeper on Redis, with
+ * stand-in members that start elsewhere (no CPU here), every pool at once: the pool's policy alone.
  *
  * Measured per tenant: from the update's send (stamped in its text, a moment before it reaches the
  * ingress) to the agent receiving it, minus the agent's own start (its process birth to listening,
@@ -39,6 +47,8 @@ import { StateUrlLedger } from '../lib/state/state-urls.js';
 import { TenantRegistry } from '../lib/registry/tenant-registry.js';
 import { TenantCache } from '../lib/tenants/tenant-cache.js';
 import { StateStore } from '../lib/state/state-store.js';
+import { DEFAULT_PHASES, arrivals, printDemandTable, runDemand, type PoolVariant } from './lib/wake-demand.js';
+import { runDemandStandIn } from './lib/wake-demand-standin.js';
 
 const { values: opts } = parseArgs({
   options: {
@@ -53,12 +63,29 @@ const { values: opts } = parseArgs({
     'refill-during-wave': { type: 'boolean', default: false },
     /** Log the duration of each step of the waker's and the drains' wake path (bench diagnostic). */
     trace: { type: 'boolean', default: false },
+    /** demand: the fixed pool sizes compared (comma-separated), the adaptive pool's min-max, its hit target, the arrivals' seed. */
+    fixed: { type: 'string', default: '2' },
+    adaptive: { type: 'string', default: '0-8' },
+    'hit-target': { type: 'string', default: '0.95' },
+    seed: { type: 'string', default: '15' },
+    /** demand-standin: a stand-in member's start (ms) and a warm wake's latency (ms). */
+    'standin-start-ms': { type: 'string', default: '5000' },
+    'standin-warm-ms': { type: 'string', default: '100' },
   },
 });
 if (opts.trace) traceWakePath();
 const TENANTS = Number(opts.tenants);
 const WAVE = Number(opts.wave);
-const MODES = (opts.modes ?? '').split(',').filter(Boolean) as Array<'warm' | 'cold'>;
+const MODES = (opts.modes ?? '').split(',').filter(Boolean) as Array<'warm' | 'cold' | 'demand' | 'demand-standin'>;
+const WAVE_MODES = MODES.filter((m): m is 'warm' | 'cold' => m === 'warm' || m === 'cold');
+const [adaptiveMin, adaptiveMax] = (opts.adaptive ?? '').split('-').map(Number) as [number, number];
+const POOLS: PoolVariant[] = [
+  ...(opts.fixed ?? '').split(',').filter(Boolean).map((n) => ({ kind: 'fixed' as const, size: Number(n) })),
+  { kind: 'adaptive', min: adaptiveMin, max: adaptiveMax, hitTarget: Number(opts['hit-target']) },
+];
+const VARIANTS = MODES.includes('demand') ? POOLS : [];
+const SEED = Number(opts.seed);
+const SCHEDULE = arrivals(DEFAULT_PHASES, SEED);
 const WAVE_TIMEOUT_MS = Number(opts['wave-timeout']) * 1000;
 const now = (): number => performance.timeOrigin + performance.now();
 
@@ -69,7 +96,16 @@ function percentiles(values: number[], ...ps: number[]): number[] {
 
 const machine = machineInfo();
 printMachine(machine);
-console.log(`# ${TENANTS} sleeping tenants per mode (${MODES.join(', ')}), woken in waves of ${WAVE}, one message each`);
+if (WAVE_MODES.length) console.log(`# ${TENANTS} sleeping tenants per mode (${WAVE_MODES.join(', ')}), woken in waves of ${WAVE}, one message each`);
+
+if (MODES.includes('demand-standin')) {
+  const standin = await runDemandStandIn({
+    variants: POOLS, phases: DEFAULT_PHASES, seed: SEED, startMs: Number(opts['standin-start-ms']), warmMs: Number(opts['standin-warm-ms']),
+    log: createLogger({ service: 'bench', level: 'warn' }),
+  });
+  printDemandTable(standin);
+}
+if (!MODES.some((m) => m !== 'demand-standin')) process.exit(0);
 
 const dataDir = mkdtempSync(path.join(os.tmpdir(), 'ztm-bench-wake-'));
 const results = path.join(dataDir, 'agent-results.jsonl');
@@ -90,16 +126,21 @@ try {
     DATA_DIR: dataDir, INGRESS_PORT: '0', ADMIN_PORT: '0', WARM_POOL_TARGET: '0', LOG_LEVEL: opts['log-level'] as string,
     AGENT_COMMAND: `${process.execPath} ${path.join(BENCH_DIR, 'wake-agent.mjs')} ${results}`,
     IDLE_CHECK_INTERVAL_S: '86400', RECONCILE_INTERVAL_S: '86400',
+    // The agent appends its results to a file in the bench's own directory, which a sandboxed agent
+    // (another uid, that directory read-only) cannot write; the sandbox is not what is measured here.
+    AGENT_SANDBOX: 'off',
   });
   const platformLog = path.join(dataDir, 'platform.log');
   const log = createLogger({ service: 'platform', level: opts['log-level'] as string, destination: pino.destination({ dest: platformLog, sync: true }) });
   const clients = createClients(config, { name: 'bench' });
   await clients.registry.ensureTable();
   const ids: Record<string, string[]> = {};
-  for (const mode of MODES) {
-    ids[mode] = Array.from({ length: TENANTS }, (_, i) => `wake-${mode}-${String(i).padStart(4, '0')}`);
-    for (let i = 0; i < TENANTS; i += 20) {
-      await Promise.all((ids[mode] as string[]).slice(i, i + 20).map((id, k) => clients.registry.create({
+  for (const [vi] of VARIANTS.entries()) ids[`demand-${vi}`] = SCHEDULE.map((_, i) => `dm-${vi}-${String(i).padStart(3, '0')}`);
+  for (const mode of WAVE_MODES) ids[mode] = Array.from({ length: TENANTS }, (_, i) => `wake-${mode}-${String(i).padStart(4, '0')}`);
+  for (const mode of Object.keys(ids)) {
+    const list = ids[mode] as string[];
+    for (let i = 0; i < list.length; i += 20) {
+      await Promise.all(list.slice(i, i + 20).map((id, k) => clients.registry.create({
         tenant_id: id, bot_token: `${300_000_000 + i + k}:AA${randomBytes(25).toString('base64url').slice(0, 33)}`,
       })));
     }
@@ -133,9 +174,9 @@ try {
 
   interface Wake { mode: 'warm' | 'cold'; tenant: string; total: number; agentStart: number; platform: number; sent: number; arrival: number; listening: number }
   const wakes: Wake[] = [];
-  const waves = Math.ceil(TENANTS / WAVE);
+  const waves = WAVE_MODES.length ? Math.ceil(TENANTS / WAVE) : 0;
   for (let w = 0; w < waves; w++) {
-    for (const mode of MODES) {
+    for (const mode of WAVE_MODES) {
       const wave = (ids[mode] as string[]).slice(w * WAVE, (w + 1) * WAVE);
       await poolReady(mode);
       // The pool is full: refills wait until the wave is done (see the header).
@@ -173,23 +214,29 @@ try {
     }
   }
 
-  const rows = MODES.map((mode) => {
+  const rows = WAVE_MODES.map((mode) => {
     const of = wakes.filter((x) => x.mode === mode);
     const [p50, p99, max] = percentiles(of.map((x) => x.platform), 50, 99, 100) as [number, number, number];
     const [t50, t99] = percentiles(of.map((x) => x.total), 50, 99) as [number, number];
     const [s50] = percentiles(of.map((x) => x.agentStart), 50) as [number];
     return { mode, n: of.length, p50, p99, max, t50, t99, s50 };
   });
-  console.log(`\n${table(['pool', 'wakes', 'platform p50 ms', 'platform p99 ms', 'max ms', 'arrival → agent p50 / p99 ms', "agent's own start p50 ms"],
+  if (rows.length) console.log(`\n${table(['pool', 'wakes', 'platform p50 ms', 'platform p99 ms', 'max ms', 'arrival → agent p50 / p99 ms', "agent's own start p50 ms"],
     rows.map((r) => [r.mode, r.n, fmt.ms(r.p50), fmt.ms(r.p99), fmt.ms(r.max), `${fmt.ms(r.t50)} / ${fmt.ms(r.t99)}`, fmt.ms(r.s50)]))}`);
   const warm = rows.find((r) => r.mode === 'warm');
   const cold = rows.find((r) => r.mode === 'cold');
   if (warm && cold) console.log(`\ncold / warm (platform part): p50 ${fmt.ratio(cold.p50 / warm.p50)}, p99 ${fmt.ratio(cold.p99 / warm.p99)}`);
   if (warm) console.log(`targets (warm, platform part): p50 ≤ 50 ms ${warm.p50 <= 50 ? 'met' : 'NOT met'}, p99 ≤ 250 ms ${warm.p99 <= 250 ? 'met' : 'NOT met'}`);
+  if (VARIANTS.length) {
+    const demand = await runDemand({
+      platform, clients, ingress, webhookSecret, log, platformLog, makeUpdate, nextUpdateId: () => updateId++, received, now, timeoutMs: WAVE_TIMEOUT_MS,
+    }, VARIANTS, DEFAULT_PHASES, SEED);
+    printDemandTable(demand);
+  }
   await ingress.close();
   await platform.close();
   await clients.close();
-  if (opts['log-level'] === 'info') printBreakdown(wakes, dataDir, platformLog);
+  if (opts['log-level'] === 'info' && wakes.length) printBreakdown(wakes, dataDir, platformLog);
 } finally {
   for (const c of children.reverse()) await c.stop().catch(() => undefined);
   await redisServer.close();

@@ -41,6 +41,7 @@ export class PoolKeeper {
   private running: Promise<unknown> = Promise.resolve();
   private readonly sizer: PoolSizer;
   private last: Sizing | undefined;
+  private changes = 0;
 
   constructor(private readonly o: PoolKeeperOptions) {
     if (!o.pool || !o.redis || !o.log) throw new TypeError('PoolKeeper: pool, redis and log are required');
@@ -72,9 +73,14 @@ export class PoolKeeper {
     this.sizer.setBounds({ min: target, max: target });
   }
 
-  /** Sized from demand within these bounds from now on. */
-  setBounds(bounds: PoolBounds): void {
-    this.sizer.setBounds(bounds);
+  /** Sized from demand within these bounds (and for this hit probability) from now on. */
+  setBounds(bounds: PoolBounds, hitTarget?: number): void {
+    this.sizer.setBounds(bounds, hitTarget);
+  }
+
+  /** Changes of the size this keeper made. */
+  get resizes(): number {
+    return this.changes;
   }
 
   /** The last tick's sizing (what it looked at and why). */
@@ -123,6 +129,7 @@ export class PoolKeeper {
     m?.warmPoolStartSeconds.set(s.startS);
     m?.warmPoolHitProbability.set(s.probability);
     if (s.change) {
+      this.changes++;
       m?.warmPoolResizes.inc({ direction: s.change });
       this.o.log.info({
         from: s.previous, to: s.size, direction: s.change, wanted: s.wanted, min: s.min, max: s.max,

@@ -58,19 +58,22 @@ export interface Sizing {
 
 export class PoolSizer {
   private bounds: PoolBounds;
+  private hitTarget: number;
 
   constructor(private readonly o: PoolSizerOptions) {
     if (!o.redis) throw new TypeError('PoolSizer: redis is required');
-    if (!(o.hitTarget > 0 && o.hitTarget < 1)) throw new TypeError('PoolSizer: hitTarget must be in (0, 1)');
     this.bounds = { ...o.bounds };
+    this.hitTarget = o.hitTarget;
     this.setBounds(o.bounds);
   }
 
-  setBounds(b: PoolBounds): void {
+  setBounds(b: PoolBounds, hitTarget = this.hitTarget): void {
     if (!Number.isInteger(b.min) || !Number.isInteger(b.max) || b.min < 0 || b.max < b.min) {
       throw new TypeError('PoolSizer: bounds must be whole numbers with 0 <= min <= max');
     }
+    if (!(hitTarget > 0 && hitTarget < 1)) throw new TypeError('PoolSizer: hitTarget must be in (0, 1)');
     this.bounds = { ...b };
+    this.hitTarget = hitTarget;
   }
 
   get currentBounds(): PoolBounds {
@@ -91,15 +94,15 @@ export class PoolSizer {
     const ratePerS = estimated * slowTauS >= 1 ? estimated : 0;
     const measured = meanStartS(stats.coldStartsMs);
     const startS = (measured ?? this.o.defaultStartS) + this.o.tickS;
-    const model = sizeFor({ min, max, ratePerS, replenishS: startS, hitTarget: this.o.hitTarget });
+    const model = sizeFor({ min, max, ratePerS, replenishS: startS, hitTarget: this.hitTarget });
     const holdS = this.o.shrinkHoldS ?? 120;
     const d = decide(prev, model.size, now, holdS, { min, max });
     const size = d.state.size;
-    const kept = sizeFor({ min: size, max: size, ratePerS, replenishS: startS, hitTarget: this.o.hitTarget });
+    const kept = sizeFor({ min: size, max: size, ratePerS, replenishS: startS, hitTarget: this.hitTarget });
     const windowS = this.o.observedWindowS ?? 600;
     const sizing: Sizing = {
       min, max, size, previous: prev.size, change: d.change, wanted: model.size, ratePerS, estimatedRatePerS: estimated, slowTauS, startS, startMeasured: measured !== undefined,
-      load: model.load, probability: kept.probability, hitTarget: this.o.hitTarget, capped: model.capped,
+      load: model.load, probability: kept.probability, hitTarget: this.hitTarget, capped: model.capped,
       observed: { ...countSince(stats, now - windowS * 1000), windowS }, hysteresis: d.state, reason: '',
     };
     sizing.reason = reasonOf(sizing, holdS);
