@@ -1,6 +1,8 @@
 /**
- * The kubelet's work for one pod: start its containers after the start delay (waiting while a
- * referenced Secret is missing), probe readiness, restart per restartPolicy, terminate on
+ * The kubelet's work for one pod: start its containers after the start delay (pulling the image
+ * first as behaviour.images says: ContainerCreating, ErrImagePull ⇄ ImagePullBackOff,
+ * InvalidImageName; waiting while a referenced Secret is missing; a crashing command when
+ * behaviour.crash selects the pod), probe readiness, restart per restartPolicy, terminate on
  * deletion (SIGTERM, SIGKILL after the grace period, terminal phase, then the final grace-0
  * delete with a UID precondition), and publish the status the real kubelet would.
  */

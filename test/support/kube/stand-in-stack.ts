@@ -11,6 +11,7 @@ import { StateStore } from '../../../lib/state/state-store.js';
 import { freePort } from '../../../lib/util/free-port.js';
 import { KubeApiServer } from './api-server.js';
 import { Kubelet } from './kubelet.js';
+import type { BehaviourOptions } from './behaviour.js';
 import { LogCapture } from '../log-capture.js';
 
 export interface StandInStack {
@@ -22,10 +23,13 @@ export interface StandInStack {
   logs: LogCapture;
 }
 
-/** Starts the stack for namespace `ns`, builds the test's runtime on it, and closes both at `t`'s teardown. */
-export async function startStandInStack<R extends { close(): Promise<void> }>(t: Test, ns: string, runtimeOf: (s: StandInStack) => R): Promise<StandInStack & { runtime: R }> {
+/**
+ * Starts the stack for namespace `ns`, builds the test's runtime on it, and closes both at `t`'s
+ * teardown. `behaviour`: the cluster's knobs from the start (behaviour.ts; `api.behaviour.set` later).
+ */
+export async function startStandInStack<R extends { close(): Promise<void> }>(t: Test, ns: string, runtimeOf: (s: StandInStack) => R, behaviour?: BehaviourOptions): Promise<StandInStack & { runtime: R }> {
   const logs = new LogCapture();
-  const api = await KubeApiServer.start({ namespaces: [ns] });
+  const api = await KubeApiServer.start({ namespaces: [ns], ...(behaviour ? { behaviour } : {}) });
   const kubelet = new Kubelet(api);
   const s3 = await startEmbeddedS3({ port: await freePort() });
   const s3client = createS3Client({ endpoint: s3.endpoint, region: 'us-east-1' });
