@@ -14,7 +14,8 @@ import {
   WakeFailedError, decodeWakeFailure, encodeWakeFailure, parseWakeJob, pendingWakeJobId, releaseWakeRequest, requestWake, startFailureReasonOf, wakeFailedText,
 } from '../lib/wake/wake-contract.js';
 import { WakeProgress, wakePhaseLine } from '../lib/wake/wake-progress.js';
-import { RuntimeError } from '../lib/errors.js';
+import { ConfigError, RuntimeError } from '../lib/errors.js';
+import { loadConfig } from '../lib/config.js';
 import { createLogger } from '../lib/logger.js';
 import { WakeLockHolder } from '../services/waker/wake-lock-holder.js';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -134,4 +135,18 @@ t.test('wake progress: phases recorded for ztm, the last failure kept, both gone
   await progress.forget('mike');
   t.equal(await progress.read('mike'), undefined);
   t.equal(await progress.lastFailure('mike'), undefined);
+});
+
+t.test('COLD_START_TIMEOUT_S: default 600, validated', async (t) => {
+  t.equal(loadConfig({}).coldStartTimeoutS, 600, 'the default: ten minutes');
+  t.equal(loadConfig({ COLD_START_TIMEOUT_S: '900' }).coldStartTimeoutS, 900);
+  for (const bad of ['0', '4', '7201', '60s', '-5']) {
+    let caught: unknown;
+    try {
+      loadConfig({ COLD_START_TIMEOUT_S: bad });
+    } catch (err) {
+      caught = err;
+    }
+    t.ok(caught instanceof ConfigError && caught.variable === 'COLD_START_TIMEOUT_S' && /whole number from 5 to 7200/.test(caught.message), `${bad}: ${String(caught)}`);
+  }
 });

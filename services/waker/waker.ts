@@ -128,7 +128,9 @@ export class Waker {
       redis: this.o.redis, log, tenantId, token: lock, ttlS: ttl, untilMs: deadline + START_GRACE_MS,
       onRenewed: () => void this.progress.touch(tenantId, ttl).catch(() => undefined),
     });
-    await this.progress.begin(tenantId, { started, deadline, ttlS: ttl }).catch((err: unknown) => log.warn({ err }, 'could not record the wake progress'));
+    // Not waited for before the reads below (a wake's latency is the first message's): only the
+    // phases, written once the start runs, must come after it.
+    const begun = this.progress.begin(tenantId, { started, deadline, ttlS: ttl }).catch((err: unknown) => log.warn({ err }, 'could not record the wake progress'));
     const onProgress = this.progressListener(tenantId, holder, ttl, log);
     try {
       // The record and a live instance do not depend on each other: one wait.
@@ -143,6 +145,7 @@ export class Waker {
       // Recorded now, not once the pod is up: a cold start can take minutes, and the reconciler
       // would meanwhile try (and fail) to refresh the URLs of a shim that has not been claimed yet.
       await new StateUrlLedger(this.o.redis).issued(tenantId);
+      await begun;
       // The registry write and the start overlap: the start does not need it, and while the wake
       // lock is held the reconciler leaves a pod whose tenant is not marked yet alone.
       const [marked, startedInstance] = await Promise.allSettled([
