@@ -10,10 +10,13 @@ import {
 } from '../keys.js';
 import { encodeEnvelope, envelopeIdentity } from './update.js';
 import { promoteWhenDelayed } from './promote-job.js';
-import { callScript, type ScriptName } from '../redis-scripts.js';
+import { createHash } from 'node:crypto';
+import { callScript, SCRIPTS, type ScriptName } from '../redis-scripts.js';
 import { DRAIN_JOB_NAME, drainJobId, drainJobOpts, type DrainJobData } from './drain-contract.js';
 import { deliveryLayout, type DeliveryLayout, type DeliveryShard } from './shards.js';
 import { ShardQueues } from './shard-queues.js';
+
+const ACCEPT_SHA = createHash('sha1').update(SCRIPTS.mbAcceptBatch.lua).digest('hex');
 
 /** Dedup defaults (docs/architecture.md, "Dedup"): Telegram retries an update until it is acknowledged. */
 export const DEFAULT_DEDUP_WINDOW_S = 3600;
@@ -201,7 +204,7 @@ export class Mailbox {
     }
     let written: Promise<unknown>;
     try {
-      written = this.waitReplicas > 0 ? this.acceptAndWait(keys, argv) : this.call('mbAcceptBatch', keys.length, ...keys, ...argv);
+      written = this.waitReplicas > 0 ? this.acceptAndWait(keys, argv) : this.callAccept(keys, argv);
     } catch (err) {
       written = Promise.reject(err);
     }
@@ -212,6 +215,19 @@ export class Mailbox {
         batch.forEach((p) => p.reject(err));
       }
     }, (err: unknown) => batch.forEach((p) => p.reject(err)));
+  }
+
+  /**
+   * The accept script. On a cluster as EVALSHA (EVAL when the node lacks it): an auto-pipelined
+   * cluster client routes a custom command by its first argument, which for a script with a
+   * variable number of keys is the key count, not a key; EVALSHA's keys it finds.
+   */
+  private callAccept(keys: string[], argv: Array<string | number>): Promise<unknown> {
+    if (!this.cluster) return this.call('mbAcceptBatch', keys.length, ...keys, ...argv);
+    return this.redis.evalsha(ACCEPT_SHA, keys.length, ...keys, ...argv).catch((err: unknown) => {
+      if (!(err instanceof Error) || !err.message.startsWith('NOSCRIPT')) throw err;
+      return this.redis.eval(SCRIPTS.mbAcceptBatch.lua, keys.length, ...keys, ...argv);
+    });
   }
 
   /** Adds the drain jobs of the chats a written batch opened; resolves each update when its job exists. */
