@@ -10,6 +10,10 @@ import { request } from 'undici';
 import { startTestPlatform, type TestPlatform } from './support/platform.js';
 import { buildAdminApi, type BuiltAdminApi } from '../services/admin-api/build.js';
 import { startOrClose } from '../lib/platform/service-parts.js';
+import { AdminApiServer } from '../lib/admin-api/admin-api-server.js';
+import { ApiTokenStore } from '../lib/admin-api/api-tokens.js';
+import { RateLimiter } from '../lib/admin-api/rate-limiter.js';
+import { OPENAPI_DOCUMENT } from '../lib/admin-api/openapi.js';
 
 const BOT = '123456789:AAHdqTcvCH1vGWJxfSeofSAs0K5PALDsaw1';
 const BOT_SECRET = BOT.split(':')[1] as string;
@@ -270,6 +274,33 @@ t.test('concurrency: 30 requests at once all answer, in turn, without an emitter
   t.same([...new Set(all.map((r) => r.status))], [200]);
   await new Promise((r) => setImmediate(r));
   t.same(warnings.filter((w) => w === 'MaxListenersExceededWarning'), []);
+});
+
+t.test('lanes: long commands (wake, stop, delete) hold up neither each other\'s lane past its bound nor quick reads', async (t) => {
+  // Stand-ins for the janitor (the real one cannot be told to take minutes): the long lane's never
+  // answers until released, the quick lane's at once.
+  const released: Array<() => void> = [];
+  const longCalls: string[] = [];
+  const quickCalls: string[] = [];
+  const server = new AdminApiServer({
+    backend: { run: async (command) => (quickCalls.push(command), { tenant_id: 'x', ok: true }) },
+    longBackend: { run: (command) => (longCalls.push(command), new Promise((r) => released.push(() => r({ tenant_id: 'x', address: '127.0.0.1:1', ms: 1 })))) },
+    tokens: new ApiTokenStore(p.clients.redis), limiter: new RateLimiter(p.clients.redis), log: p.logs.logger('admin-api-lanes'),
+    defaultLimit: { perMin: 6000, burst: 1000 }, openapi: OPENAPI_DOCUMENT, concurrency: 2,
+  });
+  const url = await server.listen(0, '127.0.0.1');
+  t.teardown(() => server.close());
+  const ask = (method: string, path: string) => request(`${url}${path}`, { method: method as 'GET', headers: { authorization: `Bearer ${admin}` } }).then(async (r) => (await r.body.text(), r.statusCode));
+  const wakes = [ask('POST', '/v1/tenants/a:wake'), ask('POST', '/v1/tenants/b:stop'), ask('POST', '/v1/tenants/c:wake')];
+  for (let i = 0; i < 100 && longCalls.length < 2; i++) await new Promise((r) => setTimeout(r, 20));
+  t.same(longCalls, ['tenant.wake', 'tenant.sleep'], 'two long commands run, the third waits for a slot');
+  t.equal(await ask('GET', '/v1/tenants/a'), 200, 'a read is answered meanwhile');
+  t.same(quickCalls, ['tenant.get'], 'by the quick lane');
+  released.shift()?.();
+  for (let i = 0; i < 100 && longCalls.length < 3; i++) await new Promise((r) => setTimeout(r, 20));
+  t.equal(longCalls.length, 3, 'a finished long command hands its slot to the waiting one');
+  while (released.length) released.shift()?.();
+  t.same(await Promise.all(wakes), [200, 200, 200]);
 });
 
 t.test('logs: one line per request from a child logger; no bearer or bot token anywhere', async (t) => {

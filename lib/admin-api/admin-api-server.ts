@@ -10,21 +10,22 @@ import { randomBytes } from 'node:crypto';
 import type { Logger } from '../logger.js';
 import { ForbiddenError, NotFoundError, UnauthorizedError, ValidationError, ZtmError } from '../errors.js';
 import { redactDeep } from '../redact.js';
-import { parseAdminArgs, type AdminCommand } from '../admin/admin-protocol.js';
+import { parseAdminArgs } from '../admin/admin-protocol.js';
 import { listenHttp } from '../util/listen.js';
 import type { ApiTokenRecord, ApiTokenStore } from './api-tokens.js';
 import type { RateLimit, RateLimiter } from './rate-limiter.js';
 import { Router, type Route } from './routes.js';
 import { errorResponse, sendJson } from './http-errors.js';
 import { readJsonBody } from './json-body.js';
+import { CommandLane, type AdminBackend } from './command-lane.js';
 
-/** Runs an admin command and returns its result (an AdminClient; a typed error on refusal). */
-export interface AdminBackend {
-  run(command: AdminCommand, args: never, timeoutMs: number): Promise<unknown>;
-}
+export type { AdminBackend };
 
 export interface AdminApiOptions {
+  /** Runs the quick commands (reads, create, update). */
   backend: AdminBackend;
+  /** Runs the long ones (wake, stop, delete, retry-all: up to minutes); default `backend` (its own is better: command-lane.ts). */
+  longBackend?: AdminBackend;
   tokens: ApiTokenStore;
   limiter: RateLimiter;
   log: Logger;
@@ -36,10 +37,7 @@ export interface AdminApiOptions {
   ready?: () => boolean;
   /** Largest accepted body in bytes (default 64 KiB: the largest command is a few hundred). */
   bodyLimit?: number;
-  /**
-   * Commands in flight at once per replica; more wait their turn (default 8: each adds a listener
-   * per event to the AdminClient's one QueueEvents, whose emitter warns past 10).
-   */
+  /** Commands in flight at once per lane and replica; more wait their turn (default 8, command-lane.ts). */
   concurrency?: number;
 }
 
@@ -52,14 +50,16 @@ export class AdminApiServer {
   readonly server: http.Server;
   private readonly router = new Router();
   private readonly openapiText: string;
-  private inFlight = 0;
-  private readonly waiting: Array<() => void> = [];
+  private readonly quick: CommandLane;
+  private readonly long: CommandLane;
 
   constructor(private readonly o: AdminApiOptions) {
     for (const k of ['backend', 'tokens', 'limiter', 'log', 'defaultLimit', 'openapi'] as const) {
       if (!o[k]) throw new TypeError(`AdminApiServer: ${k} is required`);
     }
     this.openapiText = JSON.stringify(o.openapi);
+    this.quick = new CommandLane(o.backend, o.concurrency);
+    this.long = new CommandLane(o.longBackend ?? o.backend, o.concurrency);
     this.server = http.createServer((req, res) => void this.handle(req, res));
     // The time to receive a request (not to answer it: a wake may take minutes): a slow sender is cut off.
     this.server.requestTimeout = 30_000;
@@ -158,18 +158,9 @@ export class AdminApiServer {
     return record;
   }
 
-  /** Runs the route's command, at most `concurrency` at once (the rest wait here, in order). */
-  private async run(route: Route, args: unknown): Promise<unknown> {
-    const limit = this.o.concurrency ?? 8;
-    // A finished command hands its slot straight to the next waiter, so a newcomer cannot jump in between.
-    if (this.inFlight >= limit) await new Promise<void>((resolve) => this.waiting.push(resolve));
-    else this.inFlight++;
-    try {
-      return await this.o.backend.run(route.command, args as never, (route.timeoutS ?? DEFAULT_TIMEOUT_S) * 1000);
-    } finally {
-      const next = this.waiting.shift();
-      if (next) next();
-      else this.inFlight--;
-    }
+  /** Runs the route's command in its lane: a long command never holds up a quick one. */
+  private run(route: Route, args: unknown): Promise<unknown> {
+    const timeoutS = route.timeoutS ?? DEFAULT_TIMEOUT_S;
+    return (timeoutS > DEFAULT_TIMEOUT_S ? this.long : this.quick).run(route.command, args, timeoutS * 1000);
   }
 }

@@ -39,9 +39,13 @@ export interface BuiltAdminApi extends BuiltService {
 
 export function buildAdminApi(d: AdminApiDeps): Promise<BuiltAdminApi> {
   const chain = new CloseChain(d.log, d.stepTimeoutMs);
-  const backend = new AdminClient({ redisUrl: d.redisUrl, cluster: d.config.redisCluster, pickupTimeoutMs: d.pickupTimeoutMs ?? 5000 });
+  const client = () => new AdminClient({ redisUrl: d.redisUrl, cluster: d.config.redisCluster, pickupTimeoutMs: d.pickupTimeoutMs ?? 5000 });
+  // Two clients: the long commands (a wake: minutes) in a lane of their own (lib/admin-api/command-lane.ts).
+  const backend = client();
+  const longBackend = client();
   const server = new AdminApiServer({
     backend,
+    longBackend,
     tokens: new ApiTokenStore(d.redis),
     limiter: new RateLimiter(d.redis),
     log: d.log,
@@ -57,7 +61,8 @@ export function buildAdminApi(d: AdminApiDeps): Promise<BuiltAdminApi> {
     },
     async start() {
       chain.add('admin client', () => backend.close());
-      await backend.connect();
+      chain.add('admin client (long commands)', () => longBackend.close());
+      await Promise.all([backend.connect(), longBackend.connect()]);
       chain.add('listener', () => server.close());
       url = await server.listen(d.port, d.host);
     },
