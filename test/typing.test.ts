@@ -2,7 +2,8 @@
  * "typing…" (services/forwarder/typing-notifier.ts) against the Telegram emulator through the real
  * TelegramClient, with its pace shortened (first after 300 ms, then every 600 ms) so each case takes
  * a second or two: a fast wait sends nothing, a long one an action per interval and none after it
- * ended, a 429's retry_after is honoured, one call is in flight per chat, a refused chat and a
+ * ended, a 429's retry_after is honoured (for the whole bot, shared with the answers' sender), one
+ * call is in flight per chat, a refused chat and a
  * wait's bound stop it. The platform's own pace (1 s, then 4.5 s) is tested end to end in
  * test/wake-patience.test.ts.
  */
@@ -11,6 +12,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { createLogger } from '../lib/logger.js';
 import { TelegramClient } from '../lib/telegram-client.js';
 import { TypingNotifier } from '../services/forwarder/typing-notifier.js';
+import { ReplySender } from '../services/forwarder/reply-sender.js';
 import { TelegramEmulator, type RecordedCall } from './support/telegram-emulator.js';
 
 const TOKEN = '110201544:AAHdqTcvCH1vGWJxfSeofSAs0K5PALDsaw';
@@ -27,7 +29,7 @@ t.teardown(async () => {
 });
 t.beforeEach(() => emu.reset());
 
-function notifier(options: { maxDurationMs?: number } = {}): TypingNotifier {
+function notifier(options: { maxDurationMs?: number; gate?: ReplySender } = {}): TypingNotifier {
   const n = new TypingNotifier({ telegram, tokenOf: async (id) => (id === 'nobody' ? undefined : TOKEN), log, firstAfterMs: FIRST, intervalMs: EVERY, ...options });
   t.teardown(() => n.close());
   return n;
@@ -143,3 +145,46 @@ t.test('after close nothing is sent', async (t) => {
   t.equal(emu.callsTo('sendChatAction').length, 0);
   handle.stop();
 });
+
+t.test("a 429 quiets the whole bot: its other chats' typing and its answers wait for retry_after", async (t) => {
+  const replies = new ReplySender({ telegram, log });
+  const n = notifier({ gate: replies });
+  emu.failNext('sendChatAction', { status: 429, retry_after: 2 });
+  const a = n.start('alice', '21');
+  await waitFor429();
+  // Once the notifier has read the 429 (the emulator records it as it answers).
+  for (let i = 0; i < 100 && n.throttled === 0; i++) await sleep(10);
+  const b = n.start('alice', '22');
+  const answered = replies.send(TOKEN, '23', 'the answer');
+  await sleep(2000 + 2 * EVERY);
+  a.stop();
+  b.stop();
+  t.match(await answered, { kind: 'sent' }, 'the answer went out (after waiting)');
+  const c429 = emu.calls.find((c) => c.status === 429) as RecordedCall;
+  const during = emu.calls.filter((c) => c.token === TOKEN && c.at > c429.at + 20 && c.at < c429.at + 2000 - 20);
+  t.same(during.map((c) => `${c.method} ${String(c.params.chat_id)} +${c.at - c429.at} ms`), [], 'no call to the bot within retry_after');
+  t.ok(actions('22').length >= 1, 'the other chat got its typing after it');
+  const answer = emu.callsTo('sendMessage', TOKEN)[0] as RecordedCall;
+  t.ok(answer.at - c429.at >= 2000 - 20, `the answer waited for the typing action's 429 (${answer.at - c429.at} ms)`);
+});
+
+t.test("a 429 to an answer quiets the bot's typing too", async (t) => {
+  const replies = new ReplySender({ telegram, log });
+  const n = notifier({ gate: replies });
+  emu.failNext('sendMessage', { status: 429, retry_after: 2 });
+  const answered = replies.send(TOKEN, '24', 'the answer');
+  await waitFor429();
+  for (let i = 0; i < 100 && replies.quietFor(TOKEN) === 0; i++) await sleep(10);
+  const handle = n.start('alice', '25');
+  await sleep(2000 + EVERY);
+  handle.stop();
+  await answered;
+  const c429 = emu.calls.find((c) => c.status === 429) as RecordedCall;
+  const typed = actions('25');
+  t.ok(typed.length >= 1, 'typing once the bot may call again');
+  t.ok((typed[0] as RecordedCall).at - c429.at >= 2000 - 20, `not within the answer's retry_after (${(typed[0] as RecordedCall).at - c429.at} ms)`);
+});
+
+async function waitFor429(): Promise<void> {
+  await emu.waitFor((calls) => calls.some((c) => c.status === 429), { timeoutMs: 5_000 });
+}

@@ -65,10 +65,11 @@ export function createForwarder(o: ForwarderOptions): Forwarder {
   const deadLetters = new DeadLetterStore({ redis: o.redis, layout });
   const legacyDeadLetters = new DeadLetterStore({ redis: o.redis, layout: DeliveryLayout.LEGACY });
   const tenants = new TenantCache({ registry: o.registry });
-  // "typing…" while a chat waits for its tenant's wake or its agent's answer; in memory only.
-  const typing = new TypingNotifier({ telegram: o.telegram, tokenOf: (id) => tenants.botToken(id), log: o.log });
-  const agents = new AgentClient({ protocol: o.config.agentProtocol, timeoutMs: o.config.agentTimeoutS * 1000, typing });
   const replies = new ReplySender({ telegram: o.telegram, log: o.log, metrics: o.metrics });
+  // "typing…" while a chat waits for its tenant's wake or its agent's answer; in memory only. A
+  // bot told to wait (429) waits for both: the answers' gate is the typing's.
+  const typing = new TypingNotifier({ telegram: o.telegram, tokenOf: (id) => tenants.botToken(id), log: o.log, gate: replies, metrics: o.metrics });
+  const agents = new AgentClient({ protocol: o.config.agentProtocol, timeoutMs: o.config.agentTimeoutS * 1000, typing });
   const activity = new ActivityFlusher(o.redis, o.log);
   // Each shard's worker gets twice its share of FORWARDER_CONCURRENCY (shards are not evenly
   // loaded), at least 2; half of a worker's slots at most wait for wakes in place, and half of

@@ -33,13 +33,18 @@ export class ReplySender {
 
   constructor(private readonly o: { telegram: TelegramClient; log: Logger; metrics?: Metrics | undefined }) {}
 
-  /** Milliseconds this bot must still stay quiet (0 when it may call). */
-  private quietFor(token: string): number {
+  /** Milliseconds this bot must still stay quiet (0 when it may call); also the typing notifier's gate. */
+  quietFor(token: string): number {
     const until = this.quietUntil.get(token);
     if (until === undefined) return 0;
     const left = until - Date.now();
     if (left <= 0) this.quietUntil.delete(token);
     return Math.max(0, left);
+  }
+
+  /** A 429 told this bot to wait `ms` (from an answer, or from a typing action: typing-notifier.ts). */
+  quiet(token: string, ms: number): void {
+    this.quietUntil.set(token, Math.max(this.quietUntil.get(token) ?? 0, Date.now() + ms));
   }
 
   /**
@@ -74,7 +79,7 @@ export class ReplySender {
         if (err instanceof TelegramApiError && err.errorCode === 429) {
           this.o.metrics?.telegramCalls.inc({ method: 'sendMessage', outcome: '429' });
           const waitMs = (err.retryAfter ?? 1) * 1000;
-          this.quietUntil.set(token, Math.max(this.quietUntil.get(token) ?? 0, Date.now() + waitMs));
+          this.quiet(token, waitMs);
           if (waitMs > MAX_INLINE_WAIT_MS) return { kind: 'later', delayMs: waitMs, reason: `telegram 429, retry after ${err.retryAfter}s` };
           this.o.log.warn({ retry_after: err.retryAfter }, 'telegram rate limit: waiting retry_after');
           continue; // the wait is at the top of the loop, shared with this bot's other chats

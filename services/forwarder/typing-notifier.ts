@@ -4,16 +4,30 @@
  * is refreshed every INTERVAL (4.5 s). The first action goes out only after FIRST_AFTER (1 s): an
  * agent that answers fast costs nothing. Bounded: it stops when the wait ends (the handle's stop),
  * at a per-wait maximum, or for good for that wait when Telegram refuses the chat (403 blocked, 400
- * chat not found). A 429 is honoured (nothing for that chat before its retry_after). Never more than
- * one call in flight per chat; the per-chat pacing outlives a wait briefly, so a drain that parks
+ * chat not found). A 429 is honoured: a 429 is Telegram telling the *bot* to slow down, so no
+ * action goes to that bot before its retry_after, whoever got the 429 (the answers' ReplySender
+ * shares its gate: a 429 to an answer quiets the typing, and one to a typing action the answers).
+ * Never more than one call in flight per chat; the per-chat pacing outlives a wait briefly, so a drain that parks
  * and resumes, or goes from the wake to the agent, keeps the cadence instead of starting over.
  * In memory only: no Redis command per update.
  */
 import type { Logger } from '../../lib/logger.js';
+import type { Metrics } from '../../lib/metrics.js';
 import { TelegramApiError, type TelegramClient } from '../../lib/telegram-client.js';
+
+/** Per bot token: how long it must stay quiet (a 429's retry_after), shared with the answers' sender. */
+export interface BotQuietGate {
+  /** Milliseconds the bot must still stay quiet (0: it may call). */
+  quietFor(token: string): number;
+  /** A 429 told the bot to wait `ms`. */
+  quiet(token: string, ms: number): void;
+}
 
 export interface TypingNotifierOptions {
   telegram: Pick<TelegramClient, 'sendChatAction'>;
+  /** The bots' 429 gate (ReplySender); default: this notifier's own. */
+  gate?: BotQuietGate;
+  metrics?: Metrics | undefined;
   /** The tenant's bot token (TenantCache: in memory); undefined sends nothing. */
   tokenOf: (tenantId: string) => Promise<string | undefined>;
   log: Logger;
@@ -59,6 +73,7 @@ export class TypingNotifier {
   private readonly intervalMs: number;
   private readonly maxDurationMs: number;
   private readonly maxChats: number;
+  private readonly gate: BotQuietGate;
   private closed = false;
   /** Actions Telegram took, and 429s it answered (for tests and logs). */
   sent = 0;
@@ -70,6 +85,7 @@ export class TypingNotifier {
     this.intervalMs = positive('intervalMs', o.intervalMs, 4500);
     this.maxDurationMs = positive('maxDurationMs', o.maxDurationMs, 600_000);
     this.maxChats = positive('maxChats', o.maxChats, 10_000);
+    this.gate = o.gate ?? localGate();
   }
 
   /** Starts "typing…" for one wait of a chat; call stop() when the wait ends. */
@@ -169,14 +185,27 @@ export class TypingNotifier {
       const token = await this.o.tokenOf(chat.tenantId);
       if (token === undefined) {
         for (const w of chat.waits) w.refused = true;
+      } else if (this.gate.quietFor(token) > 0) {
+        // The bot was told to wait (a 429 to one of its answers or actions): this one is skipped.
+        next = Math.max(next, Date.now() + this.gate.quietFor(token));
       } else {
-        await this.o.telegram.sendChatAction(token, { chat_id: chat.chatId, action: 'typing' });
-        chat.lastSentAt = Date.now();
-        this.sent++;
-        next = chat.lastSentAt + this.intervalMs;
+        const sent = await this.o.telegram.sendChatAction(token, { chat_id: chat.chatId, action: 'typing' }).then(
+          () => true,
+          (err: unknown) => {
+            next = this.failed(chat, token, err, next);
+            return false;
+          },
+        );
+        if (sent) {
+          this.o.metrics?.telegramCalls.inc({ method: 'sendChatAction', outcome: 'ok' });
+          chat.lastSentAt = Date.now();
+          this.sent++;
+          next = chat.lastSentAt + this.intervalMs;
+        }
       }
     } catch (err) {
-      next = this.failed(chat, err, next);
+      // tokenOf failed (the registry): try again at the next interval.
+      this.o.log.debug({ tenant: chat.tenantId, err }, 'typing action: no token');
     } finally {
       chat.inFlight = false;
     }
@@ -186,11 +215,15 @@ export class TypingNotifier {
   }
 
   /** When the chat's next action may go, after Telegram refused this one. */
-  private failed(chat: ChatState, err: unknown, next: number): number {
+  private failed(chat: ChatState, token: string, err: unknown, next: number): number {
     const log = { tenant: chat.tenantId, chat: chat.chatId };
+    const outcome = err instanceof TelegramApiError ? (err.errorCode === 429 ? '429' : err.retryable ? 'error' : 'refused') : 'error';
+    this.o.metrics?.telegramCalls.inc({ method: 'sendChatAction', outcome });
     if (err instanceof TelegramApiError && err.errorCode === 429) {
       this.throttled++;
-      chat.notBefore = Date.now() + Math.max(1, err.retryAfter ?? 1) * 1000;
+      const waitMs = Math.max(1, err.retryAfter ?? 1) * 1000;
+      this.gate.quiet(token, waitMs);
+      chat.notBefore = Date.now() + waitMs;
       this.o.log.debug({ ...log, retry_after: err.retryAfter }, 'typing action rate limited: backing off');
       return Math.max(next, chat.notBefore);
     }
@@ -204,6 +237,21 @@ export class TypingNotifier {
     this.o.log.debug({ ...log, err }, 'typing action failed');
     return next;
   }
+}
+
+/** The gate of a notifier without a ReplySender beside it. */
+function localGate(): BotQuietGate {
+  const until = new Map<string, number>();
+  return {
+    quietFor(token) {
+      const left = (until.get(token) ?? 0) - Date.now();
+      if (left <= 0) until.delete(token);
+      return Math.max(0, left);
+    },
+    quiet(token, ms) {
+      until.set(token, Math.max(until.get(token) ?? 0, Date.now() + ms));
+    },
+  };
 }
 
 function positive(name: string, value: number | undefined, fallback: number): number {
