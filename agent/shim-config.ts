@@ -58,6 +58,11 @@ export interface ShimConfig {
   /** 0 turns periodic checkpoints off (the one on stop still happens). */
   checkpointIntervalS: number;
   agentReadyTimeoutS: number;
+  /**
+   * SHIM_PREWARM (default 1): a warm member runs once, before any claim, the code paths a claim
+   * takes for the first time (agent/shim-prewarm.ts), so a wake does not pay for them; 0 turns it off.
+   */
+  prewarm: boolean;
   /** How long the agent gets between SIGTERM and SIGKILL. */
   agentStopTimeoutS: number;
   /** Where to write the agent's pid (= its process group): lets a local supervisor reap it if the shim dies hard. */
@@ -223,6 +228,7 @@ export function loadShimConfig(env: Env): ShimConfig {
     workspace: path.resolve(str(env, 'WORKSPACE') ?? '/workspace'),
     checkpointIntervalS: int(env, 'CHECKPOINT_INTERVAL_S', 60, 0, 86_400),
     agentReadyTimeoutS: int(env, 'AGENT_READY_TIMEOUT_S', 60, 1, 3_600),
+    prewarm: int(env, 'SHIM_PREWARM', 1, 0, 1) === 1,
     agentStopTimeoutS: int(env, 'AGENT_STOP_TIMEOUT_S', 20, 1, 3_600),
     agentPidFile: str(env, 'AGENT_PID_FILE'),
     supervisorPid: str(env, 'SHIM_SUPERVISOR_PID') === undefined ? undefined : int(env, 'SHIM_SUPERVISOR_PID', 0, 1, 4_194_304),

@@ -10,6 +10,8 @@ import { ConfigError } from '../lib/errors.js';
 import { loadShimConfig, type ShimConfig } from './shim-config.js';
 import { Shim } from './shim-lifecycle.js';
 import { createShimServer } from './shim-server.js';
+import { prewarm } from './shim-prewarm.js';
+import { probeHostOf } from './agent-process.js';
 
 /** Synchronous writes: lifecycle lines must not be lost when the process exits right after. */
 function logger(level: string): Logger {
@@ -72,6 +74,11 @@ function main(): void {
       checkpoint_interval_s: config.checkpointIntervalS,
     }, config.warm ? 'shim listening: warm pool member, waiting for a claim' : 'shim listening: cold start');
     if (config.tenant) shim.startCold(config.tenant);
+    // A warm member has time before its claim: spend it on the claim's first-time costs.
+    else if (config.prewarm) {
+      const host = probeHostOf(config.shimHost);
+      void prewarm({ shimHost: host, shimPort: config.shimPort, agentHost: host, agentPort: config.agentPort }, log);
+    }
   });
 }
 

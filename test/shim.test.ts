@@ -232,6 +232,9 @@ t.test('warm pool member: claim auth, readiness, conflict, periodic and forced c
     return h.status === 200 ? h : undefined;
   });
   t.match(health.json, { status: 'ok', phase: 'warm' });
+  // The claim's first-time costs are paid while the member waits (agent/shim-prewarm.ts).
+  await until('warm-up', 30_000, async () => (/"msg":"warm-up done"/.test(w.output()) ? true : undefined));
+  t.notMatch(w.output(), /warm-up incomplete/, 'the warm-up went through');
   t.same(await http(w.port, '/readyz'), { status: 503, json: { ready: false, phase: 'warm' } }, 'not ready before a claim');
   t.equal((await http(w.port, '/checkpoint', { body: {}, auth: SECRET })).status, 409, 'nothing to checkpoint yet');
   t.equal((await http(w.port, '/state-urls', { body: { state_put_url: 'http://x/y' }, auth: SECRET })).status, 409);
@@ -349,6 +352,10 @@ t.test('failures to start: bad config exits 2, an agent that dies before ready e
   t.equal(await noSecret.waitExit(), 2);
   t.match(noSecret.output(), /WARM_POOL_SECRET: required when WARM=1/);
   t.equal(noSecret.output().trim().split('\n').length, 1, 'one line');
+
+  const badPrewarm = await startShim({ WARM: '1', WARM_POOL_SECRET: SECRET, SHIM_PREWARM: 'yes', WORKSPACE: path.join(scratch, 'x') });
+  t.equal(await badPrewarm.waitExit(), 2);
+  t.match(badPrewarm.output(), /SHIM_PREWARM/);
 
   const badTenant = await startShim({ TENANT_ID: 'Nope!', WORKSPACE: path.join(scratch, 'x') });
   t.equal(await badTenant.waitExit(), 2);
