@@ -6,6 +6,7 @@
  */
 import t from 'tap';
 import { createHash } from 'node:crypto';
+import { Readable } from 'node:stream';
 import { request } from 'undici';
 import { startTestPlatform, type TestPlatform } from './support/platform.js';
 import { buildAdminApi, type BuiltAdminApi } from '../services/admin-api/build.js';
@@ -210,6 +211,17 @@ t.test('validation: 400/405/404/413/415 with stable codes, the bad token never e
     if (message) t.match(r.body.error.message, message);
     t.notOk(r.text.includes(BOT_SECRET), 'the bot token is not echoed');
   }
+  // A chunked body (no Content-Length) is cut off at the limit as it streams in.
+  const chunked = await request(`${api.url}/v1/tenants`, {
+    method: 'POST', headers: { authorization: `Bearer ${admin}`, 'content-type': 'application/json' },
+    body: Readable.from((function* () {
+      yield `{"tenant_id":"carol","bot_token":"${BOT}","pad":"`;
+      for (let i = 0; i < 40; i++) yield 'x'.repeat(4096);
+      yield '"}';
+    })()),
+  }).then(async (r) => ({ status: r.statusCode, body: (await r.body.json()) as { error: { code: string } } }), (err: Error) => ({ status: 0, body: { error: { code: err.message } } }));
+  t.equal(chunked.status, 413, 'a streamed body over the limit');
+  t.equal(chunked.body.error.code, 'E_PAYLOAD_TOO_LARGE');
   const put = await call('PUT', '/v1/tenants/carol', { token: admin, body: {} });
   t.equal(put.headers.allow, 'GET, PATCH, DELETE');
   t.equal(await p.clients.registry.get('carol'), undefined, 'nothing was created by any of them');
