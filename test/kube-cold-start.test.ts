@@ -13,6 +13,7 @@ import { KubernetesRuntime, type KubernetesRuntimeOptions } from '../lib/runtime
 import type { StartPhase, StartProgress } from '../lib/runtime/runtime.js';
 import type { Tenant } from '../lib/registry/tenant.js';
 import { deriveAgentToken } from '../lib/webhook-secret.js';
+import { POD_OWNER_SECRET_NAME, POD_OWNER_SECRET_TYPE } from '../lib/runtime/pod-owner.js';
 import { Kubelet } from './support/kube/kubelet.js';
 import { startStandInStack, type StandInStack } from './support/kube/stand-in-stack.js';
 
@@ -139,6 +140,23 @@ t.test('Kubernetes starts as the cluster behaves', async (t) => {
     t.equal(quick.api.stats.timeouts, 1, 'one attempt timed out');
     t.equal((await podsOf('tenant=hugo')).length, 1, 'the retried create made exactly one pod');
     await quick.stop('hugo');
+  });
+
+  t.test('with K8S_POD_OWNER: the tenant pod, its Secret, the warm pool and its Secret are owned by the release\'s anchor', async (t) => {
+    const anchor = await core.createNamespacedSecret({ namespace: NS, body: { metadata: { name: POD_OWNER_SECRET_NAME, labels: { 'app.kubernetes.io/instance': 'rel' } }, type: POD_OWNER_SECRET_TYPE } });
+    const owned = other({ podOwner: POD_OWNER_SECRET_NAME });
+    const r = await owned.start(tenant('olga'), await store.presign(tenant('olga')));
+    await owned.addWarm(1);
+    const owner = [{ apiVersion: 'v1', kind: 'Secret', name: POD_OWNER_SECRET_NAME, uid: anchor.metadata?.uid }];
+    const pod = await core.readNamespacedPod({ name: r.instance.podName, namespace: NS });
+    t.same(pod.metadata?.ownerReferences, owner, 'the tenant pod');
+    t.equal(pod.metadata?.labels?.['app.kubernetes.io/instance'], 'rel', 'labelled with the release');
+    t.same((await core.readNamespacedSecret({ name: 'zeroclaw-olga-token', namespace: NS })).metadata?.ownerReferences, owner, 'its token Secret');
+    t.same((await core.readNamespacedSecret({ name: 'zeroclaw-warm-pool', namespace: NS })).metadata?.ownerReferences, owner, 'the warm pool Secret (adopted at its next write)');
+    const members = await podsOf('app=warm-pool');
+    t.ok(members.length >= 1 && members.every((m) => m.metadata?.ownerReferences?.[0]?.uid === anchor.metadata?.uid), 'the warm members');
+    await owned.removeWarm(members.length);
+    await owned.stop('olga');
   });
 
   t.test('a lost node: the pod stuck Terminating is force-deleted, the tenant wakes elsewhere from its last checkpoint', async (t) => {

@@ -42,6 +42,7 @@ import {
   type PodSpecOptions,
 } from './pod-spec.js';
 import type { Runtime, StartOptions, StartResult, StopOptions, TenantInstance } from './runtime.js';
+import { podOwnership } from './pod-owner.js';
 import { KubeApi } from './kubernetes/kube-api.js';
 import { PodDeletion } from './kubernetes/pod-deletion.js';
 import { PodExits } from './kubernetes/pod-exits.js';
@@ -93,6 +94,8 @@ export interface KubernetesRuntimeOptions {
   lostNodeAfterS?: number;
   /** Server-side timeout of each watch request of the pod informer; default 240. */
   watchTimeoutS?: number;
+  /** K8S_POD_OWNER: the release's anchor Secret every pod and tenant Secret is owned by (pod-owner.ts); unset: none. */
+  podOwner?: string | undefined;
   /** Default `katacontainers.io/kata-runtime=true` (see pod-spec.ts). */
   nodeSelector?: Record<string, string>;
   /** Default: tolerate `kata-runtime=true:NoSchedule`. */
@@ -203,13 +206,14 @@ export class KubernetesRuntime implements Runtime {
       api: this.api, informer: this.informer, namespace: this.namespace, log: o.log, defaultGraceS: this.spec.terminationGracePeriodSeconds,
       deleteSlackS, lostNodeAfterS: intIn('lostNodeAfterS', o.lostNodeAfterS ?? 15, 0, 3600),
     });
+    const ownership = podOwnership(this.api.core, this.namespace, o.podOwner);
     this.shim = new ShimClient({ shimPort: this.shimPort, agentPort: this.agentPort, warmPoolSecret: o.warmPoolSecret, webhookSecret: o.webhookSecret });
-    this.secrets = new TenantSecrets({ api: this.api, namespace: this.namespace, log: o.log, webhookSecret: o.webhookSecret, llmApiKey: o.llmApiKey });
+    this.secrets = new TenantSecrets({ api: this.api, namespace: this.namespace, log: o.log, webhookSecret: o.webhookSecret, llmApiKey: o.llmApiKey, ownership });
     this.warm = new KubernetesWarmPool({
-      api: this.api, spec: this.spec, warmPoolSecret: o.warmPoolSecret, secrets: this.secrets, deletion: this.deletion, shim: this.shim, log: o.log, maxClaimAttempts,
+      api: this.api, spec: this.spec, warmPoolSecret: o.warmPoolSecret, secrets: this.secrets, deletion: this.deletion, shim: this.shim, log: o.log, maxClaimAttempts, ownership,
     });
     this.starter = new PodStarter({
-      api: this.api, informer: this.informer, deletion: this.deletion, secrets: this.secrets, warm: this.warm, shim: this.shim, spec: this.spec,
+      api: this.api, informer: this.informer, deletion: this.deletion, secrets: this.secrets, warm: this.warm, shim: this.shim, spec: this.spec, ownership,
       warmPoolSecret: o.warmPoolSecret, readyTimeoutS: this.readyTimeoutS, coldStartTimeoutS: this.coldStartTimeoutS,
       maxPullFailures: intIn('maxPullFailures', o.maxPullFailures ?? 3, 1, 100),
     });

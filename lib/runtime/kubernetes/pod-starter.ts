@@ -22,7 +22,7 @@ import { RuntimeError } from '../../errors.js';
 import type { Tenant } from '../../registry/tenant.js';
 import type { PresignedState } from '../../state/state-store.js';
 import { isConflict, podDeleting, podExitReason, podLive, podReady, podTerminated } from '../kube-client.js';
-import { coldPodManifest, tenantSelector, type PodSpecOptions } from '../pod-spec.js';
+import { coldPodManifest, tenantSelector, type Ownership, type PodSpecOptions } from '../pod-spec.js';
 import { ControlSecretError, createPodWithControlSecret } from '../pod-secrets.js';
 import { podNameOf, type StartOptions, type StartProgress, type StartResult } from '../runtime.js';
 import { apiError, type CallContext, type KubeApi } from './kube-api.js';
@@ -44,6 +44,8 @@ export interface PodStarterOptions {
   warm: KubernetesWarmPool;
   shim: ShimClient;
   spec: PodSpecOptions;
+  /** The release's owner of every pod (pod-owner.ts), read once. */
+  ownership: () => Promise<Ownership>;
   warmPoolSecret: string;
   /** From being on a node to the agent ready (pull, start, restore). */
   readyTimeoutS: number;
@@ -131,8 +133,9 @@ export class PodStarter {
     const id = tenant.tenant_id;
     const name = podNameOf(id);
     const ctx: CallContext = { deadlineMs: deadline };
-    const { api, deletion, secrets, spec } = this.o;
+    const { api, deletion, secrets } = this.o;
     progress.report({ phase: 'scheduling' });
+    const spec: PodSpecOptions = { ...this.o.spec, ...(await this.o.ownership()) };
     await secrets.ensureToken(tenant, tenant.bot_token, ctx);
     await secrets.ensureWarmPool(ctx); // the model provider's key comes from it
     let pod: V1Pod | undefined;

@@ -12,7 +12,7 @@ import type { Logger } from '../../logger.js';
 import { assertTenantId } from '../../validate.js';
 import type { TenantIdentity } from '../../webhook-secret.js';
 import { isConflict, isNotFound } from '../kube-client.js';
-import { LABEL_MANAGED_BY, LABEL_TENANT, MANAGED_BY, tokenSecretManifest, tokenSecretName, warmPoolSecretManifest } from '../pod-spec.js';
+import { LABEL_TENANT, secretUpdatePatch, tokenSecretManifest, tokenSecretName, warmPoolSecretManifest, type Ownership } from '../pod-spec.js';
 import { tenantAgentSecrets } from '../tenant-agent-secrets.js';
 import { apiError, type CallContext, type KubeApi } from './kube-api.js';
 
@@ -24,6 +24,8 @@ export interface TenantSecretsOptions {
   log: Logger;
   webhookSecret: string | undefined;
   llmApiKey: string | undefined;
+  /** The release's owner for what is created (pod-owner.ts), read once. */
+  ownership: () => Promise<Ownership>;
 }
 
 export class TenantSecrets {
@@ -35,12 +37,13 @@ export class TenantSecrets {
   async ensureToken(who: TenantIdentity, botToken: string, ctx?: CallContext): Promise<void> {
     const id = assertTenantId(who.tenant_id);
     const webhookSecret = this.o.webhookSecret ? tenantAgentSecrets(this.o.webhookSecret, who).webhookSecret : undefined;
-    await this.upsert(tokenSecretManifest(this.o.namespace, id, botToken, webhookSecret), `token secret ${tokenSecretName(id)}`, {}, ctx);
+    await this.upsert(tokenSecretManifest(this.o.namespace, id, botToken, webhookSecret, await this.o.ownership()), `token secret ${tokenSecretName(id)}`, {}, ctx);
   }
 
   /** `zeroclaw-warm-pool`, once per process (again after a failure). */
   ensureWarmPool(ctx?: CallContext): Promise<void> {
-    this.warmSecret ??= this.upsert(warmPoolSecretManifest(this.o.namespace, this.o.llmApiKey), 'warm pool secret', { exact: true }, ctx)
+    this.warmSecret ??= this.o.ownership()
+      .then((ownership) => this.upsert(warmPoolSecretManifest(this.o.namespace, this.o.llmApiKey, ownership), 'warm pool secret', { exact: true }, ctx))
       .catch((err: unknown) => {
         this.warmSecret = undefined;
         throw err;
@@ -86,12 +89,11 @@ export class TenantSecrets {
   }
 
   /**
-   * Creates the Secret, or brings every key of `manifest.data` up to date in the existing one;
-   * `exact`: also removes the keys the manifest does not have.
+   * Creates the Secret, or brings every key of `manifest.data`, its labels and owner up to date in
+   * the existing one; `exact`: also removes the keys the manifest does not have.
    */
   private async upsert(manifest: V1Secret, what: string, options: { exact?: boolean }, ctx?: CallContext, depth = 0): Promise<void> {
     const name = manifest.metadata?.name ?? '';
-    const data = manifest.data ?? {};
     const api = this.o.api;
     try {
       await api.call({ verb: 'create', object: `secret ${name}` }, (opts) => api.core.createNamespacedSecret({ namespace: this.o.namespace, body: manifest }, opts), ctx);
@@ -106,10 +108,9 @@ export class TenantSecrets {
       if (isNotFound(err) && depth < 3) return this.upsert(manifest, what, options, ctx, depth + 1); // deleted meanwhile
       throw apiError(`read ${what}`, err);
     }
-    // A merge patch: null removes a key.
-    const extra = options.exact ? Object.keys(existing.data ?? {}).filter((k) => !(k in data)) : [];
-    if (extra.length === 0 && Object.entries(data).every(([k, v]) => existing.data?.[k] === v)) return;
-    const body = { metadata: { labels: { ...manifest.metadata?.labels, [LABEL_MANAGED_BY]: MANAGED_BY } }, data: { ...data, ...Object.fromEntries(extra.map((k) => [k, null])) } };
+    // A merge patch of what differs (data, removed keys, labels, the owner); none when nothing does.
+    const body = secretUpdatePatch(manifest, existing, options);
+    if (body === undefined) return;
     try {
       await api.call({ verb: 'patch', object: `secret ${name}` }, (opts) => api.core.patchNamespacedSecret({ name, namespace: this.o.namespace, body }, opts), ctx, MERGE_PATCH);
       this.o.log.info({ secret: name }, `${what} updated`);

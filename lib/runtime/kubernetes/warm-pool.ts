@@ -14,7 +14,7 @@ import { RuntimeError } from '../../errors.js';
 import type { Tenant } from '../../registry/tenant.js';
 import type { PresignedState } from '../../state/state-store.js';
 import { createdMs, describeKubeError, isConflict, isNotFound, podDeleting, podExitReason, podLive, podReady, podTerminated } from '../kube-client.js';
-import { CLAIMED_AT_ANNOTATION, claimPatch, LABEL_APP, LABEL_TENANT, TENANT_APP, WARM_APP, WARM_SELECTOR, warmPodManifest, type PodSpecOptions } from '../pod-spec.js';
+import { CLAIMED_AT_ANNOTATION, claimPatch, LABEL_APP, LABEL_TENANT, TENANT_APP, WARM_APP, WARM_SELECTOR, warmPodManifest, type Ownership, type PodSpecOptions } from '../pod-spec.js';
 import { ControlSecretError, createPodWithControlSecret } from '../pod-secrets.js';
 import type { StartResult } from '../runtime.js';
 import { apiError, type CallContext, type KubeApi } from './kube-api.js';
@@ -34,6 +34,8 @@ export interface WarmPoolOptions {
   deletion: PodDeletion;
   shim: ShimClient;
   log: Logger;
+  /** The release's owner of every member (pod-owner.ts), read once. */
+  ownership: () => Promise<Ownership>;
   /** How many members a start tries (a failed claim deletes the member) before going cold. */
   maxClaimAttempts: number;
 }
@@ -64,7 +66,8 @@ export class KubernetesWarmPool {
     if (n === 0) return;
     await this.o.secrets.ensureWarmPool();
     await this.collectEnded();
-    const { api, spec, warmPoolSecret } = this.o;
+    const { api, warmPoolSecret } = this.o;
+    const spec: PodSpecOptions = { ...this.o.spec, ...(await this.o.ownership()) };
     const results = await Promise.allSettled(
       Array.from({ length: n }, () => createPodWithControlSecret(api, spec.namespace, warmPoolSecret, (controlId) => warmPodManifest(spec, controlId))),
     );
