@@ -21,6 +21,7 @@ import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSy
 import os from 'node:os';
 import path from 'node:path';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
+import { Session } from 'node:inspector/promises';
 import { parseArgs } from 'node:util';
 import { Queue } from 'bullmq';
 import pino from 'pino';
@@ -49,6 +50,8 @@ const { values: opts } = parseArgs({
     burst: { type: 'string', default: '20' },
     variants: { type: 'string', default: 'base' },
     'keep-data': { type: 'boolean', default: false },
+    /** Write a CPU profile of this process (the platform) per burst into this directory. */
+    'cpu-prof': { type: 'string' },
   },
 });
 const SINGLES = Number(opts.singles);
@@ -322,9 +325,20 @@ try {
       const loop = monitorEventLoopDelay({ resolution: 5 });
       const cpu0 = cpuSnapshot();
       const r0 = await redisServer.cpuSeconds();
+      const profiler = step.kind === 'burst' && opts['cpu-prof'] ? new Session() : undefined;
+      if (profiler) {
+        profiler.connect();
+        await profiler.post('Profiler.enable');
+        await profiler.post('Profiler.start');
+      }
       loop.enable();
       await wakeAll(tenants);
       loop.disable();
+      if (profiler) {
+        const { profile } = await profiler.post('Profiler.stop');
+        writeFileSync(path.join(opts['cpu-prof'] as string, `platform-${v.name}-${rounds.length}.cpuprofile`), JSON.stringify(profile));
+        profiler.disconnect();
+      }
       const round: Round = { variant: v.name, kind: step.kind, tenants };
       if (step.kind === 'burst') {
         round.cpu = cpuDelta(cpu0, cpuSnapshot());
