@@ -9,6 +9,7 @@ import { createHash } from 'node:crypto';
 import { Readable } from 'node:stream';
 import { request } from 'undici';
 import { startTestPlatform, type TestPlatform } from './support/platform.js';
+import { rawExchange } from './support/raw-http.js';
 import { buildAdminApi, type BuiltAdminApi } from '../services/admin-api/build.js';
 import { startOrClose } from '../lib/platform/service-parts.js';
 import { AdminApiServer } from '../lib/admin-api/admin-api-server.js';
@@ -222,6 +223,13 @@ t.test('validation: 400/405/404/413/415 with stable codes, the bad token never e
   }).then(async (r) => ({ status: r.statusCode, body: (await r.body.json()) as { error: { code: string } } }), (err: Error) => ({ status: 0, body: { error: { code: err.message } } }));
   t.equal(chunked.status, 413, 'a streamed body over the limit');
   t.equal(chunked.body.error.code, 'E_PAYLOAD_TOO_LARGE');
+  // Request targets no client library sends: answered (or refused by Node's parser), the server stays up.
+  const port = Number(new URL(api.url).port);
+  for (const target of ['http://[', '//v1//tenants', '*', '/v1/tenants/%E0%A4%A']) {
+    const raw = await rawExchange(port, `GET ${target} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${admin}\r\nConnection: close\r\n\r\n`, { waitMs: 3000 });
+    t.ok(raw.status !== undefined && raw.status >= 400 && raw.status < 500, `GET ${target}: ${raw.status}`);
+  }
+  t.equal((await call('GET', '/healthz')).status, 200, 'still serving');
   const put = await call('PUT', '/v1/tenants/carol', { token: admin, body: {} });
   t.equal(put.headers.allow, 'GET, PATCH, DELETE');
   t.equal(await p.clients.registry.get('carol'), undefined, 'nothing was created by any of them');

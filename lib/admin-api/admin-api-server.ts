@@ -60,7 +60,13 @@ export class AdminApiServer {
     this.openapiText = JSON.stringify(o.openapi);
     this.quick = new CommandLane(o.backend, o.concurrency);
     this.long = new CommandLane(o.longBackend ?? o.backend, o.concurrency);
-    this.server = http.createServer((req, res) => void this.handle(req, res));
+    this.server = http.createServer((req, res) => {
+      this.handle(req, res).catch((err: unknown) => {
+        // handle() answers every error itself; this is the last resort, so a bug cannot kill the process.
+        this.o.log.error({ err }, 'admin API handler failed');
+        res.destroy();
+      });
+    });
     // The time to receive a request (not to answer it: a wake may take minutes): a slow sender is cut off.
     this.server.requestTimeout = 30_000;
     this.server.headersTimeout = 20_000;
@@ -81,7 +87,12 @@ export class AdminApiServer {
     const started = Date.now();
     const given = req.headers['x-request-id'];
     const id = typeof given === 'string' && REQUEST_ID.test(given) ? given : randomBytes(8).toString('hex');
-    const url = new URL(req.url ?? '/', 'http://admin-api.invalid');
+    let url: URL;
+    try {
+      url = new URL(req.url ?? '/', 'http://admin-api.invalid');
+    } catch {
+      url = new URL('http://admin-api.invalid/.malformed');
+    }
     let log = this.o.log.child({ req: id, method: req.method, path: url.pathname.slice(0, 200) });
     res.setHeader('x-request-id', id);
     let status = 500;
