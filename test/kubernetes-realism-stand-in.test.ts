@@ -146,10 +146,15 @@ t.test('request faults: 429 with Retry-After, 5xx, a hung request, a reset conne
   await waitUntil('held open', () => api.faults.hanging === 1);
   t.equal(await hung, 'HeadersTimeoutError', 'never answered: the client gave up');
   await waitUntil('released when the client went away', () => api.faults.hanging === 0);
+  api.faults.add({ verb: 'create', applyThenHang: true });
+  const unanswered = await request(url, { method: 'POST', headers: { ...auth, 'content-type': 'application/json' }, body: JSON.stringify(pod('applied')), headersTimeout: 300 })
+    .then(() => 'answered', () => 'gave up');
+  t.equal(unanswered, 'gave up', 'a create carried out but never answered');
+  t.match(await rejection(core.createNamespacedPod({ namespace: NS, body: pod('applied') })), { code: 409, body: { reason: 'AlreadyExists' } }, 'its retry meets its own success');
   api.faults.add({ method: 'DELETE', reset: true });
   const reset = await core.deleteNamespacedPod({ name: 'x', namespace: NS }).then(() => 'ok', (err: unknown) => String((err as { code?: string; cause?: { code?: string } }).code ?? (err as { cause?: { code?: string } }).cause?.code ?? err));
   t.match(reset, /ECONNRESET|socket hang up|other side closed/);
-  t.same(api.faults.fired.map((f) => f.kind), ['error', 'error', 'error', 'hang', 'reset']);
+  t.same(api.faults.fired.map((f) => f.kind), ['error', 'error', 'error', 'hang', 'apply-then-hang', 'reset']);
   api.behaviour.set({ latencyMs: { get: 300 } });
   const t0 = Date.now();
   t.match(await rejection(core.readNamespacedPod({ name: 'x', namespace: NS })), { code: 404 });

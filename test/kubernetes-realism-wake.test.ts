@@ -12,6 +12,9 @@
 import t from 'tap';
 import { startRealismPlatform, STARTING_UP_TEXT, type RealismPlatform } from './support/kube/realism-platform.js';
 import { waitUntil } from './support/wait.js';
+import { RESOURCES, type ResourceType } from './support/kube/objects.js';
+
+const PODS = RESOURCES.find((x) => x.resource === 'pods') as ResourceType;
 
 const SCALE = 0.04;
 let r: RealismPlatform;
@@ -71,17 +74,18 @@ t.test('a pod refused at admission: a named failure with the API\'s own message,
   t.equal(r.seen('refused', 1).at(-1), 'are you there');
 });
 
-t.test('a throttled, failing, then hung API: each call bounded and retried, the wake completes, answered once', async (t) => {
+t.test('a throttled, failing, then hung API (one hung create carried out unanswered): each call bounded and retried, the wake completes, answered once', async (t) => {
   const pods = new RegExp(`^/api/v1/namespaces/${r.namespace}/pods$`);
   r.api.faults.add({ verb: 'create', path: pods, status: 429, retryAfterS: 1 });
   r.api.faults.add({ verb: 'create', path: pods, status: 503 });
   r.api.faults.add({ verb: 'create', path: pods, hang: true });
+  r.api.faults.add({ verb: 'create', path: pods, applyThenHang: true }); // created, but the runtime never hears of it
   await r.send('hung', 1, 'still there?');
   await r.send('hung', 1, 'second');
   await waitUntil('both answers', () => r.seen('hung', 1).filter((s) => s !== STARTING_UP_TEXT).length >= 2, 60_000);
   t.same(r.seen('hung', 1), [STARTING_UP_TEXT, 'still there?', 'second'], 'one notice, both answered once, in order');
-  t.same(r.api.faults.fired.filter((f) => pods.test(f.path)).map((f) => f.kind), ['error', 'error', 'hang'], 'the 429, the 503 and the hang all hit the start');
-  t.equal(r.api.faults.hanging, 0, 'the runtime gave up on the hung request (its timeout)');
-  t.equal(r.podCreates('hung').filter((q) => q.status === 201).length, 1, 'one pod created');
+  t.same(r.api.faults.fired.filter((f) => pods.test(f.path)).map((f) => f.kind), ['error', 'error', 'hang', 'apply-then-hang'], 'the 429, the 503 and both hangs hit the start');
+  t.equal(r.api.faults.hanging, 0, 'the runtime gave up on the hung requests (its timeout)');
+  t.equal(r.api.store.list(PODS, r.namespace, { fieldSelector: 'metadata.name=zeroclaw-hung' }).items.length, 1, 'one pod: the create that was carried out unanswered was adopted (409), not duplicated');
   t.same(wakeFailures('hung'), [], 'no failed wake');
 });

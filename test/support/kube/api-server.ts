@@ -200,6 +200,7 @@ export class KubeApiServer {
         this.faults.hold(req, res);
         return;
       }
+      const held = fault.kind === 'apply-then-hang' && target.verb !== 'watch';
       if (fault.kind === 'error') {
         const retry = fault.retryAfterS !== undefined ? { 'Retry-After': String(fault.retryAfterS) } : undefined;
         return this.send(res, rec, fault.error.code, fault.error.status, retry);
@@ -216,6 +217,14 @@ export class KubeApiServer {
         }
       }
       if (url.searchParams.has('dryRun')) throw badRequest('stand-in apiserver: dryRun is not supported');
+      if (held) {
+        // Done, but the answer goes nowhere; the client waits until it gives up.
+        this.faults.hold(req, res);
+        const sink = { writeHead: () => sink, end: () => undefined } as unknown as ServerResponse;
+        this.route(target, url, contentType ?? '', rec, sink);
+        rec.status = 0;
+        return;
+      }
       this.route(target, url, contentType ?? '', rec, res);
     } catch (err) {
       if (res.headersSent) {

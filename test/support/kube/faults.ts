@@ -1,7 +1,8 @@
 /**
  * Request-level faults of the stand-in apiserver, as a client meets them in production: an error
  * Status (429 with Retry-After as API Priority and Fairness answers it, 5xx, any code), a hung
- * request (accepted, never answered until the client gives up or the server closes), a connection
+ * request (accepted, never answered until the client gives up or the server closes; optionally
+ * carried out first, so a retried create meets its own success as 409), a connection
  * reset (RST, no response). Rules match a verb and/or a path and fire `times` times (default once;
  * Infinity until removed). Latency per verb is in behaviour.ts (`latencyMs`).
  */
@@ -26,6 +27,8 @@ export interface FaultRule {
   retryAfterS?: number;
   /** Accept the request and never answer (until the client closes it or the server stops). */
   hang?: boolean;
+  /** Carry the request out (a create is stored), then never answer: the client cannot know it succeeded. */
+  applyThenHang?: boolean;
   /** Reset the connection (no HTTP response at all). */
   reset?: boolean;
 }
@@ -45,6 +48,7 @@ export type FaultOutcome =
   | { kind: 'none' }
   | { kind: 'error'; error: ApiError; retryAfterS: number | undefined }
   | { kind: 'hang' }
+  | { kind: 'apply-then-hang' }
   | { kind: 'reset' };
 
 interface Armed extends FaultRule { left: number }
@@ -84,6 +88,7 @@ export class FaultInjector {
     let outcome: FaultOutcome;
     if (rule.reset) outcome = { kind: 'reset' };
     else if (rule.hang) outcome = { kind: 'hang' };
+    else if (rule.applyThenHang) outcome = { kind: 'apply-then-hang' };
     else {
       const status = rule.status ?? 500;
       const details = rule.retryAfterS !== undefined ? { retryAfterSeconds: rule.retryAfterS } : undefined;
