@@ -5,6 +5,11 @@
  *
  *   node --import tsx bench/e2e.ts [--rate 2000] [--duration 60] [--warmup 5] [--tenants 1000]
  *        [--chats 5] [--hosts 2] [--forwarders 1] [--connections 64] [--direct 10]
+ *        [--redis single|cluster|both] [--json-out <file>]
+ *
+ * --redis cluster: a local Redis Cluster of 3 masters + 3 replicas (bench/lib/bench-cluster.ts)
+ * instead of one redis-server; Redis CPU and commands are then summed over the masters and given
+ * per master. --redis both: one run on each, in this order, then a table comparing them.
  *
  * Processes: this one (open-loop load generator: sends at --rate whatever the answers do), the
  * ingress (bench/ingress-server.ts real: the product's ingress + mailbox), the forwarder
@@ -28,6 +33,8 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
+import { spawnSync } from 'node:child_process';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { Pool, request } from 'undici';
 import { BENCH_DIR, fmt, machineInfo, printMachine, sleep, spawnChild, startBenchRedis, table, type ChildHandle } from './lib/common.js';
 import { makeTenants, makeUpdateFactory } from './lib/updates.js';
@@ -35,6 +42,8 @@ import { createDynamoClient } from '../lib/registry/dynamo-client.js';
 import { TenantRegistry } from '../lib/registry/tenant-registry.js';
 import { createRedis, closeRedis } from '../lib/redis.js';
 import { endpointKey } from '../lib/keys.js';
+import { DeadLetterStore } from '../lib/delivery/dead-letters.js';
+import { startBenchCluster, type MasterFigures } from './lib/bench-cluster.js';
 
 const { values: opts } = parseArgs({
   options: {
@@ -49,8 +58,55 @@ const { values: opts } = parseArgs({
     direct: { type: 'string', default: '10' },
     capacity: { type: 'string', default: '20000' },
     prof: { type: 'string' },
+    redis: { type: 'string', default: 'single' },
+    'json-out': { type: 'string' },
   },
 });
+if (!['single', 'cluster', 'both'].includes(opts.redis)) throw new Error('--redis must be single, cluster or both');
+if (opts.redis === 'both') {
+  // One run per topology, in this process's order, then the comparison.
+  const results: Record<string, E2eSummary> = {};
+  for (const topology of ['single', 'cluster']) {
+    const out = path.join(os.tmpdir(), `ztm-e2e-${topology}-${process.pid}.json`);
+    const args = process.argv.slice(2).filter((a, i, all) => a !== '--redis' && all[i - 1] !== '--redis' && !a.startsWith('--redis='));
+    const r = spawnSync(process.execPath, ['--import', 'tsx', path.join(BENCH_DIR, 'e2e.ts'), ...args, '--redis', topology, '--json-out', out], { stdio: 'inherit' });
+    if (r.status !== 0) process.exitCode = 1;
+    try {
+      results[topology] = JSON.parse(readFileSync(out, 'utf8')) as E2eSummary;
+      rmSync(out, { force: true });
+    } catch {
+      console.log(`no summary from the ${topology} run`);
+    }
+  }
+  const row = (label: string, f: (r: E2eSummary) => string): string[] => [label, ...['single', 'cluster'].map((k) => (results[k] ? f(results[k]) : '-'))];
+  console.log(`\n# same run: one Redis node vs a 3-master cluster\n${table(['measure', 'one node', '3-master cluster'], [
+    row('delivered/s (offered)', (r) => `${fmt.int(r.deliveredPerS)} (${fmt.int(r.rate)})`),
+    row('pipeline-added latency p50 / p99', (r) => `${fmt.ms(r.p50)} / ${fmt.ms(r.p99)} ms`),
+    row('Redis CPU per delivered update (all masters)', (r) => `${r.redisUsPerUpdate.toFixed(1)} µs`),
+    row('Redis commands per delivered update', (r) => r.commandsPerUpdate.toFixed(1)),
+    row('per master: CPU µs per update (share of commands)', (r) => r.perMaster.map((m) => `${m.usPerUpdate.toFixed(1)} (${(100 * m.commandShare).toFixed(1)} %)`).join(' / ')),
+    row('forwarder / ingress CPU per 1,000', (r) => `${fmt.int(r.forwarderPer1000)} / ${fmt.int(r.ingressPer1000)} ms`),
+    row('capacity: drain rate; Redis µs per update', (r) => (r.capacity ? `${fmt.int(r.capacity.rate)}/s; ${(r.capacity.redisPer1000).toFixed(0)} µs` : '-')),
+    row('every acknowledged update once, in order', (r) => (r.correct ? 'yes' : 'NO')),
+  ])}`);
+  process.exit();
+}
+
+interface E2eSummary {
+  redis: string;
+  rate: number;
+  deliveredPerS: number;
+  p50: number;
+  p99: number;
+  redisUsPerUpdate: number;
+  commandsPerUpdate: number;
+  perMaster: Array<{ port: number; usPerUpdate: number; commandShare: number }>;
+  forwarderPer1000: number;
+  ingressPer1000: number;
+  capacity: { rate: number; redisPer1000: number } | undefined;
+  correct: boolean;
+}
+const CLUSTER = opts.redis === 'cluster';
 const RATE = Number(opts.rate);
 const DURATION = Number(opts.duration);
 const WARMUP = Number(opts.warmup);
@@ -106,7 +162,19 @@ const tenants = makeTenants(TENANTS, master, 'e2e-t');
 const makeUpdate = makeUpdateFactory(1024);
 const dataDir = mkdtempSync(path.join(os.tmpdir(), 'ztm-bench-e2e-'));
 const children: ChildHandle[] = [];
-const redisServer = await startBenchRedis('everysec');
+// One redis-server, or a 3-master cluster: the same figures either way (perMaster: one entry for a node).
+const redisServer: { url: string; cpuSeconds(): Promise<number>; commandCalls(): Promise<Record<string, number>>; perMaster(): Promise<MasterFigures[]>; close(): Promise<void> } = CLUSTER
+  ? await startBenchCluster()
+  : await (async () => {
+    const single = await startBenchRedis('everysec');
+    return {
+      ...single,
+      async perMaster() {
+        const c = await single.commandCalls();
+        return [{ port: single.port, cpuSeconds: await single.cpuSeconds(), calls: Object.entries(c).filter(([k]) => k !== 'info').reduce((a, [, v]) => a + v, 0) }];
+      },
+    };
+  })();
 try {
   const dynamo = await spawnChild(path.join(BENCH_DIR, 'lib/dynamo-server.ts'));
   children.push(dynamo);
@@ -134,13 +202,13 @@ try {
   const telegramPort = hosts[0]?.ready.telegramPort as number;
 
   // Every tenant awake: its endpoint is set, as the waker leaves it.
-  const redis = createRedis({ url: redisServer.url, name: 'bench' });
-  const tx = redis.pipeline();
-  tenants.ids.forEach((id, i) => tx.set(endpointKey(id), `127.0.0.1:${ports[i] as number}`, 'EX', 86_400));
-  await tx.exec();
+  const redis = createRedis({ url: redisServer.url, name: 'bench', cluster: CLUSTER });
+  // One command per key: on a cluster the endpoints hash to every slot.
+  await Promise.all(tenants.ids.map((id, i) => redis.set(endpointKey(id), `127.0.0.1:${ports[i] as number}`, 'EX', 86_400)));
 
   const ingress = await spawnChild(path.join(BENCH_DIR, 'ingress-server.ts'), {
     args: ['real', redisServer.url, master], cpuProfDir: opts.prof ? path.resolve(opts.prof, 'ingress') : undefined,
+    env: CLUSTER ? { BENCH_REDIS_CLUSTER: '1' } : {},
   });
   children.push(ingress);
   // --forwarders replicas of the forwarder (production scales it on queue depth), used as one.
@@ -149,7 +217,7 @@ try {
     const replica = await spawnChild(path.join(BENCH_DIR, 'e2e-forwarder.ts'), {
       cpuProfDir: opts.prof ? path.resolve(opts.prof, `forwarder-${i}`) : undefined,
       env: {
-        REDIS_URL: redisServer.url, DYNAMODB_ENDPOINT: endpoint, DYNAMODB_TABLE: table_, TELEGRAM_API_BASE: `http://127.0.0.1:${telegramPort}`,
+        REDIS_URL: redisServer.url, REDIS_CLUSTER: CLUSTER ? 'true' : 'false', DYNAMODB_ENDPOINT: endpoint, DYNAMODB_TABLE: table_, TELEGRAM_API_BASE: `http://127.0.0.1:${telegramPort}`,
         WEBHOOK_SECRET: master, WARM_POOL_SECRET: randomBytes(24).toString('base64url'), DATA_DIR: dataDir, S3_ENDPOINT: 'http://127.0.0.1:9', LOG_LEVEL: 'warn',
       },
     });
@@ -269,11 +337,13 @@ try {
   await sleep(WARMUP * 1000);
   measuring = true;
   const windowFrom = now();
+  const m0 = await redisServer.perMaster();
   const u0 = { ingress: await usageOf(ingress), forwarder: await usageOf(forwarder), hosts: await Promise.all(hosts.map(usageOf)), redis: await redisServer.cpuSeconds(), self: process.cpuUsage() };
   await load;
   const windowTo = now();
   measuring = false;
   const u1 = { ingress: await usageOf(ingress), forwarder: await usageOf(forwarder), hosts: await Promise.all(hosts.map(usageOf)), redis: await redisServer.cpuSeconds(), self: process.cpuUsage(u0.self) };
+  const m1 = await redisServer.perMaster();
   while (inflight > 0) await sleep(10);
 
   // Everything acknowledged must reach an agent: wait for the backlog to drain.
@@ -288,7 +358,7 @@ try {
   const malformed = stats.reduce((a, s) => a + s.malformed, 0);
   const telegramCalls = stats.reduce((a, s) => a + s.telegramCalls, 0);
   const { counters } = await forwarder.call<{ counters: Record<string, number> }>('metrics');
-  const dead = await redis.zcard('{mbox}:dead');
+  const dead = await new DeadLetterStore({ redis }).count();
   const windowS = (windowTo - windowFrom) / 1000;
   const inWindow = latencies.length;
   const [p50, p90, p99, p999, max] = percentiles(latencies, 50, 90, 99, 99.9, 100) as [number, number, number, number, number];
@@ -300,6 +370,10 @@ try {
   const genCpu = (u1.self.user + u1.self.system) / 1e6;
   const hostsCpu = u1.hosts.reduce((a, u, i) => a + cpuS(u0.hosts[i]!, u), 0);
   const mem = { ingress: (await usageOf(ingress)).mem.rss, forwarder: (await usageOf(forwarder)).mem.rss, hosts: (await Promise.all(hosts.map(usageOf))).map((u) => u.mem.rss) };
+  const totalCalls = m1.reduce((a, m, i) => a + m.calls - (m0[i]?.calls ?? 0), 0);
+  const masters = m1.map((m, i) => ({
+    port: m.port, usPerUpdate: ((m.cpuSeconds - (m0[i]?.cpuSeconds ?? 0)) / inWindow) * 1e6, commandShare: (m.calls - (m0[i]?.calls ?? 0)) / totalCalls,
+  }));
   const redisMem = Number(/used_memory:(\d+)/.exec(await redis.info('memory'))?.[1]);
 
   // Baseline: the same payloads straight to the agents (one HTTP hop), same rate.
@@ -337,6 +411,7 @@ try {
     ['forwarder capacity (queued backlog drained): updates/s; CPU per 1,000', capacity ? `${fmt.int(capacity.rate)}/s at ${capacity.cores.toFixed(2)} cores; ${fmt.int(capacity.cpuPer1000)} ms (redis ${fmt.int(capacity.redisPer1000)} ms)` : '-'],
     ['ingress CPU per 1,000 updates', `${fmt.int(per1000(ingCpu))} ms (${(ingCpu / windowS).toFixed(2)} cores)`],
     ['redis CPU per 1,000 updates', `${fmt.int(per1000(redisCpu))} ms (${(redisCpu / windowS).toFixed(2)} cores)`],
+    ['redis per master: CPU µs per update / share of commands', masters.map((m) => `${m.port}: ${m.usPerUpdate.toFixed(1)} µs / ${(100 * m.commandShare).toFixed(1)} %`).join('; ')],
     ['load generator CPU', `${(genCpu / windowS).toFixed(2)} cores`],
     ['agent hosts CPU (agents + Telegram stand-in)', `${fmt.int(per1000(hostsCpu))} ms per 1,000 updates (${(hostsCpu / windowS).toFixed(2)} cores)`],
     ['whole machine: every process above', `${((fwdCpu + ingCpu + redisCpu + genCpu + hostsCpu) / windowS).toFixed(2)} cores of 2`],
@@ -346,6 +421,14 @@ try {
   console.log(`\ntargets: sustained ${fmt.int(RATE)}/s ${rateOk ? 'met' : `NOT met (${fmt.int(inWindow / windowS)}/s delivered)`}; p50 ≤ 3 ms ${p50 <= 3 ? 'met' : 'NOT met'}; ` +
     `p99 ≤ 20 ms ${p99 <= 20 ? 'met' : 'NOT met'}; every acknowledged update delivered once, in chat order: ${delivered === ok && outOfOrder === 0 ? 'yes' : 'NO'}`);
   if (delivered !== ok || outOfOrder) process.exitCode = 1;
+  if (opts['json-out']) {
+    const summary: E2eSummary = {
+      redis: opts.redis, rate: RATE, deliveredPerS: inWindow / windowS, p50, p99, redisUsPerUpdate: (redisCpu / inWindow) * 1e6,
+      commandsPerUpdate: totalCalls / inWindow, perMaster: masters, forwarderPer1000: per1000(fwdCpu), ingressPer1000: per1000(ingCpu),
+      capacity: capacity ? { rate: capacity.rate, redisPer1000: capacity.redisPer1000 } : undefined, correct: delivered === ok && outOfOrder === 0,
+    };
+    writeFileSync(opts['json-out'], JSON.stringify(summary));
+  }
   await pool.close();
   await closeRedis(redis);
 } finally {

@@ -35,8 +35,9 @@ const usage = (): Record<string, unknown> => ({ cpu: process.cpuUsage(), mem: pr
 
 async function real(): Promise<{ port: number; close(): Promise<void>; stats(): Promise<Record<string, number>> }> {
   const log = createLogger({ service: 'ingress', level: process.env.LOG_LEVEL ?? 'warn' });
-  const redis = createRedis({ url: redisUrl, name: 'ingress', autoPipelining: process.env.BENCH_AUTOPIPELINE === '1', failFast: true });
-  const bull = createRedis({ url: redisUrl, name: 'ingress-bull', blocking: false });
+  const cluster = process.env.BENCH_REDIS_CLUSTER === '1';
+  const redis = createRedis({ url: redisUrl, name: 'ingress', autoPipelining: process.env.BENCH_AUTOPIPELINE === '1', failFast: true, cluster });
+  const bull = createRedis({ url: redisUrl, name: 'ingress-bull', blocking: false, cluster });
   redis.on('error', () => undefined);
   bull.on('error', () => undefined);
   // The product's layout (DELIVERY_SHARDS, default 16): a drain queue per shard.

@@ -34,6 +34,12 @@ const PARK_POLL_MS = 5_000;
 const FULL_FALLBACK_MS = 1_000;
 /** How long a drain waits in place for a wake (EndpointWatch) before parking its job instead. */
 const WAKE_WAIT_MS = 20_000;
+/**
+ * A drain delivers its chat's next update to the endpoint it read this long ago without reading it
+ * again (one GET less per delivery). A wake that moved the tenant meanwhile costs the rare update
+ * that races it one failed delivery (unreachable / stale endpoint: re-read, retried), no loss.
+ */
+const ENDPOINT_REUSE_MS = 1_000;
 /** Stale endpoints an update may meet (each drops the endpoint and re-wakes); the next dead-letters it. */
 const STALE_ENDPOINTS_PER_UPDATE = 1;
 
@@ -68,7 +74,7 @@ export interface DrainerDeps {
  * them, `undefined` = read them again), stop because the chat is drained (lease released), or park.
  */
 type Step =
-  | { next: 'continue'; head?: string | null; outbox?: Outbox | undefined; endpoint?: Endpoint | undefined }
+  | { next: 'continue'; head?: string | null; outbox?: Outbox | undefined; endpoint?: Endpoint | undefined; endpointAt?: number }
   | { next: 'drained' }
   | { next: 'park'; delayMs: number; onWake: boolean };
 
@@ -84,6 +90,8 @@ interface Head {
   /** What earlier deliveries of this update left: a kept answer, failed agent turns. */
   outbox: Outbox | undefined;
   endpoint: Endpoint | undefined;
+  /** When `endpoint` was read (a pop reuses a read younger than ENDPOINT_REUSE_MS). */
+  endpointAt: number;
   log: Logger;
 }
 
@@ -129,7 +137,7 @@ export class Drainer {
     }
     const log = this.d.log.child({ tenant: tenantId, chat: chatId });
     const renew = setInterval(() => void this.d.mailbox.renew(tenantId, chatId, lease).catch(() => undefined), Math.floor(this.d.mailbox.leaseMs / 3));
-    let step: Step = { next: 'continue', head: claim.head, outbox: claim.outbox, endpoint: firstEndpoint };
+    let step: Step = { next: 'continue', head: claim.head, outbox: claim.outbox, endpoint: firstEndpoint, endpointAt: Date.now() };
     try {
       for (;;) {
         if (this.closing) {
@@ -137,9 +145,11 @@ export class Drainer {
           return 'handed-off';
         }
         let { head: envelope, outbox, endpoint } = step;
+        let endpointAt = step.endpointAt ?? 0;
         if (envelope === undefined) {
           let read;
           [read, endpoint] = await Promise.all([this.d.mailbox.headWithOutbox(tenantId, chatId), this.d.endpoints.get(tenantId)]);
+          endpointAt = Date.now();
           ({ head: envelope, outbox } = read);
         }
         if (envelope === null) {
@@ -147,7 +157,7 @@ export class Drainer {
           step = { next: 'continue' };
           continue;
         }
-        step = await this.deliverHead({ tenantId, chatId, gen, lease, queue: job.queueName, raw: envelope, outbox, endpoint, log });
+        step = await this.deliverHead({ tenantId, chatId, gen, lease, queue: job.queueName, raw: envelope, outbox, endpoint, endpointAt, log });
         if (step.next === 'drained') return 'drained';
         if (step.next === 'park') break;
       }
@@ -421,9 +431,10 @@ export class Drainer {
   private async pop(h: Head, env: Envelope): Promise<Step> {
     const { tenantId, chatId } = h;
     const facts = await this.d.tenants.facts(tenantId);
+    const reuse = h.endpoint !== undefined && Date.now() - h.endpointAt < ENDPOINT_REUSE_MS;
     const [popped, endpoint] = await Promise.all([
       this.afterSend(h, () => this.d.mailbox.popNext(tenantId, chatId, h.raw, env.updateId, h.lease, h.gen)),
-      this.d.endpoints.get(tenantId),
+      reuse ? h.endpoint : this.d.endpoints.get(tenantId),
       ...(this.d.activity ? [] : [
         facts ? Activity.write(this.d.redis, tenantId, facts.idleTimeoutS) : undefined,
         // The tenants view's "messages today": one HINCRBY sent with the writes above (lib/tenants/tenant-stats.ts).
@@ -436,7 +447,7 @@ export class Drainer {
       case 'lost-lease': throw new Error('chat lease lost while draining');
       case 'drained': return { next: 'drained' };
       // The next head has no outbox yet: popNext cleared the chat's with the popped update.
-      case 'next': return { next: 'continue', head: popped.head, outbox: undefined, endpoint };
+      case 'next': return { next: 'continue', head: popped.head, outbox: undefined, endpoint, endpointAt: reuse ? h.endpointAt : Date.now() };
       case 'moved': return { next: 'continue' };
     }
   }
