@@ -35,6 +35,10 @@ console.log(`# accepts on a 3-master cluster with replicas, ${CONCURRENCY} in fl
 const cluster = await startBenchCluster();
 const redis = createRedis({ url: cluster.url, cluster: true, failFast: true, name: 'wait-bench' });
 const bull = createRedis({ url: cluster.url, cluster: true, blocking: false, name: 'wait-bench-bull' });
+redis.on('error', () => undefined);
+bull.on('error', () => undefined);
+// The fail-fast client (the ingress's) refuses commands until it is connected.
+if (redis.status !== 'ready') await new Promise((resolve) => redis.once('ready', resolve));
 const layout = DeliveryLayout.of(24);
 const queues = new ShardQueues(bull, layout);
 const makeUpdate = makeUpdateFactory(1024);
