@@ -30,6 +30,8 @@ export interface Metrics {
   /** Changes of the pool's size by the pool-keeper; direction: grow | shrink. */
   warmPoolResizes: Counter<'direction'>;
   telegramCalls: Counter<'method' | 'outcome'>;
+  /** Admin API requests; operation: an OpenAPI operationId, `plain` (healthz, readyz, openapi.json) or `none` (no route). */
+  adminApiRequests: Counter<'operation' | 'status'>;
   tenantsAwake: Gauge;
   /**
    * Sets the function that refreshes the cluster-wide gauges (queue jobs, dead letters, warm pool,
@@ -88,6 +90,7 @@ export function createMetrics(options: { service: string; defaultMetrics?: boole
     warmPoolResizes: new Counter({ name: 'ztm_warm_pool_resizes_total', help: 'Changes of the warm pool size by the pool-keeper (direction: grow, shrink)', labelNames: ['direction'], registers: r }),
     tenantsAwake: new Gauge({ name: 'ztm_tenants_awake', help: 'Tenants with an awake agent (the activity index)', registers: r, collect }),
     telegramCalls: new Counter({ name: 'ztm_telegram_calls_total', help: 'Telegram Bot API calls by method and outcome', labelNames: ['method', 'outcome'], registers: r }),
+    adminApiRequests: new Counter({ name: 'ztm_admin_api_requests_total', help: 'Admin API requests by operation (OpenAPI operationId, plain, none) and HTTP status', labelNames: ['operation', 'status'], registers: r }),
     setCollector(fn) {
       collector = fn;
     },
