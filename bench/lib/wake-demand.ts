@@ -176,12 +176,19 @@ export async function runDemand(ctx: DemandContext, variants: PoolVariant[], pha
       await Promise.all(schedule.map(async (a, i) => {
         await sleep(Math.max(0, t0 + a.at - ctx.now()));
         const tenant = tenants[i] as string;
-        const res = await ctx.ingress.request({
-          method: 'POST', path: `/tg/${tenant}`, body: ctx.makeUpdate(ctx.nextUpdateId(), 9000 + i, `s${ctx.now().toFixed(3)};`),
-          headers: { 'content-type': 'application/json', 'x-telegram-bot-api-secret-token': secrets[i] as string },
-        });
-        await res.body.dump();
-        if (res.statusCode !== 200) throw new Error(`ingress answered ${res.statusCode} for ${tenant}`);
+        const body = ctx.makeUpdate(ctx.nextUpdateId(), 9000 + i, `s${ctx.now().toFixed(3)};`);
+        // A 503 (the ingress could not reach Redis in time, on an overloaded machine) is retried as
+        // Telegram retries: the same update, its send stamp unchanged (the wait counts).
+        for (let attempt = 1; ; attempt++) {
+          const res = await ctx.ingress.request({
+            method: 'POST', path: `/tg/${tenant}`, body,
+            headers: { 'content-type': 'application/json', 'x-telegram-bot-api-secret-token': secrets[i] as string },
+          });
+          await res.body.dump();
+          if (res.statusCode === 200) break;
+          if (res.statusCode !== 503 || attempt >= 20) throw new Error(`ingress answered ${res.statusCode} for ${tenant}`);
+          await sleep(500);
+        }
       }));
       const deadline = Date.now() + ctx.timeoutMs;
       while (served.size < tenants.length && Date.now() < deadline) await sleep(50);
