@@ -5,7 +5,7 @@
  *   secret headers, signed or secret parameters (`X-Amz-Signature`, `X-Amz-Credential`,
  *   `X-Amz-Security-Token`, `token=`, `REDIS_PASSWORD=` …) and JSON fields (`"api_key":"…"`),
  *   credentials in URLs (`redis://:pw@host`, `https://user:pw@host`, `https://<token>@host`),
- *   `Bearer` credentials and `sk-` API keys;
+ *   `Bearer` credentials, `sk-` API keys and admin API tokens (`ztm_<id>_<secret>`);
  * - by name, at any depth of an object: a field whose name ends in token, secret, password,
  *   api_key, authorization, credential(s), signature … (also `{ name: 'X_TOKEN', value }` pairs).
  * What it does not catch: a password with whitespace or a double quote in a URL, credentials in a
@@ -40,6 +40,9 @@ const SECRET_TEXT = new RegExp(
     `(?<![A-Za-z0-9_-])(sk-)${V}{20,}`,
     // 9: a bearer credential outside a header (a curl line, a library's message).
     String.raw`\b(Bearer\s+)[A-Za-z0-9._~+/=-]{12,}`,
+    // 10: an admin API token anywhere (a path, a query, a shell line): `ztm_<id>_` (the id is
+    // public: it names the token in `ztm api-token list` and the logs) stays, the secret goes.
+    `(ztm_[0-9a-f]{12}_)${V}{20,}`,
   ].join('|'),
   'gi',
 );
@@ -49,7 +52,7 @@ const SHOWN_PASSWORD = new Set(['', '***', REDACTED]);
 
 function replaceSecret(match: string, ...g: Array<string | undefined>): string {
   // Whatever introduced the secret (separator, `name=`, header, scheme) is kept.
-  const kept = g[0] ?? g[1] ?? g[2] ?? g[3] ?? g[7] ?? g[8];
+  const kept = g[0] ?? g[1] ?? g[2] ?? g[3] ?? g[7] ?? g[8] ?? g[9];
   if (kept !== undefined) return `${kept}${REDACTED}`;
   if (g[4] === undefined) return match;
   const user = g[5] ?? '';

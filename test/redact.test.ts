@@ -122,6 +122,19 @@ t.test('API keys and bearer credentials', async (t) => {
   t.equal(redactSecrets('sent with Bearer abcdefghijklmnop1'), `sent with Bearer ${REDACTED}`);
 });
 
+t.test('admin API tokens in free text keep their public id, never their secret', async (t) => {
+  const apiToken = `ztm_3f9a0c1d2e4b_${'Ab9-_'.repeat(8)}xyz`;
+  t.equal(redactSecrets(`GET /v1/tenants/${apiToken} 404`), `GET /v1/tenants/ztm_3f9a0c1d2e4b_${REDACTED} 404`);
+  t.equal(redactSecrets(`export ZTM_API_TOKEN=${apiToken}`), `export ZTM_API_TOKEN=${REDACTED}`);
+  t.equal(redactSecrets(`https://api.example/v1/tenants?access=${apiToken}&x=1`), `https://api.example/v1/tenants?access=ztm_3f9a0c1d2e4b_${REDACTED}&x=1`);
+  t.equal(redactSecrets(`token ${apiToken.toUpperCase().replace('ZTM_', 'ztm_')} pasted`).includes('AB9'), false, 'upper-case hex ids too');
+  t.same(redactDeep({ path: `/x/${apiToken}` }), { path: `/x/ztm_3f9a0c1d2e4b_${REDACTED}` }, 'in logged fields too');
+  for (const keep of ['ztm_admin_api_requests_total{operation="listTenants"}', 'ztm_3f9a0c1d2e4b (api token id)', 'ztm:api-rate:3f9a0c1d2e4b']) {
+    t.equal(redactSecrets(keep), keep, `untouched: ${keep}`);
+  }
+  t.equal(redactSecrets(redactSecrets(apiToken)), redactSecrets(apiToken), 'a fixed point');
+});
+
 t.test('readable text stays readable (no false positives)', async (t) => {
   const keep = [
     'meet at 12:30', '2024-01-02T12:30:45.123Z', 'host:6379', 'redis://127.0.0.1:6379/0', 'rediss://redis.example:6380',
