@@ -140,6 +140,14 @@ t.test('Kubernetes starts as the cluster behaves', async (t) => {
     t.equal(quick.api.stats.timeouts, 1, 'one attempt timed out');
     t.equal((await podsOf('tenant=hugo')).length, 1, 'the retried create made exactly one pod');
     await quick.stop('hugo');
+    // Carried out, then unanswered: the retry meets its own pod (409) and takes it, control Secret and all.
+    api.faults.add({ method: 'POST', path: /\/namespaces\/tenants\/pods$/, applyThenHang: true });
+    const again = await quick.start(tenant('hana'), await store.presign(tenant('hana')));
+    t.equal(again.path, 'cold');
+    t.ok(api.faults.fired.some((f) => f.kind === 'apply-then-hang' && f.method === 'POST'), 'the create was carried out and not answered');
+    t.match(await say(again.instance.address, 'hi', 'hana:1'), /memories: 1/, 'the adopted pod got its control Secret and its claim');
+    t.equal((await podsOf('tenant=hana')).length, 1, 'one pod');
+    await quick.stop('hana');
   });
 
   t.test('with K8S_POD_OWNER: the tenant pod, its Secret, the warm pool and its Secret are owned by the release\'s anchor', async (t) => {
@@ -170,8 +178,12 @@ t.test('Kubernetes starts as the cluster behaves', async (t) => {
     const before = await core.readNamespacedPod({ name: again.instance.podName, namespace: NS });
     const nodeName = before.spec?.nodeName;
     const lost = nodeName === 'node-b' ? second : stack.kubelet;
+    const exits: string[] = [];
+    runtime.onExit((id, podName) => exits.push(`${id} ${podName}`));
     await lost.loseNode();
     await until('the node NotReady', async () => ((await core.readNode({ name: nodeName ?? '' })).status?.conditions?.find((c) => c.type === 'Ready')?.status !== 'True' ? true : undefined));
+    await until('the exit reported', () => (exits.length > 0 ? true : undefined));
+    t.same(exits, ['lara zeroclaw-lara'], 'its pod reported as exited as soon as it is not ready on a lost node (not at the eviction minutes later)');
     const r = await runtime.start(tenant('lara'), await store.presign(tenant('lara')));
     const now = await core.readNamespacedPod({ name: r.instance.podName, namespace: NS });
     t.not(now.metadata?.uid, before.metadata?.uid, 'a new pod');

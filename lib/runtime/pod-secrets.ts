@@ -51,7 +51,8 @@ export class ControlSecretError extends Error {
  * Creates the pod `build(controlId)` returns, then its control Secret owned by it (through the
  * runtime's API call policy). If the Secret cannot be created the pod is deleted (it could never
  * start) and a ControlSecretError thrown; a failed pod create throws the API's error as it is (the
- * caller handles 409). A 409 on the Secret is its own earlier create, retried: it is there.
+ * caller handles 409). A 409 on the pod whose control id is ours, or on the Secret, is this call's
+ * own earlier create, carried out although its answer was lost and retried: it is there.
  */
 export async function createPodWithControlSecret(client: KubeApi | CoreV1Api, namespace: string, master: string, build: (controlId: string) => V1Pod, ctx?: CallContext): Promise<V1Pod> {
   // Through the call policy when given the runtime's KubeApi; a bare client (tests) calls as it is.
@@ -59,7 +60,17 @@ export async function createPodWithControlSecret(client: KubeApi | CoreV1Api, na
     client instanceof KubeApi ? client.call(target, (opts) => fn(client.core, opts), ctx) : fn(client, undefined);
   const controlId = newControlId();
   const body = build(controlId);
-  const pod = await run({ verb: 'create', object: `pod ${body.metadata?.name ?? '?'}` }, (core, opts) => core.createNamespacedPod({ namespace, body }, opts));
+  const podName = body.metadata?.name ?? '?';
+  let pod: V1Pod;
+  try {
+    pod = await run({ verb: 'create', object: `pod ${podName}` }, (core, opts) => core.createNamespacedPod({ namespace, body }, opts));
+  } catch (err) {
+    if (!isConflict(err)) throw err;
+    // Our own create, carried out but its answer lost (timed out) and retried: the pod there has our control id.
+    const existing = await run({ verb: 'get', object: `pod ${podName}` }, (core, opts) => core.readNamespacedPod({ name: podName, namespace }, opts)).catch(() => undefined);
+    if (existing?.metadata?.annotations?.[CONTROL_ID_ANNOTATION] !== controlId) throw err;
+    pod = existing;
+  }
   const name = pod.metadata?.name ?? '';
   const uid = pod.metadata?.uid ?? '';
   try {

@@ -1,12 +1,14 @@
 /**
  * Exit handling: every tenant pod, followed through the shared informer. A pod that ends
  * (Failed/Succeeded), starts being deleted or disappears, without a deletion of this runtime, is
- * reported once to the `onExit` listeners (the platform drops its endpoint). Pods already ended
- * when this process first looked are the reconciler's business, not exits.
+ * reported once to the `onExit` listeners (the platform drops its endpoint). So is one that was
+ * Ready and no longer is because its node was lost (pod-deletion.ts nodeLost): it will not come
+ * back, and its eviction comes only minutes later. Pods already ended when this process first
+ * looked are the reconciler's business, not exits.
  */
 import type { V1Pod } from '@kubernetes/client-node';
 import type { Logger } from '../../logger.js';
-import { podDeleting, podExitReason, podTerminated } from '../kube-client.js';
+import { podDeleting, podExitReason, podReady, podTerminated } from '../kube-client.js';
 import { LABEL_APP, LABEL_TENANT, TENANT_APP } from '../pod-spec.js';
 import type { PodEvent, PodInformer } from './pod-informer.js';
 import type { PodDeletion } from './pod-deletion.js';
@@ -17,6 +19,7 @@ interface Known {
   tenant: string;
   name: string;
   reported: boolean;
+  ready: boolean;
 }
 
 export class PodExits {
@@ -41,7 +44,7 @@ export class PodExits {
     const tenant = pod.metadata?.labels?.[LABEL_TENANT];
     if (!uid) return;
     if (type === 'DELETED') {
-      const entry = this.known.get(uid) ?? (tenant && isTenantPod(pod) ? { tenant, name: pod.metadata?.name ?? '?', reported: false } : undefined);
+      const entry = this.known.get(uid) ?? (tenant && isTenantPod(pod) ? { tenant, name: pod.metadata?.name ?? '?', reported: false, ready: false } : undefined);
       this.known.delete(uid);
       if (entry) this.report(uid, entry, 'deleted');
       this.deletion.forget(uid);
@@ -50,11 +53,19 @@ export class PodExits {
     if (!tenant || !isTenantPod(pod)) return; // a warm member: no tenant to report
     let entry = this.known.get(uid);
     if (!entry) {
-      entry = { tenant, name: pod.metadata?.name ?? '?', reported: initial && (podTerminated(pod) || podDeleting(pod)) };
+      entry = { tenant, name: pod.metadata?.name ?? '?', reported: initial && (podTerminated(pod) || podDeleting(pod)), ready: false };
       this.known.set(uid, entry);
     }
+    const wasReady = entry.ready;
+    entry.ready = podReady(pod);
     if (podTerminated(pod)) this.report(uid, entry, `phase ${pod.status?.phase}: ${podExitReason(pod)}`);
     else if (podDeleting(pod)) this.report(uid, entry, 'deleted');
+    else if (wasReady && !entry.ready && !entry.reported) {
+      const known = entry;
+      void this.deletion.nodeLost(pod).then((why) => {
+        if (why) this.report(uid, known, `not ready: ${why}`);
+      });
+    }
   }
 
   private report(uid: string, entry: Known, why: string): void {
