@@ -19,6 +19,7 @@ import { reportIsolation } from '../../lib/ops/isolation-report.js';
 import { closeInOrder } from '../../lib/platform/close-steps.js';
 import { startOrClose } from '../../lib/platform/service-parts.js';
 import { buildDashboard, type BuiltDashboard } from '../dashboard/build.js';
+import { registryTenantLister } from '../../lib/ops/tenants-view-source.js';
 
 await runService('platform', async ({ config: given, log }) => {
   // Private to the platform's user: it holds secrets, the registry, the state store and workspaces.
@@ -39,6 +40,8 @@ await runService('platform', async ({ config: given, log }) => {
   if (config.dashboardPort !== undefined) {
     dashboard = await startOrClose(await buildDashboard({
       redis: clients.redis, log, port: config.dashboardPort, host: config.ingressHost, withMetrics: false,
+      // In one process the view reads the registry it already holds (the Deployment asks the janitor).
+      tenants: registryTenantLister(clients.registry),
       ...(config.dashboardAuth ? { auth: config.dashboardAuth } : {}),
     }));
   }
