@@ -36,6 +36,9 @@ export interface CreateTokenOptions {
   burst?: number;
 }
 
+/** What an unknown id's token is compared with (no token hashes to 32 zero bytes). */
+const NO_TOKEN_HASH = Buffer.alloc(32);
+
 export const sha256Hex = (text: string): string => createHash('sha256').update(text).digest('hex');
 
 export function assertTokenName(value: unknown): string {
@@ -110,12 +113,14 @@ export class ApiTokenStore {
     const m = API_TOKEN_PATTERN.exec(presented);
     if (!m) return undefined;
     const id = m[1] as string;
+    // Hashed before the read, and compared against a stand-in when the id is unknown: the same
+    // work whether or not the id exists, so timing does not tell a guesser which ids do.
+    const got = createHash('sha256').update(presented).digest();
     const h = await this.redis.hgetall(apiTokenKey(id));
     const record = recordFrom(id, h);
-    if (!record || !h.sha256) return undefined;
-    const want = Buffer.from(h.sha256, 'hex');
-    const got = createHash('sha256').update(presented).digest();
-    return want.length === got.length && timingSafeEqual(want, got) ? record : undefined;
+    const stored = record && h.sha256 && /^[0-9a-f]{64}$/.test(h.sha256) ? Buffer.from(h.sha256, 'hex') : undefined;
+    const equal = timingSafeEqual(stored ?? NO_TOKEN_HASH, got);
+    return stored && equal ? record : undefined;
   }
 
   /** Every token, oldest first: id, name, scopes, limits, last use. Never a hash or a secret. */

@@ -6,6 +6,7 @@
  */
 import type { Config } from '../../lib/config.js';
 import type { Logger } from '../../lib/logger.js';
+import type { Metrics } from '../../lib/metrics.js';
 import type { RedisClient } from '../../lib/redis.js';
 import { AdminClient } from '../../lib/admin/admin-client.js';
 import { ApiTokenStore } from '../../lib/admin-api/api-tokens.js';
@@ -29,6 +30,8 @@ export interface AdminApiDeps {
   /** How long a command may wait for an admin worker to pick it up (default 5 s, then 503). */
   pickupTimeoutMs?: number;
   stepTimeoutMs?: number;
+  /** Where requests are counted (ztm_admin_api_requests_total); served on ADMIN_PORT by main.ts, or npm start's registry. */
+  metrics?: Pick<Metrics, 'adminApiRequests'>;
 }
 
 export interface BuiltAdminApi extends BuiltService {
@@ -52,6 +55,7 @@ export function buildAdminApi(d: AdminApiDeps): Promise<BuiltAdminApi> {
     defaultLimit: { perMin: d.config.adminApiRatePerMin, burst: d.config.adminApiBurst },
     openapi: OPENAPI_DOCUMENT,
     ready: () => d.redis.status === 'ready',
+    ...(d.metrics ? { metrics: d.metrics } : {}),
   });
   let url: string | undefined;
   return Promise.resolve({

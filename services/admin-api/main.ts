@@ -13,16 +13,16 @@ import { buildAdminApi, DEFAULT_ADMIN_API_PORT, type BuiltAdminApi } from './bui
 await runService('admin-api', async ({ config, log }) => {
   const redis = createRedis({ url: config.redisUrl, cluster: config.redisCluster, name: 'admin-api' });
   redis.on('error', (err) => log.debug({ err }, 'redis connection error'));
+  const metrics = createMetrics({ service: 'admin-api' });
   let api: BuiltAdminApi;
   try {
     api = await startOrClose(await buildAdminApi({
-      config, log, redis, redisUrl: config.redisUrl, port: config.adminApiPort ?? DEFAULT_ADMIN_API_PORT, host: config.adminApiHost,
+      config, log, redis, redisUrl: config.redisUrl, port: config.adminApiPort ?? DEFAULT_ADMIN_API_PORT, host: config.adminApiHost, metrics,
     }));
   } catch (err) {
     await closeRedis(redis);
     throw err;
   }
-  const metrics = createMetrics({ service: 'admin-api' });
   const http = await serveMetrics({ port: config.adminPort, metrics, ready: () => redis.status === 'ready' });
   log.info({ url: api.url, redis: describeRedisUrl(config.redisUrl), rate_per_min: config.adminApiRatePerMin, burst: config.adminApiBurst }, 'admin API started');
   return {
