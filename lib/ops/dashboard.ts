@@ -10,6 +10,12 @@
  * The admin and lifecycle queues are read-only on the board: replaying an admin command or a
  * lifecycle tick by hand is not something a button should do. Basic auth protects everything but
  * `/healthz` and `/readyz` when a user and password are given.
+ *
+ * A browser is the board's client, so the browser's attacks are refused too (boardGuards): no answer
+ * may be framed (clickjacking the board's buttons), none is stored, a request that changes something
+ * must come from the board's own origin (a form on another site can POST with the browser's cached
+ * basic auth: Bull Board's `POST /api/queues/<q>/add` takes one), and a board without auth answers
+ * only IP and `localhost` hosts (DNS rebinding turns any site into a same-origin caller of loopback).
  */
 import { createHash, timingSafeEqual } from 'node:crypto';
 import http from 'node:http';
@@ -27,6 +33,7 @@ import { adminTenantLister } from './tenants-view-source.js';
 import { DeadLetterAdapter } from './dead-letter-adapter.js';
 import { TenantsView, type ListTenants } from './tenants-view.js';
 import { tenantsRouter } from './tenants-view-routes.js';
+import { FailedAuthLimiter } from '../admin-api/failed-auth-limiter.js';
 
 /** Port of `ztm dashboard` and of the dashboard service unless DASHBOARD_PORT / --port say otherwise. */
 export { DEFAULT_DASHBOARD_PORT } from './dashboard-port.js';
@@ -80,16 +87,55 @@ function digest(s: string): Buffer {
   return createHash('sha256').update(s).digest();
 }
 
-/** Express middleware: HTTP basic auth, compared in constant time. */
-export function basicAuth(auth: DashboardAuth): (req: Request, res: Response, next: NextFunction) => void {
+/**
+ * Express middleware: HTTP basic auth, compared in constant time. An address that keeps sending
+ * wrong credentials is refused (429) for a while (`failed`, per address); no header at all is no
+ * guess (a browser's first request) and is not counted.
+ */
+export function basicAuth(auth: DashboardAuth, failed = new FailedAuthLimiter()): (req: Request, res: Response, next: NextFunction) => void {
   const want = digest(`${auth.user}:${auth.password}`);
   return (req, res, next) => {
+    const client = req.socket.remoteAddress ?? 'unknown';
+    const wait = failed.blockedFor(client);
+    if (wait > 0) return void res.set('Retry-After', String(wait)).status(429).type('text/plain').send('too many failed logins from this address: retry later\n');
     const header = req.headers.authorization ?? '';
     const m = /^Basic\s+([A-Za-z0-9+/=]+)\s*$/i.exec(header);
     const given = m?.[1] ? Buffer.from(m[1], 'base64').toString('utf8') : '';
     if (given && timingSafeEqual(digest(given), want)) return next();
+    if (header) failed.fail(client);
     res.set('WWW-Authenticate', 'Basic realm="ztm dashboard", charset="UTF-8"').status(401).type('text/plain').send('authentication required\n');
   };
+}
+
+const SAFE_METHODS: ReadonlySet<string> = new Set(['GET', 'HEAD', 'OPTIONS']);
+/** `127.0.0.1`, `[::1]`, `10.0.0.7`, `localhost`, `x.localhost` (with or without a port): names no DNS answer can point elsewhere. */
+const LOCAL_HOST = /^(?:\[[0-9a-f:.]+\]|[0-9]{1,3}(?:\.[0-9]{1,3}){3}|(?:[a-z0-9-]+\.)*localhost)(?::[0-9]{1,5})?$/i;
+
+/** The browser-facing guards of every answer after the probes (see the module comment). */
+export function boardGuards(o: { auth: boolean }): (req: Request, res: Response, next: NextFunction) => void {
+  return (req, res, next) => {
+    res.set({ 'x-frame-options': 'DENY', 'content-security-policy': "frame-ancestors 'none'", 'cache-control': 'no-store', 'x-content-type-options': 'nosniff' });
+    const host = req.headers.host ?? '';
+    if (!o.auth && !LOCAL_HOST.test(host)) {
+      return void res.status(421).type('text/plain').send('this board has no auth and answers only IP and localhost addresses: set DASHBOARD_USER and DASHBOARD_PASSWORD to serve it under a name\n');
+    }
+    if (!SAFE_METHODS.has(req.method)) {
+      const site = req.headers['sec-fetch-site'];
+      const origin = req.headers.origin;
+      const crossSite = (typeof site === 'string' && site !== 'same-origin' && site !== 'none')
+        || (origin !== undefined && (origin === 'null' || !sameHost(origin, host)));
+      if (crossSite) return void res.status(403).type('text/plain').send('refused: a change to the board must come from the board\'s own page\n');
+    }
+    next();
+  };
+}
+
+function sameHost(origin: string, host: string): boolean {
+  try {
+    return new URL(origin).host.toLowerCase() === host.toLowerCase();
+  } catch {
+    return false;
+  }
 }
 
 export function createDashboard(o: DashboardOptions): Dashboard {
@@ -129,9 +175,12 @@ export function createDashboard(o: DashboardOptions): Dashboard {
       registry.metrics().then((text) => res.type(registry.contentType).send(text), () => res.status(500).end());
     });
   }
+  app.use(boardGuards({ auth: Boolean(o.auth) }));
   if (o.auth) app.use(basicAuth(o.auth));
   // The tenants view before the board's router, which answers any path under the base with its own page.
   app.use(basePath, redactJsonAnswers, tenantsRouter({ view: tenants, ...(o.log ? { log: o.log } : {}) }), serverAdapter.getRouter() as express.Router);
+  // Our own 404 (not Express's), so it keeps the guards' headers.
+  app.use((_req: Request, res: Response) => void res.status(404).type('text/plain').send('not found\n'));
   app.use((err: unknown, _req: Request, res: Response, _next: NextFunction) => {
     o.log?.warn({ err }, 'dashboard request failed');
     if (!res.headersSent) res.status(500).type('text/plain').send('dashboard error\n');
@@ -149,6 +198,9 @@ export interface ServedDashboard {
 export async function serveDashboard(o: DashboardOptions & { port: number; host?: string }): Promise<ServedDashboard> {
   const dashboard = createDashboard(o);
   const server = http.createServer(dashboard.app);
+  // Every request of the board is small and quick: a slow sender is cut off (slowloris).
+  server.headersTimeout = 20_000;
+  server.requestTimeout = 30_000;
   const host = o.host ?? '127.0.0.1';
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
