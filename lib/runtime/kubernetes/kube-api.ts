@@ -150,7 +150,9 @@ export class KubeApi {
   }
 
   private unavailable(target: CallTarget, err: unknown, attempts: number, deadline: boolean): RuntimeError {
-    const why = err === undefined ? 'no attempt left before the deadline' : describeKubeError(err);
+    // The start's time ran out with the API healthy (no failed attempt): a timeout of the start, not an outage.
+    if (err === undefined) return new RuntimeError(`${target.verb} ${target.object}: the start's deadline passed`, { reason: 'start_timeout' });
+    const why = describeKubeError(err);
     const bound = deadline ? 'the start\'s deadline passed' : `${attempts} attempts`;
     return new RuntimeError(`${target.verb} ${target.object}: the Kubernetes API did not answer (${why}; ${bound})`, { cause: err, reason: 'api_unavailable' });
   }
