@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # build-and-deploy.sh: build, push and roll out platform components.
 #
-#   ./scripts/build-and-deploy.sh all|ingress|forwarder|waker|janitor|pool-keeper|dashboard|zeroclaw ...
+#   ./scripts/build-and-deploy.sh all|ingress|forwarder|waker|janitor|pool-keeper|dashboard|admin-api|zeroclaw ...
 #
-# The Go system's targets still work: `orchestrator` (its tenant API, wakes, idle reconciler and warm
-# pool are now janitor, waker and pool-keeper) and `router` (now ingress and forwarder); each prints
-# what it maps to. `all` rolls out every Deployment the release has: one that is not installed (the
-# dashboard with `dashboard.enabled: false`) is skipped with a note, not an error.
+# The Go system's targets still work: `orchestrator` (its wakes, idle reconciler and warm pool are
+# now janitor, waker and pool-keeper, its tenant HTTP API the admin-api) and `router` (now ingress and
+# forwarder); each prints what it maps to. `all` (and `orchestrator`) roll out every Deployment the
+# release has: one that is not installed (the dashboard with `dashboard.enabled: false`, the admin
+# API unless `services.adminApi.enabled: true`) is skipped with a note, not an error.
 #
 # Services share one multi-arch image (Dockerfile; the Deployment's args pick the service), so
 # building any service builds that image and restarts the named Deployment(s); `all` builds it once
@@ -42,9 +43,11 @@ AGENT_IMAGE="${AGENT_IMAGE:-zeroclaw}"
 DRY_RUN="${DRY_RUN:-}"
 AGENT_PROFILE="${AGENT_PROFILE:-}"
 
-SERVICES=(ingress forwarder waker janitor pool-keeper dashboard)
+SERVICES=(ingress forwarder waker janitor pool-keeper dashboard admin-api)
+# Off by default in the chart: skipped when not installed, by name or as part of `all`/`orchestrator`.
+OPTIONAL_SERVICES=(dashboard admin-api)
 # The Go system's deployment names, and what each became.
-declare -A LEGACY_TARGETS=([orchestrator]="janitor waker pool-keeper" [router]="ingress forwarder")
+declare -A LEGACY_TARGETS=([orchestrator]="janitor waker pool-keeper admin-api" [router]="ingress forwarder")
 PROJECT_DIR="$(cd "$(dirname "$0")/.." && pwd)"
 
 info() { printf '==> %s\n' "$*"; }
@@ -57,7 +60,7 @@ kube() {
 }
 
 usage() {
-  echo "usage: $0 all|ingress|forwarder|waker|janitor|pool-keeper|dashboard|zeroclaw|orchestrator|router ..." >&2
+  echo "usage: $0 all|ingress|forwarder|waker|janitor|pool-keeper|dashboard|admin-api|zeroclaw|orchestrator|router ..." >&2
   exit 2
 }
 
@@ -141,7 +144,9 @@ for target in "$@"; do
     orchestrator|router)
       info "${target} is the Go system's name: it maps to ${LEGACY_TARGETS[$target]}"
       build_services_image
-      for s in ${LEGACY_TARGETS[$target]}; do rollout "$s"; done ;;
+      for s in ${LEGACY_TARGETS[$target]}; do
+        if [[ " ${OPTIONAL_SERVICES[*]} " == *" ${s} "* ]] && ! deployment_exists "$s"; then info "deployment/${s} is not installed in ${NAMESPACE}: skipped"; else rollout "$s"; fi
+      done ;;
     *)
       build_services_image
       rollout "$target" ;;

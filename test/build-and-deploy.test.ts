@@ -1,7 +1,7 @@
 /**
  * scripts/build-and-deploy.sh under DRY_RUN with a `kubectl` on PATH that knows which Deployments the
  * release has: the runbook's targets (`orchestrator`, `router`) map to the services that replaced
- * them, and `all` rolls out what is installed without stopping at a disabled dashboard.
+ * them, and `all` rolls out what is installed without stopping at a disabled dashboard or admin API.
  */
 import t from 'tap';
 import { spawnSync } from 'node:child_process';
@@ -53,6 +53,23 @@ t.test('the Go runbook targets map to the services that replaced them', async (t
   t.equal(router.code, 0, router.err);
   t.same(restarted(router.out), ['ingress', 'forwarder']);
   t.equal((router.out.match(/docker buildx build/g) ?? []).length, 1, 'one services image build for two rollouts');
+});
+
+t.test('the admin API: rolled out by all, by name and by orchestrator when installed, skipped when not', async (t) => {
+  const core = ['ingress', 'forwarder', 'waker', 'janitor', 'pool-keeper'];
+  const all = deploy(['all'], [...core, 'admin-api']);
+  t.equal(all.code, 0, all.err);
+  t.same(restarted(all.out), [...core, 'admin-api']);
+  const named = deploy(['admin-api'], ['admin-api']);
+  t.equal(named.code, 0, named.err);
+  t.same(restarted(named.out), ['admin-api']);
+  const orchestrator = deploy(['orchestrator'], ['janitor', 'waker', 'pool-keeper', 'admin-api']);
+  t.match(orchestrator.out, /maps to janitor waker pool-keeper admin-api/, 'the Go orchestrator\'s tenant API is the admin API');
+  t.same(restarted(orchestrator.out), ['janitor', 'waker', 'pool-keeper', 'admin-api']);
+  const without = deploy(['orchestrator'], ['janitor', 'waker', 'pool-keeper']);
+  t.equal(without.code, 0, without.err);
+  t.same(restarted(without.out), ['janitor', 'waker', 'pool-keeper']);
+  t.match(without.out, /deployment\/admin-api is not installed in tenants: skipped/);
 });
 
 t.test('an unknown target is refused before anything runs', async (t) => {
