@@ -315,10 +315,7 @@ export class KubeApiServer {
     }
     switch (verb) {
       case 'get': return this.send(res, rec, 200, this.store.get(rt, scope, name));
-      case 'update': {
-        const { object, created } = this.store.replace(rt, scope, name, rec.body);
-        return this.send(res, rec, created ? 201 : 200, object);
-      }
+      case 'update': return this.send(res, rec, 200, this.store.replace(rt, scope, name, rec.body));
       case 'patch': {
         if (rec.body === undefined) throw badRequest('the body of the request was empty');
         return this.send(res, rec, 200, this.store.patch(rt, scope, name, contentType, rec.body));

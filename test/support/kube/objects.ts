@@ -38,8 +38,6 @@ export interface ResourceType {
   namespaced: boolean;
   /** DELETE answers with the object (pods, PVCs, namespaces) instead of a Status. */
   returnDeletedObject: boolean;
-  /** PUT on a missing object creates it (none of the served types does). */
-  allowCreateOnUpdate: boolean;
   /** Field selector values this resource supports besides metadata.name/namespace. */
   fields: (obj: KubeObject) => Record<string, string>;
 }
@@ -50,7 +48,7 @@ const rec = (v: unknown): Record<string, unknown> => (v !== null && typeof v ===
 export const RESOURCES: readonly ResourceType[] = [
   {
     resource: 'pods', group: '', version: 'v1', kind: 'Pod', listKind: 'PodList', namespaced: true,
-    returnDeletedObject: true, allowCreateOnUpdate: false,
+    returnDeletedObject: true,
     fields: (o) => ({
       'status.phase': str(rec(o.status).phase),
       'spec.nodeName': str(rec(o.spec).nodeName),
@@ -60,20 +58,20 @@ export const RESOURCES: readonly ResourceType[] = [
   },
   {
     resource: 'secrets', group: '', version: 'v1', kind: 'Secret', listKind: 'SecretList', namespaced: true,
-    returnDeletedObject: false, allowCreateOnUpdate: false, fields: (o) => ({ type: str(o.type) }),
+    returnDeletedObject: false, fields: (o) => ({ type: str(o.type) }),
   },
   {
     resource: 'persistentvolumeclaims', group: '', version: 'v1', kind: 'PersistentVolumeClaim',
-    listKind: 'PersistentVolumeClaimList', namespaced: true, returnDeletedObject: true, allowCreateOnUpdate: false,
+    listKind: 'PersistentVolumeClaimList', namespaced: true, returnDeletedObject: true,
     fields: () => ({}),
   },
   {
     resource: 'namespaces', group: '', version: 'v1', kind: 'Namespace', listKind: 'NamespaceList', namespaced: false,
-    returnDeletedObject: true, allowCreateOnUpdate: false, fields: (o) => ({ 'status.phase': str(rec(o.status).phase) }),
+    returnDeletedObject: true, fields: (o) => ({ 'status.phase': str(rec(o.status).phase) }),
   },
   {
     resource: 'nodes', group: '', version: 'v1', kind: 'Node', listKind: 'NodeList', namespaced: false,
-    returnDeletedObject: false, allowCreateOnUpdate: false, fields: (o) => ({ 'spec.unschedulable': String(rec(o.spec).unschedulable === true) }),
+    returnDeletedObject: false, fields: (o) => ({ 'spec.unschedulable': String(rec(o.spec).unschedulable === true) }),
   },
 ];
 

@@ -249,15 +249,12 @@ export class ObjectStore extends EventEmitter {
   }
 
   /** PUT: the full object; 409 when metadata.resourceVersion is set and stale. */
-  replace(rt: ResourceType, ns: string, name: string, body: unknown): { object: KubeObject; created: boolean } {
+  replace(rt: ResourceType, ns: string, name: string, body: unknown): KubeObject {
     const next = this.checkBody(rt, body);
     const current = this.objects.get(this.key(rt, ns, name));
-    if (current === undefined) {
-      if (!rt.allowCreateOnUpdate) throw notFound(rt, name);
-      if (next.metadata.name !== undefined && next.metadata.name !== name) throw this.nameMismatch(next.metadata.name, name);
-      return { object: this.create(rt, ns, { ...next, metadata: { ...next.metadata, name } }), created: true };
-    }
-    return { object: this.update(rt, ns, name, current, next), created: false };
+    // None of the served types is created by a PUT (a real server does that for a few, e.g. leases).
+    if (current === undefined) throw notFound(rt, name);
+    return this.update(rt, ns, name, current, next);
   }
 
   /** PATCH: applied to the current object, then the same checks as an update. */
