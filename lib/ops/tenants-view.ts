@@ -13,8 +13,9 @@
  */
 import { ValidationError } from '../errors.js';
 import type { RedisClient } from '../redis.js';
-import { activityKey, IDLE_DEADLINE_KEY } from '../keys.js';
+import { activityKey, deadIndexKey, IDLE_DEADLINE_KEY } from '../keys.js';
 import { DEAD_LETTER_INDEX } from '../delivery/dead-letters.js';
+import { deliveryLayout } from '../delivery/shards.js';
 import { TENANT_STATUSES, isTenantStatus, type TenantStatus } from '../registry/tenant.js';
 import { messagesToday, percentile, wakeTimes } from '../tenants/tenant-stats.js';
 
@@ -75,7 +76,7 @@ export const PAGE_SIZE_DEFAULT = 25;
 export const PAGE_SIZE_MAX = 200;
 /** Registry calls one page view may make while searching. */
 export const SCAN_CALLS_MAX = 10;
-/** Dead-letter index entries read per page view (ids only) to count them per tenant. */
+/** Dead-letter index entries read per page view and index (ids only) to count them per tenant. */
 export const DEAD_LETTERS_READ_MAX = 10_000;
 
 const PREFIX_PATTERN = /^[a-z0-9-]{0,40}$/;
@@ -180,17 +181,23 @@ export class TenantsView {
     };
   }
 
-  /** Redis reads for a page: two ZMSCOREs, one HMGET, one LRANGE per tenant, one ZRANGE of dead-letter ids; sent together. */
+  /**
+   * Redis reads for a page: two ZMSCOREs, one HMGET, one LRANGE per tenant, and one ZRANGE of
+   * dead-letter ids per index the page's tenants write to (their delivery shards', at most one per
+   * tenant) and the legacy one (letters from before sharding); sent together.
+   */
   private async facts(ids: string[], now: number): Promise<RedisFacts & { capped: boolean }> {
     const r = this.o.redis;
     if (ids.length === 0) return { lastActivityMs: [], idleDeadlineMs: [], wakeTimes: [], messagesToday: [], deadLetters: new Map(), capped: false };
+    const layout = deliveryLayout();
+    const indexes = [...new Set([DEAD_LETTER_INDEX, ...(layout.legacy ? [] : ids.map((id) => deadIndexKey(layout.shardOf(id).tag)))])];
     const [last, deadline, wakes, messages, dead] = await Promise.all([
       r.zmscore(activityKey, ...ids), r.zmscore(IDLE_DEADLINE_KEY, ...ids), wakeTimes(r, ids), messagesToday(r, ids, now),
-      r.zrange(DEAD_LETTER_INDEX, 0, DEAD_LETTERS_READ_MAX - 1),
+      Promise.all(indexes.map((key) => r.zrange(key, 0, DEAD_LETTERS_READ_MAX - 1))),
     ]);
     return {
       lastActivityMs: scores(last), idleDeadlineMs: scores(deadline), wakeTimes: wakes, messagesToday: messages,
-      deadLetters: countDeadLetters(dead), capped: dead.length >= DEAD_LETTERS_READ_MAX,
+      deadLetters: countDeadLetters(dead.flat()), capped: dead.some((d) => d.length >= DEAD_LETTERS_READ_MAX),
     };
   }
 }
