@@ -67,7 +67,7 @@ await runService('platform', async ({ config: given, log }) => {
     // Said at every start, loudly: the embedded default is a real deployment for small installations.
     `  isolation:  ${isolation.line}${isolation.sandboxed ? '' : '; they run as this user and see each other\'s processes and DATA_DIR (docs/security.md)'}; ${parentDeathSignalAvailable() ? 'they die with the platform (setpriv --pdeathsig)' : 'no setpriv: an agent may outlive a crashed platform'}`,
     ...stores.started.map((s) => `  started:    ${s}`),
-    `  started:    ingress, forwarder, waker, janitor (ztm admin, idle check every ${config.idleCheckIntervalS}s, reconciler every ${config.reconcileIntervalS}s), pool-keeper (warm pool target ${config.warmPoolTarget})`,
+    `  started:    ingress, forwarder, waker, janitor (ztm admin, idle check every ${config.idleCheckIntervalS}s, reconciler every ${config.reconcileIntervalS}s), pool-keeper (warm pool ${config.warmPool.min === config.warmPool.max ? `target ${config.warmPool.min}` : `${config.warmPool.min}-${config.warmPool.max}, following demand`})`,
     `  dashboard:  ${dashboard ? dashboard.served.url : 'npx ztm dashboard (or set DASHBOARD_PORT to serve it here)'}`,
     ...(platform.adminApiUrl ? [`  admin API:  ${platform.adminApiUrl}/v1  (OpenAPI at /v1/openapi.json; a token: npx ztm api-token create --name <who>)`] : []),
     sandbox
