@@ -54,9 +54,9 @@ export interface Config {
    * node being provisioned, an image pulling); the wake lock is renewed up to it. Default 600.
    */
   coldStartTimeoutS: number;
-  reconcileIntervalS: number;
   /** K8S_API_TIMEOUT_S: the bound of one Kubernetes API request (retried with backoff on 429/5xx/timeouts); default 15. */
   k8sApiTimeoutS: number;
+  reconcileIntervalS: number;
   idleCheckIntervalS: number;
   ingressPort: number;
   ingressHost: string;
@@ -362,6 +362,7 @@ export function loadConfig(env: Env): Config {
     routerPublicUrl,
     wakeLockTtlS: int(env, 'WAKE_LOCK_TTL_S', 240, 5, 3600),
     coldStartTimeoutS: int(env, 'COLD_START_TIMEOUT_S', 600, 5, 7200),
+    k8sApiTimeoutS: int(env, 'K8S_API_TIMEOUT_S', 15, 1, 600),
     reconcileIntervalS: int(env, 'RECONCILE_INTERVAL_S', 60, 1, 86_400),
     idleCheckIntervalS: int(env, 'IDLE_CHECK_INTERVAL_S', 30, 1, 86_400),
     ingressPort: int(env, 'INGRESS_PORT', 8080, 0, 65_535),
@@ -392,7 +393,6 @@ export function loadConfig(env: Env): Config {
     dedupMaxPerTenant: int(env, 'DEDUP_MAX_PER_TENANT', 1000, 100, 1_000_000),
     deliveryWaitReplicas: int(env, 'DELIVERY_WAIT_REPLICAS', 0, 0, 10),
     deliveryWaitTimeoutMs: int(env, 'DELIVERY_WAIT_TIMEOUT_MS', 500, 1, 10_000),
-    k8sApiTimeoutS: int(env, 'K8S_API_TIMEOUT_S', 15, 1, 600),
     adminPort: int(env, 'ADMIN_PORT', 9090, 0, 65_535),
     dashboardPort: str(env, 'DASHBOARD_PORT') === undefined ? undefined : int(env, 'DASHBOARD_PORT', 3001, 0, 65_535),
     dashboardAuth: dashboardAuth(env),
