@@ -15,7 +15,7 @@ import { createMetrics } from '../lib/metrics.js';
 import { AdminApiServer } from '../lib/admin-api/admin-api-server.js';
 import { ApiTokenStore } from '../lib/admin-api/api-tokens.js';
 import { RateLimiter } from '../lib/admin-api/rate-limiter.js';
-import { FailedAuthLimiter } from '../lib/admin-api/failed-auth-limiter.js';
+import { FailedAuthLimiter, clientKey } from '../lib/admin-api/failed-auth-limiter.js';
 import { OPENAPI_DOCUMENT } from '../lib/admin-api/openapi.js';
 
 let redis: TestRedis;
@@ -83,6 +83,17 @@ t.test('failed-auth memory is bounded and forgets an address once it is whole ag
   now += 2000;
   t.equal(l.blockedFor('e'), 0, 'refilled at 1/s: allowed again');
   t.equal(l.size, 2, 'a whole bucket is forgotten');
+});
+
+t.test('failures are counted per IPv4 address and per IPv6 /64', async (t) => {
+  t.equal(clientKey('203.0.113.7'), '203.0.113.7');
+  t.equal(clientKey('::ffff:203.0.113.7'), '203.0.113.7', 'IPv4-mapped');
+  t.equal(clientKey('2001:db8:1:2:aaaa:bbbb:cccc:dddd'), '2001:db8:1:2::/64');
+  t.equal(clientKey('2001:0db8:0001:0002::1'), '2001:db8:1:2::/64', 'another address of the same /64');
+  t.equal(clientKey('2001:db8::1'), '2001:db8:0:0::/64');
+  t.equal(clientKey('::1'), '0:0:0:0::/64');
+  t.equal(clientKey('fe80::1%eth0'), 'fe80:0:0:0::/64', 'zone id dropped');
+  t.equal(clientKey(undefined), 'unknown');
 });
 
 t.test('a token without the scope spends its budget on refusals too', async (t) => {

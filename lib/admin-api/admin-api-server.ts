@@ -19,7 +19,7 @@ import { Router, type Route } from './routes.js';
 import { errorResponse, sendJson } from './http-errors.js';
 import { readJsonBody } from './json-body.js';
 import { CommandLane, type AdminBackend } from './command-lane.js';
-import { FailedAuthLimiter } from './failed-auth-limiter.js';
+import { FailedAuthLimiter, clientKey } from './failed-auth-limiter.js';
 
 export type { AdminBackend };
 
@@ -169,7 +169,7 @@ export class AdminApiServer {
 
   private async authenticate(req: IncomingMessage): Promise<ApiTokenRecord> {
     // An address that keeps failing is refused before its credential costs a Redis read.
-    const client = req.socket.remoteAddress ?? 'unknown';
+    const client = clientKey(req.socket.remoteAddress);
     const wait = this.failedAuth.blockedFor(client);
     if (wait > 0) throw new RateLimitedError(`too many failed authentications from this address: retry in ${wait}s`, wait);
     const header = req.headers.authorization;

@@ -9,6 +9,23 @@
  * the chart serves the API and the dashboard on ClusterIP Services, where the address is the pod's.
  */
 
+/**
+ * The bucket a client address falls in: an IPv4 address (also IPv4-mapped IPv6) itself, an IPv6
+ * address its /64 (one host usually holds a whole /64: per address it could fail 2^64 times).
+ */
+export function clientKey(address: string | undefined): string {
+  if (!address) return 'unknown';
+  const v4 = /^(?:::ffff:)?([0-9]{1,3}(?:\.[0-9]{1,3}){3})$/i.exec(address);
+  if (v4) return v4[1] as string;
+  const ip = address.split('%')[0] ?? '';
+  if (!ip.includes(':')) return ip;
+  const [head = '', tail = ''] = ip.split('::');
+  const h = head ? head.split(':') : [];
+  const tl = ip.includes('::') && tail ? tail.split(':') : [];
+  const groups = [...h, ...Array<string>(Math.max(0, 8 - h.length - tl.length)).fill('0'), ...tl];
+  return `${groups.slice(0, 4).map((g) => g.toLowerCase().replace(/^0+(?=.)/, '')).join(':')}::/64`;
+}
+
 export interface FailedAuthLimits {
   /** Failures allowed at once (default 30). */
   burst?: number;

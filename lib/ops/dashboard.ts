@@ -33,7 +33,7 @@ import { adminTenantLister } from './tenants-view-source.js';
 import { DeadLetterAdapter } from './dead-letter-adapter.js';
 import { TenantsView, type ListTenants } from './tenants-view.js';
 import { tenantsRouter } from './tenants-view-routes.js';
-import { FailedAuthLimiter } from '../admin-api/failed-auth-limiter.js';
+import { FailedAuthLimiter, clientKey } from '../admin-api/failed-auth-limiter.js';
 
 /** Port of `ztm dashboard` and of the dashboard service unless DASHBOARD_PORT / --port say otherwise. */
 export { DEFAULT_DASHBOARD_PORT } from './dashboard-port.js';
@@ -95,7 +95,7 @@ function digest(s: string): Buffer {
 export function basicAuth(auth: DashboardAuth, failed = new FailedAuthLimiter()): (req: Request, res: Response, next: NextFunction) => void {
   const want = digest(`${auth.user}:${auth.password}`);
   return (req, res, next) => {
-    const client = req.socket.remoteAddress ?? 'unknown';
+    const client = clientKey(req.socket.remoteAddress);
     const wait = failed.blockedFor(client);
     if (wait > 0) return void res.set('Retry-After', String(wait)).status(429).type('text/plain').send('too many failed logins from this address: retry later\n');
     const header = req.headers.authorization ?? '';
