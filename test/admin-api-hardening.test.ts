@@ -136,6 +136,16 @@ t.test('path tricks with a read-only token never run a write or operate command'
   t.equal(api.calls.length, before, 'nothing ran without a token');
 });
 
+t.test('smuggling and oversized headers are refused by the parser before any route', async (t) => {
+  const api = await serve();
+  const { token } = await new ApiTokenStore(client).create({ name: 'smuggler', scopes: ['tenants:read'] });
+  const both = await rawExchange(api.port, `POST /v1/tenants HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${token}\r\nContent-Type: application/json\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\nGET /v1/tenants HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${token}\r\n\r\n`, { waitMs: 2000, untilClose: true });
+  t.equal(both.status, 400, 'Content-Length with Transfer-Encoding: 400');
+  const huge = await rawExchange(api.port, `GET /v1/tenants HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${token}\r\nX-Pad: ${'a'.repeat(20_000)}\r\n\r\n`, { waitMs: 2000, untilClose: true });
+  t.equal(huge.status, 431, 'headers over 16 KiB: 431');
+  t.same(api.calls, [], 'nothing ran, not even the smuggled read');
+});
+
 t.test('a __proto__ or constructor field in a body is refused and pollutes nothing', async (t) => {
   const api = await serve();
   const { token } = await new ApiTokenStore(client).create({ name: 'writer', scopes: ['tenants:write'] });
