@@ -87,7 +87,7 @@ export async function startPlatform(o: PlatformOptions): Promise<Platform> {
     await startService(chain, 'ingress', ingress);
     // The admin HTTP API only with ADMIN_API_PORT (off by default; on ADMIN_API_HOST, loopback by default).
     const adminApi = config.adminApiPort === undefined ? undefined : await buildAdminApi({
-      config, log: log.child({ component: 'admin-api' }), redis: clients.redis, redisUrl: clients.redisUrl, port: config.adminApiPort, host: config.adminApiHost,
+      config, log: log.child({ component: 'admin-api' }), redis: clients.redis, redisUrl: clients.redisUrl, port: config.adminApiPort, host: config.adminApiHost, metrics,
     });
     if (adminApi) await startService(chain, 'admin-api', adminApi);
     if (!janitor.lifecycle) throw new Error('platform: the janitor was built without its lifecycle');
