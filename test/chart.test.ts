@@ -8,8 +8,8 @@
  * The trust boundary (issue 11, item 7): tenants in their own namespace under Pod Security Admission
  * `restricted` (the pods the runtime really creates checked against that profile), one Role per
  * runtime service, each service's code path run against the Kubernetes stand-in through an
- * authorizer that applies only its rendered Role, secrets key by key, /metrics off the webhook port,
- * IPv6 egress.
+ * authorizer that applies only its rendered Role (and the node-reader ClusterRole: lost nodes),
+ * secrets key by key, /metrics off the webhook port, IPv6 egress.
  */
 import t, { type Test } from 'tap';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -328,8 +328,17 @@ t.test('RBAC: a Role per runtime service with the verbs its code uses, each boun
     }
   }
   t.same(byKind(plain, 'Role').map((r) => r.metadata.name).sort(), ['agentic-tenancy-janitor', 'agentic-tenancy-pool-keeper', 'agentic-tenancy-waker'], 'no Role for anything else');
-  t.same(byKind(plain, 'ClusterRole'), [], 'nothing cluster-wide');
-  t.same(byKind(plain, 'ClusterRoleBinding'), []);
+  // Cluster-wide: only get on nodes (lost nodes, lib/runtime/kubernetes/pod-deletion.ts), for the two services that wait for pods to go.
+  t.same(byKind(plain, 'ClusterRole').map((r) => [r.metadata.name, r.rules]), [['agentic-tenancy-node-reader', [{ apiGroups: [''], resources: ['nodes'], verbs: ['get'] }]]], 'one ClusterRole: get on nodes, no list or watch');
+  const nodeBinding = one(plain, 'ClusterRoleBinding', 'agentic-tenancy-node-reader');
+  t.same(byKind(plain, 'ClusterRoleBinding').length, 1);
+  t.same(nodeBinding.roleRef, { apiGroup: 'rbac.authorization.k8s.io', kind: 'ClusterRole', name: 'agentic-tenancy-node-reader' });
+  t.same(nodeBinding.subjects, ['waker', 'janitor'].map((s) => ({ kind: 'ServiceAccount', name: `agentic-tenancy-${s}`, namespace: 'tenants' })), 'bound to the waker and janitor only (the pool-keeper never waits for a pod to go)');
+  const withoutNodes = await renderWith({ rbac: { nodeReader: false } });
+  t.same([...byKind(withoutNodes, 'ClusterRole'), ...byKind(withoutNodes, 'ClusterRoleBinding')], [], 'rbac.nodeReader false: nothing cluster-wide');
+  t.equal(byKind(withoutNodes, 'Role').length, 3, 'the Roles stay');
+  const noRbac = await renderWith({ rbac: { create: false } });
+  t.same([...byKind(noRbac, 'Role'), ...byKind(noRbac, 'ClusterRole'), ...byKind(noRbac, 'ClusterRoleBinding')], [], 'rbac.create false: no RBAC at all');
   for (const service of RUNTIME_SERVICES) {
     const binding = one(plain, 'RoleBinding', `agentic-tenancy-${service}`);
     t.same(binding.roleRef, { apiGroup: 'rbac.authorization.k8s.io', kind: 'Role', name: `agentic-tenancy-${service}` });
@@ -348,9 +357,12 @@ interface Grant { namespace: string; role: string; rules: PolicyRule[] }
 interface RequestAttributes { verb: string; group: string; resource: string; namespace: string; name: string }
 interface Seen extends RequestAttributes { allowed: string | undefined }
 
-/** The RBAC request attributes of a namespaced API call, as the apiserver derives them (a list or watch by metadata.name field selector names its object). */
+/**
+ * The RBAC request attributes of an API call, as the apiserver derives them (a list or watch by
+ * metadata.name field selector names its object); a cluster-scoped resource (nodes) has namespace ''.
+ */
 function attributesOf(method: string, url: URL): RequestAttributes | undefined {
-  const m = /^\/(?:api\/v1|apis\/([^/]+)\/[^/]+)\/namespaces\/([^/]+)\/([^/]+)(?:\/([^/]+))?(?:\/([^/]+))?$/.exec(url.pathname);
+  const m = /^\/(?:api\/v1|apis\/([^/]+)\/[^/]+)(?:\/namespaces\/([^/]+)(?=\/))?\/([^/]+)(?:\/([^/]+))?(?:\/([^/]+))?$/.exec(url.pathname);
   if (!m) return undefined;
   const [, group = '', namespace = '', resource = '', name = '', sub] = m;
   const watch = ['1', 'true'].includes(url.searchParams.get('watch') ?? '');
@@ -360,10 +372,10 @@ function attributesOf(method: string, url: URL): RequestAttributes | undefined {
   return { verb, group, namespace, resource: sub ? `${resource}/${sub}` : resource, name: object };
 }
 
-/** The rule (`role#index`) that allows the request, as RBAC evaluates it, or undefined. */
+/** The rule (`role#index`) that allows the request, as RBAC evaluates it, or undefined. A ClusterRoleBinding's grant (namespace '*') applies everywhere, cluster-scoped resources included. */
 function authorize(a: RequestAttributes, grants: Grant[]): string | undefined {
   for (const g of grants) {
-    if (g.namespace !== a.namespace) continue;
+    if (g.namespace !== '*' && g.namespace !== a.namespace) continue;
     for (const [i, r] of g.rules.entries()) {
       const names = r.resourceNames ?? [];
       if ((r.apiGroups.includes(a.group) || r.apiGroups.includes('*')) && (r.resources.includes(a.resource) || r.resources.includes('*'))
@@ -373,14 +385,18 @@ function authorize(a: RequestAttributes, grants: Grant[]): string | undefined {
   return undefined;
 }
 
-/** The rendered Roles bound to a service account (RoleBindings naming it). */
+/** The rendered Roles and ClusterRoles bound to a service account (RoleBindings and ClusterRoleBindings naming it). */
 function grantsOf(manifests: Manifest[], account: string, accountNamespace: string): Grant[] {
-  return byKind(manifests, 'RoleBinding')
-    .filter((b) => b.subjects.some((s: any) => s.kind === 'ServiceAccount' && s.name === account && s.namespace === accountNamespace))
-    .map((b) => {
-      const role = one(manifests, 'Role', b.roleRef.name);
-      return { namespace: b.metadata.namespace as string, role: role.metadata.name, rules: role.rules as PolicyRule[] };
-    });
+  const names = (b: Manifest): boolean => b.subjects.some((s: any) => s.kind === 'ServiceAccount' && s.name === account && s.namespace === accountNamespace);
+  const namespaced = byKind(manifests, 'RoleBinding').filter(names).map((b) => {
+    const role = one(manifests, b.roleRef.kind, b.roleRef.name);
+    return { namespace: b.metadata.namespace as string, role: role.metadata.name, rules: role.rules as PolicyRule[] };
+  });
+  const clusterWide = byKind(manifests, 'ClusterRoleBinding').filter(names).map((b) => {
+    const role = one(manifests, 'ClusterRole', b.roleRef.name);
+    return { namespace: '*', role: role.metadata.name, rules: role.rules as PolicyRule[] };
+  });
+  return [...namespaced, ...clusterWide];
 }
 
 /** An authorizing proxy in front of the stand-in apiserver: what the grants do not allow gets 403, as from a real apiserver. */
@@ -508,15 +524,40 @@ t.test('each runtime service\'s code path succeeds under its own Role alone, and
   t.same(removed, { pods: true, secret: true, pvcs: 1 });
   await waitUntil('the waker\'s exit watch saw the janitor stop both tenants', () => exits.includes('cold1') && exits.includes('bob'), 10_000);
 
+  // A lost node (lib/runtime/kubernetes/pod-deletion.ts, the node-reader ClusterRole): the waker's
+  // exit watch sees its Ready pod go not-ready and reads the Node (Ready=Unknown): an exit at once;
+  // the janitor's stop finds the pod stuck Terminating past its grace, reads the Node, force-deletes it.
+  const nodeB = new Kubelet(api, { nodeName: 'node-b', command: (pod) => [process.execPath, '-e', STUB_SHIM, String(pod.metadata?.name)] });
+  t.teardown(() => nodeB.close());
+  await waitUntil('node-b registered', async () => (await admin.listNode()).items.some((n) => n.metadata?.name === 'node-b'));
+  const lost = await waker.start(tenant('lost1'), state);
+  const lostPod = await admin.readNamespacedPod({ name: lost.instance.podName, namespace: ns });
+  const lostNode = lostPod.spec?.nodeName;
+  await (lostNode === 'node-b' ? nodeB : kubelet).loseNode();
+  await waitUntil('the waker\'s exit watch saw the node lost', () => exits.includes('lost1'), 20_000);
+  const nodeReads = (service: (typeof RUNTIME_SERVICES)[number]): Seen[] => proxies[service].seen.filter((s) => s.resource === 'nodes' && s.name === lostNode);
+  t.ok(nodeReads('waker').some((s) => s.verb === 'get' && s.allowed === 'agentic-tenancy-node-reader#0'), 'the waker read the lost pod\'s Node under the node reader');
+  t.equal(await janitor.stop('lost1', { graceS: 1 }), true);
+  t.same(janitor.deletion.forced.map((f) => f.pod), [lost.instance.podName], 'the janitor force-deleted the pod stuck Terminating on the lost node');
+  t.match(janitor.deletion.forced[0]?.why, /Ready=Unknown/, 'from the Node\'s own Ready condition');
+  t.ok(nodeReads('janitor').some((s) => s.verb === 'get' && s.allowed === 'agentic-tenancy-node-reader#0'), 'the janitor read the Node under the node reader');
+
   for (const service of RUNTIME_SERVICES) {
     const { seen } = proxies[service];
     t.same(seen.filter((s) => !s.allowed).map((s) => `${s.verb} ${s.resource} ${s.name}`), [], `${service}: nothing it does is forbidden by its Role`);
-    const role = one(plain, 'Role', `agentic-tenancy-${service}`);
-    const unused = role.rules.flatMap((r: PolicyRule, i: number) => r.verbs
-      .filter((verb) => !seen.some((s) => s.allowed === `${role.metadata.name}#${i}` && s.verb === verb))
-      .map((verb) => `${verb} ${r.resources.join(',')}${r.resourceNames ? `@${r.resourceNames.join(',')}` : ''}`));
-    t.same(unused, [], `${service}: every verb its Role grants is one its code path used`);
+    const account = one(plain, 'Deployment', service).spec.template.spec.serviceAccountName as string;
+    const unused = grantsOf(plain, account, 'tenants').flatMap((g) => g.rules.flatMap((r: PolicyRule, i: number) => r.verbs
+      .filter((verb) => !seen.some((s) => s.allowed === `${g.role}#${i}` && s.verb === verb))
+      .map((verb) => `${g.role}: ${verb} ${r.resources.join(',')}${r.resourceNames ? `@${r.resourceNames.join(',')}` : ''}`)));
+    t.same(unused, [], `${service}: every verb its Role (and ClusterRole) grants is one its code path used`);
   }
+  // Without the node reader (the pool-keeper has none, as every service with rbac.nodeReader false):
+  // one refused read, then the pods' own status only, no further calls.
+  const keeperNodeReads = (): number => proxies['pool-keeper'].seen.filter((s) => s.resource === 'nodes').length;
+  t.equal(await keeper.deletion.nodeLost(lostPod), undefined, 'get nodes refused: the node cannot be told lost from the pod alone');
+  t.equal(keeperNodeReads(), 1);
+  t.equal(await keeper.deletion.nodeLost(lostPod), undefined);
+  t.equal(keeperNodeReads(), 1, 'the refusal is remembered: no read per pod');
   // What the Roles refuse, as the apiserver would.
   const keeperApi = proxies['pool-keeper'].kubeConfig(api.token).makeApiClient(CoreV1Api);
   await t.rejects(keeperApi.readNamespacedSecret({ name: 'zeroclaw-cold1-token', namespace: ns }), { code: 403 }, 'the pool-keeper cannot read a tenant\'s token');
@@ -524,6 +565,10 @@ t.test('each runtime service\'s code path succeeds under its own Role alone, and
   await t.rejects(janitorApi.listNamespacedSecret({ namespace: ns }), { code: 403 }, 'the janitor cannot list Secrets');
   await t.rejects(janitorApi.createNamespacedPod({ namespace: ns, body: { metadata: { name: 'x' }, spec: { containers: [{ name: 'x', image: 'x' }] } } }), { code: 403 }, 'the janitor cannot create pods');
   await t.rejects(janitorApi.listNamespacedPod({ namespace: 'tenants' }), { code: 403 }, 'nothing in the release namespace');
+  const wakerApi = proxies.waker.kubeConfig(api.token).makeApiClient(CoreV1Api);
+  await t.rejects(wakerApi.listNode(), { code: 403 }, 'the waker may get a Node by name, not list them');
+  await t.rejects(wakerApi.listNamespacedPod({ namespace: 'default' }), { code: 403 }, 'the node reader grants nothing in other namespaces');
+  await t.rejects(keeperApi.readNode({ name: 'node-b' }), { code: 403 }, 'the pool-keeper cannot read Nodes');
 
   // The pods the runtime created (cold, warm) in the tenants namespace, checked as PSA `restricted` would.
   const created = api.requests.filter((r) => r.method === 'POST' && r.path === `/api/v1/namespaces/${ns}/pods` && r.status === 201).map((r) => r.body as V1Pod);
