@@ -23,6 +23,8 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { request } from 'undici';
+import { CoreV1Api, type V1Secret } from '@kubernetes/client-node';
+import { POD_OWNER_SECRET_TYPE } from '../lib/runtime/pod-owner.js';
 import { loadConfig } from '../lib/config.js';
 import { createClients, type PlatformClients } from '../lib/platform/clients.js';
 import { deriveWebhookSecret } from '../lib/webhook-secret.js';
@@ -36,7 +38,7 @@ import { TelegramEmulator } from './support/telegram-emulator.js';
 import { KubeApiServer } from './support/kube/api-server.js';
 import { Kubelet } from './support/kube/kubelet.js';
 import { spawnZtm, type ZtmResult } from './support/platform.js';
-import { buildImageDir, deploymentsFromChart, PLATFORM_SERVICES, ServiceProcesses, type PlatformService } from './support/service-processes.js';
+import { buildImageDir, releaseFromChart, PLATFORM_SERVICES, ServiceProcesses, type PlatformService } from './support/service-processes.js';
 import { sleep, waitUntil } from './support/wait.js';
 
 const NAMESPACE = 'shape';
@@ -86,7 +88,7 @@ interface Release {
 /** Renders the chart for this Redis, provisions the table and bucket as infrastructure would, starts the services. */
 async function startRelease(namespace: string, redisUrl: string, redisCluster: boolean): Promise<Release> {
   const webhookSecret = randomBytes(24).toString('base64url');
-  const deployments = await deploymentsFromChart({
+  const { deployments, manifests } = await releaseFromChart({
     secrets: {
       webhookSecret, warmPoolSecret: randomBytes(24).toString('base64url'), redisUrl,
       dashboardUser: 'ops', dashboardPassword: randomBytes(12).toString('base64url'),
@@ -102,6 +104,10 @@ async function startRelease(namespace: string, redisUrl: string, redisCluster: b
     // Room for one update larger than the agent takes (its 413 is a dead letter at once).
     services: { ingress: { extraEnv: { INGRESS_BODY_LIMIT: 2 * 1024 * 1024 } } },
   }, namespace);
+  // What helm applies besides the Deployments and the runtime reads: the pod owner Secret (K8S_POD_OWNER).
+  for (const owner of manifests.filter((m) => m.kind === 'Secret' && m.type === POD_OWNER_SECRET_TYPE)) {
+    await api.kubeConfig().makeApiClient(CoreV1Api).createNamespacedSecret({ namespace: owner.metadata.namespace as string, body: owner as V1Secret });
+  }
   const janitorEnv = deployments.get('janitor')?.env as Record<string, string>;
   const clients = createClients(loadConfig(janitorEnv), { name: 'shape-test' });
   await clients.registry.ensureTable();

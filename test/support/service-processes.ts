@@ -69,7 +69,17 @@ const imageEnv = (): Record<string, string> => parseDockerfile(readFileSync(path
  * `helm template` of the chart with `values` (merged over values.yaml) in `namespace`, and every
  * platform Deployment's container resolved as the kubelet would run it.
  */
+export interface RenderedRelease {
+  deployments: Map<PlatformService, DeploymentRun>;
+  /** Everything helm rendered (what `helm install` would apply besides the Deployments). */
+  manifests: Manifest[];
+}
+
 export async function deploymentsFromChart(values: unknown, namespace: string): Promise<Map<PlatformService, DeploymentRun>> {
+  return (await releaseFromChart(values, namespace)).deployments;
+}
+
+export async function releaseFromChart(values: unknown, namespace: string): Promise<RenderedRelease> {
   const dir = mkdtempSync(path.join(os.tmpdir(), 'ztm-shape-values-'));
   let manifests: Manifest[];
   try {
@@ -117,7 +127,7 @@ export async function deploymentsFromChart(values: unknown, namespace: string): 
       apiAccess: pod.automountServiceAccountToken !== false,
     });
   }
-  return runs;
+  return { deployments: runs, manifests };
 }
 
 /** The image's /app: docker-entrypoint.sh, dist/ (compiled now), package.json, node_modules. */
