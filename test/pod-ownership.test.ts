@@ -30,6 +30,8 @@ import {
 import { createPodWithControlSecret } from '../lib/runtime/pod-secrets.js';
 import { podOwnership, POD_OWNER_SECRET_NAME, POD_OWNER_SECRET_TYPE, readPodOwner, type PodOwnership } from '../lib/runtime/pod-owner.js';
 import { loadConfig } from '../lib/config.js';
+import { createLogger } from '../lib/logger.js';
+import { KubeApi } from '../lib/runtime/kubernetes/kube-api.js';
 import { one, RELEASE, renderChart } from './support/chart.js';
 import { KubeApiServer } from './support/kube/api-server.js';
 
@@ -140,6 +142,40 @@ t.test('the runtime reads the owner once: none when K8S_POD_OWNER is unset, a fa
   t.equal((first as PodOwnership).owner.uid, created.metadata?.uid, 'read once it exists (the failure was not kept)');
   t.equal(await ownership(), first, 'then kept');
   t.equal(gets(), 2, 'two reads: the refused one and the first that succeeded');
+});
+
+t.test('through the runtime\'s call policy (KubeApi): a hung or failing read is retried, a refusal and a missing anchor named as before', async (t) => {
+  const { api, core } = await standIn(t);
+  const kube = new KubeApi({ kubeConfig: api.kubeConfig(), namespace: NS, log: createLogger({ service: 'pod-owner-test', level: 'silent' }), timeoutMs: 300, maxAttempts: 3, minBackoffMs: 10, maxBackoffMs: 20 });
+  t.teardown(() => kube.close());
+  const path = new RegExp(`/secrets/${POD_OWNER_SECRET_NAME}$`);
+  const gets = (): number => api.requests.filter((r) => r.method === 'GET' && path.test(r.path)).length;
+
+  await t.rejects(readPodOwner(kube, NS, POD_OWNER_SECRET_NAME), { code: 'E_CONFIG', variable: 'K8S_POD_OWNER', message: /not found: / }, '404: the same configuration error (not retried)');
+  t.equal(gets(), 1);
+  const created = await core.createNamespacedSecret({ namespace: NS, body: anchor });
+
+  // A hung request (then a 503) and the read still succeeds, within the policy's timeout per attempt.
+  api.faults.add({ method: 'GET', path, hang: true });
+  api.faults.add({ method: 'GET', path, status: 503 });
+  const before = { ...kube.stats };
+  const ownership = await readPodOwner(kube, NS, POD_OWNER_SECRET_NAME);
+  t.equal(ownership.owner.uid, created.metadata?.uid, 'read after a hung attempt and a 503');
+  t.same([kube.stats.timeouts - before.timeouts, kube.stats.retries - before.retries], [1, 2], 'one attempt timed out, two retried');
+
+  api.failNext('GET', path, 403, 'Forbidden', 'secrets "agentic-tenancy-owner" is forbidden');
+  const refused = await readPodOwner(kube, NS, POD_OWNER_SECRET_NAME).then(() => undefined, (err: unknown) => err);
+  t.match(refused, { reason: 'api_refused', message: /^cannot read the pod owner Secret tenants-agents\/agentic-tenancy-owner \(get secrets: HTTP 403 Forbidden: secrets "agentic-tenancy-owner" is forbidden\); the runtime's Role must grant get on it$/ }, '403: not retried, the API\'s words');
+
+  const off = api.faults.add({ method: 'GET', path, status: 503, times: Number.POSITIVE_INFINITY });
+  const down = await readPodOwner(kube, NS, POD_OWNER_SECRET_NAME).then(() => undefined, (err: unknown) => err);
+  off();
+  t.type(down, RuntimeError);
+  t.match(down, { reason: 'api_unavailable', message: /^cannot read the pod owner Secret tenants-agents\/agentic-tenancy-owner: get secret agentic-tenancy-owner: the Kubernetes API did not answer \(HTTP 503 .*; 3 attempts\)$/ }, 'retries exhausted: unavailable, in one line');
+
+  // podOwnership takes the KubeApi too (the runtime's path, kubernetes-runtime.ts).
+  api.faults.add({ method: 'GET', path, status: 500 });
+  t.equal(((await podOwnership(kube, NS, POD_OWNER_SECRET_NAME)()) as PodOwnership).owner.uid, created.metadata?.uid, 'podOwnership: read through the policy (a 500 retried)');
 });
 
 t.test('deleting the anchor (helm uninstall) removes every tenant pod, warm member and tenant Secret, and nothing else', async (t) => {

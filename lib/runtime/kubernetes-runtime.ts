@@ -206,7 +206,7 @@ export class KubernetesRuntime implements Runtime {
       api: this.api, informer: this.informer, namespace: this.namespace, log: o.log, defaultGraceS: this.spec.terminationGracePeriodSeconds,
       deleteSlackS, lostNodeAfterS: intIn('lostNodeAfterS', o.lostNodeAfterS ?? 15, 0, 3600),
     });
-    const ownership = podOwnership(this.api.core, this.namespace, o.podOwner);
+    const ownership = podOwnership(this.api, this.namespace, o.podOwner);
     this.shim = new ShimClient({ shimPort: this.shimPort, agentPort: this.agentPort, warmPoolSecret: o.warmPoolSecret, webhookSecret: o.webhookSecret });
     this.secrets = new TenantSecrets({ api: this.api, namespace: this.namespace, log: o.log, webhookSecret: o.webhookSecret, llmApiKey: o.llmApiKey, ownership });
     this.warm = new KubernetesWarmPool({

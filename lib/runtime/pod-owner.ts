@@ -14,11 +14,14 @@
  * Read once when the runtime starts: its uid goes into every object created afterwards. A pod
  * created after the anchor was deleted (a pool-keeper still running during an uninstall) names a
  * uid that no longer exists: the collector deletes it too. A missing anchor stops the service with
- * one line (ConfigError K8S_POD_OWNER); so does an anchor being deleted.
+ * one line (ConfigError K8S_POD_OWNER); so does an anchor being deleted. The read goes through the
+ * runtime's call policy (kubernetes/kube-api.ts: a timeout per attempt, 429/5xx/connection errors
+ * retried with backoff), so a slow or hung API server at start delays the first pod, never hangs it.
  */
 import type { CoreV1Api, V1OwnerReference, V1Secret } from '@kubernetes/client-node';
 import { ConfigError, RuntimeError } from '../errors.js';
 import { apiStatus, describeKubeError } from './kube-client.js';
+import { KubeApi } from './kubernetes/kube-api.js';
 import { assertDnsLabel, assertDnsSubdomain, assertOwnerReference, LABEL_INSTANCE } from './pod-spec.js';
 
 /** The anchor's name in the chart (templates/pod-owner.yaml); K8S_POD_OWNER names it. */
@@ -36,22 +39,28 @@ export interface PodOwnership {
 /**
  * The ownership of the release's objects from its anchor `name` in `namespace` (the tenants
  * namespace): its owner reference and the release name (its `app.kubernetes.io/instance` label).
+ * Through the call policy when given the runtime's KubeApi; a bare client (tests) calls as it is.
  */
-export async function readPodOwner(core: CoreV1Api, namespace: string, name: string): Promise<PodOwnership> {
+export async function readPodOwner(client: KubeApi | CoreV1Api, namespace: string, name: string): Promise<PodOwnership> {
   assertDnsLabel('namespace', namespace);
   assertDnsSubdomain('K8S_POD_OWNER', name);
   const where = `Secret ${namespace}/${name}`;
   let secret: V1Secret;
   try {
-    secret = await core.readNamespacedSecret({ name, namespace });
+    secret = client instanceof KubeApi
+      ? await client.call({ verb: 'get', object: `secret ${name}` }, (opts) => client.core.readNamespacedSecret({ name, namespace }, opts))
+      : await client.readNamespacedSecret({ name, namespace });
   } catch (err) {
-    const status = apiStatus(err);
+    // The policy's refusal (403) and exhausted retries are RuntimeErrors around the API's answer.
+    const answer = err instanceof RuntimeError && err.cause !== undefined ? err.cause : err;
+    const status = apiStatus(answer);
     if (status === 404) {
       throw new ConfigError('K8S_POD_OWNER', `${where} not found: the chart creates it (templates/pod-owner.yaml); without it tenant pods would outlive helm uninstall (unset K8S_POD_OWNER to run without an owner)`);
     }
     if (status === 403 || status === 401) {
-      throw new RuntimeError(`cannot read the pod owner ${where} (get secrets: ${describeKubeError(err)}); the runtime's Role must grant get on it`, { cause: err, reason: 'api_refused' });
+      throw new RuntimeError(`cannot read the pod owner ${where} (get secrets: ${describeKubeError(answer)}); the runtime's Role must grant get on it`, { cause: err, reason: 'api_refused' });
     }
+    if (err instanceof RuntimeError) throw new RuntimeError(`cannot read the pod owner ${where}: ${err.message}`, { cause: err, reason: err.reason ?? 'api_unavailable' });
     throw new RuntimeError(`cannot read the pod owner ${where}: ${describeKubeError(err)}`, { cause: err, reason: 'api_unavailable' });
   }
   if (secret.type !== POD_OWNER_SECRET_TYPE) {
@@ -71,11 +80,11 @@ export async function readPodOwner(core: CoreV1Api, namespace: string, name: str
  * that failed is tried again on the next call; one that succeeded is kept for the process's life
  * (a re-created anchor is another owner: restart the services, README "Uninstall and cleanup").
  */
-export function podOwnership(core: CoreV1Api, namespace: string, name: string | undefined): () => Promise<PodOwnership | Record<string, never>> {
+export function podOwnership(client: KubeApi | CoreV1Api, namespace: string, name: string | undefined): () => Promise<PodOwnership | Record<string, never>> {
   if (name === undefined) return () => Promise.resolve({});
   let read: Promise<PodOwnership> | undefined;
   return () => {
-    read ??= readPodOwner(core, namespace, name).catch((err: unknown) => {
+    read ??= readPodOwner(client, namespace, name).catch((err: unknown) => {
       read = undefined;
       throw err;
     });
