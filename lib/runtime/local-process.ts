@@ -124,9 +124,17 @@ export class ShimProcess {
     return this.probe('/readyz');
   }
 
+  /**
+   * `/healthz` answered once: the shim is up. It does not go down again but by exiting, which
+   * `alive` tells (and a claim to a shim that exited fails, so it is caught either way).
+   */
+  seenHealthy = false;
+
   /** `/healthz`: the shim itself is up (a warm member is claimable once this answers). */
-  healthy(): Promise<boolean> {
-    return this.probe('/healthz');
+  async healthy(): Promise<boolean> {
+    const ok = await this.probe('/healthz');
+    if (ok) this.seenHealthy = true;
+    return ok && !this.done;
   }
 
   private async probe(p: string): Promise<boolean> {

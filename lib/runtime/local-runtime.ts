@@ -255,8 +255,12 @@ export class LocalRuntime implements Runtime {
   private async claimWarm(tenant: Tenant, state: PresignedState): Promise<TenantInstance | undefined> {
     for (const [name, shim] of this.warm) {
       this.warm.delete(name);
-      // A member still starting is nearly ready: waiting for it beats a cold start.
-      if ((await shim.waitFor(() => shim.healthy(), 5000)) !== 'ok') {
+      if (!shim.alive) continue; // exited (its exit handler drops it from the pool)
+      // A member seen healthy (countReadyWarm, the pool-keeper's count) is claimed at once: one HTTP
+      // round trip less on every warm wake; one that died since fails its claim (the connection is
+      // refused) and the next member is tried. One still starting is nearly ready: waiting for it
+      // beats a cold start.
+      if (!shim.seenHealthy && (await shim.waitFor(() => shim.healthy(), 5000)) !== 'ok') {
         void shim.terminate(0);
         continue;
       }
