@@ -179,8 +179,13 @@ export class Kubelet {
       const i = this.freed.indexOf(f);
       if (i < 0 || Date.now() - f.at < rest) continue;
       this.freed.splice(i, 1); // taken before the await: two pods never get the same one
-      if (await portsFree(f.ip, ports)) return f.ip;
-      this.freed.push(f); // still held by an exiting process: later
+      // The CNI hands the rested IP out whatever happens: here the old pod's processes share the
+      // host's loopback, so give ones still exiting a moment (bounded) to let go of its ports.
+      for (let wait = 0; wait < 40; wait++) {
+        if (await portsFree(f.ip, ports)) return f.ip;
+        await new Promise((r) => setTimeout(r, 50));
+      }
+      this.freed.push(f); // still held after 2 s: later
     }
     for (let attempt = 0; attempt < 200; attempt++) {
       if (this.nextHost > 254) {
