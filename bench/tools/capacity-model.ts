@@ -22,13 +22,13 @@ export interface CapacityInputs {
   serviceCoreBudget: number;
   /** How long an agent takes to answer (s): deliveries in flight = rate × this. */
   agentAnswerS: number;
-  /** FORWARDER_CONCURRENCY: deliveries in flight per forwarder replica. */
+  /** Drain slots per forwarder replica (FORWARDER_CONCURRENCY=500 over 24 shards ≈ 1,000; the shipped 64 gives 150). */
   forwarderConcurrency: number;
   /** Redis bytes every tenant holds asleep (incarnation index entry, activity member, registry cache). */
   bytesPerTenant: number;
   /** Extra Redis bytes an awake tenant holds (endpoint, lease, activity score, mailbox of an open chat). */
   bytesPerAwakeTenant: number;
-  /** Dedup: update_ids kept per tenant (count bound) and bytes per kept id. */
+  /** Dedup: the count bound (DEDUP_MAX_PER_TENANT) and bytes per kept id (zset member + score). */
   dedupIdsPerTenant: number;
   dedupBytesPerId: number;
   /** Dedup age bound (s): a tenant idle longer than this holds no dedup memory. */
@@ -48,17 +48,17 @@ export interface CapacityInputs {
 }
 
 export const DEFAULT_INPUTS: CapacityInputs = {
-  redisUsPerUpdate: 213,
+  redisUsPerUpdate: 141,
   redisCoreBudget: 0.6,
-  forwarderUsPerUpdate: 250,
-  ingressUsPerUpdate: 90,
+  forwarderUsPerUpdate: 272,
+  ingressUsPerUpdate: 104,
   serviceCoreBudget: 0.7,
   agentAnswerS: 2,
-  forwarderConcurrency: 64,
+  forwarderConcurrency: 1_000,
   bytesPerTenant: 250,
   bytesPerAwakeTenant: 1_200,
-  dedupIdsPerTenant: 256,
-  dedupBytesPerId: 16,
+  dedupIdsPerTenant: 1_000,
+  dedupBytesPerId: 60,
   dedupWindowS: 3_600,
   updatesPerSession: 20,
   sessionS: 300,
@@ -106,9 +106,11 @@ export function capacityRow(tenants: number, updatesPerS: number, i: CapacityInp
   const wakesPerS = tenants * sessionsPerTenantPerS * asleep;
   const awakeTenants = Math.ceil(tenants * (1 - asleep));
   const redisMastersForCpu = Math.ceil((updatesPerS * i.redisUsPerUpdate) / 1e6 / i.redisCoreBudget);
-  // A tenant that had an update within the dedup window keeps its bounded ids; one idle longer holds none.
+  // A tenant keeps the ids of its updates within the window, at most the count bound; one idle
+  // longer than the window holds none.
   const dedupTenants = Math.min(tenants, awakeTenants + wakesPerS * i.dedupWindowS);
-  const dedupBytes = dedupTenants * i.dedupIdsPerTenant * i.dedupBytesPerId;
+  const idsPerTenant = Math.min(i.dedupIdsPerTenant, (updatesPerS * i.dedupWindowS) / Math.max(dedupTenants, 1));
+  const dedupBytes = dedupTenants * idsPerTenant * i.dedupBytesPerId;
   const redisMemoryBytes = tenants * i.bytesPerTenant + awakeTenants * i.bytesPerAwakeTenant + dedupBytes;
   const redisMasters = Math.max(1, redisMastersForCpu, Math.ceil(redisMemoryBytes / i.redisMasterBytes));
   const forwarderByCpu = (updatesPerS * i.forwarderUsPerUpdate) / 1e6 / i.serviceCoreBudget;
