@@ -772,3 +772,16 @@ t.test('the EKS example: Karpenter kata-metal NodePool that the tenant pods tole
   }
   t.same(byKind(eks, 'Secret').map((s) => s.metadata.name), [POD_OWNER_SECRET_NAME], 'the example uses an existing Secret (the chart\'s only Secret is the pod owner, which holds nothing)');
 });
+
+t.test('delivery settings: the ConfigMap gives every service the same shards, dedup bounds and WAIT, and the schema bounds them', async (t) => {
+  const cm = one(plain, 'ConfigMap', 'agentic-tenancy-config');
+  t.match(cm.data, { DELIVERY_SHARDS: '24', DEDUP_WINDOW_S: '3600', DEDUP_MAX_PER_TENANT: '1000', DELIVERY_WAIT_REPLICAS: '0', DELIVERY_WAIT_TIMEOUT_MS: '500' });
+  const set = one(await renderWith({ config: { deliveryShards: 12, dedupWindowS: 600, deliveryWaitReplicas: 1 } }), 'ConfigMap', 'agentic-tenancy-config');
+  const secret = one(plain, 'Secret', 'agentic-tenancy-secrets');
+  const secrets = { WEBHOOK_SECRET: secret.stringData.WEBHOOK_SECRET, WARM_POOL_SECRET: secret.stringData.WARM_POOL_SECRET, REDIS_URL: secret.stringData.REDIS_URL };
+  t.match(loadConfig({ ...set.data, ...secrets }), { deliveryShards: 12, dedupWindowS: 600, deliveryWaitReplicas: 1 }, 'what the services parse');
+  loadConfig({ ...cm.data, ...secrets }); // parsing sets the process's delivery layout: back to the chart's default
+  const refused = await withValuesFile({ config: { deliveryShards: 0 } }, (file) => templateChart([TEST_SECRETS, file]));
+  t.not(refused.code, 0, 'deliveryShards 0 refused by the schema');
+  t.match(refused.stderr, /deliveryShards/);
+});
