@@ -50,6 +50,17 @@ export class Endpoints {
     await this.redis.set(endpointKey(tenantId), address, 'EX', this.ttlS);
   }
 
+  /**
+   * Sets the endpoint and announces the wake's end in one round trip: a pipeline on one connection,
+   * SET before PUBLISH, so a drain woken by the announcement reads the new endpoint. (PUBLISH names
+   * no key: on a cluster it goes with the SET and the cluster bus carries it to every node.)
+   */
+  async publish(tenantId: string, address: string): Promise<void> {
+    const results = await this.redis.pipeline().set(endpointKey(tenantId), address, 'EX', this.ttlS).publish(WAKE_DONE_CHANNEL, tenantId).exec();
+    const failed = results?.find(([err]) => err)?.[0];
+    if (failed) throw failed;
+  }
+
   /** Tells drains waiting in place (EndpointWatch) that a wake of this tenant ended, ready or not. */
   async announceWakeDone(tenantId: string): Promise<void> {
     await this.redis.publish(WAKE_DONE_CHANNEL, tenantId);

@@ -9,7 +9,8 @@
  * What this changes: the idle deadline and the day's count lag a delivery by at most `intervalMs`
  * (the idle check runs every IDLE_CHECK_INTERVAL_S, 30 s; idle timeouts are minutes), and a
  * forwarder killed between flushes loses at most that second's counts of the day (activity is
- * rewritten by the next delivery). close() flushes.
+ * rewritten by the next delivery). Only tenants in the index are written (the waker adds one at its
+ * wake): a flush after a delete or a sleep does not bring the tenant back. close() flushes.
  */
 import type { Logger } from '../../lib/logger.js';
 import type { RedisClient } from '../../lib/redis.js';
@@ -69,8 +70,11 @@ export class ActivityFlusher {
       if (n.messages > 0) counts.push(tenantId, n.messages);
     }
     await Promise.all([
-      activity.length ? this.redis.zadd(activityKey, ...activity) : undefined,
-      deadlines.length ? this.redis.zadd(IDLE_DEADLINE_KEY, ...deadlines) : undefined,
+      // XX: only tenants still in the index (the waker adds a tenant when it wakes). A tenant put to
+      // sleep or deleted since its delivery was noted is not written back; GT: a late flush never
+      // moves a newer activity back.
+      activity.length ? this.redis.zadd(activityKey, 'XX', 'GT', ...activity) : undefined,
+      deadlines.length ? this.redis.zadd(IDLE_DEADLINE_KEY, 'XX', 'GT', ...deadlines) : undefined,
       counts.length ? callScript(this.redis, 'ztmCountMessages', messagesDayKey(utcDay()), MESSAGES_DAY_TTL_S, ...counts) : undefined,
     ]);
   }

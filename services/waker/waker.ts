@@ -215,8 +215,8 @@ export class Waker {
   }
 
   private async publish(tenant: Tenant, instance: TenantInstance, path: WakeResult['path'], started: number, log: Logger): Promise<WakeResult> {
-    await this.endpoints.set(tenant.tenant_id, instance.address);
-    await this.endpoints.announceWakeDone(tenant.tenant_id);
+    // The endpoint and the announcement in one round trip (the first message waits for both).
+    await this.endpoints.publish(tenant.tenant_id, instance.address);
     // The agent is ready and routable: resume the parked drains now, not after the bookkeeping
     // below (a registry write is a DynamoDB round trip the first message need not wait for). The
     // promotion in wake()'s finally still catches drains parked after this one.
