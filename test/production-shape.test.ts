@@ -41,6 +41,7 @@ import { spawnZtm, type ZtmResult } from './support/platform.js';
 import { buildImageDir, releaseFromChart, PLATFORM_SERVICES, ServiceProcesses, type PlatformService } from './support/service-processes.js';
 import { sleep, waitUntil } from './support/wait.js';
 
+t.setTimeout(480_000); // the whole production shape twice (stand-in, then a Redis Cluster): beyond tap's 180 s per file
 const NAMESPACE = 'shape';
 const CLUSTER_NAMESPACE = 'shape-cluster';
 const STARTED = ['ingress', 'forwarder', 'waker', 'janitor', 'pool-keeper', 'dashboard'] as const satisfies readonly PlatformService[];
