@@ -124,10 +124,30 @@ export function createForwarder(o: ForwarderOptions): Forwarder {
       drainer.stop();
       legacyDrainer.stop();
       await wakeWatch.close(); // waiting drains park now, so the workers can close
-      await Promise.all(workers.map((w) => w.close()));
+      await Promise.all(workers.map((w) => closeWorker(w, WORKER_CLOSE_MS)));
       await activity.close();
       await agents.close();
       await Promise.allSettled([queues.close(), wakeQueue.close()]);
     },
   };
+}
+
+/**
+ * How long a worker may take to finish its in-flight drains on close. Past it the drains are left to
+ * BullMQ's stall recovery (their chats' leases expire, the next drainer delivers the same heads
+ * again: kept answers are sent without asking the agent twice) and the worker's connections are
+ * dropped: with a shard's master gone, BullMQ's close never ends and its blocking connection would
+ * keep reconnecting, so the process could not exit (one of 25 workers, one per shard).
+ */
+const WORKER_CLOSE_MS = 8_000;
+
+async function closeWorker(worker: Worker, ms: number): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  const timedOut = new Promise<'timeout'>((resolve) => { timer = setTimeout(() => resolve('timeout'), ms); });
+  try {
+    const outcome = await Promise.race([worker.close().then(() => 'closed' as const), timedOut]);
+    if (outcome === 'timeout') await worker.disconnect();
+  } finally {
+    clearTimeout(timer);
+  }
 }
