@@ -53,6 +53,10 @@ t.test('a pod IP reused by another tenant within 30 s: the stale endpoint is cau
   const slept = await r.p.ztm('tenant', 'sleep', 'ipa');
   t.equal(slept.code, 0, slept.stderr);
   await waitUntil('ipa saved', async () => (await r.memories('ipa', 'saved').catch(() => 0)) === 1, 20_000);
+  // ipa's pod object goes once its processes have exited (the checkpoint is saved before): only then
+  // is its IP free, and it is handed out again after the CNI's cool-down (0.3 s scaled).
+  await waitUntil('ipa\'s pod gone', () => podOf('ipa') === undefined, 30_000);
+  await new Promise((resolve) => setTimeout(resolve, 500));
   // ipb's pod goes to the node ipa's pod left (the others cordoned), whose CNI hands out the freed IP.
   cordonAllBut(nodeA);
   await r.send('ipb', 1, 'b one');
