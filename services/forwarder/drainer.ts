@@ -10,8 +10,6 @@ import type { Logger } from '../../lib/logger.js';
 import type { Metrics } from '../../lib/metrics.js';
 import type { RedisClient } from '../../lib/redis.js';
 import { retryTransient } from '../../lib/util/redis-retry.js';
-import { Activity } from '../../lib/tenants/activity.js';
-import { countMessage } from '../../lib/tenants/tenant-stats.js';
 import type { Mailbox, Outbox } from '../../lib/delivery/mailbox.js';
 import type { AgentErrorCode, ForwardOutcome } from '../../lib/delivery/outcomes.js';
 import type { Endpoints, Endpoint } from '../../lib/delivery/endpoints.js';
@@ -65,8 +63,8 @@ export interface DrainerDeps {
    * worker's slots, so a burst of wakes in one shard does not hold its awake tenants' drains.
    */
   waitersPerQueue?: number | undefined;
-  /** Coalesces the activity and message-count writes (ActivityFlusher); without it each pop writes them. */
-  activity?: ActivityFlusher | undefined;
+  /** Coalesces the activity and message-count writes (ActivityFlusher). */
+  activity: ActivityFlusher;
 }
 
 /**
@@ -426,7 +424,7 @@ export class Drainer {
 
   /**
    * Takes the delivered head out and reads what comes next in the same round trip: the next head
-   * (or the end of the drain), the endpoint again, and the tenant's activity written beside them.
+   * (or the end of the drain) and the endpoint again; the activity is noted for the flusher.
    */
   private async pop(h: Head, env: Envelope): Promise<Step> {
     const { tenantId, chatId } = h;
@@ -435,14 +433,9 @@ export class Drainer {
     const [popped, endpoint] = await Promise.all([
       this.afterSend(h, () => this.d.mailbox.popNext(tenantId, chatId, h.raw, env.updateId, h.lease, h.gen)),
       reuse ? h.endpoint : this.d.endpoints.get(tenantId),
-      ...(this.d.activity ? [] : [
-        facts ? Activity.write(this.d.redis, tenantId, facts.idleTimeoutS) : undefined,
-        // The tenants view's "messages today": one HINCRBY sent with the writes above (lib/tenants/tenant-stats.ts).
-        countMessage(this.d.redis, tenantId).catch((err: unknown) => h.log.debug({ err }, 'could not count the message')),
-      ]),
     ]);
     // Coalesced: written once a second for every tenant delivered to meanwhile (activity-flusher.ts).
-    this.d.activity?.note(tenantId, facts?.idleTimeoutS);
+    this.d.activity.note(tenantId, facts?.idleTimeoutS);
     switch (popped.kind) {
       case 'lost-lease': throw new Error('chat lease lost while draining');
       case 'drained': return { next: 'drained' };
