@@ -104,6 +104,8 @@ export function lifecycleScenarios(runtime: 'local' | 'kubernetes', agentName: S
     await waitUntil('lock cleared', async () => (await p.clients.redis.exists('tenant:waking:nobody')) === 0, 10_000);
     t.pass('stale wake lock cleared');
     await ask('doomed', 3, 'hi');
+    // The answer can arrive before the waker's last registry write (running): set idle after it.
+    await waitUntil('doomed running', async () => (await p.clients.registry.get('doomed'))?.status === 'running', 10_000);
     await p.clients.registry.update('doomed', { status: 'idle' });
     await waitUntil('orphan agent stopped', async () => !(await p.platform!.runtime.list()).some((i) => i.tenantId === 'doomed'), 10_000);
     t.ok(p.logs.find('reconciler: pod without a running tenant').length >= 1);
