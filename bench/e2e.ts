@@ -98,6 +98,15 @@ interface E2eSummary {
   deliveredPerS: number;
   p50: number;
   p99: number;
+  /** Added for bench/e2e-sweep.ts's plots; the baseline is null without --direct. */
+  p90: number;
+  p999: number;
+  max: number;
+  directP50: number | null;
+  directP99: number | null;
+  duration: number;
+  tenants: number;
+  machine: ReturnType<typeof machineInfo>;
   redisUsPerUpdate: number;
   commandsPerUpdate: number;
   perMaster: Array<{ port: number; usPerUpdate: number; commandShare: number }>;
@@ -426,6 +435,7 @@ try {
       redis: opts.redis, rate: RATE, deliveredPerS: inWindow / windowS, p50, p99, redisUsPerUpdate: (redisCpu / inWindow) * 1e6,
       commandsPerUpdate: totalCalls / inWindow, perMaster: masters, forwarderPer1000: per1000(fwdCpu), ingressPer1000: per1000(ingCpu),
       capacity: capacity ? { rate: capacity.rate, redisPer1000: capacity.redisPer1000 } : undefined, correct: delivered === ok && outOfOrder === 0,
+      p90, p999, max, directP50: DIRECT > 0 ? d50 : null, directP99: DIRECT > 0 ? d99 : null, duration: DURATION, tenants: TENANTS, machine,
     };
     writeFileSync(opts['json-out'], JSON.stringify(summary));
   }

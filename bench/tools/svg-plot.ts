@@ -4,13 +4,17 @@
  *
  *   node --import tsx bench/tools/svg-plot.ts spec.json out.svg
  *
- * A spec is `{ kind: 'line', title, x: {label, log?}, y: {label, log?}, series: [{name, points: [[x, y], ...]}] }`
+ * A spec is `{ kind: 'line', title, x: {label, log?}, y: {label, log?}, series: [{name, points: [[x, y], ...], dashed?, markers?, colour?}] }`
  * or `{ kind: 'bar', title, y: {label}, categories: [...], series: [{name, values: [...]}] }`.
  */
 import { readFileSync, writeFileSync } from 'node:fs';
 
 export interface Axis { label: string; log?: boolean }
-export interface LineSeries { name: string; points: Array<[number, number]> }
+/**
+ * `dashed`: drawn dashed (a second measure of the same series' colour, or a reference line such as
+ * an ideal y = x, which also sets `markers: false`); `colour` overrides the palette.
+ */
+export interface LineSeries { name: string; points: Array<[number, number]>; dashed?: boolean; markers?: boolean; colour?: string }
 export interface BarSeries { name: string; values: number[] }
 export interface LineSpec { kind: 'line'; title: string; x: Axis; y: Axis; series: LineSeries[] }
 export interface BarSpec { kind: 'bar'; title: string; y: Axis; categories: string[]; series: BarSeries[] }
@@ -55,16 +59,21 @@ function scale(min: number, max: number, from: number, to: number, log = false):
   return { map: (v) => from + ((v - lo) / (hi - lo)) * (to - from), ticks };
 }
 
-function frame(title: string, body: string[], legend: string[]): string {
+interface LegendEntry { name: string; colour: string; dashed?: boolean }
+
+function frame(title: string, body: string[], legend: LegendEntry[]): string {
   return [
     `<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}" viewBox="0 0 ${W} ${H}" font-family="sans-serif" font-size="12">`,
     `<rect width="${W}" height="${H}" fill="#fff"/>`,
     `<text x="${W / 2}" y="22" text-anchor="middle" font-size="15" font-weight="bold">${esc(title)}</text>`,
     ...body,
-    ...legend.map((name, i) => {
+    ...legend.map(({ name, colour, dashed }, i) => {
       const x = PAD.left + i * 150;
       const y = H - 18;
-      return `<rect x="${x}" y="${y - 9}" width="12" height="12" fill="${COLOURS[i % COLOURS.length]}"/><text x="${x + 17}" y="${y + 1}">${esc(name)}</text>`;
+      const swatch = dashed
+        ? `<line x1="${x}" y1="${y - 3}" x2="${x + 12}" y2="${y - 3}" stroke="${colour}" stroke-width="2" stroke-dasharray="4 2"/>`
+        : `<rect x="${x}" y="${y - 9}" width="12" height="12" fill="${colour}"/>`;
+      return `${swatch}<text x="${x + 17}" y="${y + 1}">${esc(name)}</text>`;
     }),
     '</svg>',
     '',
@@ -95,13 +104,15 @@ export function lineChart(spec: LineSpec): string {
   for (const t of xs.ticks) {
     body.push(`<text x="${xs.map(t).toFixed(1)}" y="${H - PAD.bottom + 16}" text-anchor="middle">${fmt(t)}</text>`);
   }
+  const colourOf = (s: LineSeries, i: number): string => s.colour ?? COLOURS[i % COLOURS.length]!;
   spec.series.forEach((s, i) => {
-    const c = COLOURS[i % COLOURS.length];
+    const c = colourOf(s, i);
     const d = s.points.map(([x, y], j) => `${j ? 'L' : 'M'}${xs.map(x).toFixed(1)},${ys.map(y).toFixed(1)}`).join(' ');
-    body.push(`<path d="${d}" fill="none" stroke="${c}" stroke-width="2"/>`);
+    body.push(`<path d="${d}" fill="none" stroke="${c}" stroke-width="2"${s.dashed ? ' stroke-dasharray="6 4"' : ''}/>`);
+    if (s.markers === false) return;
     for (const [x, y] of s.points) body.push(`<circle cx="${xs.map(x).toFixed(1)}" cy="${ys.map(y).toFixed(1)}" r="3" fill="${c}"><title>${esc(s.name)}: ${fmt(x)}, ${fmt(y)}</title></circle>`);
   });
-  return frame(spec.title, body, spec.series.map((s) => s.name));
+  return frame(spec.title, body, spec.series.map((s, i) => ({ name: s.name, colour: colourOf(s, i), dashed: s.dashed })));
 }
 
 export function barChart(spec: BarSpec): string {
@@ -124,7 +135,7 @@ export function barChart(spec: BarSpec): string {
       body.push(`<rect x="${(gx + si * barW).toFixed(1)}" y="${Math.min(y, base).toFixed(1)}" width="${(barW - 2).toFixed(1)}" height="${Math.abs(base - y).toFixed(1)}" fill="${COLOURS[si % COLOURS.length]}"><title>${esc(s.name)} ${esc(cat)}: ${fmt(v)}</title></rect>`);
     });
   });
-  return frame(spec.title, body, spec.series.map((s) => s.name));
+  return frame(spec.title, body, spec.series.map((s, i) => ({ name: s.name, colour: COLOURS[i % COLOURS.length]! })));
 }
 
 export function plot(spec: PlotSpec): string {
