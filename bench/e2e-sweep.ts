@@ -150,31 +150,35 @@ export function sweepTable(summaries: SweepSummary[]): string {
 const present = (summaries: SweepSummary[]): Topology[] => TOPOLOGIES.filter((t) => summaries.some((s) => s.redis === t));
 const of = (summaries: SweepSummary[], t: Topology): SweepSummary[] => summaries.filter((s) => s.redis === t).sort(bySweepOrder);
 
-/** ", 20 s per point, 1,000 tenants" when every run had the same; nothing when they differ. */
-function context(summaries: SweepSummary[]): string {
+/** ", 20 s per point, 1,000 tenants" when every run had the same; nothing when they differ (`short`: the duration only, for plot titles). */
+function context(summaries: SweepSummary[], short = false): string {
   const same = (f: (s: SweepSummary) => number | undefined): number | undefined => {
     const v = new Set(summaries.map(f));
     return v.size === 1 ? [...v][0] : undefined;
   };
   const duration = same((s) => s.duration);
   const tenants = same((s) => s.tenants);
+  if (short) return duration ? `, ${duration} s/point` : '';
   return `${duration ? `, ${duration} s per point` : ''}${tenants ? `, ${fmt.int(tenants)} tenants` : ''}`;
 }
 
+/** Plot specs are kept in docs/img beside their SVGs: rounded so they read as the figures they show. */
+const round = (n: number, decimals: number): number => Math.round(n * 10 ** decimals) / 10 ** decimals;
+
 export function throughputSpec(summaries: SweepSummary[]): LineSpec {
   const maxRate = Math.max(...summaries.map((s) => s.rate));
-  const series: LineSeries[] = present(summaries).map((t) => ({ name: LABEL[t], colour: COLOUR[t], points: of(summaries, t).map((s) => [s.rate, s.deliveredPerS]) }));
+  const series: LineSeries[] = present(summaries).map((t) => ({ name: LABEL[t], colour: COLOUR[t], points: of(summaries, t).map((s) => [s.rate, round(s.deliveredPerS, 1)]) }));
   series.push({ name: 'ideal: all offered', colour: '#777777', dashed: true, markers: false, points: [[0, 0], [maxRate, maxRate]] });
-  return { kind: 'line', title: `Delivered against offered updates/s (bench:e2e${context(summaries)})`, x: { label: 'offered updates/s' }, y: { label: 'delivered updates/s' }, series };
+  return { kind: 'line', title: `Delivered vs offered updates/s (bench:e2e${context(summaries, true)})`, x: { label: 'offered updates/s' }, y: { label: 'delivered updates/s' }, series };
 }
 
 /** p50 solid and p99 dashed in each topology's colour; points without a positive latency are left out (log axis). */
 export function latencySpec(summaries: SweepSummary[]): LineSpec {
   const series: LineSeries[] = present(summaries).flatMap((t) => (['p50', 'p99'] as const).map((p) => ({
     name: `${SHORT[t]} ${p}`, colour: COLOUR[t], dashed: p === 'p99',
-    points: of(summaries, t).filter((s) => Number.isFinite(s[p]) && s[p] > 0).map((s): [number, number] => [s.rate, s[p]]),
+    points: of(summaries, t).filter((s) => Number.isFinite(s[p]) && s[p] > 0).map((s): [number, number] => [s.rate, round(s[p], 2)]),
   })));
-  return { kind: 'line', title: `Pipeline-added latency against offered load (bench:e2e${context(summaries)})`, x: { label: 'offered updates/s' }, y: { label: 'ms (ingress in → agent in)', log: true }, series };
+  return { kind: 'line', title: `Pipeline-added latency vs offered load (bench:e2e${context(summaries, true)})`, x: { label: 'offered updates/s' }, y: { label: 'ms (ingress in → agent in)', log: true }, series };
 }
 
 const PERCENTILES = [['p50', 'p50'], ['p90', 'p90'], ['p99', 'p99'], ['p99.9', 'p999']] as const;
@@ -198,11 +202,11 @@ export function percentilesSpec(summaries: SweepSummary[]): BarSpec | undefined 
   const rate = percentileRate(summaries);
   if (rate === undefined) return undefined;
   return {
-    kind: 'bar', title: `Pipeline-added latency at ${fmt.int(rate)} updates/s offered (bench:e2e${context(summaries)})`, y: { label: 'ms (log)', log: true },
+    kind: 'bar', title: `Pipeline-added latency at ${fmt.int(rate)}/s offered (bench:e2e${context(summaries, true)})`, y: { label: 'ms (log)', log: true },
     categories: PERCENTILES.map(([name]) => name),
     series: present(summaries).map((t) => {
       const s = summaries.find((x) => x.redis === t && x.rate === rate) as SweepSummary;
-      return { name: LABEL[t], values: PERCENTILES.map(([, k]) => s[k] as number) };
+      return { name: LABEL[t], values: PERCENTILES.map(([, k]) => round(s[k] as number, 2)) };
     }),
   };
 }
@@ -270,8 +274,11 @@ function main(): void {
   }
   if (summaries.length === 0) throw new Error(`no summaries${opts.from ? ` in ${opts.from}` : ''}`);
   if (summaries.some((s) => !s.correct)) process.exitCode = 1;
-  const m = summaries[0]?.machine;
-  console.log(`\n# offered-load sweep${context(summaries)}${m ? `; ${m.nproc} cores (${m.cpuModel}), load avg at the first run ${m.loadavg}` : ''}\n`);
+  const m = summaries.find((s) => s.machine)?.machine;
+  // The 1-minute load average at each run's start: other work on the machine moves the figures.
+  const loads = summaries.flatMap((s) => (s.machine ? [Number(s.machine.loadavg.split(' ')[0])] : []));
+  const load = loads.length ? `, load avg (1 min) at the runs' starts ${Math.min(...loads).toFixed(2)}-${Math.max(...loads).toFixed(2)}` : '';
+  console.log(`\n# offered-load sweep${context(summaries)}${m ? `; ${m.nproc} cores (${m.cpuModel})${load}` : ''}\n`);
   console.log(sweepTable(summaries));
   console.log(`\nsummaries: ${opts.summariesDir}\nplots: ${writePlots(summaries, opts.outDir).join(', ')}`);
 }
