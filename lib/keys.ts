@@ -44,8 +44,15 @@ export const drainKey = (tenantId: string, chatId: string, layout?: DeliveryLayo
 export const seenKey = (tenantId: string, layout?: DeliveryLayout): string => `${tagOf(tenantId, layout)}:seen:${tenantId}`;
 /** A shard's chats with a responsible drain, scored by last progress: the sweeper's index. */
 export const scheduledKey = (tag: string): string => `${tag}:scheduled`;
-/** A shard's generation counter (drain job ids). */
+/** A shard's generation counter (drain job ids) and runner ids. */
 export const drainSeqKey = (tag: string): string => `${tag}:seq`;
+/**
+ * A shard's chats opened and waiting for a runner (list of `<tenant>\n<chat>\n<generation>`,
+ * drain-contract.ts readyEntry): the shard's runners take them in arrival order.
+ */
+export const readyKey = (tag: string): string => `${tag}:ready`;
+/** A shard's live runner jobs (sorted set runner id → lease expiry ms; renewed while they run). */
+export const runnersKey = (tag: string): string => `${tag}:runners`;
 /** Delivery attempts of a tenant's updates (`<tenant>.<chat>.<update_id>` → count), cleared when each leaves its mailbox. */
 export const attemptsKey = (tenantId: string, layout?: DeliveryLayout): string => `${tagOf(tenantId, layout)}:attempts:${tenantId}`;
 /**

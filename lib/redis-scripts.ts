@@ -7,7 +7,7 @@
  */
 import type { RedisClient } from './redis.js';
 import {
-  ACCEPT, CLAIM, COUNT_ATTEMPT, DEAD_LETTER, FINISH, HANDOFF, HEAD, KEEP_ANSWER, POP_NEXT, RECORD_SENT, RELEASE, RENEW,
+  ACCEPT, CLAIM, COUNT_ATTEMPT, DEAD_LETTER, FINISH, HANDOFF, HEAD, KEEP_ANSWER, POP_NEXT, RECORD_SENT, RELEASE, RENEW, RUNNER_EXIT,
 } from './delivery/mailbox-scripts.js';
 import { TOKEN_BUCKET } from './admin-api/token-bucket-lua.js';
 
@@ -92,6 +92,7 @@ export const SCRIPTS = {
   mbCountAttempt: { keys: 4, lua: COUNT_ATTEMPT },
   // The dead letters (lib/delivery/dead-letters.ts), under {mbox} with the mailbox they leave.
   mbDeadLetter: { keys: 7, lua: DEAD_LETTER },
+  mbRunnerExit: { keys: 3, lua: RUNNER_EXIT },
   // Single-key scripts: endpoints, wake and pool-keeper locks, the idle index.
   ztmCompareAndDelete: { keys: 1, lua: COMPARE_AND_DELETE },
   ztmTakeExpired: { keys: 1, lua: TAKE_EXPIRED },

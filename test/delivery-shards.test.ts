@@ -11,7 +11,8 @@ import { QUEUES, QUEUE_PREFIX } from '../lib/queues.js';
 import { Mailbox } from '../lib/delivery/mailbox.js';
 import { DeliveryLayout, slotOfTag } from '../lib/delivery/shards.js';
 import { ShardQueues } from '../lib/delivery/shard-queues.js';
-import { mailboxKey, scheduledKey, seenKey } from '../lib/keys.js';
+import { mailboxKey, readyKey, scheduledKey, seenKey } from '../lib/keys.js';
+import { RUN_JOB_NAME } from '../lib/delivery/drain-contract.js';
 import { LegacyGate } from '../services/ingress/legacy-gate.js';
 import { LogCapture } from './support/log-capture.js';
 import { startRedis } from './support/redis.js';
@@ -64,7 +65,7 @@ t.test('mailbox on a real Redis', async (t) => {
     await server.close();
   });
 
-  t.test('tenants of one batch land in their own shards\' keys and queues', async (t) => {
+  t.test('tenants of one batch land in their own shards\' keys, ready lists and queues', async (t) => {
     const mailbox = new Mailbox({ redis, queues, layout });
     const tenants = Array.from({ length: 40 }, (_, i) => `shard-${i}`);
     await Promise.all(tenants.map((tn, i) => mailbox.accept(tn, '1', i + 1, update(i + 1))));
@@ -74,8 +75,10 @@ t.test('mailbox on a real Redis', async (t) => {
       used.add(shard.index);
       t.equal(await redis.llen(mailboxKey(tn, '1', layout)), 1);
       t.ok(mailboxKey(tn, '1', layout).startsWith(shard.tag), 'key under the shard tag');
+      const ready = await redis.lrange(readyKey(shard.tag), 0, -1);
+      if (!ready.some((e) => e.startsWith(`${tn}\n1\n`))) t.fail(`${tn}: not on ${shard.tag}'s ready list`);
       const jobs = await queues.of(tn).getJobs(['waiting']);
-      if (!jobs.some((j) => (j.data as { t: string }).t === tn)) t.fail(`${tn}: no drain job in ${shard.queue}`);
+      if (!jobs.some((j) => j.name === RUN_JOB_NAME)) t.fail(`${tn}: no runner in ${shard.queue}`);
       t.equal(await redis.zscore(scheduledKey(shard.tag), `${tn}\n1`) !== null, true, 'in its shard\'s sweeper index');
     }
     t.ok(used.size >= 14, `40 tenants used ${used.size} of 24 shards`);

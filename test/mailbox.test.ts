@@ -1,14 +1,19 @@
 /**
  * The mailbox's invariants against a real redis-server: whenever a chat's mailbox holds an update,
- * exactly one drain generation is responsible for it and its job exists; races between a drain
- * finishing and an update arriving never strand an update; lost jobs are repaired by the sweeper.
+ * exactly one drain generation is responsible for it and its job exists, or its chat waits on its
+ * shard's ready list with a runner whose job exists; races between a drain finishing and an update
+ * arriving never strand an update; lost jobs and runners are repaired by the sweeper.
  */
 import t from 'tap';
 import { Queue, Worker, type Job } from 'bullmq';
 import { createRedis, closeRedis, type RedisClient } from '../lib/redis.js';
 import { QUEUES, QUEUE_PREFIX } from '../lib/queues.js';
 import { Mailbox, attemptsField, drainJobId } from '../lib/delivery/mailbox.js';
-import { attemptsKey, chatLeaseKey, drainKey, mailboxKey, slotWaitersKey } from '../lib/keys.js';
+import { attemptsKey, chatLeaseKey, drainKey, mailboxKey, readyKey, runnersKey, slotWaitersKey } from '../lib/keys.js';
+import { RUN_JOB_NAME, readyEntry, runJobId, type DrainJob } from '../lib/delivery/drain-contract.js';
+import { ShardRunners } from '../services/forwarder/shard-runner.js';
+import type { Drainer } from '../services/forwarder/drainer.js';
+import { createLogger } from '../lib/logger.js';
 import { decodeEnvelope } from '../lib/delivery/update.js';
 import { startRedis, type TestRedis } from './support/redis.js';
 import { waitUntil } from './support/wait.js';
@@ -37,13 +42,27 @@ t.teardown(async () => {
 
 const update = (id: number) => JSON.stringify({ update_id: id, message: { chat: { id: 1 }, text: `m${id}` } });
 
-/** Asserts the invariant for one chat: mail pending ⇒ a responsible generation whose job exists. */
+const tagOf = (tenant: string): string => mailbox.layout.shardOf(tenant).tag;
+
+/** Runners of the tenant's shard that are alive and have their run job. */
+async function liveRunners(tenant: string): Promise<string[]> {
+  const ids = await redis.zrangebyscore(runnersKey(tagOf(tenant)), Date.now(), '+inf');
+  const live = await Promise.all(ids.map(async (id) => ((await q(tenant).getJob(runJobId(id))) ? id : undefined)));
+  return live.filter((id): id is string => id !== undefined);
+}
+
+/**
+ * Asserts the invariant for one chat: mail pending ⇒ a responsible generation whose drain job
+ * exists, or whose ready entry waits on the shard's ready list with a live runner.
+ */
 async function responsible(tenant: string, chat: string): Promise<boolean> {
   const pending = await redis.llen(mailboxKey(tenant, chat));
   const gen = await redis.get(drainKey(tenant, chat));
   if (pending === 0) return true;
   if (!gen) return false;
-  return (await q(tenant).getJob(drainJobId(tenant, chat, gen))) !== undefined;
+  if ((await q(tenant).getJob(drainJobId(tenant, chat, gen))) !== undefined) return true;
+  const listed = (await redis.lrange(readyKey(tagOf(tenant)), 0, -1)).includes(readyEntry(tenant, chat, gen));
+  return listed && (await liveRunners(tenant)).length > 0;
 }
 
 t.test('accept: first update schedules one drain, later ones join it, duplicates are not enqueued', async (t) => {
@@ -52,7 +71,11 @@ t.test('accept: first update schedules one drain, later ones join it, duplicates
   t.same(await mailbox.accept('a1', '5', 1, update(1)), { duplicate: true });
   t.equal(await redis.llen(mailboxKey('a1', '5')), 2);
   const jobs = await q('a1').getJobs(['waiting', 'delayed', 'active']);
-  t.equal(jobs.filter((j) => j.id?.startsWith('a1.5.')).length, 1);
+  t.equal(jobs.filter((j) => j.id?.startsWith('a1.5.')).length, 0, 'no drain job of its own: the chat waits on the ready list');
+  const gen = (await redis.get(drainKey('a1', '5'))) as string;
+  t.same((await redis.lrange(readyKey(tagOf('a1')), 0, -1)).filter((e) => e.startsWith('a1\n')), [readyEntry('a1', '5', gen)], 'listed once');
+  t.equal((await liveRunners('a1')).length, 1, 'one runner registered, its run job added');
+  t.equal(jobs.filter((j) => j.name === RUN_JOB_NAME).length, 1);
   t.ok(await responsible('a1', '5'));
 });
 
@@ -86,10 +109,13 @@ t.test('hand-off passes responsibility to a new job; the old generation is stale
   t.equal(await mailbox.handOff('a2', '7', gen), undefined, 'a stale generation cannot hand off');
 });
 
-t.test('the sweeper re-creates a drain job lost in a crash', async (t) => {
+t.test('the sweeper gives a drain job to a chat whose runner died with it', async (t) => {
   await mailbox.accept('a3', '8', 1, update(1));
   const gen = (await redis.get(drainKey('a3', '8'))) as string;
-  await (await q('a3').getJob(drainJobId('a3', '8', gen)))?.remove();
+  // A runner took the chat from the ready list and was killed (its job and registration gone).
+  t.equal(await redis.lrem(readyKey(tagOf('a3')), 0, readyEntry('a3', '8', gen)), 1);
+  for (const id of await liveRunners('a3')) await (await q('a3').getJob(runJobId(id)))?.remove();
+  await redis.del(runnersKey(tagOf('a3')));
   t.notOk(await responsible('a3', '8'), 'stranded after the simulated crash');
   const r = await mailbox.sweep(0);
   t.ok(r.repaired >= 1);
@@ -195,13 +221,24 @@ t.test('popNext ending a drain racing accept, 400 times: never a pending update 
   t.equal(stranded, 0);
 });
 
-t.test('a real worker draining while 10 chats receive 1000 updates: all delivered once, in order', async (t) => {
+t.test('a real worker with its shard runners draining while 10 chats receive 1000 updates: all delivered once, in order', async (t) => {
   const delivered = new Map<string, number[]>();
+  let drains = 0;
+  const runners = new ShardRunners({ log: createLogger({ service: 'test', level: 'silent' }), connect: () => bull.duplicate(), slots: 4, idleMs: 500 });
+  // The drainer's part the runners call: the same loop as a drain job's, for the chat it took.
+  const drainer = { drainReady: (d: DrainJob) => drainChat(d.tenantId, d.chatId, d.gen, `r-${++drains}`) } as unknown as Drainer;
   const worker = new Worker(q('live').name, async (job: Job) => {
+    if (job.name === RUN_JOB_NAME) return runners.run(job, mailbox, drainer);
     const { t: tenant, c: chat } = job.data as { t: string; c: string };
+    return drainChat(tenant, chat, String(job.id).split('.').pop() as string, `w-${job.id}`);
+  }, { connection: bull, prefix: QUEUE_PREFIX, concurrency: 10 });
+  t.teardown(async () => {
+    runners.stop();
+    await worker.close();
+    runners.close();
+  });
+  async function drainChat(tenant: string, chat: string, gen: string, lease: string): Promise<string> {
     if (tenant !== 'live') return 'other';
-    const gen = String(job.id).split('.').pop() as string;
-    const lease = `w-${job.id}`;
     // The drainer's loop: claimHead, then popNext until it ends the drain.
     const claim = await mailbox.claimHead(tenant, chat, gen, lease, 100);
     if (claim.result !== 'ok') return claim.result;
@@ -229,8 +266,7 @@ t.test('a real worker draining while 10 chats receive 1000 updates: all delivere
     } finally {
       if (!ended) await mailbox.release(tenant, chat, lease);
     }
-  }, { connection: bull, prefix: QUEUE_PREFIX, concurrency: 10 });
-  t.teardown(() => worker.close());
+  }
   let id = 0;
   await Promise.all(Array.from({ length: 10 }, async (_, c) => {
     for (let i = 0; i < 100; i++) {

@@ -42,3 +42,31 @@ export function parseDrainJob(jobId: string | undefined, data: unknown): DrainJo
   if (jobId !== drainJobId(d.t, d.c, gen)) return undefined;
   return { tenantId: d.t, chatId: d.c, gen };
 }
+
+/**
+ * A runner job: serves its shard's ready list (keys.ts readyKey) for a while, draining chats as they
+ * open, so a chat opening costs a list entry instead of a BullMQ job (services/forwarder/shard-runner.ts).
+ * Its id is `run.<id>`, the id the accept script gave it in the shard's runners set.
+ */
+export const RUN_JOB_NAME = 'run';
+export const runJobId = (runnerId: string): string => `run.${runnerId}`;
+/** A runner that fails unexpectedly is retried; completed ones leave nothing behind. */
+export const runJobOpts = (runnerId: string) => ({
+  jobId: runJobId(runnerId), removeOnComplete: true, removeOnFail: 100, attempts: 1000, backoff: { type: 'fixed' as const, delay: 1000 },
+});
+
+/** The runner id of a run job, or undefined when the job is not one the mailbox makes. */
+export function parseRunJob(jobId: string | undefined, name: string): string | undefined {
+  const m = name === RUN_JOB_NAME ? /^run\.(r[0-9]{1,20})$/.exec(String(jobId ?? '')) : null;
+  return m?.[1];
+}
+
+/** A ready-list entry: the chat opened and the generation responsible for it. */
+export const readyEntry = (tenantId: string, chatId: string, gen: string): string => `${tenantId}\n${chatId}\n${gen}`;
+
+/** The drain a ready-list entry stands for, or undefined when it is not one the accept script writes. */
+export function parseReadyEntry(entry: string): DrainJob | undefined {
+  const [t, c, gen, extra] = entry.split('\n');
+  if (extra !== undefined || !t || !c || !gen) return undefined;
+  return parseDrainJob(drainJobId(t, c, gen), { t, c });
+}

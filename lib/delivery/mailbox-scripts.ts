@@ -12,49 +12,89 @@
 const outboxRead = (key: string): string => `redis.call('HMGET', ${key}, 'id', 'answer', 'sent', 'failed_turns')`;
 
 /**
- * accept(KEYS per update: seen, mailbox, drain, scheduled, seq;
- *        ARGV: dedupWindowMs, dedupMax, then per update: envelope, member, nowMs, updateId)
- * → per update two entries: accepted (1|0), generation to schedule or ''.
+ * Lua: makes sure a runner serves the shard's ready list (KEYS `rs` runners, `ready`, `seq`): none
+ * alive, or the ready list longer than `backlog` per runner (they are all busy) and fewer than
+ * `maxRunners` → a new runner id is registered with a lease until `now + ttl` and returned (the
+ * caller adds its run job); else ''. Runners renew their lease while they run; one that never
+ * started (its job add lost with a crash) expires, and the next opening registers another.
+ */
+const ENSURE_RUNNER = `
+local function ensureRunner(rs, ready, seq, now, ttl, backlog, maxRunners)
+  redis.call('ZREMRANGEBYSCORE', rs, '-inf', now)
+  local n = redis.call('ZCARD', rs)
+  if n == 0 or (n < maxRunners and redis.call('LLEN', ready) > backlog * n) then
+    local id = 'r' .. redis.call('INCR', seq)
+    redis.call('ZADD', rs, now + ttl, id)
+    return id
+  end
+  return ''
+end
+`;
+
+/**
+ * accept(KEYS per update: seen, mailbox, drain, scheduled, seq, ready, runners;
+ *        ARGV: dedupWindowMs, dedupMax, runnerTtlMs, runnerBacklog, maxRunners,
+ *              then per update: envelope, member, nowMs, updateId)
+ * → per update two entries: accepted (1|0), the id of a runner to start or ''.
  * One call accepts a batch of updates (the ingress batches what arrives in one event-loop turn), in
  * order, each exactly as if alone: a later update of the same chat joins the generation an earlier
- * one created, a repeated update_id is a duplicate. A duplicate is not enqueued again, but still
- * reports the responsible generation so the caller can re-create a drain job that a crash may have
- * lost between this script and queue.add. Each update names its own shard's keys (a batch spans
- * shards on a single node; on a cluster the caller sends one call per shard).
+ * one created, a repeated update_id is a duplicate. An update that opens its chat creates the chat's
+ * generation and puts the chat on its shard's ready list (`<member>\n<generation>`), where a runner
+ * takes it (no BullMQ job per chat opening); a runner is registered when the shard needs one
+ * (ENSURE_RUNNER). A duplicate of a chat that still has a responsible generation checks the runner
+ * too, so a runner whose job a crash lost between this script and queue.add is replaced by
+ * Telegram's retry. Each update names its own shard's keys (a batch spans shards on a single node;
+ * on a cluster the caller sends one call per shard).
  * Dedup is a per-tenant sorted set (update_id → accepted ms) bounded by age (dedupWindowMs) and
  * count (dedupMax, oldest dropped first) and expiring with the window, so an idle tenant holds none.
  */
-export const ACCEPT = `
+export const ACCEPT = `${ENSURE_RUNNER}
 local window = tonumber(ARGV[1])
 local maxSeen = tonumber(ARGV[2])
+local ttl, backlog, maxRunners = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
 local out = {}
-for i = 0, #KEYS / 5 - 1 do
-  local k, a = 1 + i * 5, 3 + i * 4
+for i = 0, #KEYS / 7 - 1 do
+  local k, a = 1 + i * 7, 6 + i * 4
   local now = tonumber(ARGV[a + 2])
   local fresh = redis.call('ZADD', KEYS[k], 'NX', now, ARGV[a + 3]) == 1
   local gen = redis.call('GET', KEYS[k + 2])
   if not fresh then
     out[#out + 1] = 0
-    out[#out + 1] = gen or ''
+    out[#out + 1] = gen and ensureRunner(KEYS[k + 6], KEYS[k + 5], KEYS[k + 4], now, ttl, backlog, maxRunners) or ''
   else
     redis.call('ZREMRANGEBYSCORE', KEYS[k], '-inf', now - window)
     local n = redis.call('ZCARD', KEYS[k])
     if n > maxSeen then redis.call('ZREMRANGEBYRANK', KEYS[k], 0, n - maxSeen - 1) end
     redis.call('PEXPIRE', KEYS[k], window)
     redis.call('RPUSH', KEYS[k + 1], ARGV[a])
+    out[#out + 1] = 1
     if gen then
-      out[#out + 1] = 1
       out[#out + 1] = ''
     else
       gen = tostring(redis.call('INCR', KEYS[k + 4]))
       redis.call('SET', KEYS[k + 2], gen)
       redis.call('ZADD', KEYS[k + 3], now, ARGV[a + 1])
-      out[#out + 1] = 1
-      out[#out + 1] = gen
+      redis.call('RPUSH', KEYS[k + 5], ARGV[a + 1] .. '\\n' .. gen)
+      out[#out + 1] = ensureRunner(KEYS[k + 6], KEYS[k + 5], KEYS[k + 4], now, ttl, backlog, maxRunners)
     end
   end
 end
 return out
+`;
+
+/**
+ * runnerExit(KEYS: runners, ready, seq; ARGV: runnerId, nowMs, runnerTtlMs) → the id of a runner to
+ * start in its place, or '': a runner leaving while chats wait and no other runner is alive hands
+ * the ready list to a successor (a chat opened meanwhile saw this runner alive and added none).
+ */
+export const RUNNER_EXIT = `
+redis.call('ZREM', KEYS[1], ARGV[1])
+local now = tonumber(ARGV[2])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+if redis.call('LLEN', KEYS[2]) == 0 or redis.call('ZCARD', KEYS[1]) > 0 then return '' end
+local id = 'r' .. redis.call('INCR', KEYS[3])
+redis.call('ZADD', KEYS[1], now + tonumber(ARGV[3]), id)
+return id
 `;
 
 /**

@@ -6,13 +6,13 @@
 import type { ConnectionOptions, Queue } from 'bullmq';
 import type { RedisClient } from '../redis.js';
 import {
-  attemptsKey, chatLeaseKey, drainKey, drainSeqKey, mailboxKey, outboxKey, scheduledKey, seenKey, slotWaitersKey, tenantActiveKey,
+  attemptsKey, chatLeaseKey, drainKey, drainSeqKey, mailboxKey, outboxKey, readyKey, runnersKey, scheduledKey, seenKey, slotWaitersKey, tenantActiveKey,
 } from '../keys.js';
 import { encodeEnvelope, envelopeIdentity } from './update.js';
 import { promoteWhenDelayed } from './promote-job.js';
 import { createHash } from 'node:crypto';
 import { callScript, SCRIPTS, type ScriptName } from '../redis-scripts.js';
-import { DRAIN_JOB_NAME, drainJobId, drainJobOpts, type DrainJobData } from './drain-contract.js';
+import { DRAIN_JOB_NAME, RUN_JOB_NAME, drainJobId, drainJobOpts, runJobOpts, type DrainJobData } from './drain-contract.js';
 import { deliveryLayout, type DeliveryLayout, type DeliveryShard } from './shards.js';
 import { ShardQueues } from './shard-queues.js';
 
@@ -81,6 +81,12 @@ export interface MailboxOptions {
   /** Bound of an answer outbox's life if its update never left (a leak guard only; default 7 days). */
   outboxTtlS?: number;
   leaseMs?: number;
+  /** A runner's lease in the shard's runners set; it renews it every third of this while it runs. */
+  runnerTtlMs?: number;
+  /** Ready chats per live runner past which the accept starts another runner (they are all busy). */
+  runnerBacklog?: number;
+  /** Most runners one shard gets from the accept (past that, waiting chats wait for a free slot). */
+  maxRunners?: number;
   /**
    * Most updates one accept script takes (see accept()); a full batch is sent at once. 32: small
    * enough that Redis works on one batch while the ingress parses the next (64 connections → two
@@ -115,6 +121,9 @@ export class Mailbox {
   private readonly waitTimeoutMs: number;
   private readonly outboxTtlS: number;
   private readonly acceptBatch: number;
+  readonly runnerTtlMs: number;
+  private readonly runnerBacklog: number;
+  private readonly maxRunners: number;
   private pending: PendingAccept[] = [];
   private flushScheduled = false;
   private readonly flushPending = (): void => {
@@ -137,6 +146,12 @@ export class Mailbox {
     this.outboxTtlS = options.outboxTtlS ?? 7 * 86_400;
     this.leaseMs = options.leaseMs ?? 15_000;
     this.acceptBatch = options.acceptBatch ?? 32;
+    this.runnerTtlMs = options.runnerTtlMs ?? 15_000;
+    this.runnerBacklog = options.runnerBacklog ?? 8;
+    this.maxRunners = options.maxRunners ?? 8;
+    for (const [k, v] of [['runnerTtlMs', this.runnerTtlMs], ['runnerBacklog', this.runnerBacklog], ['maxRunners', this.maxRunners]] as const) {
+      if (!Number.isInteger(v) || v < 1) throw new TypeError(`Mailbox: ${k} must be a positive integer`);
+    }
     if (!Number.isInteger(this.acceptBatch) || this.acceptBatch < 1) throw new TypeError('Mailbox: acceptBatch must be a positive integer');
     if (!Number.isInteger(windowS) || windowS < 1) throw new TypeError('Mailbox: dedupWindowS must be a positive integer');
     if (!Number.isInteger(this.dedupMax) || this.dedupMax < 1) throw new TypeError('Mailbox: dedupMax must be a positive integer');
@@ -157,12 +172,13 @@ export class Mailbox {
   }
 
   /**
-   * Durably accepts an update. Resolves once it is in Redis and a drain job is responsible for the
-   * chat; `duplicate` when Telegram retried an update_id that was accepted before.
+   * Durably accepts an update. Resolves once it is in Redis and a drain (a runner serving the
+   * chat's shard, or the chat's drain job) is responsible for the chat; `duplicate` when Telegram
+   * retried an update_id that was accepted before.
    *
    * Updates accepted in the same event-loop turn are written together (the ingress answers many
-   * webhooks per turn under load): one accept script for the batch (up to `acceptBatch`), then one
-   * round trip that adds the drain jobs of the chats the batch opened. Each update's outcome is
+   * webhooks per turn under load): one accept script for the batch (up to `acceptBatch`), then, when
+   * a shard needed a runner, one round trip that adds its run job. Each update's outcome is
    * exactly what accepting it alone would give; a failure of a write rejects the updates it
    * carried (the ingress answers 503 and Telegram's retry is recognised as a duplicate).
    */
@@ -196,10 +212,11 @@ export class Mailbox {
 
   private writeGroup(batch: PendingAccept[]): void {
     const keys: string[] = [];
-    const argv: Array<string | number> = [this.dedupWindowMs, this.dedupMax];
+    const argv: Array<string | number> = [this.dedupWindowMs, this.dedupMax, this.runnerTtlMs, this.runnerBacklog, this.maxRunners];
     for (const p of batch) {
       const { tag } = this.shard(p.tenantId);
-      keys.push(seenKey(p.tenantId, this.layout), mailboxKey(p.tenantId, p.chatId, this.layout), drainKey(p.tenantId, p.chatId, this.layout), scheduledKey(tag), drainSeqKey(tag));
+      keys.push(seenKey(p.tenantId, this.layout), mailboxKey(p.tenantId, p.chatId, this.layout), drainKey(p.tenantId, p.chatId, this.layout), scheduledKey(tag), drainSeqKey(tag),
+        readyKey(tag), runnersKey(tag));
       argv.push(encodeEnvelope(p.updateId, p.now, p.raw), scheduledMember(p.tenantId, p.chatId), p.now, p.updateId);
     }
     let written: Promise<unknown>;
@@ -230,26 +247,27 @@ export class Mailbox {
     });
   }
 
-  /** Adds the drain jobs of the chats a written batch opened; resolves each update when its job exists. */
+  /** Adds the run jobs of the runners a written batch registered; resolves each update when its runner's job exists. */
   private scheduleAccepted(batch: PendingAccept[], out: Array<number | string>): void {
     const scheduling: Array<{ p: PendingAccept; duplicate: boolean }> = [];
-    const jobs = new Map<Queue, Array<{ name: string; data: DrainJobData; opts: ReturnType<typeof drainJobOpts> }>>();
+    const adds: Array<Promise<unknown>> = [];
     batch.forEach((p, i) => {
       const duplicate = out[2 * i] === 0;
-      const gen = out[2 * i + 1];
-      if (!gen) return p.resolve({ duplicate });
+      const runner = out[2 * i + 1];
+      if (!runner) return p.resolve({ duplicate });
       scheduling.push({ p, duplicate });
-      const q = this.queueOf(p.tenantId);
-      const list = jobs.get(q) ?? [];
-      list.push({ name: DRAIN_JOB_NAME, data: { t: p.tenantId, c: p.chatId }, opts: drainJobOpts(drainJobId(p.tenantId, p.chatId, String(gen))) });
-      jobs.set(q, list);
+      adds.push(this.startRunner(this.queueOf(p.tenantId), String(runner)));
     });
-    if (!jobs.size) return;
-    // One round trip per queue for all of them; an existing job id is a no-op (idempotent re-add).
-    Promise.all([...jobs].map(([q, list]) => q.addBulk(list))).then(
+    if (!adds.length) return;
+    Promise.all(adds).then(
       () => scheduling.forEach(({ p, duplicate }) => p.resolve({ duplicate })),
       (err: unknown) => scheduling.forEach(({ p }) => p.reject(err)),
     );
+  }
+
+  /** Adds a registered runner's job (an existing job id is a no-op: idempotent re-add). */
+  private startRunner(queue: Queue, runnerId: string): Promise<unknown> {
+    return queue.add(RUN_JOB_NAME, {}, runJobOpts(runnerId));
   }
 
   /**
@@ -271,10 +289,46 @@ export class Mailbox {
     return out;
   }
 
-  /** Adds the drain job of a generation; a no-op when it exists already (same job id). */
-  async schedule(tenantId: string, chatId: string, gen: string): Promise<void> {
+  /**
+   * Adds the drain job of a generation, to run in `delayMs`; a no-op when it exists already (same
+   * job id). A chat leaves the ready-list path this way when its drain has to wait (a wake, a
+   * backoff, a busy tenant), a hand-off, or the sweeper's repair.
+   */
+  async schedule(tenantId: string, chatId: string, gen: string, delayMs = 0): Promise<void> {
     const data: DrainJobData = { t: tenantId, c: chatId };
-    await this.queueOf(tenantId).add(DRAIN_JOB_NAME, data, drainJobOpts(drainJobId(tenantId, chatId, gen)));
+    await this.queueOf(tenantId).add(DRAIN_JOB_NAME, data, { ...drainJobOpts(drainJobId(tenantId, chatId, gen)), ...(delayMs > 0 ? { delay: delayMs } : {}) });
+  }
+
+  /**
+   * Takes the oldest chat of the shard's ready list, waiting up to `timeoutS` for one (undefined:
+   * none came). `conn` must be a connection of its own: BLPOP blocks it.
+   */
+  async takeReady(conn: RedisClient, shard: DeliveryShard, timeoutS: number): Promise<string | undefined> {
+    const got = await conn.blpop(readyKey(shard.tag), timeoutS);
+    return got?.[1];
+  }
+
+  /** Puts a taken chat back at the front of the ready list (a runner that took it while closing). */
+  async returnReady(shard: DeliveryShard, entry: string): Promise<void> {
+    await this.redis.lpush(readyKey(shard.tag), entry);
+  }
+
+  /** Renews a running runner's lease in its shard's runners set. */
+  async renewRunner(shard: DeliveryShard, runnerId: string): Promise<void> {
+    await this.redis.zadd(runnersKey(shard.tag), Date.now() + this.runnerTtlMs, runnerId);
+  }
+
+  /** Removes a runner that ends; starts its successor when chats wait and no runner is left. Returns the successor's id. */
+  async runnerExit(shard: DeliveryShard, runnerId: string): Promise<string | undefined> {
+    const next = (await this.call('mbRunnerExit', runnersKey(shard.tag), readyKey(shard.tag), drainSeqKey(shard.tag), runnerId, Date.now(), this.runnerTtlMs)) as string;
+    if (!next) return undefined;
+    await this.startRunner(this.queues.forShard(shard), next);
+    return next;
+  }
+
+  /** Chats waiting on the shards' ready lists for a runner, per shard. */
+  async readyDepths(): Promise<number[]> {
+    return Promise.all(this.layout.shards.map((s) => this.redis.llen(readyKey(s.tag))));
   }
 
   async claim(tenantId: string, chatId: string, gen: string, token: string, tenantLimit: number): Promise<ClaimResult> {
@@ -398,7 +452,8 @@ export class Mailbox {
 
   /**
    * Repairs responsibility lost to a crash: every chat whose drain made no progress for `staleMs`
-   * gets its drain job back if the job is gone, or retried if it failed. Idempotent; any replica.
+   * and that no drain holds (no chat lease) gets a drain job if it has none (its runner died with
+   * it, its ready entry waits behind a backlog, its job was lost), or retried if it failed. Idempotent; any replica.
    * Every shard of the layout, `limit` chats each.
    */
   async sweep(staleMs: number, limit = 200): Promise<{ checked: number; repaired: number }> {
@@ -423,8 +478,11 @@ export class Mailbox {
         await this.redis.zrem(index, member);
         continue;
       }
-      const job = await this.queueOf(tenantId).getJob(drainJobId(tenantId, chatId, gen));
-      if (!job) {
+      // A drain holds the chat (a runner's, waiting on a slow agent): it is not lost.
+      const job = (await this.redis.exists(chatLeaseKey(tenantId, chatId, this.layout))) ? 'leased' : await this.queueOf(tenantId).getJob(drainJobId(tenantId, chatId, gen));
+      if (job === 'leased') {
+        // touched below
+      } else if (!job) {
         await this.schedule(tenantId, chatId, gen);
         repaired++;
       } else if (await job.isFailed()) {

@@ -12,7 +12,7 @@
 import { Queue } from 'bullmq';
 import type { RedisClient } from '../redis.js';
 import { QUEUES, QUEUE_PREFIX } from '../queues.js';
-import { activityKey, warmPoolKey } from '../keys.js';
+import { activityKey, readyKey, warmPoolKey } from '../keys.js';
 import { DeadLetterStore } from '../delivery/dead-letters.js';
 import { deliveryLayout, type DeliveryShard } from '../delivery/shards.js';
 import { readIsolation, type IsolationReport } from './isolation-report.js';
@@ -89,6 +89,8 @@ export interface ShardDepth extends QueueCounts {
   shard: number;
   /** The shard's queue (`{forward-3.5}`). */
   queue: string;
+  /** Chats opened and waiting on the shard's ready list for a runner (also counted in `waiting`). */
+  ready: number;
 }
 
 export interface PlatformStatus {
@@ -171,9 +173,15 @@ export class QueueStats {
     return Object.fromEntries(QUEUE_STATES.map((s) => [s, Number(raw[s] ?? 0)])) as QueueCounts;
   }
 
-  /** Drain jobs per shard (one round trip per shard queue). */
+  /**
+   * Drains per shard (one round trip per shard queue): its jobs (drain jobs of chats and runners)
+   * by state, `waiting` including the chats on its ready list (what waits for a forwarder's slot).
+   */
   async shardDepths(): Promise<ShardDepth[]> {
-    return Promise.all(this.shards.map(async ({ shard, queue }) => ({ shard: shard.index, queue: shard.queue, ...(await QueueStats.counts(queue)) })));
+    return Promise.all(this.shards.map(async ({ shard, queue }) => {
+      const [counts, ready] = await Promise.all([QueueStats.counts(queue), this.connection.llen(readyKey(shard.tag))]);
+      return { shard: shard.index, queue: shard.queue, ...counts, waiting: counts.waiting + ready, ready };
+    }));
   }
 
   /**

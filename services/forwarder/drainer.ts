@@ -22,7 +22,7 @@ import { deriveAgentToken, deriveWebhookSecret, memoizePerTenant, type TenantIde
 import type { AgentClient } from './agent-client.js';
 import type { TypingNotifier } from './typing-notifier.js';
 import type { ReplySender, SendOutcome, SendProgress } from './reply-sender.js';
-import { parseDrainJob } from '../../lib/delivery/drain-contract.js';
+import { drainJobId, parseDrainJob, type DrainJob } from '../../lib/delivery/drain-contract.js';
 import type { ActivityFlusher } from './activity-flusher.js';
 
 export const STARTING_UP_TEXT = '⏳ Starting up...';
@@ -76,6 +76,18 @@ type Step =
   | { next: 'drained' }
   | { next: 'park'; delayMs: number; onWake: boolean };
 
+/**
+ * Where a drain runs: its chat's own drain job, or a slot of a shard runner (shard-runner.ts).
+ * Both wait the same way: the chat's drain job (`jobId`) is delayed or, for a runner's drain,
+ * created delayed, and the drain ends; parks and slot waits name that job.
+ */
+interface DrainSeat {
+  jobId: string;
+  queue: string;
+  /** Runs `park` (the job's registration for a wake's promotion), then lets the drain wait `ms`. */
+  defer(ms: number, park?: () => Promise<void>): Promise<string>;
+}
+
 /** The update a drain is about to deliver, with what it needs to deliver and pop it. */
 interface Head {
   tenantId: string;
@@ -114,12 +126,41 @@ export class Drainer {
     this.closing = true;
   }
 
+  /** Processes a chat's drain job: the job is delayed (moveToDelayed) when the drain has to wait. */
   async process(job: Job, jobToken: string | undefined): Promise<string> {
     const drain = parseDrainJob(job.id, job.data);
     if (!drain) {
       this.d.log.error({ job: job.id }, 'malformed drain job: dropped');
       return 'malformed';
     }
+    return this.drain(drain, {
+      jobId: job.id as string,
+      queue: job.queueName,
+      defer: async (ms, park) => {
+        await park?.();
+        return this.delay(job, jobToken, ms);
+      },
+    });
+  }
+
+  /**
+   * Drains a chat a shard runner took from its ready list. When the drain has to wait, the chat
+   * gets its own drain job (delayed), which takes over; the runner's slot is free again.
+   */
+  drainReady(drain: DrainJob, queue: string): Promise<string> {
+    const { tenantId, chatId, gen } = drain;
+    return this.drain(drain, {
+      jobId: drainJobId(tenantId, chatId, gen),
+      queue,
+      defer: async (ms, park) => {
+        await this.d.mailbox.schedule(tenantId, chatId, gen, ms);
+        await park?.();
+        return 'deferred';
+      },
+    });
+  }
+
+  private async drain(drain: DrainJob, seat: DrainSeat): Promise<string> {
     const { tenantId, chatId, gen } = drain;
     const lease = randomUUID();
     // The claim reads the head, the endpoint is read beside it: one round trip for both.
@@ -131,7 +172,7 @@ export class Drainer {
     if (claim.result !== 'ok') {
       // Chat leased by another drainer (a stalled duplicate), or the tenant at its concurrency limit:
       // then the drain that frees a slot promotes this job (Mailbox.claimHead); the delay is a fallback.
-      await this.delay(job, jobToken, claim.result === 'busy' ? 1000 : FULL_FALLBACK_MS);
+      return seat.defer(claim.result === 'busy' ? 1000 : FULL_FALLBACK_MS);
     }
     const log = this.d.log.child({ tenant: tenantId, chat: chatId });
     const renew = setInterval(() => void this.d.mailbox.renew(tenantId, chatId, lease).catch(() => undefined), Math.floor(this.d.mailbox.leaseMs / 3));
@@ -155,7 +196,7 @@ export class Drainer {
           step = { next: 'continue' };
           continue;
         }
-        step = await this.deliverHead({ tenantId, chatId, gen, lease, queue: job.queueName, raw: envelope, outbox, endpoint, endpointAt, log });
+        step = await this.deliverHead({ tenantId, chatId, gen, lease, queue: seat.queue, raw: envelope, outbox, endpoint, endpointAt, log });
         if (step.next === 'drained') return 'drained';
         if (step.next === 'park') break;
       }
@@ -164,8 +205,8 @@ export class Drainer {
       // A drain that ended in popNext gave its lease back in the same script.
       if (step.next !== 'drained') await this.d.mailbox.release(tenantId, chatId, lease);
     }
-    if (step.onWake) await this.d.endpoints.park(tenantId, job.id as string, job.queueName);
-    return this.delay(job, jobToken, step.delayMs);
+    const park = step.onWake ? () => this.d.endpoints.park(tenantId, seat.jobId, seat.queue) : undefined;
+    return seat.defer(step.delayMs, park);
   }
 
   private async delay(job: Job, jobToken: string | undefined, ms: number): Promise<never> {

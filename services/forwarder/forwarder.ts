@@ -24,6 +24,8 @@ import { AgentClient } from './agent-client.js';
 import { TypingNotifier } from './typing-notifier.js';
 import { ReplySender } from './reply-sender.js';
 import { Drainer } from './drainer.js';
+import { ShardRunners } from './shard-runner.js';
+import { RUN_JOB_NAME } from '../../lib/delivery/drain-contract.js';
 
 export interface ForwarderOptions {
   config: Config;
@@ -83,8 +85,11 @@ export function createForwarder(o: ForwarderOptions): Forwarder {
   });
   const drainer = drainerFor(mailbox, deadLetters);
   const legacyDrainer = drainerFor(legacyMailbox, legacyDeadLetters);
-  const workerFor = (queue: string, d: Drainer, concurrency: number): Worker => {
-    const worker = new Worker(queue, (job: Job, token) => d.process(job, token), {
+  // A runner holds a slot of its shard's worker and drains up to `perShard` chats in slots of its own.
+  const runners = new ShardRunners({ log: o.log, connect: () => o.bull.duplicate(), slots: perShard });
+  const workerFor = (queue: string, d: Drainer, mb: Mailbox, concurrency: number): Worker => {
+    const process = (job: Job, token: string | undefined): Promise<string> => (job.name === RUN_JOB_NAME ? runners.run(job, mb, d) : d.process(job, token));
+    const worker = new Worker(queue, process, {
       connection: o.bull,
       prefix: QUEUE_PREFIX,
       concurrency,
@@ -98,9 +103,10 @@ export function createForwarder(o: ForwarderOptions): Forwarder {
     return worker;
   };
   const workers = [
-    ...layout.shards.map((shard) => workerFor(shard.queue, drainer, perShard)),
+    // One more slot than drains: the shard's runner takes one.
+    ...layout.shards.map((shard) => workerFor(shard.queue, drainer, mailbox, perShard + 1)),
     // Drains of the single-slot layout of earlier versions (none once it is empty: an idle worker).
-    workerFor(QUEUES.forward, legacyDrainer, perShard),
+    workerFor(QUEUES.forward, legacyDrainer, legacyMailbox, perShard),
   ];
 
   const sweepStaleMs = o.sweepStaleMs ?? 30_000;
@@ -123,8 +129,10 @@ export function createForwarder(o: ForwarderOptions): Forwarder {
       typing.close();
       drainer.stop();
       legacyDrainer.stop();
+      runners.stop(); // runners take no more chats; their drains hand off
       await wakeWatch.close(); // waiting drains park now, so the workers can close
       await Promise.all(workers.map((w) => closeWorker(w, WORKER_CLOSE_MS)));
+      runners.close();
       await activity.close();
       await agents.close();
       await Promise.allSettled([queues.close(), wakeQueue.close()]);

@@ -1,0 +1,157 @@
+/**
+ * Shard runners: a run job (drain-contract.ts RUN_JOB_NAME) serves its shard's ready list for a
+ * while, taking each chat as it opens and draining it in one of its slots, so a chat opening costs
+ * a list entry instead of a BullMQ job of its own (add, fetch, complete: most of the Redis work of
+ * an update where every update opens its chat). The accept script registers a runner when its
+ * shard has none alive or all are busy (mailbox-scripts.ts ENSURE_RUNNER); a runner ends after
+ * RUNNER_IDLE_MS without a chat or RUNNER_MAX_MS in all, handing the list to a successor if chats
+ * wait. A drain that has to wait (a wake, a backoff, a busy tenant) moves to its chat's own drain
+ * job (Drainer.drainReady), so runners' slots only ever hold drains that make progress.
+ *
+ * What a crash costs: a runner killed with chats in its slots leaves them leased until the lease
+ * expires and then unheld; the sweeper gives each a drain job (Mailbox.sweep). The run job itself
+ * comes back through BullMQ's stall recovery.
+ */
+import type { Job } from 'bullmq';
+import type { Logger } from '../../lib/logger.js';
+import type { RedisClient } from '../../lib/redis.js';
+import type { Mailbox } from '../../lib/delivery/mailbox.js';
+import type { DeliveryShard } from '../../lib/delivery/shards.js';
+import { parseReadyEntry, parseRunJob, type DrainJob } from '../../lib/delivery/drain-contract.js';
+import type { Drainer } from './drainer.js';
+
+/** A runner ends when no chat came for this long (the next opening starts another). */
+export const RUNNER_IDLE_MS = 10_000;
+/** A runner ends after this long in all, so runners move between forwarders as they come and go. */
+export const RUNNER_MAX_MS = 120_000;
+/** How long one BLPOP waits: the runner re-checks closing and idleness between them. */
+const TAKE_WAIT_S = 1;
+/** A drain that failed unexpectedly is retried by its chat's drain job after this. */
+const RETRY_MS = 1_000;
+
+export interface ShardRunnersOptions {
+  log: Logger;
+  /** Makes a connection of its own for a runner's BLPOP (reused by the next runner; closed at close()). */
+  connect: () => RedisClient;
+  /** Drains one runner holds at once. */
+  slots: number;
+  idleMs?: number;
+  maxRunMs?: number;
+}
+
+export class ShardRunners {
+  private closing = false;
+  private readonly idle: RedisClient[] = [];
+  private readonly all = new Set<RedisClient>();
+  private readonly idleMs: number;
+  private readonly maxRunMs: number;
+
+  constructor(private readonly o: ShardRunnersOptions) {
+    if (!o.log || typeof o.connect !== 'function') throw new TypeError('ShardRunners: log and connect are required');
+    if (!Number.isInteger(o.slots) || o.slots < 1) throw new TypeError('ShardRunners: slots must be a positive integer');
+    this.idleMs = o.idleMs ?? RUNNER_IDLE_MS;
+    this.maxRunMs = o.maxRunMs ?? RUNNER_MAX_MS;
+  }
+
+  /** Processes a run job of `mailbox`'s layout with `drainer`'s drains. */
+  async run(job: Job, mailbox: Mailbox, drainer: Drainer): Promise<string> {
+    const runnerId = parseRunJob(job.id, job.name);
+    const shard = mailbox.layout.shardOfQueue(job.queueName);
+    if (!runnerId || !shard) {
+      this.o.log.error({ job: job.id, queue: job.queueName }, 'malformed run job: dropped');
+      return 'malformed';
+    }
+    const log = this.o.log.child({ runner: runnerId, shard: shard.index });
+    const renew = setInterval(() => void mailbox.renewRunner(shard, runnerId).catch(() => undefined), Math.floor(mailbox.runnerTtlMs / 3));
+    const conn = this.acquire();
+    let served = 0;
+    try {
+      served = await this.serve(shard, conn, mailbox, drainer, log);
+    } finally {
+      clearInterval(renew);
+      this.release(conn);
+    }
+    const successor = await mailbox.runnerExit(shard, runnerId);
+    log.debug({ served, successor }, 'runner ends');
+    return `served ${served}`;
+  }
+
+  /** Takes and drains ready chats until idle, too old or closing; waits for its drains. */
+  private async serve(shard: DeliveryShard, conn: RedisClient, mailbox: Mailbox, drainer: Drainer, log: Logger): Promise<number> {
+    const started = Date.now();
+    let lastTaken = started;
+    let served = 0;
+    const inFlight = new Set<Promise<void>>();
+    while (!this.closing && Date.now() - started < this.maxRunMs) {
+      if (inFlight.size >= this.o.slots) {
+        await Promise.race(inFlight);
+        continue;
+      }
+      let entry: string | undefined;
+      try {
+        entry = await mailbox.takeReady(conn, shard, TAKE_WAIT_S);
+      } catch (err) {
+        if (this.closing) break;
+        log.warn({ err }, 'runner could not take from the ready list: retrying');
+        await new Promise((r) => setTimeout(r, 500));
+        continue;
+      }
+      if (entry === undefined) {
+        if (inFlight.size === 0 && Date.now() - lastTaken >= this.idleMs) break;
+        continue;
+      }
+      lastTaken = Date.now();
+      if (this.closing) {
+        await mailbox.returnReady(shard, entry).catch((err: unknown) => log.warn({ err }, 'could not give a chat back to the ready list: the sweeper will'));
+        break;
+      }
+      const drain = parseReadyEntry(entry);
+      if (!drain) {
+        log.error({ entry: entry.slice(0, 80) }, 'malformed ready entry: dropped');
+        continue;
+      }
+      served++;
+      const p: Promise<void> = drainer.drainReady(drain, shard.queue).then(
+        () => undefined,
+        (err: unknown) => this.retryLater(mailbox, drain, err, log),
+      ).finally(() => inFlight.delete(p));
+      inFlight.add(p);
+    }
+    await Promise.allSettled(inFlight);
+    return served;
+  }
+
+  /** A drain that failed unexpectedly (a lost lease, Redis hiccups) is retried by its chat's drain job. */
+  private async retryLater(mailbox: Mailbox, drain: DrainJob, err: unknown, log: Logger): Promise<void> {
+    log.warn({ err, tenant: drain.tenantId, chat: drain.chatId }, 'drain failed: its drain job retries it');
+    await mailbox.schedule(drain.tenantId, drain.chatId, drain.gen, RETRY_MS)
+      .catch((e: unknown) => log.error({ err: e }, 'could not schedule the retry: the sweeper will'));
+  }
+
+  private acquire(): RedisClient {
+    const conn = this.idle.pop();
+    if (conn) return conn;
+    const fresh = this.o.connect();
+    fresh.on('error', () => undefined); // surfaced by takeReady
+    this.all.add(fresh);
+    return fresh;
+  }
+
+  private release(conn: RedisClient): void {
+    if (this.closing) return;
+    this.idle.push(conn);
+  }
+
+  /** After this, runners take no more chats, finish their drains (which hand off) and end. */
+  stop(): void {
+    this.closing = true;
+  }
+
+  /** Drops the runners' connections (a BLPOP in flight ends with an error the runner ignores). */
+  close(): void {
+    this.closing = true;
+    for (const c of this.all) c.disconnect();
+    this.all.clear();
+    this.idle.length = 0;
+  }
+}
