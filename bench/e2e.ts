@@ -347,12 +347,14 @@ try {
   measuring = true;
   const windowFrom = now();
   const m0 = await redisServer.perMaster();
+  const calls0 = await redisServer.commandCalls();
   const u0 = { ingress: await usageOf(ingress), forwarder: await usageOf(forwarder), hosts: await Promise.all(hosts.map(usageOf)), redis: await redisServer.cpuSeconds(), self: process.cpuUsage() };
   await load;
   const windowTo = now();
   measuring = false;
   const u1 = { ingress: await usageOf(ingress), forwarder: await usageOf(forwarder), hosts: await Promise.all(hosts.map(usageOf)), redis: await redisServer.cpuSeconds(), self: process.cpuUsage(u0.self) };
   const m1 = await redisServer.perMaster();
+  const calls1 = await redisServer.commandCalls();
   while (inflight > 0) await sleep(10);
 
   // Everything acknowledged must reach an agent: wait for the backlog to drain.
@@ -383,6 +385,15 @@ try {
   const masters = m1.map((m, i) => ({
     port: m.port, usPerUpdate: ((m.cpuSeconds - (m0[i]?.cpuSeconds ?? 0)) / inWindow) * 1e6, commandShare: (m.calls - (m0[i]?.calls ?? 0)) / totalCalls,
   }));
+  const windowCalls = Object.keys(calls1).filter((c) => c !== 'info' && calls1[c] !== calls0[c])
+    .map((c) => [c, ((calls1[c] as number) - (calls0[c] ?? 0)) / inWindow] as const).sort((x, y) => y[1] - x[1]);
+  console.log(`  pipeline window: Redis commands per delivered update: ${windowCalls.map(([c, n]) => `${c} ${n.toFixed(2)}`).join(', ')}`);
+  if (opts.redis === 'single') {
+    // µs of Redis CPU per call of each command over the whole run (a script's own time includes its inner commands').
+    const stats = [...(await redis.info('commandstats')).matchAll(/^cmdstat_([^:]+):calls=(\d+),usec=(\d+),usec_per_call=([\d.]+)/gm)]
+      .map((m) => ({ cmd: m[1] as string, usec: Number(m[3]), perCall: Number(m[4]) })).sort((x, y) => y.usec - x.usec).slice(0, 12);
+    console.log(`  Redis time by command over the run (share, µs per call): ${stats.map((c) => `${c.cmd} ${(100 * c.usec / stats.reduce((a, x) => a + x.usec, 0)).toFixed(0)} % ${c.perCall.toFixed(1)}`).join(', ')}`);
+  }
   const redisMem = Number(/used_memory:(\d+)/.exec(await redis.info('memory'))?.[1]);
 
   // Baseline: the same payloads straight to the agents (one HTTP hop), same rate.

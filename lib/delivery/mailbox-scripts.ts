@@ -19,10 +19,15 @@ const outboxRead = (key: string): string => `redis.call('HMGET', ${key}, 'id', '
  * started (its job add lost with a crash) expires, and the next opening registers another.
  */
 const ENSURE_RUNNER = `
-local function ensureRunner(rs, ready, seq, now, ttl, backlog, maxRunners)
+local function ensureRunner(rs, ready, seq, now, ttl, backlog, maxRunners, len)
+  if len and len <= backlog then
+    -- The common case in one read: few chats wait, and the latest runner lease is live.
+    local last = redis.call('ZRANGE', rs, -1, -1, 'WITHSCORES')
+    if last[2] and tonumber(last[2]) > now then return '' end
+  end
   redis.call('ZREMRANGEBYSCORE', rs, '-inf', now)
   local n = redis.call('ZCARD', rs)
-  if n == 0 or (n < maxRunners and redis.call('LLEN', ready) > backlog * n) then
+  if n == 0 or (n < maxRunners and (len or redis.call('LLEN', ready)) > backlog * n) then
     local id = 'r' .. redis.call('INCR', seq)
     redis.call('ZADD', rs, now + ttl, id)
     return id
@@ -62,7 +67,9 @@ for i = 0, #KEYS / 7 - 1 do
     out[#out + 1] = 0
     out[#out + 1] = gen and ensureRunner(KEYS[k + 6], KEYS[k + 5], KEYS[k + 4], now, ttl, backlog, maxRunners) or ''
   else
-    redis.call('ZREMRANGEBYSCORE', KEYS[k], '-inf', now - window)
+    -- By age every 16th update_id (ids are sequential per bot): a trim per update costs a call
+    -- each; the count bound below and the key's TTL hold at every update.
+    if tonumber(ARGV[a + 3]) % 16 == 0 then redis.call('ZREMRANGEBYSCORE', KEYS[k], '-inf', now - window) end
     local n = redis.call('ZCARD', KEYS[k])
     if n > maxSeen then redis.call('ZREMRANGEBYRANK', KEYS[k], 0, n - maxSeen - 1) end
     redis.call('PEXPIRE', KEYS[k], window)
@@ -74,8 +81,8 @@ for i = 0, #KEYS / 7 - 1 do
       gen = tostring(redis.call('INCR', KEYS[k + 4]))
       redis.call('SET', KEYS[k + 2], gen)
       redis.call('ZADD', KEYS[k + 3], now, ARGV[a + 1])
-      redis.call('RPUSH', KEYS[k + 5], ARGV[a + 1] .. '\\n' .. gen)
-      out[#out + 1] = ensureRunner(KEYS[k + 6], KEYS[k + 5], KEYS[k + 4], now, ttl, backlog, maxRunners)
+      local len = redis.call('RPUSH', KEYS[k + 5], ARGV[a + 1] .. '\\n' .. gen)
+      out[#out + 1] = ensureRunner(KEYS[k + 6], KEYS[k + 5], KEYS[k + 4], now, ttl, backlog, maxRunners, len)
     end
   end
 end
@@ -99,7 +106,8 @@ return id
 
 /**
  * claim(KEYS: drain, lease, tenantActive, mailbox, slotWaiters, outbox; ARGV: generation, token, nowMs,
- *       leaseMs, tenantLimit, jobId)
+ *       leaseMs, tenantLimit, jobId, waited (1: the job may be queued in slotWaiters, 0: a runner's
+ *       drain of a fresh opening, never queued))
  * → {status, head, outbox}: status 'ok' | 'stale' (another generation is responsible) | 'busy' (chat
  * leased) | 'full' (tenant at limit); head is the mailbox's oldest envelope when 'ok' (saves a round
  * trip), outbox the head's answer outbox as outboxRead returns it (the caller checks its id).
@@ -112,15 +120,17 @@ local now = tonumber(ARGV[3])
 local lease = tonumber(ARGV[4])
 if not redis.call('SET', KEYS[2], ARGV[2], 'NX', 'PX', lease) then return {'busy'} end
 redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', now)
-if redis.call('ZCARD', KEYS[3]) >= tonumber(ARGV[5]) then
+local active = redis.call('ZCARD', KEYS[3])
+if active >= tonumber(ARGV[5]) then
   redis.call('DEL', KEYS[2])
   redis.call('ZADD', KEYS[5], 'NX', now, ARGV[6])
   redis.call('PEXPIRE', KEYS[5], lease * 4)
   return {'full'}
 end
 redis.call('ZADD', KEYS[3], now + lease, ARGV[2])
-redis.call('PEXPIRE', KEYS[3], lease * 2)
-redis.call('ZREM', KEYS[5], ARGV[6])
+-- A new set gets its TTL; one with holders has theirs, extended by their renewals (and ours).
+if active == 0 then redis.call('PEXPIRE', KEYS[3], lease * 2) end
+if ARGV[7] ~= '0' then redis.call('ZREM', KEYS[5], ARGV[6]) end
 local head = redis.call('LINDEX', KEYS[4], 0)
 if not head then return {'ok', false} end
 return {'ok', head, ${outboxRead('KEYS[6]')}}
@@ -178,9 +188,12 @@ return 1
  */
 export const POP_NEXT = `
 if redis.call('GET', KEYS[2]) ~= ARGV[2] then return {-1} end
-local head = redis.call('LINDEX', KEYS[1], 0)
-if not head or string.sub(head, 1, #ARGV[1]) ~= ARGV[1] then return {0} end
-redis.call('LPOP', KEYS[1])
+local head = redis.call('LPOP', KEYS[1])
+if not head then return {0} end
+if string.sub(head, 1, #ARGV[1]) ~= ARGV[1] then
+  redis.call('LPUSH', KEYS[1], head) -- not ours to pop: put back, in the same atomic step
+  return {0}
+end
 redis.call('HDEL', KEYS[6], ARGV[6])
 redis.call('DEL', KEYS[8])
 local nxt = redis.call('LINDEX', KEYS[1], 0)

@@ -339,12 +339,13 @@ export class Mailbox {
    * claim() that also reads the oldest envelope when it succeeds (null: the mailbox is empty) and its
    * answer outbox, in the same script. A 'full' claim queues the drain's job for the tenant's next
    * free slot: the drain that frees it promotes the job (release(), popNext()), so the caller delays
-   * it only as a fallback.
+   * it only as a fallback. `mayWait` false (a runner's drain of a chat the ready list gave it: its
+   * drain job was never queued for a slot) saves the script taking it off the waiters.
    */
-  async claimHead(tenantId: string, chatId: string, gen: string, token: string, tenantLimit: number): Promise<{ result: ClaimResult } & HeadRead> {
+  async claimHead(tenantId: string, chatId: string, gen: string, token: string, tenantLimit: number, mayWait = true): Promise<{ result: ClaimResult } & HeadRead> {
     const [result, head, fields] = (await this.call('mbClaim', drainKey(tenantId, chatId, this.layout), chatLeaseKey(tenantId, chatId, this.layout), tenantActiveKey(tenantId, this.layout),
       mailboxKey(tenantId, chatId, this.layout), slotWaitersKey(tenantId, this.layout), outboxKey(tenantId, chatId, this.layout), gen, token, Date.now(), this.leaseMs, tenantLimit,
-      drainJobId(tenantId, chatId, gen))) as [ClaimResult, string | null | undefined, Array<string | null> | undefined];
+      drainJobId(tenantId, chatId, gen), mayWait ? 1 : 0)) as [ClaimResult, string | null | undefined, Array<string | null> | undefined];
     return { result, head: head ?? null, outbox: outboxOf(head ?? null, fields) };
   }
 

@@ -84,6 +84,8 @@ type Step =
 interface DrainSeat {
   jobId: string;
   queue: string;
+  /** A runner's drain of a chat from the ready list: its drain job never waited for a tenant slot. */
+  fromReadyList?: boolean;
   /** Runs `park` (the job's registration for a wake's promotion), then lets the drain wait `ms`. */
   defer(ms: number, park?: () => Promise<void>): Promise<string>;
 }
@@ -152,6 +154,7 @@ export class Drainer {
     return this.drain(drain, {
       jobId: drainJobId(tenantId, chatId, gen),
       queue,
+      fromReadyList: true,
       defer: async (ms, park) => {
         await this.d.mailbox.schedule(tenantId, chatId, gen, ms);
         await park?.();
@@ -165,7 +168,7 @@ export class Drainer {
     const lease = randomUUID();
     // The claim reads the head, the endpoint is read beside it: one round trip for both.
     const [claim, firstEndpoint] = await Promise.all([
-      this.d.mailbox.claimHead(tenantId, chatId, gen, lease, this.d.config.tenantConcurrency),
+      this.d.mailbox.claimHead(tenantId, chatId, gen, lease, this.d.config.tenantConcurrency, !seat.fromReadyList),
       this.d.endpoints.get(tenantId),
     ]);
     if (claim.result === 'stale') return 'stale';

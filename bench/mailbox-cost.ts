@@ -1,0 +1,56 @@
+/**
+ * Redis CPU of each mailbox script in the steady state of a live system (every update opens its
+ * chat), measured alone on a private redis-server (appendonly everysec, as bench:e2e): accept (in
+ * batches), claimHead, keepAnswer, popNext. Where bench:e2e gives the total per update, this says
+ * which script it goes to.
+ *
+ *   node --import tsx bench/mailbox-cost.ts [--updates 20000] [--batch 8] [--aof everysec|no]
+ */
+import { parseArgs } from 'node:util';
+import { Queue } from 'bullmq';
+import { createRedis, closeRedis } from '../lib/redis.js';
+import { Mailbox } from '../lib/delivery/mailbox.js';
+import { DeliveryLayout } from '../lib/delivery/shards.js';
+import { ShardQueues } from '../lib/delivery/shard-queues.js';
+import { startBenchRedis, table } from './lib/common.js';
+
+const { values: opts } = parseArgs({ options: { updates: { type: 'string', default: '20000' }, batch: { type: 'string', default: '8' }, aof: { type: 'string', default: 'everysec' } } });
+const N = Number(opts.updates);
+const BATCH = Number(opts.batch);
+
+const server = await startBenchRedis(opts.aof === 'no' ? false : 'everysec');
+const redis = createRedis({ url: server.url, autoPipelining: true });
+const bull = createRedis({ url: server.url, blocking: true });
+const layout = DeliveryLayout.of(24);
+const queues = new ShardQueues(bull, layout);
+const mailbox = new Mailbox({ redis, queues, layout, acceptBatch: BATCH });
+const raw = (id: number): string => JSON.stringify({ update_id: id, message: { message_id: id, date: 1, chat: { id: id % 5, type: 'private' }, text: `s123.456;${'x'.repeat(200)}` } });
+const tenant = (i: number): string => `t${String(i % 1000).padStart(4, '0')}`;
+const chat = (i: number): string => String(Math.floor(i / 1000));
+const rows: string[][] = [];
+async function phase(name: string, f: (i: number) => Promise<unknown>, perCall = 1): Promise<void> {
+  await redis.config('RESETSTAT');
+  const c0 = await server.cpuSeconds();
+  const calls0 = await server.commandCalls();
+  for (let b = 0; b < N; b += 64) await Promise.all(Array.from({ length: Math.min(64, N - b) }, (_, k) => f(b + k)));
+  const c1 = await server.cpuSeconds();
+  const calls1 = await server.commandCalls();
+  const cmds = Object.keys(calls1).filter((c) => c !== 'info').reduce((a, c) => a + ((calls1[c] ?? 0) - (calls0[c] ?? 0)), 0);
+  const usec = [...(await redis.info('commandstats')).matchAll(/^cmdstat_([^:]+):calls=(\d+),usec=(\d+)/gm)]
+    .map((m) => [m[1] as string, Number(m[3]) / N] as const).filter(([c]) => c !== 'info' && c !== 'config').sort((a, b) => b[1] - a[1]);
+  if (process.env.DETAIL) console.log(name, usec.map(([c, u]) => `${c} ${u.toFixed(2)}`).join(', '));
+  rows.push([name, (((c1 - c0) / N) * 1e6 / perCall).toFixed(1), (cmds / N).toFixed(1)]);
+}
+const heads = new Map<number, string>();
+const gens = new Map<number, string>();
+await phase('accept (fresh chat, batches of ' + BATCH + ')', (i) => mailbox.accept(tenant(i), chat(i), i + 1, raw(i + 1)));
+const drainKeyGen = async (i: number): Promise<string> => (await redis.get((await import('../lib/keys.js')).drainKey(tenant(i), chat(i), layout))) as string;
+for (let i = 0; i < N; i++) gens.set(i, await drainKeyGen(i));
+await phase('claimHead', async (i) => { const c = await mailbox.claimHead(tenant(i), chat(i), gens.get(i)!, `L${i}`, 100); heads.set(i, c.head as string); });
+await phase('keepAnswer', (i) => mailbox.keepAnswer(tenant(i), chat(i), heads.get(i)!, `L${i}`, 'You said: hello'));
+await phase('popNext (ends the drain)', (i) => mailbox.popNext(tenant(i), chat(i), heads.get(i)!, i + 1, `L${i}`, gens.get(i)!));
+console.log(table(['script', 'Redis CPU µs per update', 'commands per update (inner included)'], rows));
+await queues.close();
+await closeRedis(redis);
+await closeRedis(bull);
+await server.close();
