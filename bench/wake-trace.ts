@@ -108,8 +108,8 @@ wrap(ShimProcess.prototype, 'claim', 'claim', (args, self) => {
   if (t) podOf.set(t, (self as ShimProcess).name);
   return t;
 }, true);
-wrap(Endpoints.prototype, 'set', 'endpoint.set', first, true);
-wrap(Endpoints.prototype, 'announceWakeDone', 'announce', first, true);
+// The waker publishes the endpoint and the announcement in one pipeline (Endpoints.publish).
+wrap(Endpoints.prototype, 'publish', 'endpoint.publish', first, true);
 wrap(Endpoints.prototype, 'promoteParked', 'promote', first, true);
 wrap(AgentClient.prototype, 'deliver', 'deliver', (args) => (args[0] as { tenantId?: string }).tenantId, true);
 
@@ -174,9 +174,9 @@ const SEGMENTS: Array<[string, string, string]> = [
   ['agent.born', 'agent.listening', "agent's own start (subtracted)"],
   ['agent.listening', 'shim.ready', 'agent listening → shim sees it ready (probe)'],
   ['shim.ready', 'claim.done', 'claim answer reaches the runtime'],
-  ['claim.done', 'endpoint.set', 'runtime.start → waker (markProvisioning overlap)'],
-  ['endpoint.set', 'announce.done', 'endpoint set + announcement'],
-  ['announce.done', 'deliver', 'drain wakes up, reads endpoint → deliver'],
+  ['claim.done', 'endpoint.publish', 'runtime.start → waker publishes (waits for the provisioning write?)'],
+  ['endpoint.publish', 'endpoint.publish.done', 'endpoint set + announcement (one pipeline)'],
+  ['endpoint.publish.done', 'deliver', 'drain wakes up, reads endpoint → deliver'],
   ['deliver', 'agent.arrival', 'delivery POST → agent has it'],
 ];
 
@@ -386,6 +386,10 @@ function report(rounds: Round[]): void {
     const burst = rounds.filter((r) => r.variant === v.name && r.kind === 'burst').flatMap((r) => r.tenants);
     return [`${fmt.ms(p(platformPart(single), 50))} / p99 ${fmt.ms(p(platformPart(single), 99))}`, fmt.ms(p(platformPart(burst), 50)), fmt.ms(p(platformPart(burst), 99))];
   });
+  rows.push(['(not a segment) provisioning write done − claim answer', ...VARIANTS.flatMap((v) => {
+    const of = (kind: 'single' | 'burst'): number[] => rounds.filter((r) => r.variant === v.name && r.kind === kind).flatMap((r) => r.tenants).map((t) => at(t, 'registry.mutate.done') - at(t, 'claim.done'));
+    return [fmt.ms(p(of('single'), 50)), fmt.ms(p(of('burst'), 50)), fmt.ms(p(of('burst'), 99))];
+  })]);
   rows.push(['PLATFORM PART (arrival − sent − agent start)', ...totals]);
   rows.push(['(waker logs "tenant awake", after the delivery)', ...VARIANTS.flatMap(() => ['', '', ''])]);
   console.log(`\n${table(header, rows)}`);

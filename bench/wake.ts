@@ -46,6 +46,7 @@ import { Endpoints } from '../lib/delivery/endpoints.js';
 import { StateUrlLedger } from '../lib/state/state-urls.js';
 import { TenantRegistry } from '../lib/registry/tenant-registry.js';
 import { TenantCache } from '../lib/tenants/tenant-cache.js';
+import { IncarnationIndex } from '../lib/tenants/incarnation-index.js';
 import { StateStore } from '../lib/state/state-store.js';
 import { DEFAULT_PHASES, arrivals, printDemandTable, runDemand, type PoolVariant } from './lib/wake-demand.js';
 import { runDemandStandIn } from './lib/wake-demand-standin.js';
@@ -137,12 +138,21 @@ try {
   const ids: Record<string, string[]> = {};
   for (const [vi] of VARIANTS.entries()) ids[`demand-${vi}`] = SCHEDULE.map((_, i) => `dm-${vi}-${String(i).padStart(3, '0')}`);
   for (const mode of WAVE_MODES) ids[mode] = Array.from({ length: TENANTS }, (_, i) => `wake-${mode}-${String(i).padStart(4, '0')}`);
+  // Each record has an incarnation, and the ingress verifies the secret derived from it (read from
+  // the incarnation index, which the admin API's create writes; the registry's create alone does
+  // not): publish it here, as the admin path would, and derive each tenant's secret from its record.
+  const incarnations = new IncarnationIndex(clients.redis);
+  const secretOf = new Map<string, string>();
   for (const mode of Object.keys(ids)) {
     const list = ids[mode] as string[];
     for (let i = 0; i < list.length; i += 20) {
-      await Promise.all(list.slice(i, i + 20).map((id, k) => clients.registry.create({
-        tenant_id: id, bot_token: `${300_000_000 + i + k}:AA${randomBytes(25).toString('base64url').slice(0, 33)}`,
-      })));
+      await Promise.all(list.slice(i, i + 20).map(async (id, k) => {
+        const tenant = await clients.registry.create({
+          tenant_id: id, bot_token: `${300_000_000 + i + k}:AA${randomBytes(25).toString('base64url').slice(0, 33)}`,
+        });
+        await incarnations.publish(tenant);
+        secretOf.set(id, deriveWebhookSecret(webhookSecret, tenant));
+      }));
     }
   }
   const platform = await startPlatform({ config, log, clients, secrets: { webhookSecret, warmPoolSecret } });
@@ -187,7 +197,7 @@ try {
         const body = makeUpdate(id, 5000 + i, `s${now().toFixed(3)};`);
         const res = await ingress.request({
           method: 'POST', path: `/tg/${tenant}`, body,
-          headers: { 'content-type': 'application/json', 'x-telegram-bot-api-secret-token': deriveWebhookSecret(webhookSecret, { tenant_id: tenant }) }, // no incarnation index entry: id-only
+          headers: { 'content-type': 'application/json', 'x-telegram-bot-api-secret-token': secretOf.get(tenant) as string },
         });
         await res.body.dump();
         if (res.statusCode !== 200) throw new Error(`ingress answered ${res.statusCode} for ${tenant}`);
