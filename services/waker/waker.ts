@@ -115,6 +115,11 @@ export class Waker {
     const owner = jobId ? `job:${jobId}:` : undefined;
     const lock = `${owner ?? ''}${randomUUID()}`;
     const ttl = this.o.config.wakeLockTtlS;
+    // The record is read beside the lock's round trip, not after it: a read changes nothing, and a
+    // wake that does not get the lock drops it. (The live-instance check below stays after the
+    // lock: made before, it could miss an instance a wake ending meanwhile had just started.)
+    const reading = step('internal', this.o.registry.get(tenantId));
+    reading.catch(() => undefined);
     let locked = (await this.o.redis.set(wakeLockKey(tenantId), lock, 'EX', ttl, 'NX')) === 'OK';
     if (!locked && owner && (await callScript<number>(this.o.redis, 'ztmTakeOverWakeLock', wakeLockKey(tenantId), owner, lock, ttl)) === 1) {
       log.warn({ job: jobId }, 'wake lock left by an earlier run of this wake job (its waker died): taking over');
@@ -128,30 +133,31 @@ export class Waker {
       redis: this.o.redis, log, tenantId, token: lock, ttlS: ttl, untilMs: deadline + START_GRACE_MS,
       onRenewed: () => void this.progress.touch(tenantId, ttl).catch(() => undefined),
     });
-    // Not waited for before the reads below (a wake's latency is the first message's): only the
-    // phases, written once the start runs, must come after it.
-    const begun = this.progress.begin(tenantId, { started, deadline, ttlS: ttl }).catch((err: unknown) => log.warn({ err }, 'could not record the wake progress'));
+    // Never waited for (a wake's latency is the first message's): the phases written later come
+    // after it all the same, as they go over the same connection, which Redis serves in order.
+    void this.progress.begin(tenantId, { started, deadline, ttlS: ttl }).catch((err: unknown) => log.warn({ err }, 'could not record the wake progress'));
     const onProgress = this.progressListener(tenantId, holder, ttl, log);
     try {
-      // The record and a live instance do not depend on each other: one wait.
-      const [tenant, live] = await Promise.all([
-        step('internal', this.o.registry.get(tenantId)),
-        step('start-failed', this.o.runtime.find(tenantId)),
-      ]);
+      // The record (being read already) and a live instance do not depend on each other: one wait.
+      const [tenant, live] = await Promise.all([reading, step('start-failed', this.o.runtime.find(tenantId))]);
       if (!tenant) throw new WakeFailedError({ code: 'unknown-tenant', reason: 'unknown tenant' });
       if (live) return await this.publish(tenant, live, 'already-running', started, log);
       // The state key carries the record's incarnation (presigning is local computation).
       const state = await step('state-unavailable', this.o.state.presign(tenant, { expiresInS: STATE_URL_TTL_S }));
-      // Recorded now, not once the pod is up: a cold start can take minutes, and the reconciler
-      // would meanwhile try (and fail) to refresh the URLs of a shim that has not been claimed yet.
-      await new StateUrlLedger(this.o.redis).issued(tenantId);
-      await begun;
+      // Recorded as the start begins, not once the pod is up: a cold start can take minutes, and
+      // the reconciler would meanwhile try (and fail) to refresh the URLs of a shim that has not
+      // been claimed yet. Not waited for before the start (which does not read it): one Redis round
+      // trip less on every wake. Bookkeeping: a lost entry reads as "issued at an unknown time".
+      const ledger = new StateUrlLedger(this.o.redis).issued(tenantId).catch((err: unknown) => log.warn({ err }, 'could not record when the state URLs were issued'));
       // The registry write and the start overlap: the start does not need it, and while the wake
-      // lock is held the reconciler leaves a pod whose tenant is not marked yet alone.
+      // lock is held the reconciler leaves a pod whose tenant is not marked yet alone. (The
+      // provisioning write lands well before a warm claim's answer, in bursts too: see
+      // bench/wake-trace.ts, so the endpoint does not wait for it.)
       const [marked, startedInstance] = await Promise.allSettled([
         this.markProvisioning(tenant),
         step('start-failed', bounded(this.o.runtime.start(tenant, state, { onProgress, deadlineMs: deadline }), deadline + START_GRACE_MS, tenantId, this.o.config.coldStartTimeoutS)),
       ]);
+      await ledger;
       if (startedInstance.status === 'rejected') throw startedInstance.reason;
       if (marked.status === 'rejected') throw marked.reason;
       const { instance, path } = startedInstance.value;
@@ -205,6 +211,8 @@ export class Waker {
       if (!last || last.phase !== p.phase) log.info({ phase: p.phase, ...(p.detail ? { detail: p.detail } : {}) }, 'wake phase');
       last = p;
       written = Date.now();
+      // 'ready' is written once by the wake's end (progress.end), moments later: not twice.
+      if (p.phase === 'ready') return;
       void this.progress.phase(tenantId, p, ttlS).catch(() => undefined);
     };
   }
