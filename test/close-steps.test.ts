@@ -50,3 +50,10 @@ t.test('CloseChain closes in reverse order of construction; startOrClose closes 
   await t.rejects(startOrClose(service), /port in use/, 'the start failure is what the caller sees');
   t.same(closed, ['worker', 'queue', 'runtime'], 'everything built was closed, last built first');
 });
+
+t.test('withTimeout: the outcome when in time, TIMED_OUT when not, a synchronous throw as a rejection', async (t) => {
+  const { withTimeout, TIMED_OUT } = await import('../lib/platform/close-steps.js');
+  t.equal(await withTimeout(async () => 'done', 1000), 'done');
+  t.equal(await withTimeout(() => new Promise((r) => setTimeout(() => r('late'), 200)), 20), TIMED_OUT);
+  await t.rejects(withTimeout(() => { throw new Error('sync'); }, 1000), /sync/);
+});

@@ -15,24 +15,30 @@ export interface CloseOptions {
 
 export const DEFAULT_STEP_TIMEOUT_MS = 10_000;
 
-const TIMED_OUT = Symbol('timed out');
+export const TIMED_OUT = Symbol('timed out');
+
+/**
+ * `work()`'s outcome, or TIMED_OUT once `ms` passed first (the work is left running). A synchronous
+ * throw of `work` rejects like a rejection. The timer is not unref'd: a hung step must not let the
+ * process slip out before the bound is reached.
+ */
+export async function withTimeout<T>(work: () => Promise<T> | T, ms: number): Promise<T | typeof TIMED_OUT> {
+  let timer: NodeJS.Timeout | undefined;
+  const bound = new Promise<typeof TIMED_OUT>((resolve) => { timer = setTimeout(() => resolve(TIMED_OUT), ms); });
+  try {
+    return await Promise.race([Promise.resolve().then(work), bound]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
 
 export async function closeInOrder(steps: readonly CloseStep[], log: Pick<Logger, 'warn'>, options: CloseOptions = {}): Promise<void> {
   const timeoutMs = options.stepTimeoutMs ?? DEFAULT_STEP_TIMEOUT_MS;
   for (const [name, close] of steps) {
-    let timer: NodeJS.Timeout | undefined;
-    const bound = new Promise<typeof TIMED_OUT>((resolve) => {
-      // Not unref'd: a hung step must not let the process slip out before the bound is reached.
-      timer = setTimeout(() => resolve(TIMED_OUT), timeoutMs);
-    });
     try {
-      // A synchronous throw is caught the same way as a rejection.
-      const outcome = await Promise.race([Promise.resolve().then(close), bound]);
-      if (outcome === TIMED_OUT) log.warn({ step: name, timeout_ms: timeoutMs }, `closing ${name} timed out: skipped`);
+      if ((await withTimeout(close, timeoutMs)) === TIMED_OUT) log.warn({ step: name, timeout_ms: timeoutMs }, `closing ${name} timed out: skipped`);
     } catch (err) {
       log.warn({ err, step: name }, `closing ${name} failed`);
-    } finally {
-      clearTimeout(timer);
     }
   }
 }

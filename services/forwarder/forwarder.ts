@@ -26,6 +26,7 @@ import { ReplySender } from './reply-sender.js';
 import { Drainer } from './drainer.js';
 import { ShardRunners } from './shard-runner.js';
 import { RUN_JOB_NAME } from '../../lib/delivery/drain-contract.js';
+import { TIMED_OUT, withTimeout } from '../../lib/platform/close-steps.js';
 
 export interface ForwarderOptions {
   config: Config;
@@ -150,12 +151,5 @@ export function createForwarder(o: ForwarderOptions): Forwarder {
 const WORKER_CLOSE_MS = 8_000;
 
 async function closeWorker(worker: Worker, ms: number): Promise<void> {
-  let timer: NodeJS.Timeout | undefined;
-  const timedOut = new Promise<'timeout'>((resolve) => { timer = setTimeout(() => resolve('timeout'), ms); });
-  try {
-    const outcome = await Promise.race([worker.close().then(() => 'closed' as const), timedOut]);
-    if (outcome === 'timeout') await worker.disconnect();
-  } finally {
-    clearTimeout(timer);
-  }
+  if ((await withTimeout(() => worker.close(), ms)) === TIMED_OUT) await worker.disconnect();
 }
