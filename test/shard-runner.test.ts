@@ -157,3 +157,32 @@ t.test('malformed run jobs and ready entries are dropped with an error, never ha
   t.equal(await redis.llen(readyKey(shard.tag)), 0, 'both taken off and dropped');
   t.throws(() => new ShardRunners({ log, connect: () => bull.duplicate(), slots: 0 }), TypeError);
 });
+
+t.test('all runners of a process together hold at most maxDrains drains', async (t) => {
+  await reset();
+  const mailbox = new Mailbox({ redis, queues, layout, runnerBacklog: 1, maxRunners: 3 });
+  const runners = new ShardRunners({ log, connect: () => bull.duplicate(), slots: 4, maxDrains: 2, idleMs: 300 });
+  let now = 0;
+  let peak = 0;
+  let done = 0;
+  const drainer = {
+    drainReady: async () => {
+      peak = Math.max(peak, ++now);
+      await sleep(30);
+      now--;
+      done++;
+      return 'drained';
+    },
+  } as unknown as Drainer;
+  const worker = new Worker(shard.queue, (job: Job) => runners.run(job, mailbox, drainer), { connection: bull, prefix: QUEUE_PREFIX, concurrency: 4 });
+  t.teardown(async () => {
+    runners.stop();
+    await worker.close();
+    runners.close();
+  });
+  for (let c = 1; c <= 12; c++) await mailbox.accept('e', String(c), c, update(c));
+  t.ok((await liveRunners()).length >= 2, 'the backlog registered more than one runner');
+  await waitUntil('twelve chats drained', async () => done === 12, 10_000);
+  t.equal(peak, 2, 'never more than two drains at once, over every runner');
+  t.equal(runners.inFlight, 0);
+});

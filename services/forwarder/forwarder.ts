@@ -86,8 +86,9 @@ export function createForwarder(o: ForwarderOptions): Forwarder {
   });
   const drainer = drainerFor(mailbox, deadLetters);
   const legacyDrainer = drainerFor(legacyMailbox, legacyDeadLetters);
-  // A runner holds a slot of its shard's worker and drains up to `perShard` chats in slots of its own.
-  const runners = new ShardRunners({ log: o.log, connect: () => o.bull.duplicate(), slots: perShard });
+  // A runner holds a slot of its shard's worker and drains up to `perShard` chats in slots of its
+  // own; all runners of the process together at most twice FORWARDER_CONCURRENCY.
+  const runners = new ShardRunners({ log: o.log, connect: () => o.bull.duplicate(), slots: perShard, maxDrains: 2 * o.config.forwarderConcurrency });
   const workerFor = (queue: string, d: Drainer, mb: Mailbox, concurrency: number): Worker => {
     const process = (job: Job, token: string | undefined): Promise<string> => (job.name === RUN_JOB_NAME ? runners.run(job, mb, d) : d.process(job, token));
     const worker = new Worker(queue, process, {

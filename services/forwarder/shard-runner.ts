@@ -35,6 +35,8 @@ export interface ShardRunnersOptions {
   connect: () => RedisClient;
   /** Drains one runner holds at once. */
   slots: number;
+  /** Drains all runners of this process hold at once (FORWARDER_CONCURRENCY's share; default: unbounded). */
+  maxDrains?: number;
   idleMs?: number;
   maxRunMs?: number;
 }
@@ -45,12 +47,36 @@ export class ShardRunners {
   private readonly all = new Set<RedisClient>();
   private readonly idleMs: number;
   private readonly maxRunMs: number;
+  private readonly maxDrains: number;
+  private drains = 0;
+  private readonly slotWaiters: Array<() => void> = [];
 
   constructor(private readonly o: ShardRunnersOptions) {
     if (!o.log || typeof o.connect !== 'function') throw new TypeError('ShardRunners: log and connect are required');
     if (!Number.isInteger(o.slots) || o.slots < 1) throw new TypeError('ShardRunners: slots must be a positive integer');
     this.idleMs = o.idleMs ?? RUNNER_IDLE_MS;
     this.maxRunMs = o.maxRunMs ?? RUNNER_MAX_MS;
+    this.maxDrains = o.maxDrains ?? Infinity;
+    if (!(this.maxDrains >= 1)) throw new TypeError('ShardRunners: maxDrains must be at least 1');
+  }
+
+  /** Drains the runners of this process hold now. */
+  get inFlight(): number {
+    return this.drains;
+  }
+
+  /** Waits for one of the process's drain slots (first come, first served). */
+  private takeSlot(): Promise<void> {
+    if (this.drains < this.maxDrains) {
+      this.drains++;
+      return Promise.resolve();
+    }
+    return new Promise((resolve) => this.slotWaiters.push(() => { this.drains++; resolve(); }));
+  }
+
+  private freeSlot(): void {
+    this.drains--;
+    this.slotWaiters.shift()?.();
   }
 
   /** Processes a run job of `mailbox`'s layout with `drainer`'s drains. */
@@ -110,11 +136,21 @@ export class ShardRunners {
         log.error({ entry: entry.slice(0, 80) }, 'malformed ready entry: dropped');
         continue;
       }
+      // The chat waits in hand for one of the process's slots (a crash meanwhile: the sweeper's).
+      await this.takeSlot();
+      if (this.closing) {
+        this.freeSlot();
+        await mailbox.returnReady(shard, entry).catch((err: unknown) => log.warn({ err }, 'could not give a chat back to the ready list: the sweeper will'));
+        break;
+      }
       served++;
       const p: Promise<void> = drainer.drainReady(drain, shard.queue).then(
         () => undefined,
         (err: unknown) => this.retryLater(mailbox, drain, err, log),
-      ).finally(() => inFlight.delete(p));
+      ).finally(() => {
+        inFlight.delete(p);
+        this.freeSlot();
+      });
       inFlight.add(p);
     }
     await Promise.allSettled(inFlight);
