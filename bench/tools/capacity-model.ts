@@ -48,10 +48,10 @@ export interface CapacityInputs {
 }
 
 export const DEFAULT_INPUTS: CapacityInputs = {
-  redisUsPerUpdate: 141,
+  redisUsPerUpdate: 168,
   redisCoreBudget: 0.6,
-  forwarderUsPerUpdate: 272,
-  ingressUsPerUpdate: 104,
+  forwarderUsPerUpdate: 421,
+  ingressUsPerUpdate: 77,
   serviceCoreBudget: 0.7,
   agentAnswerS: 2,
   forwarderConcurrency: 1_000,
