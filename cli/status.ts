@@ -52,7 +52,7 @@ function shardLine(shards: ShardDepth[]): string {
   const busiest = shards.reduce((a, b) => (backlogOf(b) > backlogOf(a) ? b : a));
   const min = Math.min(...shards.map(backlogOf));
   const active = shards.reduce((n, d) => n + d.active, 0);
-  return `${shards.length} (drain jobs waiting per shard ${min}-${backlogOf(busiest)}${backlogOf(busiest) > 0 ? `, busiest ${busiest.queue}` : ''}; ${active} active; per shard: ztm status --json)`;
+  return `${shards.length} (drains waiting per shard, ready chats included, ${min}-${backlogOf(busiest)}${backlogOf(busiest) > 0 ? `, busiest ${busiest.queue}` : ''}; ${active} active; per shard: ztm status --json)`;
 }
 
 export function renderStatus(p: Printer, s: PlatformStatus, now = Date.now()): void {
