@@ -41,7 +41,10 @@ import { makeTenants, makeUpdateFactory } from './lib/updates.js';
 import { createDynamoClient } from '../lib/registry/dynamo-client.js';
 import { TenantRegistry } from '../lib/registry/tenant-registry.js';
 import { createRedis, closeRedis } from '../lib/redis.js';
-import { endpointKey } from '../lib/keys.js';
+import { endpointKey, readyKey, runnersKey } from '../lib/keys.js';
+import { Queue } from 'bullmq';
+import { DeliveryLayout } from '../lib/delivery/shards.js';
+import { QUEUE_PREFIX } from '../lib/queues.js';
 import { DeadLetterStore } from '../lib/delivery/dead-letters.js';
 import { startBenchCluster, type MasterFigures } from './lib/bench-cluster.js';
 
@@ -60,6 +63,7 @@ const { values: opts } = parseArgs({
     prof: { type: 'string' },
     redis: { type: 'string', default: 'single' },
     'json-out': { type: 'string' },
+    watch: { type: 'boolean', default: false },
   },
 });
 if (!['single', 'cluster', 'both'].includes(opts.redis)) throw new Error('--redis must be single, cluster or both');
@@ -343,6 +347,18 @@ try {
 
   console.log('pipeline run…');
   const load = phase(DURATION, send);
+  // --watch: every 2 s, what waits where (ready lists, live runners, the shards' jobs by state).
+  const watch = opts.watch ? setInterval(() => void (async () => {
+    const shards = DeliveryLayout.of(24).shards;
+    const [ready, runners, counts] = await Promise.all([
+      Promise.all(shards.map((s) => redis.llen(readyKey(s.tag)))),
+      Promise.all(shards.map((s) => redis.zcount(runnersKey(s.tag), Date.now(), '+inf'))),
+      Promise.all(shards.map((s) => new Queue(s.queue, { connection: redis, prefix: QUEUE_PREFIX }).getJobCounts('waiting', 'active', 'delayed'))),
+    ]);
+    const sum = (k: 'waiting' | 'active' | 'delayed'): number => counts.reduce((a, c) => a + (c[k] ?? 0), 0);
+    console.log(`  watch: ready ${ready.reduce((a, b) => a + b, 0)} (max ${Math.max(...ready)}), runners ${runners.reduce((a, b) => a + b, 0)}, jobs waiting ${sum('waiting')} active ${sum('active')} delayed ${sum('delayed')}`);
+  })().catch(() => undefined), 2000) : undefined;
+  void load.finally(() => clearInterval(watch));
   await sleep(WARMUP * 1000);
   measuring = true;
   const windowFrom = now();

@@ -7,7 +7,7 @@
  */
 import type { RedisClient } from './redis.js';
 import {
-  ACCEPT, CLAIM, COUNT_ATTEMPT, DEAD_LETTER, FINISH, HANDOFF, HEAD, KEEP_ANSWER, POP_NEXT, RECORD_SENT, RELEASE, RENEW, RUNNER_EXIT,
+  ACCEPT, CLAIM, COUNT_ATTEMPT, DEAD_LETTER, FINISH, HANDOFF, HEAD, KEEP_ANSWER, POP_NEXT, RECORD_SENT, RELEASE, RENEW, RUNNER_EXIT, RUNNER_RETIRE, SWEEP_FORGET,
 } from './delivery/mailbox-scripts.js';
 import { TOKEN_BUCKET } from './admin-api/token-bucket-lua.js';
 
@@ -93,6 +93,8 @@ export const SCRIPTS = {
   // The dead letters (lib/delivery/dead-letters.ts), under {mbox} with the mailbox they leave.
   mbDeadLetter: { keys: 7, lua: DEAD_LETTER },
   mbRunnerExit: { keys: 3, lua: RUNNER_EXIT },
+  mbRunnerRetire: { keys: 1, lua: RUNNER_RETIRE },
+  mbSweepForget: { keys: 2, lua: SWEEP_FORGET },
   // Single-key scripts: endpoints, wake and pool-keeper locks, the idle index.
   ztmCompareAndDelete: { keys: 1, lua: COMPARE_AND_DELETE },
   ztmTakeExpired: { keys: 1, lua: TAKE_EXPIRED },

@@ -186,3 +186,71 @@ t.test('all runners of a process together hold at most maxDrains drains', async 
   t.equal(peak, 2, 'never more than two drains at once, over every runner');
   t.equal(runners.inFlight, 0);
 });
+
+t.test('runners a burst registered end once the burst is served; the last one stays until idle', async (t) => {
+  await reset();
+  const mailbox = new Mailbox({ redis, queues, layout, runnerBacklog: 1, maxRunners: 3 });
+  const runners = new ShardRunners({ log, connect: () => bull.duplicate(), slots: 2, idleMs: 8_000 });
+  let done = 0;
+  const drainer = { drainReady: async () => { done++; return 'drained'; } } as unknown as Drainer;
+  const worker = new Worker(shard.queue, (job: Job) => runners.run(job, mailbox, drainer), { connection: bull, prefix: QUEUE_PREFIX, concurrency: 4 });
+  t.teardown(async () => {
+    runners.stop();
+    await worker.close();
+    runners.close();
+  });
+  for (let c = 1; c <= 6; c++) await mailbox.accept('f', String(c), c, update(c));
+  t.equal((await liveRunners()).length, 3, 'the burst registered three runners');
+  await waitUntil('burst served', async () => done === 6, 5_000);
+  await waitUntil('surplus runners ended', async () => (await liveRunners()).length === 1, 6_000);
+  await sleep(1_000);
+  t.equal((await liveRunners()).length, 1, 'one runner stays for the next chats');
+  await mailbox.accept('f', '9', 9, update(9));
+  await waitUntil('the staying runner takes the next chat', async () => done === 7, 3_000);
+  t.equal((await runJobs()).length, 1, 'no new run job for it');
+});
+
+t.test('a runner with every slot busy is not counted on: the next opening gets another runner', async (t) => {
+  await reset();
+  const mailbox = new Mailbox({ redis, queues, layout });
+  const runners = new ShardRunners({ log, connect: () => bull.duplicate(), slots: 1, idleMs: 5_000 });
+  let release: (() => void) | undefined;
+  const drained: string[] = [];
+  const drainer = {
+    drainReady: async (d: DrainJob) => {
+      drained.push(d.chatId);
+      if (d.chatId === '1') await new Promise<void>((resolve) => { release = resolve; });
+      return 'drained';
+    },
+  } as unknown as Drainer;
+  const worker = new Worker(shard.queue, (job: Job) => runners.run(job, mailbox, drainer), { connection: bull, prefix: QUEUE_PREFIX, concurrency: 4 });
+  t.teardown(async () => {
+    release?.();
+    runners.stop();
+    await worker.close();
+    runners.close();
+  });
+  await mailbox.accept('g', '1', 1, update(1));
+  await waitUntil('the slow chat holds the only slot', async () => release !== undefined, 5_000);
+  await waitUntil('its runner is off the live ones', async () => (await liveRunners()).length === 0, 3_000);
+  await mailbox.accept('g', '2', 2, update(2));
+  await waitUntil('a second runner drained the next chat while the first still holds its own', async () => drained.includes('2'), 5_000);
+  t.equal((await runJobs()).length, 2, 'two run jobs');
+  release?.();
+});
+
+t.test('a runner whose job could not be added withdraws its registration', async (t) => {
+  await reset();
+  const broken = createRedis({ url: server.url, blocking: true });
+  const brokenQueues = new ShardQueues(broken, layout);
+  const mailbox = new Mailbox({ redis, queues: brokenQueues, layout });
+  await brokenQueues.forShard(shard).waitUntilReady();
+  await broken.quit(); // the queue's connection is gone: every add fails
+  await t.rejects(mailbox.accept('h', '1', 1, update(1)));
+  t.same(await liveRunners(), [], 'no registration left behind');
+  t.equal(await redis.llen(readyKey(shard.tag)), 1, 'the chat is on the ready list: the next opening or the retry registers a runner');
+  const ok = new Mailbox({ redis, queues, layout });
+  t.same(await ok.accept('h', '1', 1, update(1)), { duplicate: true }, "Telegram's retry is a duplicate");
+  t.equal((await liveRunners()).length, 1, 'and registers a runner for the waiting chat');
+  await brokenQueues.close().catch(() => undefined);
+});

@@ -90,6 +90,27 @@ return out
 `;
 
 /**
+ * sweepForget(KEYS: drain, scheduled; ARGV: member) → 1 when the chat has no responsible generation
+ * and left the sweeper's index; 0 when one exists (an accept re-opened it since the sweeper looked).
+ */
+export const SWEEP_FORGET = `
+if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+redis.call('ZREM', KEYS[2], ARGV[1])
+return 1
+`;
+
+/**
+ * runnerRetire(KEYS: runners; ARGV: runnerId, nowMs) → 1 when this runner was removed because other
+ * live runners serve the shard, 0 when it is the last (it stays). One step, so runners retiring at
+ * once never leave the shard with none.
+ */
+export const RUNNER_RETIRE = `
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', tonumber(ARGV[2]))
+if redis.call('ZCARD', KEYS[1]) > 1 and redis.call('ZREM', KEYS[1], ARGV[1]) == 1 then return 1 end
+return 0
+`;
+
+/**
  * runnerExit(KEYS: runners, ready, seq; ARGV: runnerId, nowMs, runnerTtlMs) → the id of a runner to
  * start in its place, or '': a runner leaving while chats wait and no other runner is alive hands
  * the ready list to a successor (a chat opened meanwhile saw this runner alive and added none).
@@ -128,8 +149,8 @@ if active >= tonumber(ARGV[5]) then
   return {'full'}
 end
 redis.call('ZADD', KEYS[3], now + lease, ARGV[2])
--- A new set gets its TTL; one with holders has theirs, extended by their renewals (and ours).
-if active == 0 then redis.call('PEXPIRE', KEYS[3], lease * 2) end
+-- At every claim: holders whose drains end within lease/3 never renew it.
+redis.call('PEXPIRE', KEYS[3], lease * 2)
 if ARGV[7] ~= '0' then redis.call('ZREM', KEYS[5], ARGV[6]) end
 local head = redis.call('LINDEX', KEYS[4], 0)
 if not head then return {'ok', false} end

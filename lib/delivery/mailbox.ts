@@ -148,7 +148,7 @@ export class Mailbox {
     this.acceptBatch = options.acceptBatch ?? 32;
     this.runnerTtlMs = options.runnerTtlMs ?? 15_000;
     this.runnerBacklog = options.runnerBacklog ?? 8;
-    this.maxRunners = options.maxRunners ?? 8;
+    this.maxRunners = options.maxRunners ?? 4;
     for (const [k, v] of [['runnerTtlMs', this.runnerTtlMs], ['runnerBacklog', this.runnerBacklog], ['maxRunners', this.maxRunners]] as const) {
       if (!Number.isInteger(v) || v < 1) throw new TypeError(`Mailbox: ${k} must be a positive integer`);
     }
@@ -265,9 +265,19 @@ export class Mailbox {
     );
   }
 
-  /** Adds a registered runner's job (an existing job id is a no-op: idempotent re-add). */
-  private startRunner(queue: Queue, runnerId: string): Promise<unknown> {
-    return queue.add(RUN_JOB_NAME, {}, runJobOpts(runnerId));
+  /**
+   * Adds a registered runner's job (an existing job id is a no-op: idempotent re-add). When the add
+   * fails its registration is withdrawn (best effort), so the next opening or Telegram's retry of
+   * this update registers another instead of trusting a runner that will never run.
+   */
+  private async startRunner(queue: Queue, runnerId: string): Promise<unknown> {
+    try {
+      return await queue.add(RUN_JOB_NAME, {}, runJobOpts(runnerId));
+    } catch (err) {
+      const shard = this.layout.shardOfQueue(queue.name);
+      if (shard) await this.redis.zrem(runnersKey(shard.tag), runnerId).catch(() => undefined);
+      throw err;
+    }
   }
 
   /**
@@ -313,9 +323,24 @@ export class Mailbox {
     await this.redis.lpush(readyKey(shard.tag), entry);
   }
 
-  /** Renews a running runner's lease in its shard's runners set. */
-  async renewRunner(shard: DeliveryShard, runnerId: string): Promise<void> {
-    await this.redis.zadd(runnersKey(shard.tag), Date.now() + this.runnerTtlMs, runnerId);
+  /**
+   * Renews a running runner's lease in its shard's runners set. XX unless `register`: a renewal
+   * still in flight never puts back a runner that retired or exited; `register` is the runner's own
+   * (re-)registration when it starts serving and when a busy runner has a free slot again.
+   */
+  async renewRunner(shard: DeliveryShard, runnerId: string, o: { register?: boolean } = {}): Promise<void> {
+    const expiry = Date.now() + this.runnerTtlMs;
+    await (o.register ? this.redis.zadd(runnersKey(shard.tag), expiry, runnerId) : this.redis.zadd(runnersKey(shard.tag), 'XX', expiry, runnerId));
+  }
+
+  /** A runner with every slot busy: its lease is ended (not counted as live) until it renews with register. */
+  async runnerBusy(shard: DeliveryShard, runnerId: string): Promise<void> {
+    await this.redis.zadd(runnersKey(shard.tag), 'XX', 0, runnerId);
+  }
+
+  /** Removes the runner if other live runners serve its shard (true); the last one stays (false). */
+  async retireRunner(shard: DeliveryShard, runnerId: string): Promise<boolean> {
+    return (await this.call('mbRunnerRetire', runnersKey(shard.tag), runnerId, Date.now())) === 1;
   }
 
   /** Removes a runner that ends; starts its successor when chats wait and no runner is left. Returns the successor's id. */
@@ -476,7 +501,8 @@ export class Mailbox {
       const [tenantId, chatId] = member.split('\n') as [string, string];
       const gen = await this.redis.get(drainKey(tenantId, chatId, this.layout));
       if (!gen) {
-        await this.redis.zrem(index, member);
+        // Checked again in the same step as the removal: an accept may have re-opened the chat.
+        await this.call('mbSweepForget', drainKey(tenantId, chatId, this.layout), index, member);
         continue;
       }
       // A drain holds the chat (a runner's, waiting on a slow agent): it is not lost.

@@ -22,6 +22,16 @@ import type { Drainer } from './drainer.js';
 
 /** A runner ends when no chat came for this long (the next opening starts another). */
 export const RUNNER_IDLE_MS = 10_000;
+/**
+ * A runner with at most half its slots busy checks this often whether its shard has other live
+ * runners, and ends if so (after its drains): the runners a burst registered (the ready list
+ * outgrew them) go once it is served, instead of sharing out the steady traffic among themselves
+ * for their whole life; when the one left is too busy, the ready list grows and the accept
+ * registers another.
+ */
+const SURPLUS_CHECK_MS = 2_000;
+/** Idle runner connections kept for the next runners; more are closed. */
+const POOLED_CONNECTIONS = 8;
 /** A runner ends after this long in all, so runners move between forwarders as they come and go. */
 export const RUNNER_MAX_MS = 120_000;
 /** How long one BLPOP waits: the runner re-checks closing and idleness between them. */
@@ -88,30 +98,50 @@ export class ShardRunners {
       return 'malformed';
     }
     const log = this.o.log.child({ runner: runnerId, shard: shard.index });
-    const renew = setInterval(() => void mailbox.renewRunner(shard, runnerId).catch(() => undefined), Math.floor(mailbox.runnerTtlMs / 3));
+    if (this.closing) {
+      // Fetched while this forwarder shuts down: handed to a successor if chats wait.
+      await mailbox.runnerExit(shard, runnerId);
+      return 'closing';
+    }
+    const lease = new RunnerLease(mailbox, shard, runnerId);
     const conn = this.acquire();
+    const inFlight = new Set<Promise<void>>();
     let served = 0;
     try {
-      served = await this.serve(shard, conn, mailbox, drainer, log);
+      await lease.start();
+      served = await this.serve(shard, lease, conn, inFlight, mailbox, drainer, log);
     } finally {
-      clearInterval(renew);
       this.release(conn);
+      // Off the runners before waiting for its drains (a long one must not hold the shard's
+      // openings: a successor is registered at once if chats wait).
+      lease.stop();
     }
     const successor = await mailbox.runnerExit(shard, runnerId);
+    await Promise.allSettled(inFlight);
     log.debug({ served, successor }, 'runner ends');
     return `served ${served}`;
   }
 
-  /** Takes and drains ready chats until idle, too old or closing; waits for its drains. */
-  private async serve(shard: DeliveryShard, conn: RedisClient, mailbox: Mailbox, drainer: Drainer, log: Logger): Promise<number> {
+  /** Takes and drains ready chats until idle, too old, surplus or closing. */
+  private async serve(shard: DeliveryShard, lease: RunnerLease, conn: RedisClient, inFlight: Set<Promise<void>>, mailbox: Mailbox, drainer: Drainer, log: Logger): Promise<number> {
     const started = Date.now();
     let lastTaken = started;
+    let surplusCheckedAt = started;
     let served = 0;
-    const inFlight = new Set<Promise<void>>();
     while (!this.closing && Date.now() - started < this.maxRunMs) {
       if (inFlight.size >= this.o.slots) {
-        await Promise.race(inFlight);
+        // Every slot busy: not a runner the shard can count on until one frees. (The race is taken
+        // first: a drain ending during the lease write would leave it an empty set, never settling.)
+        const slotFree = Promise.race(inFlight);
+        await lease.full(true);
+        await slotFree;
         continue;
+      }
+      await lease.full(false);
+      // Half its slots or fewer busy: this runner is not what keeps up with the shard's traffic.
+      if (inFlight.size <= this.o.slots / 2 && Date.now() - surplusCheckedAt >= SURPLUS_CHECK_MS) {
+        surplusCheckedAt = Date.now();
+        if (await mailbox.retireRunner(shard, lease.runnerId).catch(() => false)) break;
       }
       let entry: string | undefined;
       try {
@@ -119,7 +149,7 @@ export class ShardRunners {
       } catch (err) {
         if (this.closing) break;
         log.warn({ err }, 'runner could not take from the ready list: retrying');
-        await new Promise((r) => setTimeout(r, 500));
+        await new Promise((r) => setTimeout(r, 500).unref());
         continue;
       }
       if (entry === undefined) {
@@ -153,7 +183,6 @@ export class ShardRunners {
       });
       inFlight.add(p);
     }
-    await Promise.allSettled(inFlight);
     return served;
   }
 
@@ -174,8 +203,12 @@ export class ShardRunners {
   }
 
   private release(conn: RedisClient): void {
-    if (this.closing) return;
-    this.idle.push(conn);
+    if (!this.closing && this.idle.length < POOLED_CONNECTIONS) {
+      this.idle.push(conn);
+      return;
+    }
+    this.all.delete(conn);
+    conn.disconnect();
   }
 
   /** After this, runners take no more chats, finish their drains (which hand off) and end. */
@@ -189,5 +222,39 @@ export class ShardRunners {
     for (const c of this.all) c.disconnect();
     this.all.clear();
     this.idle.length = 0;
+  }
+}
+
+/**
+ * A runner's registration in its shard's runners set while it serves: renewed every third of the
+ * TTL, marked not live while every slot is busy (so the accept registers another runner for the
+ * chats that wait), removed by runnerExit or retireRunner.
+ */
+class RunnerLease {
+  private timer: NodeJS.Timeout | undefined;
+  private isFull = false;
+
+  constructor(private readonly mailbox: Mailbox, private readonly shard: DeliveryShard, readonly runnerId: string) {}
+
+  /** Registers (again: a run job that waited past its lease in the queue) and starts renewing. */
+  async start(): Promise<void> {
+    await this.mailbox.renewRunner(this.shard, this.runnerId, { register: true });
+    this.timer = setInterval(() => {
+      if (!this.isFull) void this.mailbox.renewRunner(this.shard, this.runnerId).catch(() => undefined);
+    }, Math.floor(this.mailbox.runnerTtlMs / 3));
+    // A renewal never keeps a process alive: one whose runner is stuck on a dead connection must exit.
+    this.timer.unref();
+  }
+
+  /** Every slot busy (true) or a slot free again (false); writes only on a change. */
+  async full(isFull: boolean): Promise<void> {
+    if (isFull === this.isFull) return;
+    this.isFull = isFull;
+    await (isFull ? this.mailbox.runnerBusy(this.shard, this.runnerId) : this.mailbox.renewRunner(this.shard, this.runnerId, { register: true }))
+      .catch(() => undefined);
+  }
+
+  stop(): void {
+    clearInterval(this.timer);
   }
 }
