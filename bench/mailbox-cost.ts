@@ -7,7 +7,6 @@
  *   node --import tsx bench/mailbox-cost.ts [--updates 20000] [--batch 8] [--aof everysec|no]
  */
 import { parseArgs } from 'node:util';
-import { Queue } from 'bullmq';
 import { createRedis, closeRedis } from '../lib/redis.js';
 import { Mailbox } from '../lib/delivery/mailbox.js';
 import { DeliveryLayout } from '../lib/delivery/shards.js';
