@@ -102,6 +102,15 @@ export interface Config {
    */
   deliveryWaitReplicas: number;
   deliveryWaitTimeoutMs: number;
+  /**
+   * Shard runners (docs/architecture.md, "Shard runners"): SHARD_RUNNER_LEASE_MS (default 15000) is
+   * a runner's lease, renewed every third of it (ingress and forwarders must agree);
+   * SHARD_RUNNER_BACKLOG (default 8) the ready chats per live runner past which the ingress starts
+   * another; SHARD_RUNNER_MAX (default 4) the most runners one shard gets.
+   */
+  shardRunnerLeaseMs: number;
+  shardRunnerBacklog: number;
+  shardRunnerMax: number;
   adminPort: number;
   /** Bull Board port: the dashboard service's listener (default 3001); `npm start` serves it only when set. */
   dashboardPort: number | undefined;
@@ -393,6 +402,9 @@ export function loadConfig(env: Env): Config {
     dedupMaxPerTenant: int(env, 'DEDUP_MAX_PER_TENANT', 1000, 100, 1_000_000),
     deliveryWaitReplicas: int(env, 'DELIVERY_WAIT_REPLICAS', 0, 0, 10),
     deliveryWaitTimeoutMs: int(env, 'DELIVERY_WAIT_TIMEOUT_MS', 500, 1, 10_000),
+    shardRunnerLeaseMs: int(env, 'SHARD_RUNNER_LEASE_MS', 15_000, 3_000, 300_000),
+    shardRunnerBacklog: int(env, 'SHARD_RUNNER_BACKLOG', 8, 1, 10_000),
+    shardRunnerMax: int(env, 'SHARD_RUNNER_MAX', 4, 1, 64),
     adminPort: int(env, 'ADMIN_PORT', 9090, 0, 65_535),
     dashboardPort: str(env, 'DASHBOARD_PORT') === undefined ? undefined : int(env, 'DASHBOARD_PORT', 3001, 0, 65_535),
     dashboardAuth: dashboardAuth(env),

@@ -775,7 +775,7 @@ t.test('the EKS example: Karpenter kata-metal NodePool that the tenant pods tole
 
 t.test('delivery settings: the ConfigMap gives every service the same shards, dedup bounds and WAIT, and the schema bounds them', async (t) => {
   const cm = one(plain, 'ConfigMap', 'agentic-tenancy-config');
-  t.match(cm.data, { DELIVERY_SHARDS: '24', DEDUP_WINDOW_S: '3600', DEDUP_MAX_PER_TENANT: '1000', DELIVERY_WAIT_REPLICAS: '0', DELIVERY_WAIT_TIMEOUT_MS: '500' });
+  t.match(cm.data, { DELIVERY_SHARDS: '24', DEDUP_WINDOW_S: '3600', DEDUP_MAX_PER_TENANT: '1000', DELIVERY_WAIT_REPLICAS: '0', DELIVERY_WAIT_TIMEOUT_MS: '500', SHARD_RUNNER_LEASE_MS: '15000', SHARD_RUNNER_BACKLOG: '8', SHARD_RUNNER_MAX: '4' });
   const set = one(await renderWith({ config: { deliveryShards: 12, dedupWindowS: 600, deliveryWaitReplicas: 1 } }), 'ConfigMap', 'agentic-tenancy-config');
   const secret = one(plain, 'Secret', 'agentic-tenancy-secrets');
   const secrets = { WEBHOOK_SECRET: secret.stringData.WEBHOOK_SECRET, WARM_POOL_SECRET: secret.stringData.WARM_POOL_SECRET, REDIS_URL: secret.stringData.REDIS_URL };

@@ -55,6 +55,14 @@ t.test('loadConfig({}) gives the brief\'s defaults', async (t) => {
   t.equal(c.logLevel, 'info');
   t.equal(c.webhookSecret, undefined, 'no secret invented by the parser');
   t.equal(c.routerPublicUrl, undefined);
+  t.same([c.shardRunnerLeaseMs, c.shardRunnerBacklog, c.shardRunnerMax], [15_000, 8, 4], 'shard runner settings');
+});
+
+t.test('shard runner settings are bounded', async (t) => {
+  t.same(loadConfig({ SHARD_RUNNER_LEASE_MS: '6000', SHARD_RUNNER_BACKLOG: '16', SHARD_RUNNER_MAX: '2' }).shardRunnerMax, 2);
+  for (const [k, v] of [['SHARD_RUNNER_LEASE_MS', '100'], ['SHARD_RUNNER_BACKLOG', '0'], ['SHARD_RUNNER_MAX', '65'], ['SHARD_RUNNER_MAX', 'x']]) {
+    t.throws(() => loadConfig({ [k as string]: v }), { code: 'E_CONFIG' }, `${k}=${v} refused`);
+  }
 });
 
 t.test('empty and blank values count as unset', async (t) => {

@@ -12,7 +12,7 @@ import { DeliveryLayout } from '../lib/delivery/shards.js';
 import { ShardQueues } from '../lib/delivery/shard-queues.js';
 import { readyKey, runnersKey } from '../lib/keys.js';
 import { RUN_JOB_NAME, readyEntry, runJobId, type DrainJob } from '../lib/delivery/drain-contract.js';
-import { ShardRunners } from '../services/forwarder/shard-runner.js';
+import { ShardRunners, type ShardRunnersOptions } from '../services/forwarder/shard-runner.js';
 import type { Drainer } from '../services/forwarder/drainer.js';
 import { createLogger } from '../lib/logger.js';
 import { startRedis, type TestRedis } from './support/redis.js';
@@ -45,6 +45,19 @@ const liveRunners = async (): Promise<string[]> => redis.zrangebyscore(runnersKe
 async function reset(): Promise<void> {
   await queues.forShard(shard).obliterate({ force: true });
   await redis.flushall();
+}
+
+/** A worker over the shard's queue whose run jobs `runners` serve, closed (runners first) with the subtest. */
+function serveRunJobs(t: { teardown(fn: () => unknown): void }, mailbox: Mailbox, drainer: Drainer, options: Omit<ShardRunnersOptions, 'log' | 'connect'>, beforeClose?: () => void): ShardRunners {
+  const runners = new ShardRunners({ log, connect: () => bull.duplicate(), ...options });
+  const worker = new Worker(shard.queue, (job: Job) => runners.run(job, mailbox, drainer), { connection: bull, prefix: QUEUE_PREFIX, concurrency: 4 });
+  t.teardown(async () => {
+    beforeClose?.();
+    runners.stop();
+    await worker.close();
+    runners.close();
+  });
+  return runners;
 }
 
 t.test('the accept registers one runner for a shard, another only when the ready list outgrows the live ones', async (t) => {
@@ -93,13 +106,7 @@ t.test('a runner drains what is ready, ends when idle, and hands waiting chats t
       return 'drained';
     },
   } as unknown as Drainer;
-  const runners = new ShardRunners({ log, connect: () => bull.duplicate(), slots: 2, idleMs: 300, maxRunMs: 60_000 });
-  const worker = new Worker(shard.queue, (job: Job) => runners.run(job, mailbox, drainer), { connection: bull, prefix: QUEUE_PREFIX, concurrency: 4 });
-  t.teardown(async () => {
-    runners.stop();
-    await worker.close();
-    runners.close();
-  });
+  serveRunJobs(t, mailbox, drainer, { slots: 2, idleMs: 300, maxRunMs: 60_000 });
   for (let c = 1; c <= 5; c++) await mailbox.accept('c', String(c), c, update(c));
   await waitUntil('five chats drained', async () => drained.length === 5, 5_000);
   t.same(drained.map((d) => d.chatId).sort(), ['1', '2', '3', '4', '5'], 'each ready chat drained once');
@@ -108,11 +115,11 @@ t.test('a runner drains what is ready, ends when idle, and hands waiting chats t
 
   // A successor: a runner ending while a chat waits and no other runner is alive registers one.
   await redis.rpush(readyKey(shard.tag), readyEntry('c', '9', '77'));
-  const successor = await mailbox.runnerExit(shard, 'r-gone');
+  const successor = await mailbox.runners.exit(shard, 'r-gone');
   t.ok(successor, 'a successor registered');
   t.same(await runJobs(), [runJobId(successor!)], 'and its run job added');
   await waitUntil('the successor drained the waiting chat', async () => drained.some((d) => d.chatId === '9' && d.gen === '77'), 5_000);
-  t.equal(await mailbox.runnerExit(shard, 'r-other'), undefined, 'nothing waits: no successor');
+  t.equal(await mailbox.runners.exit(shard, 'r-other'), undefined, 'nothing waits: no successor');
 
   // A slow drain holds one slot; the runner's other slot keeps serving.
   await mailbox.accept('c', '700', 100, update(100));
@@ -161,7 +168,6 @@ t.test('malformed run jobs and ready entries are dropped with an error, never ha
 t.test('all runners of a process together hold at most maxDrains drains', async (t) => {
   await reset();
   const mailbox = new Mailbox({ redis, queues, layout, runnerBacklog: 1, maxRunners: 3 });
-  const runners = new ShardRunners({ log, connect: () => bull.duplicate(), slots: 4, maxDrains: 2, idleMs: 300 });
   let now = 0;
   let peak = 0;
   let done = 0;
@@ -174,12 +180,7 @@ t.test('all runners of a process together hold at most maxDrains drains', async 
       return 'drained';
     },
   } as unknown as Drainer;
-  const worker = new Worker(shard.queue, (job: Job) => runners.run(job, mailbox, drainer), { connection: bull, prefix: QUEUE_PREFIX, concurrency: 4 });
-  t.teardown(async () => {
-    runners.stop();
-    await worker.close();
-    runners.close();
-  });
+  const runners = serveRunJobs(t, mailbox, drainer, { slots: 4, maxDrains: 2, idleMs: 300 });
   for (let c = 1; c <= 12; c++) await mailbox.accept('e', String(c), c, update(c));
   t.ok((await liveRunners()).length >= 2, 'the backlog registered more than one runner');
   await waitUntil('twelve chats drained', async () => done === 12, 10_000);
@@ -190,15 +191,9 @@ t.test('all runners of a process together hold at most maxDrains drains', async 
 t.test('runners a burst registered end once the burst is served; the last one stays until idle', async (t) => {
   await reset();
   const mailbox = new Mailbox({ redis, queues, layout, runnerBacklog: 1, maxRunners: 3 });
-  const runners = new ShardRunners({ log, connect: () => bull.duplicate(), slots: 2, idleMs: 8_000 });
   let done = 0;
   const drainer = { drainReady: async () => { done++; return 'drained'; } } as unknown as Drainer;
-  const worker = new Worker(shard.queue, (job: Job) => runners.run(job, mailbox, drainer), { connection: bull, prefix: QUEUE_PREFIX, concurrency: 4 });
-  t.teardown(async () => {
-    runners.stop();
-    await worker.close();
-    runners.close();
-  });
+  serveRunJobs(t, mailbox, drainer, { slots: 2, idleMs: 8_000 });
   for (let c = 1; c <= 6; c++) await mailbox.accept('f', String(c), c, update(c));
   t.equal((await liveRunners()).length, 3, 'the burst registered three runners');
   await waitUntil('burst served', async () => done === 6, 5_000);
@@ -213,7 +208,6 @@ t.test('runners a burst registered end once the burst is served; the last one st
 t.test('a runner with every slot busy is not counted on: the next opening gets another runner', async (t) => {
   await reset();
   const mailbox = new Mailbox({ redis, queues, layout });
-  const runners = new ShardRunners({ log, connect: () => bull.duplicate(), slots: 1, idleMs: 5_000 });
   let release: (() => void) | undefined;
   const drained: string[] = [];
   const drainer = {
@@ -223,13 +217,7 @@ t.test('a runner with every slot busy is not counted on: the next opening gets a
       return 'drained';
     },
   } as unknown as Drainer;
-  const worker = new Worker(shard.queue, (job: Job) => runners.run(job, mailbox, drainer), { connection: bull, prefix: QUEUE_PREFIX, concurrency: 4 });
-  t.teardown(async () => {
-    release?.();
-    runners.stop();
-    await worker.close();
-    runners.close();
-  });
+  serveRunJobs(t, mailbox, drainer, { slots: 1, idleMs: 5_000 }, () => release?.());
   await mailbox.accept('g', '1', 1, update(1));
   await waitUntil('the slow chat holds the only slot', async () => release !== undefined, 5_000);
   await waitUntil('its runner is off the live ones', async () => (await liveRunners()).length === 0, 3_000);

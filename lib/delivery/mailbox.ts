@@ -12,7 +12,8 @@ import { encodeEnvelope, envelopeIdentity } from './update.js';
 import { promoteWhenDelayed } from './promote-job.js';
 import { createHash } from 'node:crypto';
 import { callScript, SCRIPTS, type ScriptName } from '../redis-scripts.js';
-import { DRAIN_JOB_NAME, RUN_JOB_NAME, drainJobId, drainJobOpts, runJobOpts, type DrainJobData } from './drain-contract.js';
+import { DRAIN_JOB_NAME, drainJobId, drainJobOpts, type DrainJobData } from './drain-contract.js';
+import { RunnerRegistry } from './runner-registry.js';
 import { deliveryLayout, type DeliveryLayout, type DeliveryShard } from './shards.js';
 import { ShardQueues } from './shard-queues.js';
 
@@ -121,9 +122,8 @@ export class Mailbox {
   private readonly waitTimeoutMs: number;
   private readonly outboxTtlS: number;
   private readonly acceptBatch: number;
-  readonly runnerTtlMs: number;
-  private readonly runnerBacklog: number;
-  private readonly maxRunners: number;
+  /** The shards' ready lists and runner leases (what shard runners use). */
+  readonly runners: RunnerRegistry;
   private pending: PendingAccept[] = [];
   private flushScheduled = false;
   private readonly flushPending = (): void => {
@@ -146,12 +146,9 @@ export class Mailbox {
     this.outboxTtlS = options.outboxTtlS ?? 7 * 86_400;
     this.leaseMs = options.leaseMs ?? 15_000;
     this.acceptBatch = options.acceptBatch ?? 32;
-    this.runnerTtlMs = options.runnerTtlMs ?? 15_000;
-    this.runnerBacklog = options.runnerBacklog ?? 8;
-    this.maxRunners = options.maxRunners ?? 4;
-    for (const [k, v] of [['runnerTtlMs', this.runnerTtlMs], ['runnerBacklog', this.runnerBacklog], ['maxRunners', this.maxRunners]] as const) {
-      if (!Number.isInteger(v) || v < 1) throw new TypeError(`Mailbox: ${k} must be a positive integer`);
-    }
+    this.runners = new RunnerRegistry({
+      redis: this.redis, queues: this.queues, layout: this.layout, ttlMs: options.runnerTtlMs, backlog: options.runnerBacklog, maxRunners: options.maxRunners,
+    });
     if (!Number.isInteger(this.acceptBatch) || this.acceptBatch < 1) throw new TypeError('Mailbox: acceptBatch must be a positive integer');
     if (!Number.isInteger(windowS) || windowS < 1) throw new TypeError('Mailbox: dedupWindowS must be a positive integer');
     if (!Number.isInteger(this.dedupMax) || this.dedupMax < 1) throw new TypeError('Mailbox: dedupMax must be a positive integer');
@@ -212,7 +209,7 @@ export class Mailbox {
 
   private writeGroup(batch: PendingAccept[]): void {
     const keys: string[] = [];
-    const argv: Array<string | number> = [this.dedupWindowMs, this.dedupMax, this.runnerTtlMs, this.runnerBacklog, this.maxRunners];
+    const argv: Array<string | number> = [this.dedupWindowMs, this.dedupMax, this.runners.ttlMs, this.runners.backlog, this.runners.maxRunners];
     for (const p of batch) {
       const { tag } = this.shard(p.tenantId);
       keys.push(seenKey(p.tenantId, this.layout), mailboxKey(p.tenantId, p.chatId, this.layout), drainKey(p.tenantId, p.chatId, this.layout), scheduledKey(tag), drainSeqKey(tag),
@@ -256,28 +253,13 @@ export class Mailbox {
       const runner = out[2 * i + 1];
       if (!runner) return p.resolve({ duplicate });
       scheduling.push({ p, duplicate });
-      adds.push(this.startRunner(this.queueOf(p.tenantId), String(runner)));
+      adds.push(this.runners.start(this.queueOf(p.tenantId), String(runner)));
     });
     if (!adds.length) return;
     Promise.all(adds).then(
       () => scheduling.forEach(({ p, duplicate }) => p.resolve({ duplicate })),
       (err: unknown) => scheduling.forEach(({ p }) => p.reject(err)),
     );
-  }
-
-  /**
-   * Adds a registered runner's job (an existing job id is a no-op: idempotent re-add). When the add
-   * fails its registration is withdrawn (best effort), so the next opening or Telegram's retry of
-   * this update registers another instead of trusting a runner that will never run.
-   */
-  private async startRunner(queue: Queue, runnerId: string): Promise<unknown> {
-    try {
-      return await queue.add(RUN_JOB_NAME, {}, runJobOpts(runnerId));
-    } catch (err) {
-      const shard = this.layout.shardOfQueue(queue.name);
-      if (shard) await this.redis.zrem(runnersKey(shard.tag), runnerId).catch(() => undefined);
-      throw err;
-    }
   }
 
   /**
@@ -307,53 +289,6 @@ export class Mailbox {
   async schedule(tenantId: string, chatId: string, gen: string, delayMs = 0): Promise<void> {
     const data: DrainJobData = { t: tenantId, c: chatId };
     await this.queueOf(tenantId).add(DRAIN_JOB_NAME, data, { ...drainJobOpts(drainJobId(tenantId, chatId, gen)), ...(delayMs > 0 ? { delay: delayMs } : {}) });
-  }
-
-  /**
-   * Takes the oldest chat of the shard's ready list, waiting up to `timeoutS` for one (undefined:
-   * none came). `conn` must be a connection of its own: BLPOP blocks it.
-   */
-  async takeReady(conn: RedisClient, shard: DeliveryShard, timeoutS: number): Promise<string | undefined> {
-    const got = await conn.blpop(readyKey(shard.tag), timeoutS);
-    return got?.[1];
-  }
-
-  /** Puts a taken chat back at the front of the ready list (a runner that took it while closing). */
-  async returnReady(shard: DeliveryShard, entry: string): Promise<void> {
-    await this.redis.lpush(readyKey(shard.tag), entry);
-  }
-
-  /**
-   * Renews a running runner's lease in its shard's runners set. XX unless `register`: a renewal
-   * still in flight never puts back a runner that retired or exited; `register` is the runner's own
-   * (re-)registration when it starts serving and when a busy runner has a free slot again.
-   */
-  async renewRunner(shard: DeliveryShard, runnerId: string, o: { register?: boolean } = {}): Promise<void> {
-    const expiry = Date.now() + this.runnerTtlMs;
-    await (o.register ? this.redis.zadd(runnersKey(shard.tag), expiry, runnerId) : this.redis.zadd(runnersKey(shard.tag), 'XX', expiry, runnerId));
-  }
-
-  /** A runner with every slot busy: its lease is ended (not counted as live) until it renews with register. */
-  async runnerBusy(shard: DeliveryShard, runnerId: string): Promise<void> {
-    await this.redis.zadd(runnersKey(shard.tag), 'XX', 0, runnerId);
-  }
-
-  /** Removes the runner if other live runners serve its shard (true); the last one stays (false). */
-  async retireRunner(shard: DeliveryShard, runnerId: string): Promise<boolean> {
-    return (await this.call('mbRunnerRetire', runnersKey(shard.tag), runnerId, Date.now())) === 1;
-  }
-
-  /** Removes a runner that ends; starts its successor when chats wait and no runner is left. Returns the successor's id. */
-  async runnerExit(shard: DeliveryShard, runnerId: string): Promise<string | undefined> {
-    const next = (await this.call('mbRunnerExit', runnersKey(shard.tag), readyKey(shard.tag), drainSeqKey(shard.tag), runnerId, Date.now(), this.runnerTtlMs)) as string;
-    if (!next) return undefined;
-    await this.startRunner(this.queues.forShard(shard), next);
-    return next;
-  }
-
-  /** Chats waiting on the shards' ready lists for a runner, per shard. */
-  async readyDepths(): Promise<number[]> {
-    return Promise.all(this.layout.shards.map((s) => this.redis.llen(readyKey(s.tag))));
   }
 
   async claim(tenantId: string, chatId: string, gen: string, token: string, tenantLimit: number): Promise<ClaimResult> {
@@ -506,10 +441,12 @@ export class Mailbox {
         continue;
       }
       // A drain holds the chat (a runner's, waiting on a slow agent): it is not lost.
-      const job = (await this.redis.exists(chatLeaseKey(tenantId, chatId, this.layout))) ? 'leased' : await this.queueOf(tenantId).getJob(drainJobId(tenantId, chatId, gen));
-      if (job === 'leased') {
-        // touched below
-      } else if (!job) {
+      if (await this.redis.exists(chatLeaseKey(tenantId, chatId, this.layout))) {
+        await this.redis.zadd(index, Date.now(), member);
+        continue;
+      }
+      const job = await this.queueOf(tenantId).getJob(drainJobId(tenantId, chatId, gen));
+      if (!job) {
         await this.schedule(tenantId, chatId, gen);
         repaired++;
       } else if (await job.isFailed()) {
@@ -519,11 +456,5 @@ export class Mailbox {
       await this.redis.zadd(index, Date.now(), member);
     }
     return { checked: members.length, repaired };
-  }
-
-  /** Chats of this layout with a responsible generation (mail not yet delivered), over every shard. */
-  async backlogChats(): Promise<number> {
-    const counts = await Promise.all(this.layout.shards.map((s) => this.redis.zcard(scheduledKey(s.tag))));
-    return counts.reduce((a, b) => a + b, 0);
   }
 }

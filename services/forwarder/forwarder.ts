@@ -62,8 +62,9 @@ export function createForwarder(o: ForwarderOptions): Forwarder {
   const layout = DeliveryLayout.of(o.config.deliveryShards);
   const queues = new ShardQueues(o.bull, layout);
   const wakeQueue = new Queue(QUEUES.wake, { connection: o.bull, prefix: QUEUE_PREFIX });
-  const mailbox = new Mailbox({ redis: o.redis, queues, layout });
-  const legacyMailbox = new Mailbox({ redis: o.redis, queues, layout: DeliveryLayout.LEGACY });
+  const runnerSettings = { runnerTtlMs: o.config.shardRunnerLeaseMs, runnerBacklog: o.config.shardRunnerBacklog, maxRunners: o.config.shardRunnerMax };
+  const mailbox = new Mailbox({ redis: o.redis, queues, layout, ...runnerSettings });
+  const legacyMailbox = new Mailbox({ redis: o.redis, queues, layout: DeliveryLayout.LEGACY, ...runnerSettings });
   const endpoints = new Endpoints({ redis: o.redis });
   const deadLetters = new DeadLetterStore({ redis: o.redis, layout });
   const legacyDeadLetters = new DeadLetterStore({ redis: o.redis, layout: DeliveryLayout.LEGACY });

@@ -100,7 +100,7 @@ export class ShardRunners {
     const log = this.o.log.child({ runner: runnerId, shard: shard.index });
     if (this.closing) {
       // Fetched while this forwarder shuts down: handed to a successor if chats wait.
-      await mailbox.runnerExit(shard, runnerId);
+      await mailbox.runners.exit(shard, runnerId);
       return 'closing';
     }
     const lease = new RunnerLease(mailbox, shard, runnerId);
@@ -116,7 +116,7 @@ export class ShardRunners {
       // openings: a successor is registered at once if chats wait).
       lease.stop();
     }
-    const successor = await mailbox.runnerExit(shard, runnerId);
+    const successor = await mailbox.runners.exit(shard, runnerId);
     await Promise.allSettled(inFlight);
     log.debug({ served, successor }, 'runner ends');
     return `served ${served}`;
@@ -141,11 +141,11 @@ export class ShardRunners {
       // Half its slots or fewer busy: this runner is not what keeps up with the shard's traffic.
       if (inFlight.size <= this.o.slots / 2 && Date.now() - surplusCheckedAt >= SURPLUS_CHECK_MS) {
         surplusCheckedAt = Date.now();
-        if (await mailbox.retireRunner(shard, lease.runnerId).catch(() => false)) break;
+        if (await mailbox.runners.retire(shard, lease.runnerId).catch(() => false)) break;
       }
       let entry: string | undefined;
       try {
-        entry = await mailbox.takeReady(conn, shard, TAKE_WAIT_S);
+        entry = await mailbox.runners.take(conn, shard, TAKE_WAIT_S);
       } catch (err) {
         if (this.closing) break;
         log.warn({ err }, 'runner could not take from the ready list: retrying');
@@ -158,7 +158,7 @@ export class ShardRunners {
       }
       lastTaken = Date.now();
       if (this.closing) {
-        await mailbox.returnReady(shard, entry).catch((err: unknown) => log.warn({ err }, 'could not give a chat back to the ready list: the sweeper will'));
+        await mailbox.runners.giveBack(shard, entry).catch((err: unknown) => log.warn({ err }, 'could not give a chat back to the ready list: the sweeper will'));
         break;
       }
       const drain = parseReadyEntry(entry);
@@ -170,7 +170,7 @@ export class ShardRunners {
       await this.takeSlot();
       if (this.closing) {
         this.freeSlot();
-        await mailbox.returnReady(shard, entry).catch((err: unknown) => log.warn({ err }, 'could not give a chat back to the ready list: the sweeper will'));
+        await mailbox.runners.giveBack(shard, entry).catch((err: unknown) => log.warn({ err }, 'could not give a chat back to the ready list: the sweeper will'));
         break;
       }
       served++;
@@ -238,10 +238,10 @@ class RunnerLease {
 
   /** Registers (again: a run job that waited past its lease in the queue) and starts renewing. */
   async start(): Promise<void> {
-    await this.mailbox.renewRunner(this.shard, this.runnerId, { register: true });
+    await this.mailbox.runners.renew(this.shard, this.runnerId, { register: true });
     this.timer = setInterval(() => {
-      if (!this.isFull) void this.mailbox.renewRunner(this.shard, this.runnerId).catch(() => undefined);
-    }, Math.floor(this.mailbox.runnerTtlMs / 3));
+      if (!this.isFull) void this.mailbox.runners.renew(this.shard, this.runnerId).catch(() => undefined);
+    }, Math.floor(this.mailbox.runners.ttlMs / 3));
     // A renewal never keeps a process alive: one whose runner is stuck on a dead connection must exit.
     this.timer.unref();
   }
@@ -250,7 +250,7 @@ class RunnerLease {
   async full(isFull: boolean): Promise<void> {
     if (isFull === this.isFull) return;
     this.isFull = isFull;
-    await (isFull ? this.mailbox.runnerBusy(this.shard, this.runnerId) : this.mailbox.renewRunner(this.shard, this.runnerId, { register: true }))
+    await (isFull ? this.mailbox.runners.markBusy(this.shard, this.runnerId) : this.mailbox.runners.renew(this.shard, this.runnerId, { register: true }))
       .catch(() => undefined);
   }
 

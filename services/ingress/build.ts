@@ -57,6 +57,7 @@ export async function buildIngress(d: IngressDeps): Promise<BuiltIngress> {
   const mailbox = new Mailbox({
     redis, queues, layout, dedupWindowS: config.dedupWindowS, dedupMax: config.dedupMaxPerTenant,
     waitReplicas: config.deliveryWaitReplicas, waitTimeoutMs: config.deliveryWaitTimeoutMs,
+    runnerTtlMs: config.shardRunnerLeaseMs, runnerBacklog: config.shardRunnerBacklog, maxRunners: config.shardRunnerMax,
   });
   // The cluster-wide gauges (queue jobs, dead letters, warm pool) read through the queue client.
   const metrics = serviceMetrics('ingress', d.metrics, bull, chain);
