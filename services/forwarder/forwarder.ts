@@ -26,7 +26,7 @@ import { ReplySender } from './reply-sender.js';
 import { Drainer } from './drainer.js';
 import { ShardRunners } from './shard-runner.js';
 import { RUN_JOB_NAME } from '../../lib/delivery/drain-contract.js';
-import { TIMED_OUT, withTimeout } from '../../lib/platform/close-steps.js';
+import { closeWorker } from '../../lib/platform/close-worker.js';
 
 export interface ForwarderOptions {
   config: Config;
@@ -54,6 +54,9 @@ export interface Forwarder {
   tenants: TenantCache;
   close(): Promise<void>;
 }
+
+/** How long closing runners get to leave their BLPOP before their connections are dropped. */
+const RUNNER_STOP_MS = 2_000;
 
 export function createForwarder(o: ForwarderOptions): Forwarder {
   for (const k of ['config', 'log', 'redis', 'bull', 'registry', 'telegram', 'webhookSecret'] as const) {
@@ -134,24 +137,16 @@ export function createForwarder(o: ForwarderOptions): Forwarder {
       legacyDrainer.stop();
       runners.stop(); // runners take no more chats; their drains hand off
       await wakeWatch.close(); // waiting drains park now, so the workers can close
-      await Promise.all(workers.map((w) => closeWorker(w, WORKER_CLOSE_MS)));
+      // A runner's BLPOP ends within a second; one queued for a node that died never does: its
+      // connection is dropped after RUNNER_STOP_MS so its run job ends and the worker can close.
+      const dropRunners = setTimeout(() => runners.close(), RUNNER_STOP_MS);
+      const closed = await Promise.all(workers.map((w) => closeWorker(w)));
+      clearTimeout(dropRunners);
       runners.close();
+      if (closed.includes(false)) o.log.warn({ workers: closed.filter((c) => !c).length }, 'drains still in flight at close: left to stall recovery');
       await activity.close();
       await agents.close();
       await Promise.allSettled([queues.close(), wakeQueue.close()]);
     },
   };
-}
-
-/**
- * How long a worker may take to finish its in-flight drains on close. Past it the drains are left to
- * BullMQ's stall recovery (their chats' leases expire, the next drainer delivers the same heads
- * again: kept answers are sent without asking the agent twice) and the worker's connections are
- * dropped: with a shard's master gone, BullMQ's close never ends and its blocking connection would
- * keep reconnecting, so the process could not exit (one of 25 workers, one per shard).
- */
-const WORKER_CLOSE_MS = 8_000;
-
-async function closeWorker(worker: Worker, ms: number): Promise<void> {
-  if ((await withTimeout(() => worker.close(), ms)) === TIMED_OUT) await worker.disconnect();
 }

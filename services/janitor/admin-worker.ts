@@ -10,6 +10,7 @@ import { ZtmError, ValidationError } from '../../lib/errors.js';
 import { redactSecrets } from '../../lib/redact.js';
 import { isAdminCommand, parseAdminArgs, type AdminArgs, type AdminCommand, type AdminReply } from '../../lib/admin/admin-protocol.js';
 import type { TenantAdmin } from '../../lib/tenants/tenant-admin.js';
+import { closeWorker } from '../../lib/platform/close-worker.js';
 
 /** Commands served by other components (dead letters by the forwarder's store, wake/sleep by lifecycle). */
 /** Reports a step of a long command (e.g. a wake) to the waiting `ztm`. */
@@ -82,6 +83,6 @@ export class AdminWorker {
 
   /** Stops taking jobs and waits for the running ones to finish. */
   async close(): Promise<void> {
-    await this.worker.close();
+    await closeWorker(this.worker);
   }
 }

@@ -20,6 +20,7 @@ import type { TenantRegistry } from '../../lib/registry/tenant-registry.js';
 import type { Runtime } from '../../lib/runtime/runtime.js';
 import type { StateStore } from '../../lib/state/state-store.js';
 import { STATE_URL_REFRESH_AFTER_MS, STATE_URL_TTL_S, StateUrlLedger } from '../../lib/state/state-urls.js';
+import { closeWorker } from '../../lib/platform/close-worker.js';
 
 const AWAKE_STATUSES = new Set(['running', 'provisioning', 'stopping']);
 /** Every Nth reconcile also walks the registry page by page (catches state Redis lost). */
@@ -190,7 +191,7 @@ export class LifecycleWorker {
   }
 
   async close(): Promise<void> {
-    await this.worker.close();
+    await closeWorker(this.worker);
     await this.queue.close();
   }
 }

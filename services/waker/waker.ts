@@ -30,6 +30,7 @@ import { STATE_URL_TTL_S, StateUrlLedger } from '../../lib/state/state-urls.js';
 import { recordWakeDemand } from '../../lib/warm-pool/wake-stats.js';
 import type { Runtime, StartProgress, StartResult, TenantInstance } from '../../lib/runtime/runtime.js';
 import { WakeLockHolder } from './wake-lock-holder.js';
+import { closeWorker } from '../../lib/platform/close-worker.js';
 
 /**
  * How long past COLD_START_TIMEOUT_S the waker waits for a runtime that did not end its start by
@@ -252,7 +253,7 @@ export class Waker {
   }
 
   async close(): Promise<void> {
-    await this.worker.close();
+    await closeWorker(this.worker);
     await this.forwardQueue.close();
   }
 }
