@@ -171,6 +171,26 @@ try {
       await sleep(100);
     }
   };
+  /**
+   * Waits (at most 10 s) until the machine's CPU is quiet (under a quarter busy over 250 ms): the
+   * members that just became ready are still finishing their start (JIT, prewarm, GC), work a
+   * production pool did long before its members are claimed. Returns how long it waited.
+   */
+  const settle = async (): Promise<number> => {
+    const started = Date.now();
+    const busy = (): [number, number] => {
+      const f = (readFileSync('/proc/stat', 'utf8').split('\n')[0] as string).trim().split(/\s+/).slice(1).map(Number);
+      const idle = (f[3] ?? 0) + (f[4] ?? 0);
+      return [f.reduce((a, b) => a + b, 0) - idle, idle];
+    };
+    while (Date.now() - started < 10_000) {
+      const [b0, i0] = busy();
+      await sleep(250);
+      const [b1, i1] = busy();
+      if ((b1 - b0) / Math.max(1, b1 - b0 + i1 - i0) < 0.25) break;
+    }
+    return Date.now() - started;
+  };
   const received = (): Map<string, { sent: number; arrival: number; born: number; listening: number }> => {
     const out = new Map<string, { sent: number; arrival: number; born: number; listening: number }>();
     if (!existsSync(results)) return out;
@@ -193,6 +213,7 @@ try {
       // The pool is full: refills wait until the wave is done (see the header).
       const pauseRefills = mode === 'warm' && !opts['refill-during-wave'];
       if (pauseRefills) await platform.poolKeeper.close();
+      const settled = existsSync('/proc/stat') ? await settle() : 0;
       await Promise.all(wave.map(async (tenant, i) => {
         const id = updateId++;
         const body = makeUpdate(id, 5000 + i, `s${now().toFixed(3)};`);
@@ -218,7 +239,7 @@ try {
       }
       const mine = wakes.filter((x) => x.mode === mode && wave.includes(x.tenant)).map((x) => x.platform);
       const [p50] = percentiles(mine, 50);
-      console.log(`${mode} wave ${w + 1}/${waves}: ${wave.length} woken, platform part p50 ${fmt.ms(p50 as number)} ms, max ${fmt.ms(Math.max(...mine))} ms`);
+      console.log(`${mode} wave ${w + 1}/${waves}: ${wave.length} woken, platform part p50 ${fmt.ms(p50 as number)} ms, max ${fmt.ms(Math.max(...mine))} ms (CPU settled for ${settled} ms before)`);
       // The shims' log lines now: a warm member's directory goes with its clean exit at the sleep.
       collectShimLines(dataDir, shimLines);
       // Back to sleep (graceful: state saved), freeing the processes before the next wave.
