@@ -24,14 +24,13 @@ import type { TypingNotifier } from './typing-notifier.js';
 import type { ReplySender, SendOutcome, SendProgress } from './reply-sender.js';
 import { drainJobId, parseDrainJob, type DrainJob } from '../../lib/delivery/drain-contract.js';
 import type { ActivityFlusher } from './activity-flusher.js';
+import { WakeWaiter } from './wake-waiter.js';
 
 export const STARTING_UP_TEXT = '⏳ Starting up...';
 /** How often a drain parked on a wake re-checks by itself (the waker normally promotes it first). */
 const PARK_POLL_MS = 5_000;
 /** A drain whose tenant has no free slot waits for one to be handed to it, at most this long. */
 const FULL_FALLBACK_MS = 1_000;
-/** How long a drain waits in place for a wake (EndpointWatch) before parking its job instead. */
-const WAKE_WAIT_MS = 20_000;
 /**
  * A drain delivers its chat's next update to the endpoint it read this long ago without reading it
  * again (one GET less per delivery). A wake that moved the tenant meanwhile costs the rare update
@@ -109,8 +108,7 @@ interface Head {
 
 export class Drainer {
   private closing = false;
-  /** Drains waiting in place for a wake, per queue (waitersPerQueue). */
-  private readonly waiting = new Map<string, number>();
+  private readonly wakeWaiter: WakeWaiter;
   private readonly zeroclaw: boolean;
   /** The tenant's bearer for its ZeroClaw gateway (zeroclaw protocol). Never logged. */
   private readonly agentToken: (who: TenantIdentity) => string;
@@ -119,6 +117,7 @@ export class Drainer {
 
   constructor(private readonly d: DrainerDeps) {
     this.zeroclaw = d.config.agentProtocol === 'zeroclaw';
+    this.wakeWaiter = new WakeWaiter({ endpoints: d.endpoints, watch: d.wakeWatch, typing: d.typing, perQueue: d.waitersPerQueue });
     this.agentToken = memoizePerTenant((t) => deriveAgentToken(d.webhookSecret, t));
     this.webhookSecretOf = memoizePerTenant((t) => deriveWebhookSecret(d.webhookSecret, t));
   }
@@ -395,19 +394,7 @@ export class Drainer {
 
   /** Waits in place for the wake when a slot for that is free (go on at once), else parks. */
   private async awaitWake(h: Head): Promise<Step> {
-    const { tenantId, queue } = h;
-    const hasEndpoint = async (): Promise<boolean> => (await this.d.endpoints.get(tenantId)) !== undefined;
-    const waiting = this.waiting.get(queue) ?? 0;
-    if (this.d.wakeWatch && waiting < (this.d.waitersPerQueue ?? Infinity)) {
-      this.waiting.set(queue, waiting + 1);
-      const typing = this.d.typing?.start(tenantId, h.chatId, { maxDurationMs: WAKE_WAIT_MS });
-      try {
-        if (await this.d.wakeWatch.waitFor(tenantId, WAKE_WAIT_MS, hasEndpoint)) return { next: 'continue' };
-      } finally {
-        typing?.stop();
-        this.waiting.set(queue, (this.waiting.get(queue) ?? 1) - 1);
-      }
-    }
+    if (await this.wakeWaiter.wait(h.tenantId, h.chatId, h.queue)) return { next: 'continue' };
     return { next: 'park', delayMs: PARK_POLL_MS, onWake: true };
   }
 
