@@ -43,7 +43,7 @@ import { TenantRegistry } from '../lib/registry/tenant-registry.js';
 import { createRedis, closeRedis } from '../lib/redis.js';
 import { endpointKey, readyKey, runnersKey } from '../lib/keys.js';
 import { Queue } from 'bullmq';
-import { DeliveryLayout } from '../lib/delivery/shards.js';
+import { DEFAULT_DELIVERY_SHARDS, DeliveryLayout } from '../lib/delivery/shards.js';
 import { QUEUE_PREFIX } from '../lib/queues.js';
 import { DeadLetterStore } from '../lib/delivery/dead-letters.js';
 import { startBenchCluster, type MasterFigures } from './lib/bench-cluster.js';
@@ -348,17 +348,22 @@ try {
   console.log('pipeline run…');
   const load = phase(DURATION, send);
   // --watch: every 2 s, what waits where (ready lists, live runners, the shards' jobs by state).
+  // The services run with the default layout (DELIVERY_SHARDS unset); the queues are opened once.
+  const { shards } = DeliveryLayout.of(DEFAULT_DELIVERY_SHARDS);
+  const watchQueues = opts.watch ? shards.map((s) => new Queue(s.queue, { connection: redis, prefix: QUEUE_PREFIX })) : [];
   const watch = opts.watch ? setInterval(() => void (async () => {
-    const shards = DeliveryLayout.of(24).shards;
     const [ready, runners, counts] = await Promise.all([
       Promise.all(shards.map((s) => redis.llen(readyKey(s.tag)))),
       Promise.all(shards.map((s) => redis.zcount(runnersKey(s.tag), Date.now(), '+inf'))),
-      Promise.all(shards.map((s) => new Queue(s.queue, { connection: redis, prefix: QUEUE_PREFIX }).getJobCounts('waiting', 'active', 'delayed'))),
+      Promise.all(watchQueues.map((q) => q.getJobCounts('waiting', 'active', 'delayed'))),
     ]);
     const sum = (k: 'waiting' | 'active' | 'delayed'): number => counts.reduce((a, c) => a + (c[k] ?? 0), 0);
     console.log(`  watch: ready ${ready.reduce((a, b) => a + b, 0)} (max ${Math.max(...ready)}), runners ${runners.reduce((a, b) => a + b, 0)}, jobs waiting ${sum('waiting')} active ${sum('active')} delayed ${sum('delayed')}`);
   })().catch(() => undefined), 2000) : undefined;
-  void load.finally(() => clearInterval(watch));
+  void load.finally(() => {
+    clearInterval(watch);
+    void Promise.allSettled(watchQueues.map((q) => q.close()));
+  });
   await sleep(WARMUP * 1000);
   measuring = true;
   const windowFrom = now();

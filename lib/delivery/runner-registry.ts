@@ -18,6 +18,11 @@ export const DEFAULT_RUNNER_TTL_MS = 15_000;
 export const DEFAULT_RUNNER_BACKLOG = 8;
 export const DEFAULT_MAX_RUNNERS = 4;
 
+/** The Mailbox options of the runner settings from the configuration (the ingress's and forwarders' must agree). */
+export const runnerSettings = (c: { shardRunnerLeaseMs: number; shardRunnerBacklog: number; shardRunnerMax: number }): { runnerTtlMs: number; runnerBacklog: number; maxRunners: number } => ({
+  runnerTtlMs: c.shardRunnerLeaseMs, runnerBacklog: c.shardRunnerBacklog, maxRunners: c.shardRunnerMax,
+});
+
 export interface RunnerRegistryOptions {
   redis: RedisClient;
   queues: ShardQueues;

@@ -16,6 +16,7 @@ import type { Job } from 'bullmq';
 import type { Logger } from '../../lib/logger.js';
 import type { RedisClient } from '../../lib/redis.js';
 import type { Mailbox } from '../../lib/delivery/mailbox.js';
+import type { RunnerRegistry } from '../../lib/delivery/runner-registry.js';
 import type { DeliveryShard } from '../../lib/delivery/shards.js';
 import { parseReadyEntry, parseRunJob, type DrainJob } from '../../lib/delivery/drain-contract.js';
 import type { Drainer } from './drainer.js';
@@ -103,7 +104,7 @@ export class ShardRunners {
       await mailbox.runners.exit(shard, runnerId);
       return 'closing';
     }
-    const lease = new RunnerLease(mailbox, shard, runnerId);
+    const lease = new RunnerLease(mailbox.runners, shard, runnerId);
     const conn = this.acquire();
     const inFlight = new Set<Promise<void>>();
     let served = 0;
@@ -228,20 +229,20 @@ export class ShardRunners {
 /**
  * A runner's registration in its shard's runners set while it serves: renewed every third of the
  * TTL, marked not live while every slot is busy (so the accept registers another runner for the
- * chats that wait), removed by runnerExit or retireRunner.
+ * chats that wait), removed by the registry's exit or retire.
  */
 class RunnerLease {
   private timer: NodeJS.Timeout | undefined;
   private isFull = false;
 
-  constructor(private readonly mailbox: Mailbox, private readonly shard: DeliveryShard, readonly runnerId: string) {}
+  constructor(private readonly registry: RunnerRegistry, private readonly shard: DeliveryShard, readonly runnerId: string) {}
 
   /** Registers (again: a run job that waited past its lease in the queue) and starts renewing. */
   async start(): Promise<void> {
-    await this.mailbox.runners.renew(this.shard, this.runnerId, { register: true });
+    await this.registry.renew(this.shard, this.runnerId, { register: true });
     this.timer = setInterval(() => {
-      if (!this.isFull) void this.mailbox.runners.renew(this.shard, this.runnerId).catch(() => undefined);
-    }, Math.floor(this.mailbox.runners.ttlMs / 3));
+      if (!this.isFull) void this.registry.renew(this.shard, this.runnerId).catch(() => undefined);
+    }, Math.floor(this.registry.ttlMs / 3));
     // A renewal never keeps a process alive: one whose runner is stuck on a dead connection must exit.
     this.timer.unref();
   }
@@ -250,7 +251,7 @@ class RunnerLease {
   async full(isFull: boolean): Promise<void> {
     if (isFull === this.isFull) return;
     this.isFull = isFull;
-    await (isFull ? this.mailbox.runners.markBusy(this.shard, this.runnerId) : this.mailbox.runners.renew(this.shard, this.runnerId, { register: true }))
+    await (isFull ? this.registry.markBusy(this.shard, this.runnerId) : this.registry.renew(this.shard, this.runnerId, { register: true }))
       .catch(() => undefined);
   }
 

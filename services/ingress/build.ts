@@ -7,6 +7,7 @@ import type { Logger } from '../../lib/logger.js';
 import type { Metrics } from '../../lib/metrics.js';
 import { createRedis, closeRedis, type RedisClient } from '../../lib/redis.js';
 import { Mailbox } from '../../lib/delivery/mailbox.js';
+import { runnerSettings } from '../../lib/delivery/runner-registry.js';
 import { ShardQueues } from '../../lib/delivery/shard-queues.js';
 import { DeliveryLayout } from '../../lib/delivery/shards.js';
 import { LegacyGate } from './legacy-gate.js';
@@ -57,7 +58,7 @@ export async function buildIngress(d: IngressDeps): Promise<BuiltIngress> {
   const mailbox = new Mailbox({
     redis, queues, layout, dedupWindowS: config.dedupWindowS, dedupMax: config.dedupMaxPerTenant,
     waitReplicas: config.deliveryWaitReplicas, waitTimeoutMs: config.deliveryWaitTimeoutMs,
-    runnerTtlMs: config.shardRunnerLeaseMs, runnerBacklog: config.shardRunnerBacklog, maxRunners: config.shardRunnerMax,
+    ...runnerSettings(config),
   });
   // The cluster-wide gauges (queue jobs, dead letters, warm pool) read through the queue client.
   const metrics = serviceMetrics('ingress', d.metrics, bull, chain);
