@@ -9,7 +9,7 @@ import { Queue, Worker, type Job } from 'bullmq';
 import { createRedis, closeRedis, type RedisClient } from '../lib/redis.js';
 import { QUEUES, QUEUE_PREFIX } from '../lib/queues.js';
 import { Mailbox, attemptsField, drainJobId } from '../lib/delivery/mailbox.js';
-import { attemptsKey, chatLeaseKey, drainKey, mailboxKey, readyKey, runnersKey, slotWaitersKey } from '../lib/keys.js';
+import { attemptsKey, chatLeaseKey, drainKey, mailboxKey, readyKey, runnersKey, slotWaitersKey, tenantActiveKey } from '../lib/keys.js';
 import { RUN_JOB_NAME, readyEntry, runJobId, type DrainJob } from '../lib/delivery/drain-contract.js';
 import { ShardRunners } from '../services/forwarder/shard-runner.js';
 import type { Drainer } from '../services/forwarder/drainer.js';
@@ -97,6 +97,19 @@ t.test('claim fences: stale generation, busy lease, tenant limit; pop needs the 
   t.equal(await mailbox.finish('a1', '5', gen), true);
   await mailbox.release('a1', '5', 'lease-1');
   t.equal(await redis.get(drainKey('a1', '5')), null);
+});
+
+t.test('tenant limit: a holder whose lease ran out (its drainer died) stops counting', async (t) => {
+  const short = new Mailbox({ redis, forwardQueue: queue, leaseMs: 300 });
+  await short.accept('lim', '1', 1, update(1));
+  await short.accept('lim', '2', 2, update(2));
+  const gen1 = (await redis.get(drainKey('lim', '1'))) as string;
+  const gen2 = (await redis.get(drainKey('lim', '2'))) as string;
+  t.equal(await short.claim('lim', '1', gen1, 'dies', 1), 'ok');
+  t.equal(await short.claim('lim', '2', gen2, 'waits', 1), 'full', 'the live holder counts');
+  await new Promise((r) => setTimeout(r, 400)); // 'dies' never renews nor releases
+  t.equal(await short.claim('lim', '2', gen2, 'waits', 1), 'ok', 'its expired lease is trimmed when the tenant is at the limit');
+  t.same(await redis.zrange(tenantActiveKey('lim', short.layout), 0, -1), ['waits'], 'only the live holder is left');
 });
 
 t.test('hand-off passes responsibility to a new job; the old generation is stale', async (t) => {

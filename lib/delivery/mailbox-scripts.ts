@@ -140,9 +140,15 @@ if redis.call('GET', KEYS[1]) ~= ARGV[1] then return {'stale'} end
 local now = tonumber(ARGV[3])
 local lease = tonumber(ARGV[4])
 if not redis.call('SET', KEYS[2], ARGV[2], 'NX', 'PX', lease) then return {'busy'} end
-redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', now)
+-- Holders whose leases ran out (a crashed drainer's) are trimmed only when they would count
+-- against the limit: a trim per claim costs a call each, and below the limit they change nothing.
+local limit = tonumber(ARGV[5])
 local active = redis.call('ZCARD', KEYS[3])
-if active >= tonumber(ARGV[5]) then
+if active >= limit then
+  redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', now)
+  active = redis.call('ZCARD', KEYS[3])
+end
+if active >= limit then
   redis.call('DEL', KEYS[2])
   redis.call('ZADD', KEYS[5], 'NX', now, ARGV[6])
   redis.call('PEXPIRE', KEYS[5], lease * 4)
@@ -291,7 +297,8 @@ return {head, ${outboxRead('KEYS[2]')}}
 export const KEEP_ANSWER = `${HEAD_IS}
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then return -1 end
 if not headIs(KEYS[2], ARGV[2]) then return 0 end
-if redis.call('HGET', KEYS[3], 'id') ~= ARGV[2] then redis.call('DEL', KEYS[3]) end
+local kept = redis.call('HGET', KEYS[3], 'id')
+if kept and kept ~= ARGV[2] then redis.call('DEL', KEYS[3]) end
 redis.call('HSET', KEYS[3], 'id', ARGV[2], 'answer', ARGV[3], 'sent', 0)
 redis.call('EXPIRE', KEYS[3], tonumber(ARGV[4]))
 return 1
