@@ -4,9 +4,11 @@
  * rendered object validated against the Kubernetes OpenAPI schemas (kubernetes-models) and the
  * custom resources against their CRDs' published schemas (test/fixtures/crd-schemas).
  */
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
+import os from 'node:os';
 import path from 'node:path';
-import { parseAllDocuments } from 'yaml';
+import { parseAllDocuments, stringify } from 'yaml';
 import { validateCustomResource } from './crd-schemas.js';
 import { helm, type HelmResult } from './helm.js';
 import { fileURLToPath } from 'node:url';
@@ -84,3 +86,21 @@ export function one(list: Manifest[], kind: string, name: string): Manifest {
   if (found.length !== 1) throw new Error(`expected one ${kind}/${name}, found ${found.length}`);
   return found[0] as Manifest;
 }
+
+/** The test's Secret values (the chart refuses to render without them). */
+export const TEST_SECRETS = path.join(CHART, '../../test/fixtures/chart-secrets.yaml');
+
+/** Runs `use` with a values file holding these values (removed after). */
+export async function withValuesFile<T>(values: unknown, use: (file: string) => Promise<T>): Promise<T> {
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'ztm-chart-'));
+  try {
+    const file = path.join(dir, 'values.yaml');
+    writeFileSync(file, stringify(values));
+    return await use(file);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+/** `helm template` with the test secrets plus these values (helm merges them over values.yaml). */
+export const renderWith = (values: unknown): Promise<Manifest[]> => withValuesFile(values, (file) => renderChart([TEST_SECRETS, file]));
