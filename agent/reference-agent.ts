@@ -21,6 +21,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import Database from 'better-sqlite3';
 import pino from 'pino';
 import { createLogger } from '../lib/logger.js';
+import { readBoundedBody } from '../lib/util/bounded-body.js';
 
 export interface AgentOptions {
   host: string;
@@ -144,28 +145,8 @@ function send(res: http.ServerResponse, reply: Reply): void {
   res.end(text);
 }
 
-/** The body up to `limit` bytes, or undefined when larger (the rest is drained, not buffered). */
-async function readBody(req: http.IncomingMessage, limit: number): Promise<Buffer | undefined> {
-  const declared = Number(req.headers['content-length']);
-  const chunks: Buffer[] = [];
-  let size = 0;
-  let tooLarge = Number.isFinite(declared) && declared > limit;
-  for await (const chunk of req as AsyncIterable<Buffer>) {
-    size += chunk.length;
-    // Keep reading (and dropping) so the client finishes its upload and sees the 413, unless
-    // it goes on far past the limit: then cut it off.
-    if (size > limit) tooLarge = true;
-    if (size > limit * 8) {
-      req.destroy();
-      break;
-    }
-    if (!tooLarge) chunks.push(chunk);
-  }
-  return tooLarge ? undefined : Buffer.concat(chunks);
-}
-
 async function handleWebhook(req: http.IncomingMessage, brain: Brain, options: AgentOptions): Promise<Reply> {
-  const body = await readBody(req, MAX_BODY_BYTES);
+  const body = await readBoundedBody(req, MAX_BODY_BYTES);
   if (body === undefined) return { status: 413, body: { error: `body larger than ${MAX_BODY_BYTES} bytes` } };
   let parsed: unknown;
   try {

@@ -13,6 +13,7 @@
  */
 import http from 'node:http';
 import { ZtmError } from '../lib/errors.js';
+import { readBoundedBody } from '../lib/util/bounded-body.js';
 import { SHIM_AUTH_HEADER, ShimCallVerifier } from '../lib/runtime/shim-auth.js';
 import type { Logger } from '../lib/logger.js';
 import type { CheckpointResult } from './checkpoint.js';
@@ -40,17 +41,9 @@ const MAX_BODY = 1024 * 1024;
 type Reply = { status: number; body: unknown };
 
 async function readBody(req: http.IncomingMessage): Promise<{ ok: true; text: string } | { ok: false; reply: Reply }> {
-  const chunks: Buffer[] = [];
-  let size = 0;
-  for await (const chunk of req as AsyncIterable<Buffer>) {
-    size += chunk.length;
-    if (size > MAX_BODY) {
-      req.destroy();
-      return { ok: false, reply: { status: 413, body: { error: `body larger than ${MAX_BODY} bytes` } } };
-    }
-    chunks.push(chunk);
-  }
-  return { ok: true, text: Buffer.concat(chunks).toString('utf8') };
+  const raw = await readBoundedBody(req, MAX_BODY);
+  if (raw === undefined) return { ok: false, reply: { status: 413, body: { error: `body larger than ${MAX_BODY} bytes` } } };
+  return { ok: true, text: raw.toString('utf8') };
 }
 
 function parseJson(text: string): { ok: true; value: unknown } | { ok: false; reply: Reply } {

@@ -17,7 +17,8 @@ import { BotDirectory } from './bot-directory.js';
 import { ChatHistory } from './chat-history.js';
 import { SandboxRoutes } from './sandbox-routes.js';
 import { WebhookDelivery } from './webhook-delivery.js';
-import { canonicalMethod, fail, parseBotPath, parseParams, readBody, sendAnswer, badRequest, type BotApiAnswer } from './bot-api-wire.js';
+import { canonicalMethod, fail, parseBotPath, parseParams, sendAnswer, badRequest, type BotApiAnswer } from './bot-api-wire.js';
+import { readBoundedBody } from '../util/bounded-body.js';
 
 export interface BotApiSandboxOptions {
   /** Default 0: a free port. */
@@ -118,7 +119,7 @@ export class BotApiSandbox {
       req.resume();
       return sendAnswer(res, fail(404, 'Not Found'));
     }
-    const raw = await readBody(req, MAX_BODY);
+    const raw = await readBoundedBody(req, MAX_BODY);
     let answer: BotApiAnswer;
     if (raw === undefined) answer = fail(413, 'Request Entity Too Large');
     else {

@@ -4,7 +4,7 @@
  * urlencoded body, method names matched case-insensitively, string values coerced by type.
  * Shared by the local sandbox (bot-api-sandbox.ts) and the test suite's Telegram emulator.
  */
-import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { ServerResponse } from 'node:http';
 
 export type BotApiParams = Record<string, unknown>;
 
@@ -40,18 +40,6 @@ export function sendAnswer(res: ServerResponse, answer: BotApiAnswer): void {
   const body = JSON.stringify(answer.body);
   res.writeHead(answer.status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) });
   res.end(body);
-}
-
-/** The whole body, or undefined once it exceeds `maxBytes` (nothing more is buffered). */
-export async function readBody(req: IncomingMessage, maxBytes: number): Promise<Buffer | undefined> {
-  const chunks: Buffer[] = [];
-  let size = 0;
-  for await (const chunk of req as AsyncIterable<Buffer>) {
-    size += chunk.length;
-    if (size > maxBytes) return undefined;
-    chunks.push(chunk);
-  }
-  return Buffer.concat(chunks);
 }
 
 /** `/bot<token>/<method>` split into its parts; undefined for any other path. */

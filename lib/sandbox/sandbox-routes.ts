@@ -21,7 +21,8 @@ import type { BotDirectory, KnownBot } from './bot-directory.js';
 import { MAX_MESSAGE_LENGTH } from './bot-directory.js';
 import type { ChatHistory } from './chat-history.js';
 import type { WebhookDelivery } from './webhook-delivery.js';
-import { badRequest, fail, int, nowS, ok, parseJsonObject, readBody, sendAnswer, type BotApiAnswer, type BotApiParams } from './bot-api-wire.js';
+import { badRequest, fail, int, nowS, ok, parseJsonObject, sendAnswer, type BotApiAnswer, type BotApiParams } from './bot-api-wire.js';
+import { readBoundedBody } from '../util/bounded-body.js';
 
 export const SANDBOX_MAX_POLL_S = 30;
 const MAX_BODY = 64 * 1024;
@@ -88,7 +89,7 @@ export class SandboxRoutes {
 
   /** The sandbox's user sends `text` to the bot: a real Update, queued for the bot's webhook. */
   private async userWrites(req: IncomingMessage, botId: number): Promise<BotApiAnswer> {
-    const raw = await readBody(req, MAX_BODY);
+    const raw = await readBoundedBody(req, MAX_BODY);
     if (raw === undefined) return fail(413, 'Request Entity Too Large');
     const body = parseJsonObject(raw);
     if (!body) return badRequest('the body must be a JSON object {"chat_id": <user id>, "text": "...", "from": {...}}');

@@ -8,9 +8,10 @@ import type { AddressInfo } from 'node:net';
 import { Agent } from 'undici';
 import { BotDirectory, type StoredWebhook } from '../../lib/sandbox/bot-directory.js';
 import {
-  canonicalMethod, fail, parseBotPath, parseParams, readBody, sendAnswer as send, badRequest,
+  canonicalMethod, fail, parseBotPath, parseParams, sendAnswer as send, badRequest,
   type BotApiAnswer as Answer, type BotApiParams as Params,
 } from '../../lib/sandbox/bot-api-wire.js';
+import { readBoundedBody } from '../../lib/util/bounded-body.js';
 import { networkErrorMessage, postToWebhook, wrongResponseMessage, type WebhookPostResult } from '../../lib/sandbox/webhook-delivery.js';
 
 export type { StoredWebhook };
@@ -182,7 +183,7 @@ export class TelegramEmulator {
       req.resume();
       return send(res, fail(404, 'Not Found'));
     }
-    const raw = await readBody(req, MAX_BODY);
+    const raw = await readBoundedBody(req, MAX_BODY);
     if (raw === undefined) return send(res, fail(413, 'Request Entity Too Large'));
     const { token } = path;
     const bot = this.bots.find(token);
