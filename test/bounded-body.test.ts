@@ -77,6 +77,16 @@ t.test('a client sending far past the limit is cut off', async (t) => {
   t.ok(read !== undefined && read <= 8 * LIMIT + 65_536, `the server read ${String(read)} bytes of the ${sent} the client offered, then cut it off`);
 });
 
+t.test('a body declared far past the limit is cut off too, not read to its declared end', async (t) => {
+  const big = Buffer.alloc(1024 * LIMIT, 'd'); // Content-Length: 1 MiB
+  const before = consumed.length;
+  const outcome = await post(big).then((r) => r.status, () => 'reset');
+  t.ok(outcome === 413 || outcome === 'reset', `413 or a reset (${String(outcome)})`);
+  await new Promise((r) => setTimeout(r, 100));
+  const read = consumed[before];
+  t.ok(read !== undefined && read <= 8 * LIMIT + 65_536, `the server read ${String(read)} of the ${big.length} bytes declared, then cut it off`);
+});
+
 t.test('bad options fail at once', async (t) => {
   const req = Readable.from([]) as unknown as Parameters<typeof readBoundedBody>[0];
   (req as unknown as { headers: object }).headers = {};
