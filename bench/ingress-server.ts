@@ -16,6 +16,8 @@ import { Queue } from 'bullmq';
 import { createIngress, type Ingress } from '../services/ingress/ingress.js';
 import { QUEUE_PREFIX } from '../lib/queues.js';
 import { Mailbox } from '../lib/delivery/mailbox.js';
+import { runnerSettings } from '../lib/delivery/runner-registry.js';
+import { loadConfig } from '../lib/config.js';
 import { ShardQueues } from '../lib/delivery/shard-queues.js';
 import { DEFAULT_DELIVERY_SHARDS, DeliveryLayout } from '../lib/delivery/shards.js';
 import { createMetrics } from '../lib/metrics.js';
@@ -45,7 +47,8 @@ async function real(): Promise<{ port: number; close(): Promise<void>; stats(): 
   const queues = new ShardQueues(bull, layout);
   // BENCH_ACCEPT_BATCH=1: one accept script per update (the design before batching), for comparison.
   const acceptBatch = process.env.BENCH_ACCEPT_BATCH ? Number(process.env.BENCH_ACCEPT_BATCH) : undefined;
-  const mailbox = new Mailbox({ redis, queues, layout, ...(acceptBatch ? { acceptBatch } : {}) });
+  // The runner settings and the opening leases as the product's ingress takes them from its configuration.
+  const mailbox = new Mailbox({ redis, queues, layout, ...runnerSettings(loadConfig(process.env)), ...(acceptBatch ? { acceptBatch } : {}) });
   const metrics = createMetrics({ service: 'ingress' });
   if (redis.status !== 'ready') await new Promise((resolve) => redis.once('ready', resolve));
   const ingress: Ingress = await createIngress({

@@ -1,8 +1,9 @@
 /**
  * Redis CPU of each mailbox script in the steady state of a live system (every update opens its
  * chat), measured alone on a private redis-server (appendonly everysec, as bench:e2e): accept (in
- * batches), claimHead, keepAnswer, popNext. Where bench:e2e gives the total per update, this says
- * which script it goes to.
+ * batches; with the opening chat's lease for its runner, as the product, and without, as before),
+ * the runner's claimHead (without) or heldHead (with), keepAnswer, popNext. Where bench:e2e gives
+ * the total per update, this says which script it goes to.
  *
  *   node --import tsx bench/mailbox-cost.ts [--updates 20000] [--batch 8] [--aof everysec|no]
  */
@@ -22,7 +23,10 @@ const redis = createRedis({ url: server.url, autoPipelining: true });
 const bull = createRedis({ url: server.url, blocking: true });
 const layout = DeliveryLayout.of(24);
 const queues = new ShardQueues(bull, layout);
-const mailbox = new Mailbox({ redis, queues, layout, acceptBatch: BATCH });
+// As the product's ingress: the accept takes the opening chat's lease for its runner (up to a
+// tenant's limit: 100 here, as the claims below, so that every chat of the run gets one).
+const mailbox = new Mailbox({ redis, queues, layout, acceptBatch: BATCH, openingLeaseLimit: 100 });
+const claimOnly = new Mailbox({ redis, queues, layout, acceptBatch: BATCH });
 const raw = (id: number): string => JSON.stringify({ update_id: id, message: { message_id: id, date: 1, chat: { id: id % 5, type: 'private' }, text: `s123.456;${'x'.repeat(200)}` } });
 const tenant = (i: number): string => `t${String(i % 1000).padStart(4, '0')}`;
 const chat = (i: number): string => String(Math.floor(i / 1000));
@@ -42,12 +46,22 @@ async function phase(name: string, f: (i: number) => Promise<unknown>, perCall =
 }
 const heads = new Map<number, string>();
 const gens = new Map<number, string>();
-await phase('accept (fresh chat, batches of ' + BATCH + ')', (i) => mailbox.accept(tenant(i), chat(i), i + 1, raw(i + 1)));
-const drainKeyGen = async (i: number): Promise<string> => (await redis.get((await import('../lib/keys.js')).drainKey(tenant(i), chat(i), layout))) as string;
-for (let i = 0; i < N; i++) gens.set(i, await drainKeyGen(i));
-await phase('claimHead', async (i) => { const c = await mailbox.claimHead(tenant(i), chat(i), gens.get(i)!, `L${i}`, 100); heads.set(i, c.head as string); });
-await phase('keepAnswer', (i) => mailbox.keepAnswer(tenant(i), chat(i), heads.get(i)!, `L${i}`, 'You said: hello'));
-await phase('popNext (ends the drain)', (i) => mailbox.popNext(tenant(i), chat(i), heads.get(i)!, i + 1, `L${i}`, gens.get(i)!));
+const tokens = new Map<number, string>();
+const { chatLeaseKey, drainKey } = await import('../lib/keys.js');
+// Without opening leases (the accept before them), then a runner's claim of each chat.
+await phase('accept without opening leases (batches of ' + BATCH + ')', (i) => claimOnly.accept(tenant(i), chat(i), i + 1, raw(i + 1)));
+for (let i = 0; i < N; i++) gens.set(i, (await redis.get(drainKey(tenant(i), chat(i), layout))) as string);
+await phase('claimHead (its runner, without an opening lease)', async (i) => { const c = await mailbox.claimHead(tenant(i), chat(i), gens.get(i)!, `L${i}`, 100); heads.set(i, c.head as string); });
+await redis.flushall();
+// The product's: the accept leases each chat it opens, the runner reads the head under that lease.
+await phase('accept (fresh chat, batches of ' + BATCH + ', with its lease)', (i) => mailbox.accept(tenant(i), chat(i), i + 1, raw(i + 1)));
+for (let i = 0; i < N; i++) {
+  gens.set(i, (await redis.get(drainKey(tenant(i), chat(i), layout))) as string);
+  tokens.set(i, (await redis.get(chatLeaseKey(tenant(i), chat(i), layout))) as string);
+}
+await phase('heldHead (its runner, under the opening lease)', async (i) => { const c = await mailbox.heldHead(tenant(i), chat(i), tokens.get(i)!, 1000); heads.set(i, c?.head as string); });
+await phase('keepAnswer', (i) => mailbox.keepAnswer(tenant(i), chat(i), heads.get(i)!, tokens.get(i)!, 'You said: hello'));
+await phase('popNext (ends the drain)', (i) => mailbox.popNext(tenant(i), chat(i), heads.get(i)!, i + 1, tokens.get(i)!, gens.get(i)!));
 console.log(table(['script', 'Redis CPU µs per update', 'commands per update (inner included)'], rows));
 await queues.close();
 await closeRedis(redis);

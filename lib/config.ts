@@ -111,6 +111,11 @@ export interface Config {
   shardRunnerLeaseMs: number;
   shardRunnerBacklog: number;
   shardRunnerMax: number;
+  /**
+   * DELIVERY_OPENING_LEASES (default true): the ingress takes the chat lease for the runner of a chat
+   * it opens (docs/architecture.md, the accept script); false while forwarders older than that run.
+   */
+  deliveryOpeningLeases: boolean;
   adminPort: number;
   /** Bull Board port: the dashboard service's listener (default 3001); `npm start` serves it only when set. */
   dashboardPort: number | undefined;
@@ -405,6 +410,7 @@ export function loadConfig(env: Env): Config {
     shardRunnerLeaseMs: int(env, 'SHARD_RUNNER_LEASE_MS', 15_000, 3_000, 300_000),
     shardRunnerBacklog: int(env, 'SHARD_RUNNER_BACKLOG', 8, 1, 10_000),
     shardRunnerMax: int(env, 'SHARD_RUNNER_MAX', 4, 1, 64),
+    deliveryOpeningLeases: bool(env, 'DELIVERY_OPENING_LEASES', true),
     adminPort: int(env, 'ADMIN_PORT', 9090, 0, 65_535),
     dashboardPort: str(env, 'DASHBOARD_PORT') === undefined ? undefined : int(env, 'DASHBOARD_PORT', 3001, 0, 65_535),
     dashboardAuth: dashboardAuth(env),

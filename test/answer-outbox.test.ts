@@ -4,17 +4,18 @@
  * retried later) sends the kept answer and does not ask the agent again.
  * (a) Mailbox against a real redis-server: what claim/head/popNext/dead-letter do with an outbox;
  * (b) a real forwarder process killed with SIGKILL while Telegram holds its sendMessage;
- * (c) an in-process forwarder whose sends fail: retried from the kept answer, chunk by chunk.
+ * (c) an in-process forwarder whose sends fail: retried from the kept answer, chunk by chunk;
+ * (d) a runner late for the lease its chat's accept took: it claims that lease with its token.
  * The agents count how often they were asked per update and answer differently each time, so a
  * second ask would show in the chat.
  */
-import t from 'tap';
+import t, { type Test } from 'tap';
 import { Queue } from 'bullmq';
 import { createRedis, closeRedis, type RedisClient } from '../lib/redis.js';
 import { QUEUES, QUEUE_PREFIX } from '../lib/queues.js';
 import { Mailbox } from '../lib/delivery/mailbox.js';
 import { DeadLetterStore } from '../lib/delivery/dead-letters.js';
-import { attemptsKey, drainKey, mailboxKey, outboxKey } from '../lib/keys.js';
+import { attemptsKey, chatLeaseKey, drainKey, mailboxKey, outboxKey } from '../lib/keys.js';
 import { decodeEnvelope, envelopeIdentity } from '../lib/delivery/update.js';
 import { splitMessage } from '../lib/telegram-client.js';
 import { startRedis, type TestRedis } from './support/redis.js';
@@ -107,7 +108,7 @@ t.test('(a) Mailbox: the outbox rides with the head and leaves with it', async (
   });
 
   await t.test('a dead letter takes the head out with its attempts and outbox', async (t) => {
-    const c = await claim('ob', '3', 'L');
+    const c = await claim('ob', '3', 'another');
     t.equal(c.result, 'busy', 'still leased by the previous subtest');
     await mailbox.release('ob', '3', 'L');
     const d = await claim('ob', '3', 'L3');
@@ -134,8 +135,9 @@ function countingAgent(): Promise<ScriptedAgent> {
   });
 }
 
-t.test('(b) a forwarder killed -9 between the agent\'s answer and the send: the kept answer is sent, the agent is not asked again', async (t) => {
-  const h: OutboxHarness = await startOutboxHarness();
+/** A harness, a Telegram gate before its emulator and a counting agent, closed with the test; the tenant added, awake at the agent. */
+async function gatedTenant(t: Test, tenant: string, bot: number): Promise<{ h: OutboxHarness; gate: TelegramGate; agent: ScriptedAgent; token: string }> {
+  const h = await startOutboxHarness();
   const gate = await TelegramGate.start(h.emulator.url);
   const agent = await countingAgent();
   t.teardown(async () => {
@@ -143,9 +145,14 @@ t.test('(b) a forwarder killed -9 between the agent\'s answer and the send: the 
     await gate.close();
     await agent.close();
   });
-  const token = botToken(1);
-  await h.addTenant('killme', token);
-  await h.setEndpoint('killme', agent.address);
+  const token = botToken(bot);
+  await h.addTenant(tenant, token);
+  await h.setEndpoint(tenant, agent.address);
+  return { h, gate, agent, token };
+}
+
+t.test('(b) a forwarder killed -9 between the agent\'s answer and the send: the kept answer is sent, the agent is not asked again', async (t) => {
+  const { h, gate, agent, token } = await gatedTenant(t, 'killme', 1);
   const forwarder = h.forwarderProcess({ TELEGRAM_API_BASE: gate.url });
   await forwarder.start();
 
@@ -181,17 +188,7 @@ t.test('(b) a forwarder killed -9 between the agent\'s answer and the send: the 
 });
 
 t.test('(c) sends that fail are retried from the kept answer, chunk by chunk', async (t) => {
-  const h = await startOutboxHarness();
-  const gate = await TelegramGate.start(h.emulator.url);
-  const agent = await countingAgent();
-  t.teardown(async () => {
-    await h.close();
-    await gate.close();
-    await agent.close();
-  });
-  const token = botToken(2);
-  await h.addTenant('retry', token);
-  await h.setEndpoint('retry', agent.address);
+  const { h, gate, agent, token } = await gatedTenant(t, 'retry', 2);
   const { logs, metrics } = await h.startForwarder({ TELEGRAM_API_BASE: gate.url });
   const texts = (chat: number) => h.emulator.sentMessages(token).filter((m) => m.chat_id === chat).map((m) => m.text);
   const telegram500 = { status: 500, body: { ok: false, error_code: 500, description: 'Internal Server Error' } };
@@ -224,4 +221,24 @@ t.test('(c) sends that fail are retried from the kept answer, chunk by chunk', a
     t.same(logs.find('sent the answer kept from an earlier delivery').at(-1)?.from_chunk, 1, 'the retry began at the second chunk');
   });
   gate.intercept = undefined;
+});
+
+t.test('(d) a runner late for the lease its chat\'s accept took claims it with the token: kept answer and send under it', async (t) => {
+  const { h, gate, token } = await gatedTenant(t, 'late', 4);
+  await h.startForwarder({ TELEGRAM_API_BASE: gate.url });
+  // An accept whose lease has less than two thirds of the forwarder's 15 s left when the runner
+  // takes the chat (as after a backlog): the runner must claim it, not trust it.
+  const late = new Mailbox({ redis: h.clients.redis, queues: h.mailbox.queues, leaseMs: 3000, openingLeaseLimit: 4 });
+  gate.holding = true;
+  await late.accept('late', '1', 401, JSON.stringify({ update_id: 401, message: { message_id: 401, date: 1, chat: { id: 1, type: 'private' }, from: { id: 1, is_bot: false, first_name: 'u' }, text: 'hello late' } }));
+  const opened = (await h.clients.redis.get(chatLeaseKey('late', '1'))) as string;
+  t.match(opened, /^o[0-9a-f-]{36}\.0$/, 'the accept took the chat lease');
+  await waitUntil('the answer\'s send held by Telegram', () => gate.held.length === 1, 30_000);
+  t.equal(await h.clients.redis.get(chatLeaseKey('late', '1')), opened, 'the runner holds the lease with the accept\'s token');
+  t.ok(Number(await h.clients.redis.pttl(chatLeaseKey('late', '1'))) > 5000, 'renewed to the forwarder\'s lease by its claim (the accept gave 3 s)');
+  t.equal(await h.clients.redis.hget(outboxKey('late', '1'), 'answer'), 'answer 1 to hello late', 'the answer kept under that lease');
+  await gate.release(() => 'deliver');
+  await waitUntil('delivered and popped', async () => (await h.clients.redis.llen(mailboxKey('late', '1'))) === 0, 30_000);
+  t.same(h.emulator.sentMessages(token).filter((m) => m.chat_id === 1).map((m) => m.text), ['answer 1 to hello late']);
+  t.equal(await h.clients.redis.exists(chatLeaseKey('late', '1')), 0, 'the lease given up with the drain');
 });

@@ -10,7 +10,7 @@ import { createRedis, closeRedis, type RedisClient } from '../lib/redis.js';
 import { QUEUES, QUEUE_PREFIX } from '../lib/queues.js';
 import { Mailbox, attemptsField, drainJobId } from '../lib/delivery/mailbox.js';
 import { attemptsKey, chatLeaseKey, drainKey, mailboxKey, readyKey, runnersKey, slotWaitersKey, tenantActiveKey } from '../lib/keys.js';
-import { RUN_JOB_NAME, readyEntry, runJobId, type DrainJob } from '../lib/delivery/drain-contract.js';
+import { RUN_JOB_NAME, parseReadyEntry, readyEntry, runJobId, type DrainJob, type ReadyDrain } from '../lib/delivery/drain-contract.js';
 import { ShardRunners } from '../services/forwarder/shard-runner.js';
 import type { Drainer } from '../services/forwarder/drainer.js';
 import { createLogger } from '../lib/logger.js';
@@ -61,7 +61,7 @@ async function responsible(tenant: string, chat: string): Promise<boolean> {
   if (pending === 0) return true;
   if (!gen) return false;
   if ((await q(tenant).getJob(drainJobId(tenant, chat, gen))) !== undefined) return true;
-  const listed = (await redis.lrange(readyKey(tagOf(tenant)), 0, -1)).includes(readyEntry(tenant, chat, gen));
+  const listed = (await redis.lrange(readyKey(tagOf(tenant)), 0, -1)).map(parseReadyEntry).some((d) => d?.tenantId === tenant && d.chatId === chat && d.gen === gen);
   return listed && (await liveRunners(tenant)).length > 0;
 }
 
@@ -110,6 +110,72 @@ t.test('tenant limit: a holder whose lease ran out (its drainer died) stops coun
   await new Promise((r) => setTimeout(r, 400)); // 'dies' never renews nor releases
   t.equal(await short.claim('lim', '2', gen2, 'waits', 1), 'ok', 'its expired lease is trimmed when the tenant is at the limit');
   t.same(await redis.zrange(tenantActiveKey('lim', short.layout), 0, -1), ['waits'], 'only the live holder is left');
+});
+
+t.test('an accept opening a chat takes its lease for the runner, within the tenant limit; under it, no claim is needed', async (t) => {
+  // A backlog bound no other subtest's ready entries on this shard reach (that bound: the next subtest).
+  const opening = new Mailbox({ redis, forwardQueue: queue, leaseMs: 5000, openingLeaseLimit: 2, runnerBacklog: 1000 });
+  await opening.accept('ol', '1', 1, update(1));
+  await opening.accept('ol', '1', 2, update(2)); // joins chat 1's generation: no second lease
+  await opening.accept('ol', '2', 3, update(3));
+  await opening.accept('ol', '3', 4, update(4)); // the tenant holds 2 leases, its limit: none
+  const entries = (await redis.lrange(readyKey(tagOf('ol')), 0, -1)).filter((e) => e.startsWith('ol\n')).map(parseReadyEntry) as ReadyDrain[];
+  t.same(entries.map((e) => e.chatId), ['1', '2', '3'], 'each opening listed once');
+  const [e1, e2, e3] = entries as [ReadyDrain, ReadyDrain, ReadyDrain];
+  const token1 = e1.leaseToken as string;
+  t.ok(token1 && e2.leaseToken, 'the first two openings carry a lease token');
+  t.equal(e3.leaseToken, undefined, 'the third (tenant at its limit) none: its runner claims');
+  t.not(token1, e2.leaseToken, 'tokens are distinct');
+  t.equal(await redis.get(chatLeaseKey('ol', '1')), token1, 'the chat lease is held by the token');
+  t.ok(Number(await redis.pttl(chatLeaseKey('ol', '1'))) > 4000, 'for the lease time');
+  t.same((await redis.zrange(tenantActiveKey('ol'), 0, -1)).sort(), [token1, e2.leaseToken].sort(), 'both count against the tenant limit');
+  t.equal(await redis.get(chatLeaseKey('ol', '3')), null);
+
+  t.equal(await opening.claim('ol', '1', e1.gen, 'another-drainer', 2), 'busy', 'nobody else can claim the chat');
+  t.equal(await opening.claim('ol', '3', e3.gen, 'third', 2), 'full', 'chat 3 waits for a slot');
+  const read = await opening.heldHead('ol', '1', token1, 3000);
+  t.equal(decodeEnvelope(read?.head as string).updateId, 1, 'the head read under the lease');
+  t.equal(read?.outbox, undefined);
+  t.equal(await opening.heldHead('ol', '1', 'another-drainer', 3000), undefined, 'not under a lease another token holds');
+  t.equal(await opening.heldHead('ol', '1', token1, 5000), undefined, 'nor one with less left than asked (Redis\'s clock decides)');
+  await redis.pexpire(chatLeaseKey('ol', '1'), 1000); // as if the runner came late
+  t.equal(await opening.heldHead('ol', '1', token1, 3000), undefined, 'late: the runner claims instead');
+  t.equal(await opening.claim('ol', '1', e1.gen, token1, 2), 'ok', 'with the token, while the lease lasts');
+  t.ok(Number(await redis.pttl(chatLeaseKey('ol', '1'))) > 4000, 'which renews it');
+  t.equal(await redis.zcard(tenantActiveKey('ol')), 2, 'still two holders at the limit: the token is not counted twice');
+
+  const p1 = await opening.popNext('ol', '1', read?.head as string, 1, token1, e1.gen);
+  t.equal(p1.kind, 'next');
+  const p2 = await opening.popNext('ol', '1', (p1 as { head: string }).head, 2, token1, e1.gen);
+  t.same(p2, { kind: 'drained' }, 'drained with the token: lease, slot and generation given up');
+  t.equal(await redis.get(chatLeaseKey('ol', '1')), null);
+  t.equal(await redis.get(drainKey('ol', '1')), null);
+  t.same(await redis.zrange(tenantActiveKey('ol'), 0, -1), [e2.leaseToken]);
+
+  // A lease left by an earlier holder of the chat (a drain of an old generation, still running): none taken.
+  await redis.set(chatLeaseKey('ol', '9'), 'old-holder', 'PX', 5000);
+  await opening.accept('ol', '9', 10, update(10));
+  const e9 = (await redis.lrange(readyKey(tagOf('ol')), 0, -1)).map(parseReadyEntry).find((d) => d?.chatId === '9');
+  t.ok(e9 && e9.leaseToken === undefined, 'the opening takes no lease over another holder');
+  t.equal(await redis.get(chatLeaseKey('ol', '9')), 'old-holder');
+});
+
+t.test('an opening behind a ready-list backlog takes no lease (its slot would be held while it waits)', async (t) => {
+  const waiting = await redis.llen(readyKey(tagOf('bl')));
+  const opening = new Mailbox({ redis, forwardQueue: queue, leaseMs: 5000, openingLeaseLimit: 100, runnerBacklog: waiting + 2 });
+  for (let c = 1; c <= 4; c++) await opening.accept('bl', String(c), c, update(c));
+  const entries = (await redis.lrange(readyKey(tagOf('bl')), 0, -1)).map(parseReadyEntry).filter((d) => d?.tenantId === 'bl');
+  t.same(entries.map((d) => Boolean(d?.leaseToken)), [true, true, false, false], 'two chats ahead: the rest are claimed by their runners');
+  t.equal(await redis.zcard(tenantActiveKey('bl')), 2);
+});
+
+t.test('ready entries: with and without an opening lease token; anything else is not one', async (t) => {
+  const token = `o${'0'.repeat(8)}-0000-4000-8000-${'0'.repeat(12)}.3`;
+  t.same(parseReadyEntry(readyEntry('t1', '-5', '12')), { tenantId: 't1', chatId: '-5', gen: '12' });
+  t.same(parseReadyEntry(readyEntry('t1', '5', '12', token)), { tenantId: 't1', chatId: '5', gen: '12', leaseToken: token });
+  for (const bad of ['t1\n5', `t1\n5\n12\nnot-a-token`, `t1\n5\nx\n${token}`, `t1\n5\n12\n${token}\nmore`, `t1\n5\n12\n`]) {
+    t.equal(parseReadyEntry(bad), undefined, JSON.stringify(bad));
+  }
 });
 
 t.test('hand-off passes responsibility to a new job; the old generation is stale', async (t) => {
@@ -232,6 +298,35 @@ t.test('popNext ending a drain racing accept, 400 times: never a pending update 
     if (!(await responsible('race2', chat))) stranded++;
   }
   t.equal(stranded, 0);
+});
+
+t.test('with opening leases: popNext ending a drain racing accept, 300 times: never stranded, no slot without its lease', async (t) => {
+  const opening = new Mailbox({ redis, forwardQueue: queue, leaseMs: 60_000, openingLeaseLimit: 10_000, runnerBacklog: 100_000 });
+  let stranded = 0;
+  let underOpeningLease = 0;
+  for (let i = 0; i < 300; i++) {
+    const chat = String(7000 + i);
+    await opening.accept('race3', chat, 2 * i + 1, update(2 * i + 1));
+    const gen = (await redis.get(drainKey('race3', chat))) as string;
+    const token = (await redis.get(chatLeaseKey('race3', chat))) as string;
+    const read = await opening.heldHead('race3', chat, token, 1000);
+    if (read) underOpeningLease++;
+    const ops = [
+      () => opening.popNext('race3', chat, read?.head as string, 2 * i + 1, token, gen),
+      () => opening.accept('race3', chat, 2 * i + 2, update(2 * i + 2)),
+    ];
+    if (i % 2) ops.reverse();
+    const [a, b] = await Promise.all(ops.map((op) => op()));
+    const popped = (i % 2 ? b : a) as Awaited<ReturnType<Mailbox['popNext']>>;
+    if (popped.kind === 'next') await opening.release('race3', chat, token);
+    if (!(await responsible('race3', chat))) stranded++;
+  }
+  t.equal(underOpeningLease, 300, 'every drain ran under the lease its accept took');
+  t.equal(stranded, 0);
+  // Each slot left belongs to a live lease: a generation the racing accept opened, waiting for its runner.
+  const slots = await redis.zrange(tenantActiveKey('race3'), 0, -1);
+  const leases = await Promise.all(Array.from({ length: 300 }, (_, i) => redis.get(chatLeaseKey('race3', String(7000 + i)))));
+  t.same(slots.sort(), leases.filter((l): l is string => l !== null).sort(), 'slots and live leases match one to one');
 });
 
 t.test('a real worker with its shard runners draining while 10 chats receive 1000 updates: all delivered once, in order', async (t) => {

@@ -61,12 +61,25 @@ export function parseRunJob(jobId: string | undefined, name: string): string | u
   return m?.[1];
 }
 
-/** A ready-list entry: the chat opened and the generation responsible for it. */
-export const readyEntry = (tenantId: string, chatId: string, gen: string): string => `${tenantId}\n${chatId}\n${gen}`;
+/** A ready-list entry: the chat opened and the generation responsible for it (and the token of the lease taken for its runner). */
+export const readyEntry = (tenantId: string, chatId: string, gen: string, leaseToken?: string): string =>
+  `${tenantId}\n${chatId}\n${gen}${leaseToken ? `\n${leaseToken}` : ''}`;
+
+/** A drain a ready-list entry stands for. */
+export interface ReadyDrain extends DrainJob {
+  /** The token of the chat lease the accept took for the runner (mailbox-scripts.ts ACCEPT), if it did. */
+  leaseToken?: string;
+}
+
+const LEASE_TOKEN_PATTERN = /^o[0-9a-f-]{36}\.[0-9]{1,6}$/;
 
 /** The drain a ready-list entry stands for, or undefined when it is not one the accept script writes. */
-export function parseReadyEntry(entry: string): DrainJob | undefined {
-  const [t, c, gen, extra] = entry.split('\n');
-  if (extra !== undefined || !t || !c || !gen) return undefined;
-  return parseDrainJob(drainJobId(t, c, gen), { t, c });
+export function parseReadyEntry(entry: string): ReadyDrain | undefined {
+  const fields = entry.split('\n');
+  if (fields.length !== 3 && fields.length !== 4) return undefined;
+  const [t, c, gen, token] = fields as [string, string, string, string?];
+  if (!t || !c || !gen) return undefined;
+  const drain = parseDrainJob(drainJobId(t, c, gen), { t, c });
+  if (!drain || token === undefined) return drain;
+  return LEASE_TOKEN_PATTERN.test(token) ? { ...drain, leaseToken: token } : undefined;
 }

@@ -37,9 +37,9 @@ end
 `;
 
 /**
- * accept(KEYS per update: seen, mailbox, drain, scheduled, seq, ready, runners;
- *        ARGV: dedupWindowMs, dedupMax, runnerTtlMs, runnerBacklog, maxRunners,
- *              then per update: envelope, member, nowMs, updateId)
+ * accept(KEYS per update: seen, mailbox, drain, scheduled, seq, ready, runners, lease, tenantActive;
+ *        ARGV: dedupWindowMs, dedupMax, runnerTtlMs, runnerBacklog, maxRunners, leaseMs, tenantLimit,
+ *              batchNonce, then per update: envelope, member, nowMs, updateId)
  * → per update two entries: accepted (1|0), the id of a runner to start or ''.
  * One call accepts a batch of updates (the ingress batches what arrives in one event-loop turn), in
  * order, each exactly as if alone: a later update of the same chat joins the generation an earlier
@@ -50,6 +50,12 @@ end
  * too, so a runner whose job a crash lost between this script and queue.add is replaced by
  * Telegram's retry. Each update names its own shard's keys (a batch spans shards on a single node;
  * on a cluster the caller sends one call per shard).
+ * The opening also takes the chat's lease for the runner, as CLAIM would, when a runner will take
+ * the chat soon (tenantLimit > 0, fewer than `runnerBacklog` chats ahead of it on the ready list)
+ * and the tenant is below its limit: the entry then carries the lease's token
+ * (`<member>\n<generation>\n<token>`), and the runner that takes it drains under that lease without
+ * a claim of its own while most of it is left (one script per update less; drain-contract.ts
+ * parseReadyEntry, Mailbox.heldHead).
  * Dedup is a per-tenant sorted set (update_id → accepted ms) bounded by age (dedupWindowMs) and
  * count (dedupMax, oldest dropped first) and expiring with the window, so an idle tenant holds none.
  */
@@ -57,9 +63,10 @@ export const ACCEPT = `${ENSURE_RUNNER}
 local window = tonumber(ARGV[1])
 local maxSeen = tonumber(ARGV[2])
 local ttl, backlog, maxRunners = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
+local lease, limit = tonumber(ARGV[6]), tonumber(ARGV[7])
 local out = {}
-for i = 0, #KEYS / 7 - 1 do
-  local k, a = 1 + i * 7, 6 + i * 4
+for i = 0, #KEYS / 9 - 1 do
+  local k, a = 1 + i * 9, 9 + i * 4
   local now = tonumber(ARGV[a + 2])
   local fresh = redis.call('ZADD', KEYS[k], 'NX', now, ARGV[a + 3]) == 1
   local gen = redis.call('GET', KEYS[k + 2])
@@ -81,7 +88,28 @@ for i = 0, #KEYS / 7 - 1 do
       gen = tostring(redis.call('INCR', KEYS[k + 4]))
       redis.call('SET', KEYS[k + 2], gen)
       redis.call('ZADD', KEYS[k + 3], now, ARGV[a + 1])
-      local len = redis.call('RPUSH', KEYS[k + 5], ARGV[a + 1] .. '\\n' .. gen)
+      local entry = ARGV[a + 1] .. '\\n' .. gen
+      -- The runner's lease, taken as CLAIM takes it, unless chats queue before this one (the slot
+      -- would be held while it waits), a holder is left from an earlier generation, or the tenant
+      -- is at its limit: then none, and the runner claims. Expired holders are trimmed only at the limit.
+      if limit > 0 and redis.call('LLEN', KEYS[k + 5]) < backlog then
+        local token = ARGV[8] .. '.' .. i
+        if redis.call('SET', KEYS[k + 7], token, 'NX', 'PX', lease) then
+          local active = redis.call('ZCARD', KEYS[k + 8])
+          if active >= limit then
+            redis.call('ZREMRANGEBYSCORE', KEYS[k + 8], '-inf', now)
+            active = redis.call('ZCARD', KEYS[k + 8])
+          end
+          if active < limit then
+            redis.call('ZADD', KEYS[k + 8], now + lease, token)
+            redis.call('PEXPIRE', KEYS[k + 8], lease * 2)
+            entry = entry .. '\\n' .. token
+          else
+            redis.call('DEL', KEYS[k + 7])
+          end
+        end
+      end
+      local len = redis.call('RPUSH', KEYS[k + 5], entry)
       out[#out + 1] = ensureRunner(KEYS[k + 6], KEYS[k + 5], KEYS[k + 4], now, ttl, backlog, maxRunners, len)
     end
   end
@@ -139,7 +167,11 @@ export const CLAIM = `
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then return {'stale'} end
 local now = tonumber(ARGV[3])
 local lease = tonumber(ARGV[4])
-if not redis.call('SET', KEYS[2], ARGV[2], 'NX', 'PX', lease) then return {'busy'} end
+if not redis.call('SET', KEYS[2], ARGV[2], 'NX', 'PX', lease) then
+  -- Held already by this token: the lease the accept took for a runner (ACCEPT), claimed late.
+  if redis.call('GET', KEYS[2]) ~= ARGV[2] then return {'busy'} end
+  redis.call('PEXPIRE', KEYS[2], lease)
+end
 -- Holders whose leases ran out (a crashed drainer's) are trimmed only when they would count
 -- against the limit: a trim per claim costs a call each, and below the limit they change nothing.
 local limit = tonumber(ARGV[5])
@@ -148,7 +180,7 @@ if active >= limit then
   redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', now)
   active = redis.call('ZCARD', KEYS[3])
 end
-if active >= limit then
+if active >= limit and not redis.call('ZSCORE', KEYS[3], ARGV[2]) then
   redis.call('DEL', KEYS[2])
   redis.call('ZADD', KEYS[5], 'NX', now, ARGV[6])
   redis.call('PEXPIRE', KEYS[5], lease * 4)
@@ -222,17 +254,19 @@ if string.sub(head, 1, #ARGV[1]) ~= ARGV[1] then
   return {0}
 end
 redis.call('HDEL', KEYS[6], ARGV[6])
-redis.call('DEL', KEYS[8])
 local nxt = redis.call('LINDEX', KEYS[1], 0)
 if nxt then
+  redis.call('DEL', KEYS[8])
   redis.call('ZADD', KEYS[3], tonumber(ARGV[4]), ARGV[3])
   return {1, nxt}
 end
+-- The outbox, the lease and (while this generation is responsible) the generation: one DEL.
 if redis.call('GET', KEYS[4]) == ARGV[5] then
-  redis.call('DEL', KEYS[4])
+  redis.call('DEL', KEYS[8], KEYS[2], KEYS[4])
   redis.call('ZREM', KEYS[3], ARGV[3])
+else
+  redis.call('DEL', KEYS[8], KEYS[2])
 end
-redis.call('DEL', KEYS[2])
 if redis.call('ZREM', KEYS[5], ARGV[2]) == 1 then
   local w = redis.call('ZPOPMIN', KEYS[7])
   if w[1] then return {2, w[1]} end

@@ -10,7 +10,7 @@ import {
 } from '../keys.js';
 import { encodeEnvelope, envelopeIdentity } from './update.js';
 import { promoteWhenDelayed } from './promote-job.js';
-import { createHash } from 'node:crypto';
+import { createHash, randomUUID } from 'node:crypto';
 import { callScript, SCRIPTS, type ScriptName } from '../redis-scripts.js';
 import { DRAIN_JOB_NAME, drainJobId, drainJobOpts, type DrainJobData } from './drain-contract.js';
 import { RunnerRegistry } from './runner-registry.js';
@@ -89,6 +89,12 @@ export interface MailboxOptions {
   /** Most runners one shard gets from the accept (past that, waiting chats wait for a free slot). */
   maxRunners?: number;
   /**
+   * TENANT_CONCURRENCY: an accept that opens a chat takes the chat's lease for the runner while the
+   * tenant is below this many leases (mailbox-scripts.ts ACCEPT), so the runner drains without a
+   * claim of its own. 0 (the default): it takes none. Ingress and forwarders must agree.
+   */
+  openingLeaseLimit?: number;
+  /**
    * Most updates one accept script takes (see accept()); a full batch is sent at once. 32: small
    * enough that Redis works on one batch while the ingress parses the next (64 connections → two
    * overlapping batches per turn), large enough to share the round trip (docs/benchmarks.md).
@@ -122,6 +128,7 @@ export class Mailbox {
   private readonly waitTimeoutMs: number;
   private readonly outboxTtlS: number;
   private readonly acceptBatch: number;
+  private readonly openingLeaseLimit: number;
   /** The shards' ready lists and runner leases (what shard runners use). */
   readonly runners: RunnerRegistry;
   private pending: PendingAccept[] = [];
@@ -146,10 +153,12 @@ export class Mailbox {
     this.outboxTtlS = options.outboxTtlS ?? 7 * 86_400;
     this.leaseMs = options.leaseMs ?? 15_000;
     this.acceptBatch = options.acceptBatch ?? 32;
+    this.openingLeaseLimit = options.openingLeaseLimit ?? 0;
     this.runners = new RunnerRegistry({
       redis: this.redis, queues: this.queues, layout: this.layout, ttlMs: options.runnerTtlMs, backlog: options.runnerBacklog, maxRunners: options.maxRunners,
     });
     if (!Number.isInteger(this.acceptBatch) || this.acceptBatch < 1) throw new TypeError('Mailbox: acceptBatch must be a positive integer');
+    if (!Number.isInteger(this.openingLeaseLimit) || this.openingLeaseLimit < 0) throw new TypeError('Mailbox: openingLeaseLimit must be a non-negative integer');
     if (!Number.isInteger(windowS) || windowS < 1) throw new TypeError('Mailbox: dedupWindowS must be a positive integer');
     if (!Number.isInteger(this.dedupMax) || this.dedupMax < 1) throw new TypeError('Mailbox: dedupMax must be a positive integer');
     if (!Number.isInteger(this.waitReplicas) || this.waitReplicas < 0) throw new TypeError('Mailbox: waitReplicas must be a non-negative integer');
@@ -209,11 +218,13 @@ export class Mailbox {
 
   private writeGroup(batch: PendingAccept[]): void {
     const keys: string[] = [];
-    const argv: Array<string | number> = [this.dedupWindowMs, this.dedupMax, this.runners.ttlMs, this.runners.backlog, this.runners.maxRunners];
+    // The tokens of the leases the script takes for runners: `o<nonce>.<index in the batch>`.
+    const argv: Array<string | number> = [this.dedupWindowMs, this.dedupMax, this.runners.ttlMs, this.runners.backlog, this.runners.maxRunners,
+      this.leaseMs, this.openingLeaseLimit, `o${randomUUID()}`];
     for (const p of batch) {
       const { tag } = this.shard(p.tenantId);
       keys.push(seenKey(p.tenantId, this.layout), mailboxKey(p.tenantId, p.chatId, this.layout), drainKey(p.tenantId, p.chatId, this.layout), scheduledKey(tag), drainSeqKey(tag),
-        readyKey(tag), runnersKey(tag));
+        readyKey(tag), runnersKey(tag), chatLeaseKey(p.tenantId, p.chatId, this.layout), tenantActiveKey(p.tenantId, this.layout));
       argv.push(encodeEnvelope(p.updateId, p.now, p.raw), scheduledMember(p.tenantId, p.chatId), p.now, p.updateId);
     }
     let written: Promise<unknown>;
@@ -337,6 +348,20 @@ export class Mailbox {
   /** The oldest pending envelope of the chat, without removing it (at-least-once). */
   async head(tenantId: string, chatId: string): Promise<string | null> {
     return this.redis.lindex(mailboxKey(tenantId, chatId, this.layout), 0);
+  }
+
+  /**
+   * head() with the head's answer outbox under a lease the accept took for a runner (`token`), if
+   * Redis still has it held by that token with more than `minLeftMs` left; undefined when not (the
+   * caller claims). Plain reads, sent together, no script: nothing but an accept's append changes a
+   * leased chat's list. Redis's clock decides, not the ingress's and the forwarder's.
+   */
+  async heldHead(tenantId: string, chatId: string, token: string, minLeftMs: number): Promise<HeadRead | undefined> {
+    const lease = chatLeaseKey(tenantId, chatId, this.layout);
+    const [holder, left, head, fields] = await Promise.all([this.redis.get(lease), this.redis.pttl(lease), this.redis.lindex(mailboxKey(tenantId, chatId, this.layout), 0),
+      this.redis.hmget(outboxKey(tenantId, chatId, this.layout), 'id', 'answer', 'sent', 'failed_turns')]);
+    if (holder !== token || left <= minLeftMs) return undefined;
+    return { head, outbox: outboxOf(head, fields) };
   }
 
   /** head() with the head's answer outbox, in one script. */

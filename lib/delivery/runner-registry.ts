@@ -19,8 +19,10 @@ export const DEFAULT_RUNNER_BACKLOG = 8;
 export const DEFAULT_MAX_RUNNERS = 4;
 
 /** The Mailbox options of the runner settings from the configuration (the ingress's and forwarders' must agree). */
-export const runnerSettings = (c: { shardRunnerLeaseMs: number; shardRunnerBacklog: number; shardRunnerMax: number }): { runnerTtlMs: number; runnerBacklog: number; maxRunners: number } => ({
+export const runnerSettings = (c: { shardRunnerLeaseMs: number; shardRunnerBacklog: number; shardRunnerMax: number; tenantConcurrency: number; deliveryOpeningLeases: boolean }):
+{ runnerTtlMs: number; runnerBacklog: number; maxRunners: number; openingLeaseLimit: number } => ({
   runnerTtlMs: c.shardRunnerLeaseMs, runnerBacklog: c.shardRunnerBacklog, maxRunners: c.shardRunnerMax,
+  openingLeaseLimit: c.deliveryOpeningLeases ? c.tenantConcurrency : 0,
 });
 
 export interface RunnerRegistryOptions {

@@ -22,7 +22,7 @@ import { deriveAgentToken, deriveWebhookSecret, memoizePerTenant, type TenantIde
 import type { AgentClient } from './agent-client.js';
 import type { TypingNotifier } from './typing-notifier.js';
 import type { ReplySender, SendOutcome, SendProgress } from './reply-sender.js';
-import { drainJobId, parseDrainJob, type DrainJob } from '../../lib/delivery/drain-contract.js';
+import { drainJobId, parseDrainJob, type DrainJob, type ReadyDrain } from '../../lib/delivery/drain-contract.js';
 import type { ActivityFlusher } from './activity-flusher.js';
 import { WakeWaiter } from './wake-waiter.js';
 
@@ -85,6 +85,8 @@ interface DrainSeat {
   queue: string;
   /** A runner's drain of a chat from the ready list: its drain job never waited for a tenant slot. */
   fromReadyList?: boolean;
+  /** The token of the lease the accept took for this drain (a ready-list entry's), if it did. */
+  openingLease?: string;
   /** Runs `park` (the job's registration for a wake's promotion), then lets the drain wait `ms`. */
   defer(ms: number, park?: () => Promise<void>): Promise<string>;
 }
@@ -148,12 +150,13 @@ export class Drainer {
    * Drains a chat a shard runner took from its ready list. When the drain has to wait, the chat
    * gets its own drain job (delayed), which takes over; the runner's slot is free again.
    */
-  drainReady(drain: DrainJob, queue: string): Promise<string> {
+  drainReady(drain: ReadyDrain, queue: string): Promise<string> {
     const { tenantId, chatId, gen } = drain;
     return this.drain(drain, {
       jobId: drainJobId(tenantId, chatId, gen),
       queue,
       fromReadyList: true,
+      ...(drain.leaseToken ? { openingLease: drain.leaseToken } : {}),
       defer: async (ms, park) => {
         await this.d.mailbox.schedule(tenantId, chatId, gen, ms);
         await park?.();
@@ -164,10 +167,15 @@ export class Drainer {
 
   private async drain(drain: DrainJob, seat: DrainSeat): Promise<string> {
     const { tenantId, chatId, gen } = drain;
-    const lease = randomUUID();
-    // The claim reads the head, the endpoint is read beside it: one round trip for both.
+    const lease = seat.openingLease ?? randomUUID();
+    // The lease the accept took is used as it is while Redis says two thirds of it are left (the
+    // renewal below comes at a third); else it is claimed like any, with its token (CLAIM renews a
+    // lease the token holds). The claim (or the held read) gets the head, the endpoint is read
+    // beside it: one round trip.
+    const claimHead = (): ReturnType<Mailbox['claimHead']> => this.d.mailbox.claimHead(tenantId, chatId, gen, lease, this.d.config.tenantConcurrency, !seat.fromReadyList);
     const [claim, firstEndpoint] = await Promise.all([
-      this.d.mailbox.claimHead(tenantId, chatId, gen, lease, this.d.config.tenantConcurrency, !seat.fromReadyList),
+      seat.openingLease === undefined ? claimHead()
+        : this.d.mailbox.heldHead(tenantId, chatId, lease, (this.d.mailbox.leaseMs * 2) / 3).then((read) => (read ? { result: 'ok' as const, ...read } : claimHead())),
       this.d.endpoints.get(tenantId),
     ]);
     if (claim.result === 'stale') return 'stale';

@@ -14,6 +14,7 @@ import { loadConfig, type Config } from '../../lib/config.js';
 import { createClients, type PlatformClients } from '../../lib/platform/clients.js';
 import { createMetrics, type Metrics } from '../../lib/metrics.js';
 import { Mailbox } from '../../lib/delivery/mailbox.js';
+import { runnerSettings } from '../../lib/delivery/runner-registry.js';
 import { Endpoints } from '../../lib/delivery/endpoints.js';
 import { DeadLetterStore, type PublicDeadLetter } from '../../lib/delivery/dead-letters.js';
 import { QUEUES, QUEUE_PREFIX } from '../../lib/queues.js';
@@ -72,7 +73,8 @@ export async function startOutboxHarness(baseEnv: Record<string, string> = {}): 
   const clients = createClients(config, { name: 'outbox-test' });
   await clients.registry.ensureTable();
   const queue = new Queue(QUEUES.forward, { connection: clients.bull, prefix: QUEUE_PREFIX });
-  const mailbox = new Mailbox({ redis: clients.redis, forwardQueue: queue });
+  // As the product's ingress builds it: runner settings and the opening leases from the configuration.
+  const mailbox = new Mailbox({ redis: clients.redis, forwardQueue: queue, ...runnerSettings(config) });
   const endpoints = new Endpoints({ redis: clients.redis });
   const deadLetters = new DeadLetterStore({ redis: clients.redis });
   const services = new ServiceSet();
