@@ -11,15 +11,14 @@
 import {
   CreateBucketCommand,
   DeleteObjectsCommand,
-  GetObjectCommand,
   HeadBucketCommand,
   HeadObjectCommand,
   ListObjectsV2Command,
   type S3Client,
 } from '@aws-sdk/client-s3';
-import { getSignedUrl } from '@aws-sdk/s3-request-presigner';
 import { createPresignedPost } from '@aws-sdk/s3-presigned-post';
 import { ValidationError, ZtmError } from '../errors.js';
+import { ObjectUrlSigner } from './object-url-signer.js';
 import { assertTenantId } from '../validate.js';
 
 export interface StateStoreOptions {
@@ -110,6 +109,8 @@ export class StateStore {
   /** The largest upload a presigned POST admits. */
   readonly uploadLimit: number;
   private readonly s3: S3Client;
+  /** The state GETs' signer (getSignedUrl's URLs without its per-call endpoint rules: a wake signs before it starts). */
+  private readonly urls: ObjectUrlSigner;
 
   constructor(options: StateStoreOptions) {
     if (!options || typeof options !== 'object') throw new ValidationError('StateStore needs { s3, bucket }');
@@ -125,6 +126,7 @@ export class StateStore {
     this.s3 = s3;
     this.bucket = bucket;
     this.uploadLimit = stateUploadLimit(maxState);
+    this.urls = new ObjectUrlSigner(s3, bucket);
   }
 
   /** Creates the bucket unless it exists; safe to call from several replicas at once. */
@@ -163,7 +165,7 @@ export class StateStore {
     // Taken before signing so the reported expiry is never later than the real one.
     const expiresAt = new Date(Date.now() + expiresIn * 1000).toISOString();
     const [getUrl, post, legacyGetUrl] = await Promise.all([
-      getSignedUrl(this.s3, new GetObjectCommand({ Bucket: this.bucket, Key: key }), { expiresIn }),
+      this.urls.getUrl(key, { expiresIn }),
       // The client type of the package's own pinned client-s3 copy; the same class at run time.
       createPresignedPost(this.s3 as unknown as Parameters<typeof createPresignedPost>[0], {
         Bucket: this.bucket,
@@ -172,7 +174,7 @@ export class StateStore {
         Expires: expiresIn,
       }),
       incarnation === undefined
-        ? getSignedUrl(this.s3, new GetObjectCommand({ Bucket: this.bucket, Key: legacyStateKey(id) }), { expiresIn })
+        ? this.urls.getUrl(legacyStateKey(id), { expiresIn })
         : undefined,
     ]);
     const putUrl = new URL(post.url);
