@@ -24,9 +24,10 @@ const bull = createRedis({ url: server.url, blocking: true });
 const layout = DeliveryLayout.of(24);
 const queues = new ShardQueues(bull, layout);
 // As the product's ingress: the accept takes the opening chat's lease for its runner (up to a
-// tenant's limit: 100 here, as the claims below, so that every chat of the run gets one).
-const mailbox = new Mailbox({ redis, queues, layout, acceptBatch: BATCH, openingLeaseLimit: 100 });
-const claimOnly = new Mailbox({ redis, queues, layout, acceptBatch: BATCH });
+// tenant's limit: 100 here, as the claims below, and with no runner to empty the ready lists a
+// backlog bound they never reach, so that every chat of the run gets one).
+const mailbox = new Mailbox({ redis, queues, layout, acceptBatch: BATCH, openingLeaseLimit: 100, runnerBacklog: 1_000_000 });
+const claimOnly = new Mailbox({ redis, queues, layout, acceptBatch: BATCH, runnerBacklog: 1_000_000 });
 const raw = (id: number): string => JSON.stringify({ update_id: id, message: { message_id: id, date: 1, chat: { id: id % 5, type: 'private' }, text: `s123.456;${'x'.repeat(200)}` } });
 const tenant = (i: number): string => `t${String(i % 1000).padStart(4, '0')}`;
 const chat = (i: number): string => String(Math.floor(i / 1000));
