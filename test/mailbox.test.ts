@@ -138,10 +138,17 @@ t.test('an accept opening a chat takes its lease for the runner, within the tena
   t.equal(read?.outbox, undefined);
   t.equal(await opening.heldHead('ol', '1', 'another-drainer', 3000), undefined, 'not under a lease another token holds');
   t.equal(await opening.heldHead('ol', '1', token1, 5000), undefined, 'nor one with less left than asked (Redis\'s clock decides)');
+  const opened = await opening.claimOpened('ol', '1', e1.gen, token1, 2);
+  t.same([opened.result, opened.head], ['ok', read?.head], 'claimOpened: the held read while the lease is fresh');
+  t.ok(Number(await redis.pttl(chatLeaseKey('ol', '1'))) < 5000, 'which leaves the lease as it is');
   await redis.pexpire(chatLeaseKey('ol', '1'), 1000); // as if the runner came late
   t.equal(await opening.heldHead('ol', '1', token1, 3000), undefined, 'late: the runner claims instead');
   t.equal(await opening.claim('ol', '1', e1.gen, token1, 2), 'ok', 'with the token, while the lease lasts');
   t.ok(Number(await redis.pttl(chatLeaseKey('ol', '1'))) > 4000, 'which renews it');
+  await redis.pexpire(chatLeaseKey('ol', '1'), 1000);
+  const late = await opening.claimOpened('ol', '1', e1.gen, token1, 2);
+  t.same([late.result, late.head], ['ok', read?.head], 'claimOpened late: claimed with the token, the head read');
+  t.ok(Number(await redis.pttl(chatLeaseKey('ol', '1'))) > 4000, 'and the lease renewed');
   t.equal(await redis.zcard(tenantActiveKey('ol')), 2, 'still two holders at the limit: the token is not counted twice');
 
   const p1 = await opening.popNext('ol', '1', read?.head as string, 1, token1, e1.gen);

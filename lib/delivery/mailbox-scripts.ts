@@ -37,6 +37,29 @@ end
 `;
 
 /**
+ * Lua: a slot of the tenant's concurrency (KEYS `active`, the tenant's holders: token → lease end)
+ * for `token`. slotFree: the tenant is below `limit`, or `token` holds a slot already (a lease the
+ * accept took, claimed late). Holders whose leases ran out (a crashed drainer's) are trimmed only
+ * when they would count against the limit: a trim per take costs a call each, and below the limit
+ * they change nothing. holdSlot takes it until `now + lease` and sets the set's TTL at every take
+ * (holders whose drains end within lease/3 never renew it).
+ */
+const TENANT_SLOT = `
+local function slotFree(active, token, now, limit)
+  local n = redis.call('ZCARD', active)
+  if n >= limit then
+    redis.call('ZREMRANGEBYSCORE', active, '-inf', now)
+    n = redis.call('ZCARD', active)
+  end
+  return n < limit or redis.call('ZSCORE', active, token) ~= false
+end
+local function holdSlot(active, token, now, lease)
+  redis.call('ZADD', active, now + lease, token)
+  redis.call('PEXPIRE', active, lease * 2)
+end
+`;
+
+/**
  * accept(KEYS per update: seen, mailbox, drain, scheduled, seq, ready, runners, lease, tenantActive;
  *        ARGV: dedupWindowMs, dedupMax, runnerTtlMs, runnerBacklog, maxRunners, leaseMs, tenantLimit,
  *              batchNonce, then per update: envelope, member, nowMs, updateId)
@@ -59,7 +82,7 @@ end
  * Dedup is a per-tenant sorted set (update_id → accepted ms) bounded by age (dedupWindowMs) and
  * count (dedupMax, oldest dropped first) and expiring with the window, so an idle tenant holds none.
  */
-export const ACCEPT = `${ENSURE_RUNNER}
+export const ACCEPT = `${ENSURE_RUNNER}${TENANT_SLOT}
 local window = tonumber(ARGV[1])
 local maxSeen = tonumber(ARGV[2])
 local ttl, backlog, maxRunners = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
@@ -91,18 +114,12 @@ for i = 0, #KEYS / 9 - 1 do
       local entry = ARGV[a + 1] .. '\\n' .. gen
       -- The runner's lease, taken as CLAIM takes it, unless chats queue before this one (the slot
       -- would be held while it waits), a holder is left from an earlier generation, or the tenant
-      -- is at its limit: then none, and the runner claims. Expired holders are trimmed only at the limit.
+      -- is at its limit: then none, and the runner claims.
       if limit > 0 and redis.call('LLEN', KEYS[k + 5]) < backlog then
         local token = ARGV[8] .. '.' .. i
         if redis.call('SET', KEYS[k + 7], token, 'NX', 'PX', lease) then
-          local active = redis.call('ZCARD', KEYS[k + 8])
-          if active >= limit then
-            redis.call('ZREMRANGEBYSCORE', KEYS[k + 8], '-inf', now)
-            active = redis.call('ZCARD', KEYS[k + 8])
-          end
-          if active < limit then
-            redis.call('ZADD', KEYS[k + 8], now + lease, token)
-            redis.call('PEXPIRE', KEYS[k + 8], lease * 2)
+          if slotFree(KEYS[k + 8], token, now, limit) then
+            holdSlot(KEYS[k + 8], token, now, lease)
             entry = entry .. '\\n' .. token
           else
             redis.call('DEL', KEYS[k + 7])
@@ -163,7 +180,7 @@ return id
  * A 'full' claim queues its job id in slotWaiters (oldest first): the drain that frees a slot of the
  * tenant hands it to the oldest waiter (see RELEASE), so waiting chats take turns in order.
  */
-export const CLAIM = `
+export const CLAIM = `${TENANT_SLOT}
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then return {'stale'} end
 local now = tonumber(ARGV[3])
 local lease = tonumber(ARGV[4])
@@ -172,23 +189,13 @@ if not redis.call('SET', KEYS[2], ARGV[2], 'NX', 'PX', lease) then
   if redis.call('GET', KEYS[2]) ~= ARGV[2] then return {'busy'} end
   redis.call('PEXPIRE', KEYS[2], lease)
 end
--- Holders whose leases ran out (a crashed drainer's) are trimmed only when they would count
--- against the limit: a trim per claim costs a call each, and below the limit they change nothing.
-local limit = tonumber(ARGV[5])
-local active = redis.call('ZCARD', KEYS[3])
-if active >= limit then
-  redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', now)
-  active = redis.call('ZCARD', KEYS[3])
-end
-if active >= limit and not redis.call('ZSCORE', KEYS[3], ARGV[2]) then
+if not slotFree(KEYS[3], ARGV[2], now, tonumber(ARGV[5])) then
   redis.call('DEL', KEYS[2])
   redis.call('ZADD', KEYS[5], 'NX', now, ARGV[6])
   redis.call('PEXPIRE', KEYS[5], lease * 4)
   return {'full'}
 end
-redis.call('ZADD', KEYS[3], now + lease, ARGV[2])
--- At every claim: holders whose drains end within lease/3 never renew it.
-redis.call('PEXPIRE', KEYS[3], lease * 2)
+holdSlot(KEYS[3], ARGV[2], now, lease)
 if ARGV[7] ~= '0' then redis.call('ZREM', KEYS[5], ARGV[6]) end
 local head = redis.call('LINDEX', KEYS[4], 0)
 if not head then return {'ok', false} end

@@ -364,6 +364,18 @@ export class Mailbox {
     return { head, outbox: outboxOf(head, fields) };
   }
 
+  /**
+   * claimHead() for a runner's drain of a chat whose accept took the lease for it (`token`, the ready
+   * entry's): the lease is used as it is while Redis says two thirds of it are left (the drainer's
+   * renewal comes at a third), read with the head in one round trip and no script; else (a
+   * backlog, a stalled runner) it is claimed like any, with the token (CLAIM renews a lease its
+   * token holds): a second round trip.
+   */
+  async claimOpened(tenantId: string, chatId: string, gen: string, token: string, tenantLimit: number): Promise<{ result: ClaimResult } & HeadRead> {
+    const held = await this.heldHead(tenantId, chatId, token, (this.leaseMs * 2) / 3);
+    return held ? { result: 'ok', ...held } : this.claimHead(tenantId, chatId, gen, token, tenantLimit, false);
+  }
+
   /** head() with the head's answer outbox, in one script. */
   async headWithOutbox(tenantId: string, chatId: string): Promise<HeadRead> {
     const [head, fields] = (await this.call('mbHead', mailboxKey(tenantId, chatId, this.layout), outboxKey(tenantId, chatId, this.layout))) as [string | null, Array<string | null> | undefined];

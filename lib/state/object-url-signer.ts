@@ -55,7 +55,7 @@ export class ObjectUrlSigner {
     return formatUrl(signed);
   }
 
-  /** The bucket's URL shape, learnt once; a failed probe (S3 unreachable is not it: it is local) is tried again next time. */
+  /** The bucket's URL shape, learnt once (signing is local: no request to S3); a probe that failed (credentials not resolvable yet) is tried again next time. */
   private resolved(): Promise<BucketUrl | undefined> {
     this.bucketUrl ??= this.probe().catch((err: unknown) => {
       this.bucketUrl = undefined;

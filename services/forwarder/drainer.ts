@@ -168,14 +168,11 @@ export class Drainer {
   private async drain(drain: DrainJob, seat: DrainSeat): Promise<string> {
     const { tenantId, chatId, gen } = drain;
     const lease = seat.openingLease ?? randomUUID();
-    // The lease the accept took is used as it is while Redis says two thirds of it are left (the
-    // renewal below comes at a third); else it is claimed like any, with its token (CLAIM renews a
-    // lease the token holds). The claim (or the held read) gets the head, the endpoint is read
-    // beside it: one round trip.
-    const claimHead = (): ReturnType<Mailbox['claimHead']> => this.d.mailbox.claimHead(tenantId, chatId, gen, lease, this.d.config.tenantConcurrency, !seat.fromReadyList);
+    // The claim (of the lease the accept took, if it did) reads the head, the endpoint is read beside it.
+    const limit = this.d.config.tenantConcurrency;
     const [claim, firstEndpoint] = await Promise.all([
-      seat.openingLease === undefined ? claimHead()
-        : this.d.mailbox.heldHead(tenantId, chatId, lease, (this.d.mailbox.leaseMs * 2) / 3).then((read) => (read ? { result: 'ok' as const, ...read } : claimHead())),
+      seat.openingLease === undefined ? this.d.mailbox.claimHead(tenantId, chatId, gen, lease, limit, !seat.fromReadyList)
+        : this.d.mailbox.claimOpened(tenantId, chatId, gen, lease, limit),
       this.d.endpoints.get(tenantId),
     ]);
     if (claim.result === 'stale') return 'stale';
