@@ -595,7 +595,11 @@ t.test('clearStatePaths: a fresh start removes the state, keeps caches, follows 
 
 t.test('a large file streams through pack and unpack', async (t) => {
   const { dir, root, scratch } = fresh('stream');
-  const size = 96 * MiB;
+  // Resident memory here settles at ~50-70 MiB whatever the file's size (96, 256 and 512 MiB measured
+  // in fresh processes): stream buffers and the allocator's slack, not the file. So the file is made
+  // large enough that the bound, half of it, sits well above that plateau and well below what holding
+  // the file in memory would take.
+  const size = 256 * MiB;
   mkdirSync(path.join(root, 'workspace'), { recursive: true });
   writeFileSync(path.join(root, 'workspace/big.bin'), '');
   truncateSync(path.join(root, 'workspace/big.bin'), size);
@@ -604,12 +608,12 @@ t.test('a large file streams through pack and unpack', async (t) => {
   let peak = baseline;
   const sampler = setInterval(() => { peak = Math.max(peak, process.memoryUsage.rss()); }, 5);
   try {
-    const packed = await packState({ root, paths, scratchDir: scratch, maxBytes: 128 * MiB });
+    const packed = await packState({ root, paths, scratchDir: scratch, maxBytes: 512 * MiB });
     t.equal(packed.rawBytes, size);
-    await unpackState(packed.file, { root: path.join(dir, 'restored'), paths, scratchDir: scratch, maxBytes: 128 * MiB });
+    await unpackState(packed.file, { root: path.join(dir, 'restored'), paths, scratchDir: scratch, maxBytes: 512 * MiB });
   } finally {
     clearInterval(sampler);
   }
   t.equal(statSync(path.join(dir, 'restored/workspace/big.bin')).size, size);
-  t.ok(peak - baseline < 48 * MiB, `resident memory grew by ${Math.round((peak - baseline) / MiB)} MiB for a ${size / MiB} MiB file`);
+  t.ok(peak - baseline < size / 2, `resident memory grew by ${Math.round((peak - baseline) / MiB)} MiB for a ${size / MiB} MiB file`);
 });
