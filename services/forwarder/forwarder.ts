@@ -86,7 +86,7 @@ export function createForwarder(o: ForwarderOptions): Forwarder {
   const wakeWatch = new EndpointWatch({ redis: o.redis, log: o.log, maxWaiters: Math.floor(o.config.forwarderConcurrency / 2) });
   wakeWatch.start().catch((err: unknown) => o.log.warn({ err }, 'wake watch not subscribed: drains park during wakes'));
   const drainerFor = (mb: Mailbox, dl: DeadLetterStore): Drainer => new Drainer({
-    config: o.config, log: o.log, redis: o.redis, mailbox: mb, endpoints, deadLetters: dl, tenants, agents, replies,
+    config: o.config, log: o.log, mailbox: mb, endpoints, deadLetters: dl, tenants, agents, replies,
     wakeQueue, webhookSecret: o.webhookSecret, metrics: o.metrics, wakeWatch, typing, waitersPerQueue: Math.max(1, Math.floor(perShard / 2)), activity,
   });
   const drainer = drainerFor(mailbox, deadLetters);
