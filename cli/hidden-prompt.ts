@@ -17,8 +17,10 @@ export function promptHidden(input: Readable & Partial<TtyInput>, write: (text: 
   if (!setRawMode) {
     return Promise.reject(new ValidationError('--bot-token -: this terminal cannot hide what is typed; pipe the token in or use --bot-token-file <path>'));
   }
-  write(prompt);
+  // Echo goes off before the prompt shows: typed as soon as it appears (a paste), the token would
+  // otherwise be echoed by the terminal in the instant between the two.
   setRawMode(true);
+  write(prompt);
   input.setEncoding('utf8');
   input.resume();
   return new Promise((resolve, reject) => {
