@@ -104,8 +104,13 @@ export const WAKE_LOCK_PATTERN = 'tenant:waking:*';
 
 /** List of a tenant's last wake durations in ms, newest first (capped, with a TTL; lib/tenants/tenant-stats.ts). */
 export const wakeTimesKey = (tenantId: string): string => `ztm:wake-times:${tenantId}`;
-/** Hash tenant → updates delivered on one UTC day (`YYYY-MM-DD`), with a TTL (lib/tenants/tenant-stats.ts). */
-export const messagesDayKey = (day: string): string => `ztm:messages:${day}`;
+/**
+ * Hash tenant → updates delivered on one UTC day (`YYYY-MM-DD`), with a TTL (lib/tenants/tenant-stats.ts),
+ * one per delivery shard (`tag`: the tenants' shard tag), so the counting spreads over a cluster's
+ * masters with the deliveries. Without `tag`: the one key of earlier versions, still read for the
+ * day of an upgrade.
+ */
+export const messagesDayKey = (day: string, tag?: string): string => (tag === undefined ? `ztm:messages:${day}` : `${tag}:messages:${day}`);
 
 /**
  * Admin API bearer tokens (lib/admin-api/api-tokens.ts), under one hash tag so a create or revoke

@@ -3,7 +3,8 @@ import { Redis } from 'ioredis';
 import { startRedis } from './support/redis.js';
 import { createLogger } from '../lib/logger.js';
 import { defineAllScripts } from '../lib/redis-scripts.js';
-import { activityKey, IDLE_DEADLINE_KEY } from '../lib/keys.js';
+import { activityKey, IDLE_DEADLINE_KEY, messagesDayKey } from '../lib/keys.js';
+import { messagesDayKeyOf, messagesToday, utcDay } from '../lib/tenants/tenant-stats.js';
 import { ActivityFlusher } from '../services/forwarder/activity-flusher.js';
 
 const server = await startRedis();
@@ -29,4 +30,16 @@ t.test('a flush writes the awake tenants\' activity and deadlines, and never bri
   flusher.note('awake', 300, true, 2_000); // a late note older than what is there
   await flusher.flush();
   t.equal(await redis.zscore(activityKey, 'awake'), '5000', 'a late flush does not move activity back');
+});
+
+t.test("a flush counts the day's messages in each tenant's delivery shard, one script per shard", async (t) => {
+  const tenants = Array.from({ length: 40 }, (_, i) => `count-${i}`);
+  for (const [i, tn] of tenants.entries()) for (let n = 0; n <= i % 3; n++) flusher.note(tn, undefined, true);
+  flusher.note('not-a-message', undefined, false);
+  await flusher.flush();
+  t.same(await messagesToday(redis as never, [...tenants, 'not-a-message']), [...tenants.map((_, i) => 1 + (i % 3)), 0], 'every count, none for a non-message');
+  const keys = new Set(tenants.map((tn) => messagesDayKeyOf(tn, utcDay())));
+  t.ok(keys.size > 10, `${keys.size} shard hashes for 40 tenants`);
+  for (const key of keys) t.ok((await redis.ttl(key)) > 0, `${key} expires`);
+  t.equal(await redis.exists(messagesDayKey(utcDay())), 0, 'nothing in the single hash of earlier versions');
 });

@@ -11,7 +11,7 @@ import { closeRedis, createRedis, type RedisClient } from '../lib/redis.js';
 import { activityKey, IDLE_DEADLINE_KEY, messagesDayKey, wakeTimesKey } from '../lib/keys.js';
 import { DEAD_LETTER_INDEX } from '../lib/delivery/dead-letters.js';
 import { Activity } from '../lib/tenants/activity.js';
-import { countMessage, MESSAGES_DAY_TTL_S, percentile, recordWake, utcDay, WAKE_TIMES_KEPT } from '../lib/tenants/tenant-stats.js';
+import { countMessage, MESSAGES_DAY_TTL_S, messagesDayKeyOf, messagesToday, percentile, recordWake, utcDay, WAKE_TIMES_KEPT } from '../lib/tenants/tenant-stats.js';
 import { assembleRows, countDeadLetters, parseTenantsQuery, SCAN_CALLS_MAX, TenantsView, type ListTenants } from '../lib/ops/tenants-view.js';
 import { registryTenantLister } from '../lib/ops/tenants-view-source.js';
 import { escapeHtml, formatDuration, renderTenantsPage, TENANT_COLUMNS } from '../lib/ops/tenants-view-page.js';
@@ -64,10 +64,16 @@ t.test('tenant stats: wake times capped at 50, newest first; messages counted pe
   await countMessage(client, 'acme-1', now);
   await countMessage(client, 'acme-1', now);
   await countMessage(client, 'acme-1', now + 2000); // the next UTC day
-  t.equal(await client.hget(messagesDayKey('2026-03-04'), 'acme-1'), '2');
-  t.equal(await client.hget(messagesDayKey('2026-03-05'), 'acme-1'), '1');
-  const ttl = await client.ttl(messagesDayKey('2026-03-04'));
+  t.equal(await client.hget(messagesDayKeyOf('acme-1', '2026-03-04'), 'acme-1'), '2');
+  t.equal(await client.hget(messagesDayKeyOf('acme-1', '2026-03-05'), 'acme-1'), '1');
+  t.match(messagesDayKeyOf('acme-1', '2026-03-04'), /^\{mbox:\d+\.\d+\}:messages:2026-03-04$/, "in the tenant's delivery shard");
+  const ttl = await client.ttl(messagesDayKeyOf('acme-1', '2026-03-04'));
   t.ok(ttl > MESSAGES_DAY_TTL_S - 10 && ttl <= MESSAGES_DAY_TTL_S, 'the day hash expires');
+  // The day of an upgrade: counts an earlier version wrote to the one hash add to the shard's.
+  await client.hset(messagesDayKey('2026-03-04'), 'acme-1', '5');
+  await client.persist(messagesDayKeyOf('acme-1', '2026-03-04'));
+  t.same(await messagesToday(client, ['acme-1', 'nobody', 'acme-1'], now), [7, 0, 7], 'shard count + the earlier single hash; 0 for none');
+  t.ok((await client.ttl(messagesDayKeyOf('acme-1', '2026-03-04'))) > 0, 'a hash a lost EXPIRE left without a TTL gets one back');
   t.equal(utcDay(now), '2026-03-04');
   t.equal(percentile([5, 1, 3, 2, 4], 50), 3);
   t.equal(percentile([1, 2, 3, 4, 5, 6, 7, 8, 9, 100], 99), 100);

@@ -16,8 +16,8 @@ import { request } from 'undici';
 import { launchChromium } from './support/chromium.js';
 import { ROOT, startTestPlatform, type TestPlatform } from './support/platform.js';
 import { waitUntil } from './support/wait.js';
-import { messagesDayKey, wakeTimesKey } from '../lib/keys.js';
-import { utcDay } from '../lib/tenants/tenant-stats.js';
+import { wakeTimesKey } from '../lib/keys.js';
+import { messagesDayKeyOf, utcDay } from '../lib/tenants/tenant-stats.js';
 import { TENANT_COLUMNS } from '../lib/ops/tenants-view-page.js';
 import type { TenantsPage } from '../lib/ops/tenants-view.js';
 
@@ -146,7 +146,7 @@ t.before(async () => {
   await waitUntil('the answers', () => p.emulator.sentMessages(tokenOf('alice')).some((m) => /You said: hello/.test(m.text)) && p.emulator.sentMessages(tokenOf('bob')).some((m) => /You said: hi/.test(m.text)), 90_000);
   await post('alice', message(1, 'again'));
   await waitUntil('the second answer', () => p.emulator.sentMessages(tokenOf('alice')).some((m) => /You said: again/.test(m.text)), 30_000);
-  await waitUntil('the stats', async () => (await p.clients.redis.hget(messagesDayKey(utcDay()), 'alice')) === '2' && (await p.clients.redis.llen(wakeTimesKey('bob'))) === 1);
+  await waitUntil('the stats', async () => (await p.clients.redis.hget(messagesDayKeyOf('alice', utcDay()), 'alice')) === '2' && (await p.clients.redis.llen(wakeTimesKey('bob'))) === 1);
   ({ child: board, url } = await startZtmDashboard(p.redis.url));
   const context = await browser.newContext({ httpCredentials: { username: USER, password: PASSWORD }, viewport: { width: 1280, height: 800 } });
   page = await context.newPage();
@@ -172,7 +172,7 @@ t.test('the page lists every tenant with the registry\'s and Redis\'s values', a
     t.equal(row.cells.pod, rec.pod_name ?? '–', `${row.tenant}: pod`);
     const wakes = await p.clients.redis.llen(wakeTimesKey(row.tenant));
     t.equal(row.cells.wakes, String(wakes), `${row.tenant}: wakes recorded`);
-    const today = Number((await p.clients.redis.hget(messagesDayKey(utcDay()), row.tenant)) ?? 0);
+    const today = Number((await p.clients.redis.hget(messagesDayKeyOf(row.tenant, utcDay()), row.tenant)) ?? 0);
     t.equal(row.cells['messages-today'], String(today), `${row.tenant}: messages today`);
   }
   const by = Object.fromEntries(rows.map((r) => [r.tenant, r.cells]));

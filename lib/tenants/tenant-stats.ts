@@ -1,13 +1,14 @@
 /**
  * Per-tenant figures the tenants view shows that nothing else records: the last wake durations
  * (written by the waker, once per wake) and the updates delivered per UTC day (written by the
- * forwarder after each delivery, so the write is one command: HINCRBY on the day's hash, its TTL
- * set only by the first count of a tenant that day). Bounded: at most WAKE_TIMES_KEPT entries per
- * tenant, a day's hash lives MESSAGES_DAY_TTL_S. Reads are one command per key, never a pipeline
- * across keys (on a Redis Cluster they hash to different slots).
+ * forwarder, coalesced by services/forwarder/activity-flusher.ts, into a day's hash per delivery
+ * shard: the counting spreads over a cluster's masters as the deliveries do). Bounded: at most
+ * WAKE_TIMES_KEPT entries per tenant, a day's hash lives MESSAGES_DAY_TTL_S. Reads are one command
+ * per key, never a pipeline across keys (on a Redis Cluster they hash to different slots).
  */
 import type { RedisClient } from '../redis.js';
 import { messagesDayKey, wakeTimesKey } from '../keys.js';
+import { deliveryLayout, type DeliveryLayout } from '../delivery/shards.js';
 
 /** Wake durations kept per tenant (newest first). */
 export const WAKE_TIMES_KEPT = 50;
@@ -27,23 +28,50 @@ export async function recordWake(redis: RedisClient, tenantId: string, ms: numbe
   await redis.multi().lpush(key, String(Math.max(0, Math.round(ms)))).ltrim(key, 0, WAKE_TIMES_KEPT - 1).expire(key, WAKE_TIMES_TTL_S).exec();
 }
 
+/** The day's count hash `tenantId` is counted in: its delivery shard's. */
+export function messagesDayKeyOf(tenantId: string, day: string, layout: DeliveryLayout = deliveryLayout()): string {
+  return messagesDayKey(day, layout.tagOf(tenantId));
+}
+
 /**
  * Counts one delivered update for today: one HINCRBY; the first count of a tenant that day also
  * sets the hash's TTL (a second command once per tenant per day, not per message). Should that
  * EXPIRE be lost, readers repair it (messagesToday).
  */
 export async function countMessage(redis: RedisClient, tenantId: string, now = Date.now()): Promise<void> {
-  const key = messagesDayKey(utcDay(now));
+  const key = messagesDayKeyOf(tenantId, utcDay(now));
   if ((await redis.hincrby(key, tenantId, 1)) === 1) await redis.expire(key, MESSAGES_DAY_TTL_S);
 }
 
-/** Today's count per tenant id (0 when none), in one HMGET; sets the TTL if a lost EXPIRE left none. */
+/**
+ * Today's count per tenant id (0 when none): one HMGET per delivery shard the ids are in, plus one
+ * of the single hash earlier versions wrote (counts from before an upgrade that day); sets the TTL
+ * of a shard's hash that a lost EXPIRE left without one.
+ */
 export async function messagesToday(redis: RedisClient, tenantIds: readonly string[], now = Date.now()): Promise<number[]> {
   if (tenantIds.length === 0) return [];
-  const key = messagesDayKey(utcDay(now));
-  const [values, ttl] = await Promise.all([redis.hmget(key, ...tenantIds), redis.ttl(key)]);
-  if (ttl === -1) await redis.expire(key, MESSAGES_DAY_TTL_S);
-  return values.map((v) => (v === null ? 0 : Number(v) || 0));
+  const day = utcDay(now);
+  const byKey = new Map<string, string[]>();
+  for (const id of new Set(tenantIds)) {
+    const key = messagesDayKeyOf(id, day);
+    const ids = byKey.get(key);
+    if (ids) ids.push(id);
+    else byKey.set(key, [id]);
+  }
+  const counts = new Map<string, number>();
+  const add = (ids: readonly string[], values: ReadonlyArray<string | null>): void => {
+    for (const [i, v] of values.entries()) if (v !== null) counts.set(ids[i] as string, (counts.get(ids[i] as string) ?? 0) + (Number(v) || 0));
+  };
+  const unique = [...new Set(tenantIds)];
+  await Promise.all([
+    ...[...byKey].map(async ([key, ids]) => {
+      const [values, ttl] = await Promise.all([redis.hmget(key, ...ids), redis.ttl(key)]);
+      if (ttl === -1) await redis.expire(key, MESSAGES_DAY_TTL_S);
+      add(ids, values);
+    }),
+    redis.hmget(messagesDayKey(day), ...unique).then((values) => add(unique, values)),
+  ]);
+  return tenantIds.map((id) => counts.get(id) ?? 0);
 }
 
 /** The recorded wake durations (ms, newest first) of each tenant: one LRANGE per tenant, sent together. */
