@@ -3,7 +3,7 @@
  * ingress, forwarder, waker, pool-keeper, local runtime; dynalite + s3rver in a child; a Telegram
  * stand-in), warm wakes one at a time and in bursts, each wake's timeline stamped at every hop.
  *
- *   node --import tsx bench/wake-trace.ts [--singles 10] [--bursts 2] [--burst 20] [--variants base]
+ *   node --import tsx bench/wake-trace.ts [--singles 10] [--bursts 2] [--burst 20] [--variants base] [--state 65536]
  *
  * Stamps (ms, one clock): in this process by wrapping the wake path's methods (the update's send
  * and the ingress's answer, the wake job's add, the waker's start, registry read, presign, the
@@ -17,7 +17,7 @@
  * `base` is the shim as configured). Each variant's env goes to the warm members started for its rounds.
  */
 import { randomBytes } from 'node:crypto';
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
@@ -42,6 +42,9 @@ import { Waker } from '../services/waker/waker.js';
 import { ShimProcess } from '../lib/runtime/local-process.js';
 import { LocalRuntime } from '../lib/runtime/local-runtime.js';
 import { AgentClient } from '../services/forwarder/agent-client.js';
+import { packState } from '../agent/state-archive.js';
+import { uploadState } from '../agent/state-transfer.js';
+import Database from 'better-sqlite3';
 
 const { values: opts } = parseArgs({
   options: {
@@ -49,6 +52,8 @@ const { values: opts } = parseArgs({
     bursts: { type: 'string', default: '2' },
     burst: { type: 'string', default: '20' },
     variants: { type: 'string', default: 'base' },
+    /** Bytes of saved state (a brain.db) each tenant restores at its wake, as a tenant that was awake before; 0: none (a first wake). */
+    state: { type: 'string', default: '65536' },
     'keep-data': { type: 'boolean', default: false },
     /** Write a CPU profile of this process (the platform) per burst into this directory. */
     'cpu-prof': { type: 'string' },
@@ -57,6 +62,8 @@ const { values: opts } = parseArgs({
 const SINGLES = Number(opts.singles);
 const BURSTS = Number(opts.bursts);
 const BURST = Number(opts.burst);
+const STATE_BYTES = Number(opts.state);
+if (!Number.isInteger(STATE_BYTES) || STATE_BYTES < 0) throw new Error('--state: a number of bytes, 0 or more');
 /** `name` or `name=K=V,K=V`: extra shim environment per variant. */
 const VARIANTS = (opts.variants ?? 'base').split(';').filter(Boolean).map((spec) => {
   const [name, ...pairs] = spec.split('=');
@@ -69,6 +76,19 @@ const VARIANTS = (opts.variants ?? 'base').split(';').filter(Boolean).map((spec)
   return { name: name as string, env };
 });
 const now = (): number => performance.timeOrigin + performance.now();
+
+/** A state archive of the agent's default state path (memory/brain.db) holding about `bytes` of rows. */
+async function packSeedState(dir: string, bytes: number): Promise<string> {
+  const root = path.join(dir, 'root');
+  mkdirSync(path.join(root, 'memory'), { recursive: true });
+  const db = new Database(path.join(root, 'memory/brain.db'));
+  db.exec('CREATE TABLE memories (id INTEGER PRIMARY KEY, text TEXT)');
+  const insert = db.prepare('INSERT INTO memories (text) VALUES (?)');
+  for (let n = 0; n * 200 < bytes; n++) insert.run(randomBytes(150).toString('base64'));
+  db.close();
+  const packed = await packState({ root, paths: [{ path: 'memory/brain.db', kind: 'sqlite' }], scratchDir: path.join(dir, 'scratch'), maxBytes: 1 << 30 });
+  return packed.file;
+}
 
 // ------------------------------------------------------------------------------------------------
 // Stamps: the first time each label is seen per tenant (every tenant is woken once).
@@ -168,7 +188,7 @@ const SEGMENTS: Array<[string, string, string]> = [
   ['runtime.start', 'claim', 'runtime: checks, member health probe'],
   ['claim', 'shim.claimed', 'claim POST → shim has it'],
   ['shim.claimed', 'shim.restore', 'shim: mkdir, checkpointer'],
-  ['shim.restore', 'shim.restored', 'state restore (S3 GET)'],
+  ['shim.restore', 'shim.restored', 'state restore (S3 GET, unpack)'],
   ['shim.restored', 'shim.spawned', 'prepare, port check, spawn'],
   ['shim.spawned', 'agent.born', 'spawn → agent process born (setpriv, sh, node)'],
   ['agent.born', 'agent.listening', "agent's own start (subtracted)"],
@@ -218,6 +238,15 @@ try {
     await Promise.all(all.slice(i, i + 20).map((id, k) => clients.registry.create({
       tenant_id: id, bot_token: `${300_000_000 + i + k}:AA${randomBytes(25).toString('base64url').slice(0, 33)}`,
     })));
+  }
+  if (STATE_BYTES > 0) {
+    await clients.state.ensureBucket();
+    const file = await packSeedState(path.join(dataDir, 'seed'), STATE_BYTES);
+    for (let i = 0; i < all.length; i += 20) {
+      await Promise.all(all.slice(i, i + 20).map(async (id) => uploadState((await clients.state.presign(await clients.registry.require(id))).putUrl, file)));
+    }
+    stamps.clear(); // the seeding's presigns are not the wakes'
+    console.log(`# every tenant has ${fmt.int(statSync(file).size)} bytes of saved state (a ${fmt.int(STATE_BYTES)}-byte brain.db) to restore`);
   }
   const platform = await startPlatform({ config, log, clients, secrets: { webhookSecret, warmPoolSecret } });
   const ingress = new Pool(`http://127.0.0.1:${platform.ingress.port}`, { connections: 32 });

@@ -6,7 +6,7 @@
  */
 import t, { type Test } from 'tap';
 import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -235,6 +235,9 @@ t.test('warm pool member: claim auth, readiness, conflict, periodic and forced c
   // The claim's first-time costs are paid while the member waits (agent/shim-prewarm.ts).
   await until('warm-up', 30_000, async () => (/"msg":"warm-up done"/.test(w.output()) ? true : undefined));
   t.notMatch(w.output(), /warm-up incomplete/, 'the warm-up went through');
+  const scratchLeft = existsSync(path.join(scratch, 'bob', '.shim')) ? readdirSync(path.join(scratch, 'bob', '.shim')) : [];
+  t.same(scratchLeft, [], "the warm-up's made-up restore left nothing in the shim's scratch");
+  t.notOk(existsSync(path.join(scratch, 'bob', 'memory')), 'nor in the state paths');
   t.same(await http(w.port, '/readyz'), { status: 503, json: { ready: false, phase: 'warm' } }, 'not ready before a claim');
   t.equal((await http(w.port, '/checkpoint', { body: {}, auth: SECRET })).status, 409, 'nothing to checkpoint yet');
   t.equal((await http(w.port, '/state-urls', { body: { state_put_url: 'http://x/y' }, auth: SECRET })).status, 409);
