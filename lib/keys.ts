@@ -38,8 +38,8 @@ export const mailboxKey = (tenantId: string, chatId: string, layout?: DeliveryLa
 export const drainKey = (tenantId: string, chatId: string, layout?: DeliveryLayout): string => `${tagOf(tenantId, layout)}:drain:${tenantId}:${chatId}`;
 /**
  * The tenant's recently accepted update_ids (dedup of Telegram retries): a sorted set update_id →
- * accepted ms, bounded by DEDUP_WINDOW_S and DEDUP_MAX_PER_TENANT, expiring with the window (an idle
- * tenant holds none). The legacy layout had a key per update (`{mbox}:seen:<t>:<id>`, 24 h TTL).
+ * accepted ms, bounded by DEDUP_WINDOW_S and DEDUP_MAX_PER_TENANT, expiring 1 to 9/8 windows after
+ * its newest id (an idle tenant holds none). The legacy layout had a key per update (`{mbox}:seen:<t>:<id>`, 24 h TTL).
  */
 export const seenKey = (tenantId: string, layout?: DeliveryLayout): string => `${tagOf(tenantId, layout)}:seen:${tenantId}`;
 /** A shard's chats with a responsible drain, scored by last progress: the sweeper's index. */

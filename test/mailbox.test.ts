@@ -129,6 +129,8 @@ t.test('an accept opening a chat takes its lease for the runner, within the tena
   t.equal(await redis.get(chatLeaseKey('ol', '1')), token1, 'the chat lease is held by the token');
   t.ok(Number(await redis.pttl(chatLeaseKey('ol', '1'))) > 4000, 'for the lease time');
   t.same((await redis.zrange(tenantActiveKey('ol'), 0, -1)).sort(), [token1, e2.leaseToken].sort(), 'both count against the tenant limit');
+  const activeTtl = Number(await redis.pttl(tenantActiveKey('ol')));
+  t.ok(activeTtl > 5000 && activeTtl <= 15_000, `the holders' set outlives the newest lease (${activeTtl} ms, three leases at most)`);
   t.equal(await redis.get(chatLeaseKey('ol', '3')), null);
 
   t.equal(await opening.claim('ol', '1', e1.gen, 'another-drainer', 2), 'busy', 'nobody else can claim the chat');

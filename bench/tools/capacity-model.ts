@@ -31,7 +31,7 @@ export interface CapacityInputs {
   /** Dedup: the count bound (DEDUP_MAX_PER_TENANT) and bytes per kept id (zset member + score). */
   dedupIdsPerTenant: number;
   dedupBytesPerId: number;
-  /** Dedup age bound (s): a tenant idle longer than this holds no dedup memory. */
+  /** Dedup age bound (s): a tenant idle longer than 9/8 of this holds no dedup memory. */
   dedupWindowS: number;
   /** Workload assumption: updates in one conversation (a session of one tenant). */
   updatesPerSession: number;
@@ -46,6 +46,9 @@ export interface CapacityInputs {
   /** Usable memory of one Redis master (bytes). */
   redisMasterBytes: number;
 }
+
+/** The dedup zset's TTL, at most, in windows (lib/delivery/mailbox-scripts.ts ACCEPT). */
+const DEDUP_TTL_OF_WINDOW = 9 / 8;
 
 export const DEFAULT_INPUTS: CapacityInputs = {
   redisUsPerUpdate: 168,
@@ -107,8 +110,8 @@ export function capacityRow(tenants: number, updatesPerS: number, i: CapacityInp
   const awakeTenants = Math.ceil(tenants * (1 - asleep));
   const redisMastersForCpu = Math.ceil((updatesPerS * i.redisUsPerUpdate) / 1e6 / i.redisCoreBudget);
   // A tenant keeps the ids of its updates within the window, at most the count bound; one idle
-  // longer than the window holds none.
-  const dedupTenants = Math.min(tenants, awakeTenants + wakesPerS * i.dedupWindowS);
+  // longer than 9/8 of the window (the zset's TTL at most) holds none.
+  const dedupTenants = Math.min(tenants, awakeTenants + wakesPerS * i.dedupWindowS * DEDUP_TTL_OF_WINDOW);
   const idsPerTenant = Math.min(i.dedupIdsPerTenant, (updatesPerS * i.dedupWindowS) / Math.max(dedupTenants, 1));
   const dedupBytes = dedupTenants * idsPerTenant * i.dedupBytesPerId;
   const redisMemoryBytes = tenants * i.bytesPerTenant + awakeTenants * i.bytesPerAwakeTenant + dedupBytes;

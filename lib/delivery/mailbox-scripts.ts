@@ -41,8 +41,9 @@ end
  * for `token`. slotFree: the tenant is below `limit`, or `token` holds a slot already (a lease the
  * accept took, claimed late). Holders whose leases ran out (a crashed drainer's) are trimmed only
  * when they would count against the limit: a trim per take costs a call each, and below the limit
- * they change nothing. holdSlot takes it until `now + lease` and sets the set's TTL at every take
- * (holders whose drains end within lease/3 never renew it).
+ * they change nothing. holdSlot takes it until `now + lease` and makes the set outlive that lease
+ * (holders whose drains end within lease/3 never renew it): a TTL below one lease is extended to
+ * three, so most takes read the TTL instead of writing it.
  */
 const TENANT_SLOT = `
 local function slotFree(active, token, now, limit)
@@ -55,7 +56,7 @@ local function slotFree(active, token, now, limit)
 end
 local function holdSlot(active, token, now, lease)
   redis.call('ZADD', active, now + lease, token)
-  redis.call('PEXPIRE', active, lease * 2)
+  if redis.call('PTTL', active) < lease then redis.call('PEXPIRE', active, lease * 3) end
 end
 `;
 
@@ -80,7 +81,8 @@ end
  * a claim of its own while most of it is left (one script per update less; drain-contract.ts
  * parseReadyEntry, Mailbox.heldHead).
  * Dedup is a per-tenant sorted set (update_id → accepted ms) bounded by age (dedupWindowMs) and
- * count (dedupMax, oldest dropped first) and expiring with the window, so an idle tenant holds none.
+ * count (dedupMax, oldest dropped first) and expiring a window (at most 9/8 of one) after its
+ * newest id, so an idle tenant holds none.
  */
 export const ACCEPT = `${ENSURE_RUNNER}${TENANT_SLOT}
 local window = tonumber(ARGV[1])
@@ -102,7 +104,10 @@ for i = 0, #KEYS / 9 - 1 do
     if tonumber(ARGV[a + 3]) % 16 == 0 then redis.call('ZREMRANGEBYSCORE', KEYS[k], '-inf', now - window) end
     local n = redis.call('ZCARD', KEYS[k])
     if n > maxSeen then redis.call('ZREMRANGEBYRANK', KEYS[k], 0, n - maxSeen - 1) end
-    redis.call('PEXPIRE', KEYS[k], window)
+    -- The key outlives its newest id by a window at least and by 9/8 of one at most: extended
+    -- only once its TTL fell below a window, so most accepts read the TTL instead of writing it
+    -- (a write is propagated to the AOF and the replicas; a read is not).
+    if redis.call('PTTL', KEYS[k]) < window then redis.call('PEXPIRE', KEYS[k], math.floor(window * 9 / 8)) end
     redis.call('RPUSH', KEYS[k + 1], ARGV[a])
     out[#out + 1] = 1
     if gen then
