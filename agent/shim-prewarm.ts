@@ -9,8 +9,7 @@
  * agent port bound.
  */
 import { spawn } from 'node:child_process';
-import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { createReadStream } from 'node:fs';
+import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import http from 'node:http';
 import path from 'node:path';
 import Database from 'better-sqlite3';
@@ -85,10 +84,13 @@ async function restoreOnce(scratchDir: string): Promise<void> {
     }
     await writeFile(path.join(from.root, 'notes.md'), 'warm-up');
     await writeFile(path.join(from.root, 'dir/a'), 'warm-up');
-    const packed = await packState(from);
-    server.on('request', (_req, res) => {
-      res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': packed.bytes });
-      createReadStream(packed.file).pipe(res);
+    const archive = await readFile((await packState(from)).file);
+    // One answer, from memory: the listener is gone as soon as a request came (anyone else on
+    // loopback gets a refused connection or this made-up archive, nothing of the shim).
+    server.once('request', (_req, res) => {
+      server.close();
+      res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': archive.length });
+      res.end(archive);
     });
     await new Promise<void>((resolve, reject) => server.once('error', reject).listen(0, '127.0.0.1', resolve));
     const to = layout('to');
@@ -99,6 +101,7 @@ async function restoreOnce(scratchDir: string): Promise<void> {
     await clearStatePaths(to.root, PREWARM_PATHS);
   } finally {
     server.close();
+    server.closeAllConnections();
     await rm(dir, { recursive: true, force: true });
   }
 }
