@@ -65,8 +65,7 @@ export class Shim implements ShimHandlers {
     return path.join(this.config.workspace, this.profile.stateDir);
   }
 
-  /** The shim's own directory in the workspace (staging, archives, the warm-up's made-up restore): the agent cannot write there. */
-  get scratchDir(): string {
+  private get scratchDir(): string {
     return path.join(this.config.workspace, '.shim');
   }
 

@@ -77,7 +77,7 @@ function main(): void {
     // A warm member has time before its claim: spend it on the claim's first-time costs.
     else if (config.prewarm) {
       const host = probeHostOf(config.shimHost);
-      void prewarm({ shimHost: host, shimPort: config.shimPort, agentHost: host, agentPort: config.agentPort, scratchDir: shim.scratchDir }, log);
+      void prewarm({ shimHost: host, shimPort: config.shimPort, agentHost: host, agentPort: config.agentPort }, log);
     }
   });
 }

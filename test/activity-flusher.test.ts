@@ -36,10 +36,14 @@ t.test("a flush counts the day's messages in each tenant's delivery shard, one s
   const tenants = Array.from({ length: 40 }, (_, i) => `count-${i}`);
   for (const [i, tn] of tenants.entries()) for (let n = 0; n <= i % 3; n++) flusher.note(tn, undefined, true);
   flusher.note('not-a-message', undefined, false);
+  const scriptCalls = async (): Promise<number> => Number(/cmdstat_evalsha:calls=(\d+)/.exec(await redis.info('commandstats'))?.[1] ?? 0);
+  const before = await scriptCalls();
   await flusher.flush();
+  const calls = (await scriptCalls()) - before;
   t.same(await messagesToday(redis as never, [...tenants, 'not-a-message']), [...tenants.map((_, i) => 1 + (i % 3)), 0], 'every count, none for a non-message');
   const keys = new Set(tenants.map((tn) => messagesDayKeyOf(tn, utcDay())));
   t.ok(keys.size > 10, `${keys.size} shard hashes for 40 tenants`);
+  t.equal(calls, keys.size, 'one count script per shard hash');
   for (const key of keys) t.ok((await redis.ttl(key)) > 0, `${key} expires`);
   t.equal(await redis.exists(messagesDayKey(utcDay())), 0, 'nothing in the single hash of earlier versions');
 });

@@ -182,7 +182,8 @@ export class TenantsView {
   }
 
   /**
-   * Redis reads for a page: two ZMSCOREs, one HMGET, one LRANGE per tenant, and one ZRANGE of
+   * Redis reads for a page: two ZMSCOREs, the day's counts (a HMGET and a TTL per delivery shard of
+   * the page's tenants and of the earlier single hash), one LRANGE per tenant, and one ZRANGE of
    * dead-letter ids per index the page's tenants write to (their delivery shards', at most one per
    * tenant) and the legacy one (letters from before sharding); sent together.
    */

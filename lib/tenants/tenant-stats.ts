@@ -46,7 +46,7 @@ export async function countMessage(redis: RedisClient, tenantId: string, now = D
 /**
  * Today's count per tenant id (0 when none): one HMGET per delivery shard the ids are in, plus one
  * of the single hash earlier versions wrote (counts from before an upgrade that day); sets the TTL
- * of a shard's hash that a lost EXPIRE left without one.
+ * of a hash that a lost EXPIRE left without one.
  */
 export async function messagesToday(redis: RedisClient, tenantIds: readonly string[], now = Date.now()): Promise<number[]> {
   if (tenantIds.length === 0) return [];
@@ -63,14 +63,12 @@ export async function messagesToday(redis: RedisClient, tenantIds: readonly stri
     for (const [i, v] of values.entries()) if (v !== null) counts.set(ids[i] as string, (counts.get(ids[i] as string) ?? 0) + (Number(v) || 0));
   };
   const unique = [...new Set(tenantIds)];
-  await Promise.all([
-    ...[...byKey].map(async ([key, ids]) => {
-      const [values, ttl] = await Promise.all([redis.hmget(key, ...ids), redis.ttl(key)]);
-      if (ttl === -1) await redis.expire(key, MESSAGES_DAY_TTL_S);
-      add(ids, values);
-    }),
-    redis.hmget(messagesDayKey(day), ...unique).then((values) => add(unique, values)),
-  ]);
+  const read = async (key: string, ids: readonly string[]): Promise<void> => {
+    const [values, ttl] = await Promise.all([redis.hmget(key, ...ids), redis.ttl(key)]);
+    if (ttl === -1) await redis.expire(key, MESSAGES_DAY_TTL_S);
+    add(ids, values);
+  };
+  await Promise.all([...[...byKey].map(([key, ids]) => read(key, ids)), read(messagesDayKey(day), unique)]);
   return tenantIds.map((id) => counts.get(id) ?? 0);
 }
 
