@@ -17,7 +17,7 @@
  * `base` is the shim as configured). Each variant's env goes to the warm members started for its rounds.
  */
 import { randomBytes } from 'node:crypto';
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
@@ -54,6 +54,7 @@ const { values: opts } = parseArgs({
     variants: { type: 'string', default: 'base' },
     /** Bytes of saved state (a brain.db) each tenant restores at its wake, as a tenant that was awake before; 0: none (a first wake). */
     state: { type: 'string', default: '65536' },
+    /** Keep the data directory, with each claimed shim's log (shim-<tenant>.log: the members' own directories go with their sleep). */
     'keep-data': { type: 'boolean', default: false },
     /** Write a CPU profile of this process (the platform) per burst into this directory. */
     'cpu-prof': { type: 'string' },
@@ -278,6 +279,7 @@ try {
     const pod = podOf.get(tenant);
     const file = pod && path.join(dataDir, 'warm', pod, 'agent.log');
     if (!file || !existsSync(file)) return;
+    if (opts['keep-data']) copyFileSync(file, path.join(dataDir, `shim-${tenant}.log`));
     const marks: Array<[RegExp, string]> = [[/^claimed/, 'shim.claimed'], [/^restoring state/, 'shim.restore'], [/^(no saved state|state restored)/, 'shim.restored'],
       [/^agent started/, 'shim.spawned'], [/^agent ready/, 'shim.ready']];
     for (const l of readFileSync(file, 'utf8').split('\n')) {
