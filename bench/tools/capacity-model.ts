@@ -10,8 +10,15 @@
 import { readFileSync } from 'node:fs';
 
 export interface CapacityInputs {
-  /** Redis CPU per delivered update on the master that holds its shard (bench:e2e, µs). */
+  /** Redis CPU per delivered update on a single Redis node (bench:e2e, µs). */
   redisUsPerUpdate: number;
+  /**
+   * Redis CPU per delivered update on a cluster, all masters together (bench:e2e --redis cluster,
+   * µs): what the master holding an update's shard spends on it. More than on one node (replication
+   * to a replica, an accept script per shard instead of per batch, the cluster bus); used as soon as
+   * the load needs more than one master.
+   */
+  redisClusterUsPerUpdate: number;
   /** Fraction of a Redis core we plan to use (headroom for failover, replication, spikes). */
   redisCoreBudget: number;
   /** Forwarder CPU per delivered update (bench:e2e, µs of the forwarder processes' CPU). */
@@ -51,10 +58,11 @@ export interface CapacityInputs {
 const DEDUP_TTL_OF_WINDOW = 9 / 8;
 
 export const DEFAULT_INPUTS: CapacityInputs = {
-  redisUsPerUpdate: 168,
+  redisUsPerUpdate: 135,
+  redisClusterUsPerUpdate: 201,
   redisCoreBudget: 0.6,
-  forwarderUsPerUpdate: 421,
-  ingressUsPerUpdate: 77,
+  forwarderUsPerUpdate: 411,
+  ingressUsPerUpdate: 69,
   serviceCoreBudget: 0.7,
   agentAnswerS: 2,
   forwarderConcurrency: 1_000,
@@ -108,14 +116,18 @@ export function capacityRow(tenants: number, updatesPerS: number, i: CapacityInp
   const asleep = Math.exp(-sessionsPerTenantPerS * awakeFor);
   const wakesPerS = tenants * sessionsPerTenantPerS * asleep;
   const awakeTenants = Math.ceil(tenants * (1 - asleep));
-  const redisMastersForCpu = Math.ceil((updatesPerS * i.redisUsPerUpdate) / 1e6 / i.redisCoreBudget);
   // A tenant keeps the ids of its updates within the window, at most the count bound; one idle
   // longer than 9/8 of the window (the zset's TTL at most) holds none.
   const dedupTenants = Math.min(tenants, awakeTenants + wakesPerS * i.dedupWindowS * DEDUP_TTL_OF_WINDOW);
   const idsPerTenant = Math.min(i.dedupIdsPerTenant, (updatesPerS * i.dedupWindowS) / Math.max(dedupTenants, 1));
   const dedupBytes = dedupTenants * idsPerTenant * i.dedupBytesPerId;
   const redisMemoryBytes = tenants * i.bytesPerTenant + awakeTenants * i.bytesPerAwakeTenant + dedupBytes;
-  const redisMasters = Math.max(1, redisMastersForCpu, Math.ceil(redisMemoryBytes / i.redisMasterBytes));
+  // One node while its CPU and memory suffice; past that a cluster, whose masters spend more per update.
+  const mastersForMemory = Math.ceil(redisMemoryBytes / i.redisMasterBytes);
+  const oneNodeCores = (updatesPerS * i.redisUsPerUpdate) / 1e6 / i.redisCoreBudget;
+  const redisMastersForCpu = oneNodeCores <= 1 && mastersForMemory <= 1 ? 1
+    : Math.max(1, Math.ceil((updatesPerS * i.redisClusterUsPerUpdate) / 1e6 / i.redisCoreBudget));
+  const redisMasters = Math.max(1, redisMastersForCpu, mastersForMemory);
   const forwarderByCpu = (updatesPerS * i.forwarderUsPerUpdate) / 1e6 / i.serviceCoreBudget;
   const forwarderByConcurrency = (updatesPerS * i.agentAnswerS) / i.forwarderConcurrency;
   return {
