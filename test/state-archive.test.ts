@@ -1,155 +1,27 @@
 /**
- * The whole-state archive (agent/state-archive.ts) on real files and real SQLite in WAL mode:
- * round trip, consistent copies of databases another process writes during the pack, a content
- * hash that ignores mtimes, a hostile tree (links out, hard links, sockets, FIFOs, a process
- * swapping a directory for a symlink while packing), the size and entry bounds on both sides,
- * hostile and damaged archives refused with the root untouched, the restore replacing the whole
- * state while leaving caches alone, and streaming of a large file.
+ * The whole-state archive (agent/state-archive.ts) on real files and real SQLite in WAL mode, the
+ * pack side: the layout setting, format detection, the round trip, consistent copies of databases
+ * another process writes during the pack, a content hash that ignores mtimes, a hostile tree (links
+ * out, hard links, sockets, FIFOs, a process swapping a directory for a symlink while packing), the
+ * pack's size and entry bounds, and streaming of a large file. The restore side:
+ * test/state-restore.test.ts.
  */
-import t, { type Test } from 'tap';
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import t from 'tap';
+import { spawn, spawnSync } from 'node:child_process';
 import {
-  chmodSync, existsSync, linkSync, lstatSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, readlinkSync,
-  rmSync, statSync, symlinkSync, truncateSync, utimesSync, writeFileSync,
+  chmodSync, existsSync, linkSync, mkdirSync, readFileSync, readdirSync, rmSync, statSync, symlinkSync, truncateSync, utimesSync, writeFileSync,
 } from 'node:fs';
 import { createServer, type Server } from 'node:net';
-import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { gunzipSync, gzipSync } from 'node:zlib';
+import { gunzipSync } from 'node:zlib';
 import Database from 'better-sqlite3';
-import { Header, list } from 'tar';
 import { ConfigError, ValidationError } from '../lib/errors.js';
 import {
   StateTooLargeError, clearStatePaths, detectStateFormat, packState, parseStatePaths, unpackState, type StatePath,
 } from '../agent/state-archive.js';
+import { MiB, entriesOf, makeDb, put, rejectsWith, rowsOf, snapshot, startWriter, stateDirs } from './support/state-archive.js';
 
-const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
-const base = mkdtempSync(path.join(tmpdir(), 'ztm-state-archive-'));
-t.teardown(() => rmSync(base, { recursive: true, force: true }));
-const MiB = 1 << 20;
-
-let seq = 0;
-/** A fresh state root and a scratch dir beside it (same filesystem). */
-function fresh(name: string): { root: string; scratch: string; dir: string } {
-  const dir = path.join(base, `${++seq}-${name}`);
-  mkdirSync(path.join(dir, 'root'), { recursive: true });
-  return { dir, root: path.join(dir, 'root'), scratch: path.join(dir, 'scratch') };
-}
-
-function put(root: string, rel: string, content: string | Buffer, mode?: number): void {
-  const file = path.join(root, rel);
-  mkdirSync(path.dirname(file), { recursive: true });
-  writeFileSync(file, content);
-  if (mode !== undefined) chmodSync(file, mode);
-}
-
-/** A WAL database with a `memories` table; the connection is closed (the agent is stopped). */
-function makeDb(file: string, rows: readonly string[]): void {
-  mkdirSync(path.dirname(file), { recursive: true });
-  const db = new Database(file);
-  db.pragma('journal_mode = WAL');
-  db.exec('CREATE TABLE IF NOT EXISTS memories (text TEXT)');
-  for (const r of rows) db.prepare('INSERT INTO memories (text) VALUES (?)').run(r);
-  db.close();
-}
-
-function rowsOf(file: string): string[] {
-  const db = new Database(file, { fileMustExist: true });
-  try {
-    return (db.prepare('SELECT text FROM memories ORDER BY rowid').all() as { text: string }[]).map((r) => r.text);
-  } finally {
-    db.close();
-  }
-}
-
-async function entriesOf(file: string): Promise<{ path: string; type: string; mode: number }[]> {
-  const out: { path: string; type: string; mode: number }[] = [];
-  await list({ file, onReadEntry: (e) => out.push({ path: e.path, type: e.type, mode: e.mode ?? 0 }) });
-  return out;
-}
-
-/** Every path under `root`: 'dir', 'link -> target', or the file's text. */
-function snapshot(root: string): Record<string, string> {
-  const out: Record<string, string> = {};
-  const walk = (dir: string, rel: string): void => {
-    for (const name of readdirSync(dir).sort()) {
-      const abs = path.join(dir, name);
-      const r = rel === '' ? name : `${rel}/${name}`;
-      const st = lstatSync(abs);
-      if (st.isSymbolicLink()) out[r] = `link -> ${readlinkSync(abs)}`;
-      else if (st.isDirectory()) {
-        out[r] = 'dir';
-        walk(abs, r);
-      } else out[r] = readFileSync(abs, 'latin1');
-    }
-  };
-  walk(root, '');
-  return out;
-}
-
-async function rejectsWith<T extends Error>(t: Test, p: Promise<unknown>, cls: new (...args: never[]) => T, what: string): Promise<T | undefined> {
-  try {
-    await p;
-  } catch (err) {
-    t.type(err, cls, `${what}: ${cls.name}`);
-    t.notMatch((err as Error).message, /\n/, `${what}: one-line message (${(err as Error).message})`);
-    return err instanceof cls ? err : undefined;
-  }
-  t.fail(`${what}: expected a ${cls.name}, it resolved`);
-  return undefined;
-}
-
-/** A tar.gz made by hand, so it can hold what packState never writes. */
-function rawArchive(entries: readonly { path: string; type?: string; body?: Buffer; size?: number; linkpath?: string }[]): Buffer {
-  const blocks: Buffer[] = [];
-  for (const e of entries) {
-    const body = e.body ?? Buffer.alloc(0);
-    const h = new Header({
-      path: e.path, type: (e.type ?? 'File') as never, size: e.size ?? body.length, mode: 0o644,
-      mtime: new Date(1_700_000_000_000), uid: 0, gid: 0, ...(e.linkpath === undefined ? {} : { linkpath: e.linkpath }),
-    });
-    h.encode();
-    blocks.push(h.block!, body, Buffer.alloc((512 - (body.length % 512)) % 512));
-  }
-  blocks.push(Buffer.alloc(1024));
-  return gzipSync(Buffer.concat(blocks));
-}
-
-/** A process that writes to WAL databases as an agent does, until killed. */
-async function startWriter(files: readonly string[]): Promise<{ stop(): Promise<void> }> {
-  // The first database never checkpoints (all its commits stay in the -wal), the second does.
-  const script = `
-    const Database = require('better-sqlite3');
-    const steps = process.argv.slice(1).map((file, i) => {
-      const db = new Database(file);
-      db.pragma('journal_mode = WAL');
-      db.pragma('synchronous = NORMAL');
-      if (i === 0) db.pragma('wal_autocheckpoint = 0');
-      db.exec('CREATE TABLE IF NOT EXISTS memories (text TEXT); CREATE TABLE IF NOT EXISTS tally (n INTEGER); INSERT INTO tally SELECT 0 WHERE NOT EXISTS (SELECT 1 FROM tally)');
-      const add = db.prepare("INSERT INTO memories (text) VALUES (hex(randomblob(300)))");
-      const bump = db.prepare('UPDATE tally SET n = n + 1');
-      return db.transaction(() => { add.run(); bump.run(); });
-    });
-    let ticks = 0;
-    setInterval(() => {
-      for (let k = 0; k < 10; k++) for (const step of steps) step();
-      if (++ticks === 5) process.stdout.write('ready\\n');
-    }, 2);
-  `;
-  const child: ChildProcess = spawn(process.execPath, ['-e', script, ...files], { cwd: REPO, stdio: ['ignore', 'pipe', 'inherit'] });
-  await new Promise<void>((resolve, reject) => {
-    child.stdout!.on('data', (d: Buffer) => { if (d.toString().includes('ready')) resolve(); });
-    child.on('exit', (code) => reject(new Error(`writer exited early (${code})`)));
-  });
-  return {
-    async stop() {
-      const exited = new Promise((r) => child.once('exit', r));
-      child.kill('SIGKILL');
-      await exited;
-    },
-  };
-}
+const { fresh } = stateDirs(t, 'state-archive');
 
 t.test('parseStatePaths: kinds from the prefix or the ending', async (t) => {
   t.same(parseStatePaths(' data/memory/brain.db, workspace/ ,file:config.toml,dir:agents,sqlite:state/queue,x.sqlite3,notes.txt', 'AGENT_STATE_PATHS'), [
@@ -447,150 +319,6 @@ t.test('pack stops above maxBytes with the measured size and the bound, and abov
   t.equal(many?.unit, 'entries');
   t.match(many?.message ?? '', /more than 3 entries/);
   t.ok((await packState({ root, paths, scratchDir: scratch, maxBytes: 8 * MiB, maxEntries: 5 })).entries === 5, 'exactly at the bound is fine');
-});
-
-t.test('unpack refuses absolute, .., link, device and undeclared entries, leaving the root untouched', async (t) => {
-  const { dir, root, scratch } = fresh('refuse');
-  put(root, 'workspace/keep.txt', 'before');
-  makeDb(path.join(root, 'memory/brain.db'), ['before']);
-  const before = snapshot(root);
-  const paths: StatePath[] = [{ path: 'workspace/', kind: 'dir' }, { path: 'memory/brain.db', kind: 'sqlite' }];
-  const ok = { path: 'workspace/new.txt', body: Buffer.from('new') };
-  const cases: [string, Parameters<typeof rawArchive>[0], RegExp][] = [
-    ['absolute', [ok, { path: '/etc/cron.d/x', body: Buffer.from('x') }], /absolute/],
-    ['dot-dot', [ok, { path: 'workspace/../../escape.txt', body: Buffer.from('x') }], /'\.\.'/],
-    ['symlink', [ok, { path: 'workspace/l', type: 'SymbolicLink', linkpath: '/etc/passwd' }], /SymbolicLink/],
-    ['hard link', [ok, { path: 'workspace/h', type: 'Link', linkpath: 'workspace/new.txt' }], /Link/],
-    ['char device', [ok, { path: 'workspace/tty', type: 'CharacterDevice' }], /CharacterDevice/],
-    ['fifo', [ok, { path: 'workspace/p', type: 'FIFO' }], /FIFO/],
-    ['undeclared', [ok, { path: 'other/x.txt', body: Buffer.from('x') }], /outside the state paths/],
-    ['below a file path', [ok, { path: 'memory/brain.db/x', body: Buffer.from('x') }], /outside the state paths/],
-    ['dir where a file is declared', [ok, { path: 'memory/brain.db/', type: 'Directory' }], /not a file/],
-    ['twice', [ok, ok], /clashes with another entry/],
-  ];
-  for (const [what, entries, why] of cases) {
-    const file = path.join(dir, `${what}.tar.gz`);
-    writeFileSync(file, rawArchive(entries));
-    const err = await rejectsWith(t, unpackState(file, { root, paths, scratchDir: scratch, maxBytes: MiB }), ValidationError, what);
-    t.match(err?.message ?? '', why, `${what}: says why`);
-    t.same(snapshot(root), before, `${what}: root untouched`);
-    t.same(readdirSync(scratch), [], `${what}: staging removed`);
-  }
-  t.notOk(existsSync(path.join(dir, 'escape.txt')) || existsSync(path.join(base, 'escape.txt')), 'nothing written outside');
-});
-
-t.test('unpack bounds what it extracts and refuses a damaged archive', async (t) => {
-  const { dir, root, scratch } = fresh('bounds');
-  put(root, 'workspace/keep.txt', 'before');
-  const before = snapshot(root);
-  const paths: StatePath[] = [{ path: 'workspace/', kind: 'dir' }];
-  const bomb = path.join(dir, 'bomb.tar.gz');
-  writeFileSync(bomb, rawArchive([{ path: 'workspace/zeros', body: Buffer.alloc(64 * MiB) }]));
-  t.ok(statSync(bomb).size < 200 * 1024, `64 MiB of zeros in ${statSync(bomb).size} bytes`);
-  const big = await rejectsWith(t, unpackState(bomb, { root, paths, scratchDir: scratch, maxBytes: MiB }), StateTooLargeError, 'gzip bomb');
-  t.equal(big?.unit, 'bytes');
-  t.match(big?.message ?? '', /above the 1\.0 MiB bound/);
-  t.same(readdirSync(scratch), [], 'bomb: nothing left in scratch (nothing was written)');
-
-  // Small entries, then 64 MiB of zeros after the end of the archive: refused while inflating.
-  const padded = path.join(dir, 'padded.tar.gz');
-  const tarPart = gunzipSync(rawArchive([{ path: 'workspace/a', body: Buffer.from('a') }]));
-  writeFileSync(padded, gzipSync(Buffer.concat([tarPart, Buffer.alloc(64 * MiB)])));
-  const inflating = await rejectsWith(t, unpackState(padded, { root, paths, scratchDir: scratch, maxBytes: MiB }), ValidationError, 'padding bomb');
-  t.match(inflating?.message ?? '', /decompression bomb/);
-
-  const many = path.join(dir, 'many.tar.gz');
-  writeFileSync(many, rawArchive(Array.from({ length: 50 }, (_, i) => ({ path: `workspace/f${i}`, body: Buffer.from('x') }))));
-  const err = await rejectsWith(t, unpackState(many, { root, paths, scratchDir: scratch, maxBytes: MiB, maxEntries: 10 }), StateTooLargeError, 'too many entries');
-  t.equal(err?.unit, 'entries');
-
-  // A real archive cut short (an interrupted download that passed for whole).
-  put(root, 'workspace/big.bin', Buffer.from(Array.from({ length: 300_000 }, (_, i) => (i * 7919) % 251)));
-  const packed = await packState({ root, paths, scratchDir: scratch, maxBytes: MiB });
-  rmSync(path.join(root, 'workspace/big.bin'));
-  const cut = path.join(dir, 'cut.tar.gz');
-  writeFileSync(cut, readFileSync(packed.file).subarray(0, Math.floor(statSync(packed.file).size / 2)));
-  await rejectsWith(t, unpackState(cut, { root, paths, scratchDir: scratch, maxBytes: MiB }), ValidationError, 'truncated');
-  const notArchive = path.join(dir, 'plain.txt');
-  writeFileSync(notArchive, 'plain text');
-  await rejectsWith(t, unpackState(notArchive, { root, paths, scratchDir: scratch, maxBytes: MiB }), ValidationError, 'not an archive');
-  t.same(snapshot(root), before, 'root untouched by all of them');
-  t.same(readdirSync(scratch), [path.basename(packed.file)], 'no staging left');
-});
-
-t.test('restore replaces the whole state: leftovers and stale -wal/-shm go, caches stay, links in the way are replaced', async (t) => {
-  const { dir, root, scratch } = fresh('replace');
-  const paths: StatePath[] = [
-    { path: 'memory/brain.db', kind: 'sqlite' }, { path: 'workspace/', kind: 'dir' },
-    { path: 'config.toml', kind: 'file' }, { path: 'data/state/', kind: 'dir' },
-  ];
-  const excludes = ['workspace/cache/', 'tmp/'];
-  makeDb(path.join(root, 'memory/brain.db'), ['saved']);
-  put(root, 'workspace/notes.md', 'saved notes');
-  put(root, 'data/state/costs.jsonl', '{"saved":1}\n');
-  const packed = await packState({ root, paths, excludes, scratchDir: scratch, maxBytes: MiB });
-
-  // What a later (or earlier) run left behind.
-  const target = path.join(dir, 'target');
-  const other = path.join(dir, 'other-tenant');
-  put(other, 'state/costs.jsonl', 'OTHER TENANT');
-  makeDb(path.join(target, 'memory/brain.db'), ['newer, never saved']);
-  put(target, 'memory/brain.db-wal', 'stale wal');
-  put(target, 'memory/brain.db-shm', 'stale shm');
-  put(target, 'workspace/notes.md', 'newer notes');
-  put(target, 'workspace/leftover.md', 'not in the archive');
-  put(target, 'workspace/cache/big.bin', 'cache');
-  put(target, 'config.toml', 'not in the archive either');
-  put(target, 'tmp/x', 'tmp');
-  put(target, 'unrelated.txt', 'not a state path');
-  symlinkSync(other, path.join(target, 'data')); // a parent of a declared path, pointing at another tenant
-
-  const got = await unpackState(packed.file, { root: target, paths, excludes, scratchDir: scratch, maxBytes: MiB });
-  t.equal(got.entries, packed.entries);
-  t.same(rowsOf(path.join(target, 'memory/brain.db')), ['saved']);
-  const snap = snapshot(target);
-  t.same(Object.keys(snap).sort(), [
-    'data', 'data/state', 'data/state/costs.jsonl', 'memory', 'memory/brain.db', 'tmp', 'tmp/x', 'unrelated.txt',
-    'workspace', 'workspace/cache', 'workspace/cache/big.bin', 'workspace/notes.md',
-  ], 'exactly the archive, plus caches and what is not state');
-  t.equal(snap['workspace/notes.md'], 'saved notes');
-  t.equal(snap['workspace/cache/big.bin'], 'cache', 'the cache inside a declared dir is kept');
-  t.equal(snap['data'], 'dir', 'the symlinked parent became a real directory');
-  t.equal(snap['data/state/costs.jsonl'], '{"saved":1}\n');
-  t.equal(readFileSync(path.join(other, 'state/costs.jsonl'), 'utf8'), 'OTHER TENANT', 'the other tenant is untouched');
-  t.same(readdirSync(scratch), [path.basename(packed.file)], 'the restore staging is gone');
-
-  // An archive from a profile that did not exclude the cache yet: the root's cache wins.
-  put(root, 'workspace/cache/big.bin', 'the archive\'s stale cache');
-  const older = await packState({ root, paths, scratchDir: scratch, maxBytes: MiB });
-  await unpackState(older.file, { root: target, paths, excludes, scratchDir: scratch, maxBytes: MiB });
-  t.equal(readFileSync(path.join(target, 'workspace/cache/big.bin'), 'utf8'), 'cache', 'an archived cache is not extracted');
-
-  // An empty archive (the state was deleted) empties the state paths the same way.
-  const empty = fresh('empty');
-  const none = await packState({ root: empty.root, paths, excludes, scratchDir: empty.scratch, maxBytes: MiB });
-  t.equal(none.entries, 0);
-  await unpackState(none.file, { root: target, paths, excludes, scratchDir: scratch, maxBytes: MiB });
-  t.same(Object.keys(snapshot(target)).sort(), [
-    'data', 'memory', 'tmp', 'tmp/x', 'unrelated.txt', 'workspace', 'workspace/cache', 'workspace/cache/big.bin',
-  ], 'only caches, parents and what is not state are left');
-});
-
-t.test('clearStatePaths: a fresh start removes the state, keeps caches, follows no link', async (t) => {
-  const { dir, root } = fresh('clear');
-  const other = path.join(dir, 'other-tenant');
-  makeDb(path.join(other, 'memory/brain.db'), ['OTHER']);
-  makeDb(path.join(root, 'brain.db'), ['mine']);
-  put(root, 'brain.db-wal', 'stale');
-  put(root, 'workspace/a.md', 'a');
-  put(root, 'workspace/cache/c', 'cache');
-  put(root, 'keep.txt', 'not state');
-  symlinkSync(other, path.join(root, 'agents'));
-  await clearStatePaths(root, [
-    { path: 'brain.db', kind: 'sqlite' }, { path: 'workspace/', kind: 'dir' }, { path: 'agents/memory/brain.db', kind: 'sqlite' },
-  ], ['workspace/cache/']);
-  t.same(snapshot(root), { 'keep.txt': 'not state', workspace: 'dir', 'workspace/cache': 'dir', 'workspace/cache/c': 'cache' });
-  t.same(rowsOf(path.join(other, 'memory/brain.db')), ['OTHER'], 'nothing deleted through the link');
 });
 
 t.test('a large file streams through pack and unpack', async (t) => {
