@@ -48,6 +48,13 @@ import { QUEUE_PREFIX } from '../lib/queues.js';
 import { DeadLetterStore } from '../lib/delivery/dead-letters.js';
 import { startBenchCluster, type MasterFigures } from './lib/bench-cluster.js';
 
+/** used_cpu_user and used_cpu_sys of a single redis-server (INFO cpu), in seconds. */
+async function redisCpuSplit(client: { info(section: string): Promise<string> }): Promise<{ user: number; sys: number }> {
+  const info = await client.info('cpu');
+  const num = (k: string): number => Number(new RegExp(`^${k}:([0-9.]+)`, 'm').exec(info)?.[1] ?? 'NaN');
+  return { user: num('used_cpu_user'), sys: num('used_cpu_sys') };
+}
+
 const { values: opts } = parseArgs({
   options: {
     rate: { type: 'string', default: '2000' },
@@ -370,10 +377,12 @@ try {
   const m0 = await redisServer.perMaster();
   const calls0 = await redisServer.commandCalls();
   const u0 = { ingress: await usageOf(ingress), forwarder: await usageOf(forwarder), hosts: await Promise.all(hosts.map(usageOf)), redis: await redisServer.cpuSeconds(), self: process.cpuUsage() };
+  const split0 = CLUSTER ? undefined : await redisCpuSplit(redis);
   await load;
   const windowTo = now();
   measuring = false;
   const u1 = { ingress: await usageOf(ingress), forwarder: await usageOf(forwarder), hosts: await Promise.all(hosts.map(usageOf)), redis: await redisServer.cpuSeconds(), self: process.cpuUsage(u0.self) };
+  const split1 = CLUSTER ? undefined : await redisCpuSplit(redis);
   const m1 = await redisServer.perMaster();
   const calls1 = await redisServer.commandCalls();
   while (inflight > 0) await sleep(10);
@@ -414,6 +423,12 @@ try {
     const stats = [...(await redis.info('commandstats')).matchAll(/^cmdstat_([^:]+):calls=(\d+),usec=(\d+),usec_per_call=([\d.]+)/gm)]
       .map((m) => ({ cmd: m[1] as string, usec: Number(m[3]), perCall: Number(m[4]) })).sort((x, y) => y.usec - x.usec).slice(0, 12);
     console.log(`  Redis time by command over the run (share, µs per call): ${stats.map((c) => `${c.cmd} ${(100 * c.usec / stats.reduce((a, x) => a + x.usec, 0)).toFixed(0)} % ${c.perCall.toFixed(1)}`).join(', ')}`);
+    if (split0 && split1) {
+      // What the commands and scripts cost (user) against the socket reads and writes and the AOF (system).
+      const user = split1.user - split0.user;
+      const sys = split1.sys - split0.sys;
+      console.log(`  pipeline window: Redis CPU ${fmt.int((user / inWindow) * 1e6)} µs user + ${fmt.int((sys / inWindow) * 1e6)} µs system per update (${((100 * user) / (user + sys)).toFixed(0)} % user)`);
+    }
   }
   const redisMem = Number(/used_memory:(\d+)/.exec(await redis.info('memory'))?.[1]);
 

@@ -46,6 +46,9 @@ async function phase(name: string, f: (i: number) => Promise<unknown>, perCall =
   if (process.env.DETAIL) console.log(name, usec.map(([c, u]) => `${c} ${u.toFixed(2)}`).join(', '));
   // A script's own time (commandstats) includes its inner commands': the rest is the script
   // machinery (the call, KEYS/ARGV, each redis.call's way in and its reply back into Lua).
+  // commandstats cannot tell an inner command from a plain one, so this holds for phases that
+  // run scripts only (or, as heldHead, plain commands only): each phase here is one or the other.
+  // (The accept's phase includes the run jobs' adds, BullMQ scripts themselves.)
   const script = usec.filter(([c]) => c === 'evalsha' || c === 'eval').reduce((a, [, u]) => a + u, 0);
   const inner = usec.filter(([c]) => c !== 'evalsha' && c !== 'eval').reduce((a, [, u]) => a + u, 0);
   rows.push([name, (((c1 - c0) / N) * 1e6 / perCall).toFixed(1), (cmds / N).toFixed(1), inner.toFixed(1), script > 0 ? (script - inner).toFixed(1) : '-']);

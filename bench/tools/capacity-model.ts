@@ -52,6 +52,8 @@ export interface CapacityInputs {
   warmHitTarget: number;
   /** Usable memory of one Redis master (bytes). */
   redisMasterBytes: number;
+  /** DELIVERY_SHARDS: a cluster's masters carry whole shards, so a master's load is its shards' share. */
+  deliveryShards: number;
 }
 
 /** The dedup zset's TTL, at most, in windows (lib/delivery/mailbox-scripts.ts ACCEPT). */
@@ -77,7 +79,20 @@ export const DEFAULT_INPUTS: CapacityInputs = {
   warmReplenishS: 20,
   warmHitTarget: 0.95,
   redisMasterBytes: 12 * 2 ** 30,
+  deliveryShards: 24,
 };
+
+/** Inputs that cannot describe a platform: a one-line reason, or undefined. */
+export function checkInputs(i: CapacityInputs): string | undefined {
+  for (const [k, v] of Object.entries(i)) {
+    if (!(k in DEFAULT_INPUTS) || typeof v !== 'number' || !Number.isFinite(v) || v < 0) return `${k} must be a known, non-negative number`;
+  }
+  if (i.redisClusterUsPerUpdate < i.redisUsPerUpdate) {
+    return 'redisClusterUsPerUpdate is all masters together per update (bench:e2e --redis cluster, summed), at least redisUsPerUpdate (one node), not one master\'s share';
+  }
+  if (!Number.isInteger(i.deliveryShards) || i.deliveryShards < 1) return 'deliveryShards must be a positive whole number (DELIVERY_SHARDS)';
+  return undefined;
+}
 
 export interface CapacityRow {
   tenants: number;
@@ -85,6 +100,8 @@ export interface CapacityRow {
   awakeTenants: number;
   wakesPerS: number;
   redisMastersForCpu: number;
+  /** One shard alone needs more than a master's budget: DELIVERY_SHARDS must be raised for this load. */
+  shardTooHot: boolean;
   redisMemoryBytes: number;
   dedupBytes: number;
   redisMasters: number;
@@ -122,11 +139,15 @@ export function capacityRow(tenants: number, updatesPerS: number, i: CapacityInp
   const idsPerTenant = Math.min(i.dedupIdsPerTenant, (updatesPerS * i.dedupWindowS) / Math.max(dedupTenants, 1));
   const dedupBytes = dedupTenants * idsPerTenant * i.dedupBytesPerId;
   const redisMemoryBytes = tenants * i.bytesPerTenant + awakeTenants * i.bytesPerAwakeTenant + dedupBytes;
-  // One node while its CPU and memory suffice; past that a cluster, whose masters spend more per update.
+  // One node while its CPU and memory suffice; past that a cluster, whose masters spend more per
+  // update and carry whole shards: as many masters as it takes for each one's shards to fit its
+  // budget (24 shards over 17 masters would give some two, some one).
   const mastersForMemory = Math.ceil(redisMemoryBytes / i.redisMasterBytes);
-  const oneNodeCores = (updatesPerS * i.redisUsPerUpdate) / 1e6 / i.redisCoreBudget;
-  const redisMastersForCpu = oneNodeCores <= 1 && mastersForMemory <= 1 ? 1
-    : Math.max(1, Math.ceil((updatesPerS * i.redisClusterUsPerUpdate) / 1e6 / i.redisCoreBudget));
+  const oneNodeCores = (updatesPerS * i.redisUsPerUpdate) / 1e6;
+  const coresPerShard = (updatesPerS * i.redisClusterUsPerUpdate) / 1e6 / i.deliveryShards;
+  const shardTooHot = coresPerShard > i.redisCoreBudget;
+  const shardsPerMaster = Math.max(1, Math.floor(i.redisCoreBudget / coresPerShard));
+  const redisMastersForCpu = oneNodeCores <= i.redisCoreBudget && mastersForMemory <= 1 ? 1 : Math.ceil(i.deliveryShards / shardsPerMaster);
   const redisMasters = Math.max(1, redisMastersForCpu, mastersForMemory);
   const forwarderByCpu = (updatesPerS * i.forwarderUsPerUpdate) / 1e6 / i.serviceCoreBudget;
   const forwarderByConcurrency = (updatesPerS * i.agentAnswerS) / i.forwarderConcurrency;
@@ -136,6 +157,7 @@ export function capacityRow(tenants: number, updatesPerS: number, i: CapacityInp
     awakeTenants,
     wakesPerS,
     redisMastersForCpu,
+    shardTooHot,
     redisMemoryBytes,
     dedupBytes,
     redisMasters,
@@ -159,7 +181,7 @@ export function capacityTable(inputs: CapacityInputs, tenantCounts = [10_000, 10
   for (const tenants of tenantCounts) {
     for (const rate of rates) {
       const r = capacityRow(tenants, rate, inputs);
-      lines.push(`| ${tenants.toLocaleString('en')} | ${rate.toLocaleString('en')} | ${r.awakeTenants.toLocaleString('en')} | ${r.wakesPerS.toFixed(1)} | ${r.redisMastersForCpu} | ${bytes(r.redisMemoryBytes)} | ${bytes(r.dedupBytes)} | ${r.redisMasters} | ${r.forwarderReplicas} | ${r.ingressReplicas} | ${r.warmPool} |`);
+      lines.push(`| ${tenants.toLocaleString('en')} | ${rate.toLocaleString('en')} | ${r.awakeTenants.toLocaleString('en')} | ${r.wakesPerS.toFixed(1)} | ${r.redisMastersForCpu}${r.shardTooHot ? ' (more shards)' : ''} | ${bytes(r.redisMemoryBytes)} | ${bytes(r.dedupBytes)} | ${r.redisMasters} | ${r.forwarderReplicas} | ${r.ingressReplicas} | ${r.warmPool} |`);
     }
   }
   return lines.join('\n');
@@ -168,11 +190,10 @@ export function capacityTable(inputs: CapacityInputs, tenantCounts = [10_000, 10
 if (process.argv[1] && import.meta.url.endsWith(process.argv[1].replace(/^.*\//, '/'))) {
   const file = process.argv[2];
   const inputs = { ...DEFAULT_INPUTS, ...(file ? (JSON.parse(readFileSync(file, 'utf8')) as Partial<CapacityInputs>) : {}) };
-  for (const [k, v] of Object.entries(inputs)) {
-    if (!(k in DEFAULT_INPUTS) || typeof v !== 'number' || !Number.isFinite(v) || v < 0) {
-      console.error(`capacity-model: ${k} must be a known, non-negative number`);
-      process.exit(2);
-    }
+  const wrong = checkInputs(inputs);
+  if (wrong) {
+    console.error(`capacity-model: ${wrong}`);
+    process.exit(2);
   }
   console.log(capacityTable(inputs));
 }
