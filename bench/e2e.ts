@@ -48,13 +48,6 @@ import { QUEUE_PREFIX } from '../lib/queues.js';
 import { DeadLetterStore } from '../lib/delivery/dead-letters.js';
 import { startBenchCluster, type MasterFigures } from './lib/bench-cluster.js';
 
-/** used_cpu_user and used_cpu_sys of a single redis-server (INFO cpu), in seconds. */
-async function redisCpuSplit(client: { info(section: string): Promise<string> }): Promise<{ user: number; sys: number }> {
-  const info = await client.info('cpu');
-  const num = (k: string): number => Number(new RegExp(`^${k}:([0-9.]+)`, 'm').exec(info)?.[1] ?? 'NaN');
-  return { user: num('used_cpu_user'), sys: num('used_cpu_sys') };
-}
-
 const { values: opts } = parseArgs({
   options: {
     rate: { type: 'string', default: '2000' },
@@ -183,7 +176,11 @@ const makeUpdate = makeUpdateFactory(1024);
 const dataDir = mkdtempSync(path.join(os.tmpdir(), 'ztm-bench-e2e-'));
 const children: ChildHandle[] = [];
 // One redis-server, or a 3-master cluster: the same figures either way (perMaster: one entry for a node).
-const redisServer: { url: string; cpuSeconds(): Promise<number>; commandCalls(): Promise<Record<string, number>>; perMaster(): Promise<MasterFigures[]>; close(): Promise<void> } = CLUSTER
+const redisServer: {
+  url: string; cpuSeconds(): Promise<number>; commandCalls(): Promise<Record<string, number>>; perMaster(): Promise<MasterFigures[]>; close(): Promise<void>;
+  /** A single node's user/system split (a cluster's is not summed). */
+  cpuSplit?: () => Promise<{ user: number; sys: number }>;
+} = CLUSTER
   ? await startBenchCluster()
   : await (async () => {
     const single = await startBenchRedis('everysec');
@@ -377,12 +374,12 @@ try {
   const m0 = await redisServer.perMaster();
   const calls0 = await redisServer.commandCalls();
   const u0 = { ingress: await usageOf(ingress), forwarder: await usageOf(forwarder), hosts: await Promise.all(hosts.map(usageOf)), redis: await redisServer.cpuSeconds(), self: process.cpuUsage() };
-  const split0 = CLUSTER ? undefined : await redisCpuSplit(redis);
+  const split0 = await redisServer.cpuSplit?.();
   await load;
   const windowTo = now();
   measuring = false;
   const u1 = { ingress: await usageOf(ingress), forwarder: await usageOf(forwarder), hosts: await Promise.all(hosts.map(usageOf)), redis: await redisServer.cpuSeconds(), self: process.cpuUsage(u0.self) };
-  const split1 = CLUSTER ? undefined : await redisCpuSplit(redis);
+  const split1 = await redisServer.cpuSplit?.();
   const m1 = await redisServer.perMaster();
   const calls1 = await redisServer.commandCalls();
   while (inflight > 0) await sleep(10);

@@ -114,6 +114,8 @@ export interface BenchRedis {
   server: EmbeddedRedis;
   /** CPU seconds (user + sys) redis-server has used so far, from INFO. */
   cpuSeconds(): Promise<number>;
+  /** The same, split: the commands' and scripts' work (user) against the kernel's (sys: sockets, AOF). */
+  cpuSplit(): Promise<{ user: number; sys: number }>;
   /** Calls per command so far (INFO commandstats), e.g. { evalsha: 1234 }. */
   commandCalls(): Promise<Record<string, number>>;
   client(): Redis;
@@ -140,14 +142,19 @@ export async function startBenchRedis(persist: false | 'always' | 'everysec' = '
   process.once('exit', onExit);
   const probe = new Redis(server.url, { lazyConnect: false, maxRetriesPerRequest: 3 });
   const clients: Redis[] = [probe];
+  const cpuSplit = async (): Promise<{ user: number; sys: number }> => {
+    const info = await probe.info('cpu');
+    const num = (k: string): number => Number(new RegExp(`^${k}:([0-9.]+)`, 'm').exec(info)?.[1] ?? 'NaN');
+    return { user: num('used_cpu_user'), sys: num('used_cpu_sys') };
+  };
   return {
     url: server.url,
     port: server.port,
     server,
+    cpuSplit,
     async cpuSeconds() {
-      const info = await probe.info('cpu');
-      const num = (k: string): number => Number(new RegExp(`^${k}:([0-9.]+)`, 'm').exec(info)?.[1] ?? 'NaN');
-      return num('used_cpu_user') + num('used_cpu_sys');
+      const { user, sys } = await cpuSplit();
+      return user + sys;
     },
     async commandCalls() {
       const out: Record<string, number> = {};
