@@ -11,6 +11,7 @@
  * runs with its time constants scaled alike (rate 5 s / 30 s instead of 20 s / 180 s, shrink hold
  * 15 s instead of 120 s); the model and the code are the production ones.
  */
+import { mulberry32 } from './mulberry32.js';
 import { readFileSync } from 'node:fs';
 import type { Pool } from 'undici';
 import type { Logger } from '../../lib/logger.js';
@@ -70,15 +71,7 @@ export interface VariantResult {
 
 /** Seeded arrivals (ms offsets from the start): the same workload for every pool. */
 export function arrivals(phases: DemandPhase[], seed: number): Array<{ at: number; phase: string }> {
-  let s = seed >>> 0;
-  const rand = (): number => {
-    // mulberry32
-    s = (s + 0x6d2b79f5) >>> 0;
-    let x = s;
-    x = Math.imul(x ^ (x >>> 15), x | 1);
-    x ^= x + Math.imul(x ^ (x >>> 7), x | 61);
-    return ((x ^ (x >>> 14)) >>> 0) / 4294967296;
-  };
+  const rand = mulberry32(seed);
   const out: Array<{ at: number; phase: string }> = [];
   let start = 0;
   for (const p of phases) {

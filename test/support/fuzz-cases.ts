@@ -8,16 +8,11 @@ import { randomBytes } from 'node:crypto';
 import type net from 'node:net';
 import { deriveWebhookSecret } from '../../lib/webhook-secret.js';
 import { rawExchange, type RawOutcome } from './raw-http.js';
+import { mulberry32 } from '../../bench/lib/mulberry32.js';
 
-/** mulberry32: small, seedable, good enough to pick inputs. */
+/** Input pickers over one seeded sequence (FUZZ_SEED replays it). */
 export function seeded(seed: number): { rand: () => number; int: (n: number) => number; pick: <T>(xs: readonly T[]) => T; bytes: (n: number) => Buffer } {
-  let a = seed >>> 0;
-  const rand = (): number => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let x = Math.imul(a ^ (a >>> 15), 1 | a);
-    x = (x + Math.imul(x ^ (x >>> 7), 61 | x)) ^ x;
-    return ((x ^ (x >>> 14)) >>> 0) / 4294967296;
-  };
+  const rand = mulberry32(seed);
   const int = (n: number): number => Math.floor(rand() * n);
   return { rand, int, pick: <T>(xs: readonly T[]): T => xs[int(xs.length)] as T, bytes: (n) => Buffer.from(Array.from({ length: n }, () => int(256))) };
 }
