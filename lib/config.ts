@@ -56,6 +56,12 @@ export interface Config {
   coldStartTimeoutS: number;
   /** K8S_API_TIMEOUT_S: the bound of one Kubernetes API request (retried with backoff on 429/5xx/timeouts); default 15. */
   k8sApiTimeoutS: number;
+  /**
+   * POD_TERMINATION_GRACE_S: tenant and warm pods' terminationGracePeriodSeconds, the time the shim
+   * has for its final checkpoint after SIGTERM (and how long a pod on a lost node stays Terminating
+   * before the runtime force-deletes it); default 60, 10-3600.
+   */
+  podTerminationGraceS: number;
   reconcileIntervalS: number;
   idleCheckIntervalS: number;
   ingressPort: number;
@@ -377,6 +383,7 @@ export function loadConfig(env: Env): Config {
     wakeLockTtlS: int(env, 'WAKE_LOCK_TTL_S', 240, 5, 3600),
     coldStartTimeoutS: int(env, 'COLD_START_TIMEOUT_S', 600, 5, 7200),
     k8sApiTimeoutS: int(env, 'K8S_API_TIMEOUT_S', 15, 1, 600),
+    podTerminationGraceS: int(env, 'POD_TERMINATION_GRACE_S', 60, 10, 3600),
     reconcileIntervalS: int(env, 'RECONCILE_INTERVAL_S', 60, 1, 86_400),
     idleCheckIntervalS: int(env, 'IDLE_CHECK_INTERVAL_S', 30, 1, 86_400),
     ingressPort: int(env, 'INGRESS_PORT', 8080, 0, 65_535),

@@ -44,6 +44,7 @@ t.test('loadConfig({}) gives the brief\'s defaults', async (t) => {
   t.equal(c.kataRuntimeClass, 'kata-qemu');
   t.equal(c.wakeLockTtlS, 240);
   t.equal(c.reconcileIntervalS, 60);
+  t.equal(c.podTerminationGraceS, 60, 'pods keep a minute for their final checkpoint');
   t.equal(c.ingressPort, 8080);
   t.equal(c.telegramApiBase, 'https://api.telegram.org');
   t.equal(c.runtime, 'local');
@@ -81,6 +82,7 @@ t.test('good values are taken', async (t) => {
     KATA_RUNTIME_CLASS: 'kata-fc',
     WAKE_LOCK_TTL_S: '30',
     RECONCILE_INTERVAL_S: '5',
+    POD_TERMINATION_GRACE_S: '120',
     INGRESS_PORT: '0',
     TELEGRAM_API_BASE: 'http://127.0.0.1:9999/',
     ROUTER_PUBLIC_URL: 'https://router.example.com',
@@ -96,6 +98,7 @@ t.test('good values are taken', async (t) => {
   t.equal(c.kataRuntimeClass, 'kata-fc');
   t.equal(c.wakeLockTtlS, 30);
   t.equal(c.reconcileIntervalS, 5);
+  t.equal(c.podTerminationGraceS, 120);
   t.equal(c.ingressPort, 0, 'port 0 (any free port) is allowed');
   t.equal(c.telegramApiBase, 'http://127.0.0.1:9999', 'trailing slash dropped');
   t.equal(c.routerPublicUrl, 'https://router.example.com');
@@ -134,6 +137,7 @@ t.test('each bad value throws a ConfigError naming the variable and what it acce
     [{ INGRESS_PORT: '80.5' }, 'INGRESS_PORT', /whole number/],
     [{ WAKE_LOCK_TTL_S: '-1' }, 'WAKE_LOCK_TTL_S', /whole number from \d+ to \d+/],
     [{ RECONCILE_INTERVAL_S: '0' }, 'RECONCILE_INTERVAL_S', /whole number from 1 to/],
+    [{ POD_TERMINATION_GRACE_S: '5' }, 'POD_TERMINATION_GRACE_S', /whole number from 10 to 3600/],
     [{ RUNTIME: 'docker' }, 'RUNTIME', /local\|kubernetes/],
     [{ AGENT_PROTOCOL: 'http' }, 'AGENT_PROTOCOL', /zeroclaw\|telegram/],
     [{ REDIS_URL: 'http://x' }, 'REDIS_URL', /redis:\/\/ or rediss:\/\//],

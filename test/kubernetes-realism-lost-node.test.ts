@@ -5,8 +5,9 @@
  * the runtime force-deletes it; the tenant wakes on the other node from its last checkpoint, and
  * every acknowledged update is answered once, in order.
  *
- * Slow by nature: the runtime forces only once the pod's deletion grace (60 s, the shim's final
- * checkpoint) is over and the node is seen lost; that grace is not on the stand-in's scaled clock.
+ * Slow by nature: the runtime forces only once the pod's deletion grace (POD_TERMINATION_GRACE_S,
+ * here its lowest, 10 s: the shim's final checkpoint) is over and the node is seen lost; that grace
+ * is not on the stand-in's scaled clock.
  */
 import t from 'tap';
 import { startRealismPlatform, STARTING_UP_TEXT, type RealismPlatform } from './support/kube/realism-platform.js';
@@ -18,7 +19,7 @@ let r: RealismPlatform;
 let nodeB: Kubelet;
 
 t.before(async () => {
-  r = await startRealismPlatform(t, { WAKE_LOCK_TTL_S: '10', COLD_START_TIMEOUT_S: '150', K8S_API_TIMEOUT_S: '2' });
+  r = await startRealismPlatform(t, { WAKE_LOCK_TTL_S: '10', COLD_START_TIMEOUT_S: '150', K8S_API_TIMEOUT_S: '2', POD_TERMINATION_GRACE_S: '10' });
   // The image checkpoints every second (CHECKPOINT_INTERVAL_S): a lost node keeps what was saved.
   r.kubelet.settings.imageEnv.CHECKPOINT_INTERVAL_S = '1';
   nodeB = new Kubelet(r.api, { nodeName: 'node-b', imageEnv: { ...r.kubelet.settings.imageEnv } });
@@ -35,6 +36,7 @@ t.test('a lost node: the stuck Terminating pod is force-deleted, the tenant wake
   await waitUntil('the first answer', () => answered('lost', 1).length === 1, 60_000);
   await waitUntil('a checkpoint holding it', async () => (await r.memories('lost', 'saved').catch(() => 0)) === 1, 20_000);
   const first = podOf('lost');
+  t.equal((first?.spec as { terminationGracePeriodSeconds?: number } | undefined)?.terminationGracePeriodSeconds, 10, 'the pod has the configured grace');
   const nodeName = String((first?.spec as { nodeName?: string } | undefined)?.nodeName);
   await (nodeName === 'node-b' ? nodeB : r.kubelet).loseNode();
   await r.send('lost', 1, 'after the node died');

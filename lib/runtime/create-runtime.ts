@@ -67,6 +67,7 @@ export function createKubernetesRuntime(config: Config, log: Logger, secrets: Ru
     readyTimeoutS: config.wakeLockTtlS,
     coldStartTimeoutS: config.coldStartTimeoutS,
     apiTimeoutS: config.k8sApiTimeoutS,
+    terminationGracePeriodSeconds: config.podTerminationGraceS,
     podOwner: config.k8sPodOwner,
     extraEnv,
     log: log.child({ component: 'runtime' }),
