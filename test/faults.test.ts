@@ -399,6 +399,6 @@ t.test('kill -9 forwarder, waker, ingress, an agent, Redis under steady load: ev
     .map((e) => `${String(e.msg)}${e.err ? ` (${String((e.err as { message?: unknown }).message ?? '').slice(0, 80)})` : ''}`))].join('\n    ');
   t.comment(`waker: ${wakeLog} wakes logged; forwarder: ${forwarder.count('forward to pod failed, invalidating cache')} "forward to pod failed"\n  host warnings:\n    ${warnings(host)}\n  forwarder warnings:\n    ${warnings(forwarder)}`);
   const total = Date.now() - testStarted;
+  // Reported, not asserted: the drain is bounded above (DRAIN_BOUND_MS); the whole run's time is the machine's.
   t.comment(`total ${total} ms`);
-  t.ok(total < 150_000, `bounded total time (${total} ms)`);
 });

@@ -226,27 +226,32 @@ t.test('logs never carry the secret header or the body', async (t) => {
 });
 
 t.test('close() lets in-flight writes answer, then refuses connections; a hung write cannot stall it', async (t) => {
+  // Each stub says when the write reached it, so close() starts with the write surely in flight.
+  let reachedSlow!: () => void;
+  const slowReached = new Promise<void>((r) => { reachedSlow = r; });
   const slow = await createIngress({
     ...base, log: new LogCapture().logger('ingress'),
-    mailbox: { accept: () => new Promise((resolve) => setTimeout(() => resolve({ duplicate: false }), 300)) },
+    mailbox: { accept: () => { reachedSlow(); return new Promise((resolve) => setTimeout(() => resolve({ duplicate: false }), 300)); } },
   });
   const inflight = request(`http://127.0.0.1:${slow.port}/tg/ivan`, {
     method: 'POST', body: update(1, 1), headers: { 'x-telegram-bot-api-secret-token': secretOf('ivan') },
   });
-  await new Promise((r) => setTimeout(r, 100));
+  await slowReached;
   await slow.close();
   const res = await inflight;
   t.equal(res.statusCode, 200, 'the write in flight at close() was answered');
   await res.body.text();
   await t.rejects(request(`http://127.0.0.1:${slow.port}/healthz`), 'closed ingress refuses connections');
 
+  let reachedStuck!: () => void;
+  const stuckReached = new Promise<void>((r) => { reachedStuck = r; });
   const stuck = await createIngress({
-    ...base, log: new LogCapture().logger('ingress'), mailbox: { accept: () => new Promise(() => undefined) }, redisTimeoutMs: 60_000, closeGraceMs: 200,
+    ...base, log: new LogCapture().logger('ingress'), mailbox: { accept: () => { reachedStuck(); return new Promise(() => undefined); } }, redisTimeoutMs: 60_000, closeGraceMs: 200,
   });
   const pending = request(`http://127.0.0.1:${stuck.port}/tg/ivan`, {
     method: 'POST', body: update(1, 1), headers: { 'x-telegram-bot-api-secret-token': secretOf('ivan') },
   }).catch((err: unknown) => err);
-  await new Promise((r) => setTimeout(r, 100));
+  await stuckReached;
   const started = Date.now();
   await stuck.close();
   t.ok(Date.now() - started < 1000, `close() gave up waiting after ${Date.now() - started} ms`);

@@ -79,13 +79,14 @@ t.test('the accept registers one runner for a shard, another only when the ready
 
 t.test('a registration whose job was lost expires, and the next opening registers another', async (t) => {
   await reset();
-  const mailbox = new Mailbox({ redis, queues, layout, runnerTtlMs: 300 });
+  // A lease long enough for the five round trips before the first check on a loaded machine.
+  const mailbox = new Mailbox({ redis, queues, layout, runnerTtlMs: 1_000 });
   await mailbox.accept('b', '1', 1, update(1));
   const [first] = await liveRunners();
   await (await queues.forShard(shard).getJob(runJobId(first!)))?.remove(); // as if the ingress died before queue.add
   await mailbox.accept('b', '2', 2, update(2));
   t.same(await liveRunners(), [first], 'within its lease the registration stands');
-  await sleep(400);
+  await sleep(1_100);
   await mailbox.accept('b', '3', 3, update(3));
   const now = await liveRunners();
   t.equal(now.length, 1);

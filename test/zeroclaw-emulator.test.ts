@@ -17,6 +17,7 @@ import {
   newZeroclawProbeToken, renderZeroclawConfig, zeroclawEnv, zeroclawReadinessProbe, zeroclawTokenSha256, type ZeroclawConfigOptions,
 } from '../agent/zeroclaw/config.js';
 import { startLlmStub, type LlmStub } from './support/llm-stub.js';
+import { waitUntil } from './support/wait.js';
 import { zeroclawEmulatorBin } from './support/zeroclaw-bin.js';
 import { classify } from '../services/forwarder/agent-client.js';
 
@@ -333,12 +334,16 @@ t.test('SIGTERM: gateway dies at once; daemon serves 500 ms more, then exits 0',
   await new Promise((r) => setTimeout(r, 80));
   const g = await stop(gw);
   t.same([g.code, g.signal], [null, 'SIGTERM'], 'gateway: killed by the signal (no handler)');
-  t.ok(g.ms < 400, `at once (${g.ms} ms)`);
+  // The signal's default action, not a handler's grace: the code/signal pair above says so; the
+  // bound only tells it from the daemon's 500 ms window on a loaded machine.
+  t.ok(g.ms < 2_000, `at once (${g.ms} ms)`);
   t.equal(await lost, 'lost', 'its in-flight turn is lost');
 
   const dm = await start(['daemon'], a.env, a.port);
+  const before = quick.requests.length;
   const finished = say(a.port, 'short turn', auth);
-  await new Promise((r) => setTimeout(r, 80));
+  // SIGTERM once the turn is at the LLM (200 ms to go): in flight, whatever the machine's load.
+  await waitUntil('the short turn at the LLM', () => quick.requests.length > before, 10_000);
   const d = await stop(dm);
   t.equal((await finished).status, 200, 'daemon: a turn that ends within the grace window is answered');
   t.equal(d.code, 0, 'then exit 0');
