@@ -17,23 +17,27 @@ import { deliveryLayout } from '../lib/delivery/shards.js';
 
 const TENANTS = 240;
 const CHATS = 2;
-const PER_CHAT = 4;
+const PER_CHAT = 8;
 /** Commands that are the client's or the test's own, not delivery work. */
 const ADMIN = /^(cluster|info|ping|config|client|command|hello|readonly|select|quit|script|dbsize|keys|scan|type|slowlog|latency)($|\|)/;
 
-async function commandCounts(port: number): Promise<number> {
+/** Calls per command since the last reset, without the client's and the test's own. */
+async function commandCounts(port: number): Promise<Map<string, number>> {
   const r = new Redis({ host: '127.0.0.1', port, lazyConnect: true, maxRetriesPerRequest: 1 });
   r.on('error', () => undefined);
   try {
     await r.connect();
     const text = (await r.info('commandstats')) as string;
-    let n = 0;
-    for (const m of text.matchAll(/^cmdstat_([^:]+):calls=(\d+)/gm)) if (!ADMIN.test(m[1] as string)) n += Number(m[2]);
-    return n;
+    const calls = new Map<string, number>();
+    for (const m of text.matchAll(/^cmdstat_([^:]+):calls=(\d+)/gm)) if (!ADMIN.test(m[1] as string)) calls.set(m[1] as string, Number(m[2]));
+    return calls;
   } finally {
     r.disconnect();
   }
 }
+
+const totalOf = (calls: Map<string, number>): number => [...calls.values()].reduce((a, b) => a + b, 0);
+const topOf = (calls: Map<string, number>): string => [...calls].sort((a, b) => b[1] - a[1]).slice(0, 5).map(([c, n]) => `${c} ${n}`).join(', ');
 
 async function resetStats(port: number): Promise<void> {
   const r = new Redis({ host: '127.0.0.1', port, lazyConnect: true, maxRetriesPerRequest: 1 });
@@ -87,10 +91,13 @@ t.test('delivery commands spread over the 3 masters, each update once and in cha
   const total = TENANTS * CHATS * PER_CHAT;
   await waitUntil(`${total} delivered`, async () => [...got.values()].reduce((a, l) => a + l.length, 0) >= total, 120_000);
   await sleep(500);
-  const counts = await Promise.all(masters.map((m) => commandCounts(m.port)));
+  const calls = await Promise.all(masters.map((m) => commandCounts(m.port)));
+  const counts = calls.map(totalOf);
   const sum = counts.reduce((a, b) => a + b, 0);
   const shares = counts.map((c) => c / sum);
   t.comment(`commands per master: ${counts.join(' / ')} (${shares.map((s) => `${(100 * s).toFixed(1)} %`).join(' / ')}); ${(sum / total).toFixed(1)} per update`);
+  // Which commands make a master's share, should it be off.
+  for (const [i, c] of calls.entries()) t.comment(`master ${masters[i]?.port}: ${topOf(c)}`);
   for (const [i, s] of shares.entries()) t.ok(s > (1 / 3) * 0.8 && s < (1 / 3) * 1.2, `master ${masters[i]?.port}: ${(100 * s).toFixed(1)} % of the delivery commands (a third ±20 %)`);
 
   let outOfOrder = 0;
