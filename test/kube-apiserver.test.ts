@@ -215,7 +215,8 @@ t.test('watch: ADDED/MODIFIED/DELETED in order, selector transitions, informer',
   t.ok(server.requests.filter((q) => q.method === 'GET' && !q.query.watch && q.query.labelSelector === 'app=warm-pool').length >= 2, 'the informer relisted after 410');
   for (const ctl of [all, warm, r]) ctl.abort();
   await informer.stop();
-  await until('watches closed', () => (server.openWatches === 0 ? true : undefined), 5000);
+  // The client's aborted sockets reach the stand-in later on a loaded machine (CI once missed 5 s).
+  await until('watches closed', () => (server.openWatches === 0 ? true : undefined), 15_000);
   await server.close();
 });
 
