@@ -4,6 +4,7 @@
  * Benchmarks are not tests: nothing here runs under `npm test`.
  */
 import { fork, spawnSync, type ChildProcess } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -25,6 +26,34 @@ export interface MachineInfo {
   node: string;
   redis: string;
   loadavg: string;
+  /** speedIndexMs(): the same work takes longer on a slower day of the same machine. */
+  speedMs: number;
+}
+
+/**
+ * A fixed single-threaded workload like the platform's own (10,000 JSON round trips and SHA-256
+ * digests of a ~1 KB Telegram update), the fastest of seven runs in ms (noise only adds time).
+ * This machine's speed moves between days by more than most changes under test (the same code
+ * measured 30 % apart), and for seconds at a time within a run, so every benchmark prints it:
+ * figures of different days compare only together with it.
+ */
+export function speedIndexMs(): number {
+  const text = JSON.stringify({
+    update_id: 1, message: { message_id: 1, date: 1, chat: { id: 1, type: 'private' }, from: { id: 1, is_bot: false, first_name: 'x' }, text: 'x'.repeat(900) },
+  });
+  let best = Number.POSITIVE_INFINITY;
+  let sink = 0;
+  for (let r = 0; r < 7; r++) {
+    const t0 = performance.now();
+    for (let i = 0; i < 10_000; i++) {
+      const u = JSON.parse(text) as { update_id: number };
+      u.update_id = i;
+      sink += createHash('sha256').update(JSON.stringify(u)).digest()[0] as number;
+    }
+    best = Math.min(best, performance.now() - t0);
+  }
+  if (sink < 0) throw new Error('unreachable');
+  return Math.round(best * 10) / 10;
 }
 
 export function machineInfo(): MachineInfo {
@@ -44,11 +73,12 @@ export function machineInfo(): MachineInfo {
     node: process.version,
     redis,
     loadavg: os.loadavg().map((l) => l.toFixed(2)).join(' '),
+    speedMs: speedIndexMs(),
   };
 }
 
 export function printMachine(m: MachineInfo): void {
-  console.log(`# ${m.date}  ${m.nproc} cores (${m.cpuModel}), ${m.memGiB} GiB, node ${m.node}, redis ${m.redis}, load avg ${m.loadavg}`);
+  console.log(`# ${m.date}  ${m.nproc} cores (${m.cpuModel}), ${m.memGiB} GiB, node ${m.node}, redis ${m.redis}, load avg ${m.loadavg}, speed index ${m.speedMs} ms (bench/lib/common.ts speedIndexMs: lower is faster)`);
 }
 
 // ---------------------------------------------------------------------------------------------
