@@ -16,7 +16,7 @@ import { Checkpointer, type CheckpointResult } from './checkpoint.js';
 import { profileFor, type AgentProfile } from './profiles/index.js';
 import type { ShimConfig, TenantBinding } from './shim-config.js';
 import type { Phase, ShimHandlers } from './shim-server.js';
-import { clearStatePaths, detectStateFormat, unpackState } from './state-archive.js';
+import { clearStatePaths, detectStateFormat, removeForeignRoot, unpackState } from './state-archive.js';
 import { describeUrl, downloadState } from './state-transfer.js';
 import { StateUrlPins, assertOwnObject } from './state-url-guard.js';
 import { STOPPED_CLEAN } from '../lib/runtime/shim-files.js';
@@ -161,6 +161,8 @@ export class Shim implements ShimHandlers {
   private async activate(binding: TenantBinding): Promise<void> {
     const started = Date.now();
     const { workspace } = this.config;
+    // An earlier run's agent may have left a link where its state root goes (a kept workspace).
+    await removeForeignRoot(this.stateRoot);
     await Promise.all([mkdir(this.stateRoot, { recursive: true }), mkdir(this.scratchDir, { recursive: true })]);
     this.checkpointer = new Checkpointer({
       root: this.stateRoot,

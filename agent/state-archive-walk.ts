@@ -43,8 +43,9 @@ type Opened<T> = { ok: T } | { skip: SkipReason } | { missing: true };
 class DirRef {
   private constructor(private readonly handle: FileHandle, readonly realPath: string) {}
 
+  /** O_NOFOLLOW: a root swapped for a symlink after the pack checked it (state-archive.ts ownRoot) fails to open. */
   static async openRoot(realRoot: string): Promise<DirRef> {
-    return new DirRef(await open(realRoot, constants.O_RDONLY | constants.O_DIRECTORY), realRoot);
+    return new DirRef(await open(realRoot, constants.O_RDONLY | constants.O_DIRECTORY | constants.O_NOFOLLOW), realRoot);
   }
 
   /** A path naming `name` inside this very directory, whatever happened to its path since. */

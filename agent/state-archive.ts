@@ -101,12 +101,8 @@ export async function packState(o: PackOptions): Promise<PackResult> {
   const { paths, excludes } = checkLayout(o.paths, o.excludes ?? [], (msg) => new ValidationError(msg));
   await mkdir(o.scratchDir, { recursive: true });
   const scratch = await realpath(o.scratchDir);
-  let root: string | undefined;
-  try {
-    root = await realpath(o.root);
-  } catch (err) {
-    if (!isCode(err, 'ENOENT')) throw err; // no root yet: the state is empty
-  }
+  // Undefined: no root yet, the state is empty.
+  const root = await ownRoot(o.root, 'refuse');
   if (root !== undefined) checkScratch(root, scratch, paths);
   const staging = await mkdtemp(path.join(scratch, 'pack-'));
   const file = path.join(scratch, `state-${randomBytes(6).toString('hex')}.tar.gz`);
@@ -159,9 +155,10 @@ async function writeTar(cwd: string, rels: readonly string[], file: string): Pro
 export async function unpackState(file: string, o: StateLayout): Promise<{ entries: number; rawBytes: number }> {
   const { paths, excludes } = checkLayout(o.paths, o.excludes ?? [], (msg) => new ValidationError(msg));
   if ((await detectStateFormat(file)) !== 'archive') throw new ValidationError('state object is not a tar.gz state archive');
+  await ownRoot(o.root, 'remove');
   await mkdir(o.root, { recursive: true });
   await mkdir(o.scratchDir, { recursive: true });
-  const [root, scratch] = await Promise.all([realpath(o.root), realpath(o.scratchDir)]);
+  const [root, scratch] = await Promise.all([ownRoot(o.root, 'refuse') as Promise<string>, realpath(o.scratchDir)]);
   checkScratch(root, scratch, paths);
   const [rootDev, scratchDev] = await Promise.all([stat(root), stat(scratch)]);
   if (rootDev.dev !== scratchDev.dev) {
@@ -183,6 +180,8 @@ async function extract(file: string, staging: string, paths: readonly StatePath[
   let entries = 0;
   let extracted = 0;
   let rawBytes = 0;
+  /** Content bytes of every file entry, excluded ones too: what the bound limits. */
+  let inflated = 0;
   let declared = 0;
   let decompressed = 0;
   let failure: Error | undefined;
@@ -215,6 +214,13 @@ async function extract(file: string, staging: string, paths: readonly StatePath[
         throw new StateTooLargeError(entries, maxEntries, 'entries', `state archive has more than ${maxEntries} entries`);
       }
       const rel = checkEntry(entry, paths);
+      // Counted before it is skipped: inflating an excluded entry's content is work all the same,
+      // so a cache path cannot carry gigabytes past the bound.
+      if (entry.type !== 'Directory') inflated += entry.size;
+      if (inflated > maxBytes) {
+        throw new StateTooLargeError(inflated, maxBytes, 'bytes',
+          `state archive holds at least ${formatBytes(inflated)}, above the ${formatBytes(maxBytes)} bound (${BOUND_SETTING})`);
+      }
       if (isExcluded(rel, excludes)) {
         entry.resume(); // a cache the archive should not have held: the root's own copy wins
         return;
@@ -228,10 +234,6 @@ async function extract(file: string, staging: string, paths: readonly StatePath[
         return;
       }
       rawBytes += entry.size;
-      if (rawBytes > maxBytes) {
-        throw new StateTooLargeError(rawBytes, maxBytes, 'bytes',
-          `state archive holds at least ${formatBytes(rawBytes)}, above the ${formatBytes(maxBytes)} bound (${BOUND_SETTING})`);
-      }
       extracted++;
       writes.push(writeEntry(entry, path.join(staging, rel), stop.signal).catch((err: unknown) => {
         entry.resume();
@@ -338,19 +340,47 @@ async function swapIn(root: string, staging: string, sp: StatePath, excludes: re
  */
 export async function clearStatePaths(root: string, paths: readonly StatePath[], excludes: readonly string[] = []): Promise<void> {
   const layout = checkLayout(paths, excludes, (msg) => new ValidationError(msg));
-  let real: string;
-  try {
-    real = await realpath(root);
-  } catch (err) {
-    if (isCode(err, 'ENOENT')) return;
-    throw err;
-  }
+  const real = await ownRoot(root, 'remove');
+  if (real === undefined) return;
   for (const sp of layout.paths) {
     if (!(await clearParents(real, sp.path))) continue;
     const target = path.join(real, sp.path);
     if (sp.kind === 'dir') await removeExcept(target, sp.path, layout.excludes);
     else await removeWithSides(target, sp.kind === 'sqlite' || (await isSqliteFile(target)));
   }
+}
+
+/**
+ * Before the agent starts: a link or file the agent left where its state root goes is removed
+ * (never followed), so nothing the shim writes there (the restore, the agent's configuration)
+ * lands in the link's target. See ownRoot.
+ */
+export async function removeForeignRoot(root: string): Promise<void> {
+  await ownRoot(root, 'remove');
+}
+
+/**
+ * The state root's real path, its own name never followed. The root is `<workspace>/<stateDir>`,
+ * which the agent may replace with a symlink while it runs: its target (another tenant's state on
+ * the same disk, where a local shim runs as the agent's own user) must never be restored into,
+ * cleared or packed. The workspace above it is the shim's and trusted. `remove` (a restore or a
+ * clear, before the agent starts): a link or file standing at the root is unlinked, never its
+ * target, and the root reads as missing; `refuse` (a pack, the agent running): a ValidationError.
+ * Undefined when there is no root.
+ */
+async function ownRoot(root: string, onOther: 'remove' | 'refuse'): Promise<string | undefined> {
+  const abs = path.resolve(root);
+  const st = await lstatOf(abs);
+  if (st === undefined) return undefined;
+  if (!st.isDirectory()) {
+    if (onOther === 'refuse') throw new ValidationError(`state root ${abs} is a ${st.isSymbolicLink() ? 'symbolic link' : 'file'}, not a directory: not followed`);
+    await rm(abs, { force: true });
+    return undefined;
+  }
+  const [real, parent] = await Promise.all([realpath(abs), realpath(path.dirname(abs))]);
+  // Only a swap between the lstat and here can get this far: refused either way.
+  if (real !== path.join(parent, path.basename(abs))) throw new ValidationError(`state root ${abs} changed into a link while it was checked: not followed`);
+  return real;
 }
 
 /** False when nothing can be at `rel`: a parent is missing, or was not a real directory (then removed). */

@@ -5,11 +5,11 @@
  * side: test/state-archive.test.ts.
  */
 import t from 'tap';
-import { existsSync, readFileSync, readdirSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
+import { existsSync, lstatSync, mkdirSync, readFileSync, readdirSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { gunzipSync, gzipSync } from 'node:zlib';
 import { ValidationError } from '../lib/errors.js';
-import { StateTooLargeError, clearStatePaths, packState, unpackState, type StatePath } from '../agent/state-archive.js';
+import { StateTooLargeError, clearStatePaths, packState, removeForeignRoot, unpackState, type StatePath } from '../agent/state-archive.js';
 import { MiB, makeDb, put, rawArchive, rejectsWith, rowsOf, snapshot, stateDirs } from './support/state-archive.js';
 
 const { base, fresh } = stateDirs(t, 'state-restore');
@@ -157,3 +157,64 @@ t.test('clearStatePaths: a fresh start removes the state, keeps caches, follows 
   t.same(snapshot(root), { 'keep.txt': 'not state', workspace: 'dir', 'workspace/cache': 'dir', 'workspace/cache/c': 'cache' });
   t.same(rowsOf(path.join(other, 'memory/brain.db')), ['OTHER'], 'nothing deleted through the link');
 });
+
+t.test('a state root the agent replaced by a link is never followed: restore, clear and pack', async (t) => {
+  const { dir, scratch } = fresh('root-link');
+  // Another tenant's state on the same disk, and this tenant's root (`<workspace>/zeroclaw`) a link to it.
+  const victim = path.join(dir, 'other-tenant', 'zeroclaw');
+  put(victim, 'workspace/notes.md', 'VICTIM');
+  makeDb(path.join(victim, 'memory/brain.db'), ['VICTIM']);
+  const before = snapshot(victim);
+  const root = path.join(dir, 'workspace', 'zeroclaw');
+  const link = (): void => {
+    rmSync(root, { recursive: true, force: true });
+    mkdirSync(path.dirname(root), { recursive: true });
+    symlinkSync(victim, root);
+  };
+  const paths: StatePath[] = [{ path: 'workspace/', kind: 'dir' }, { path: 'memory/brain.db', kind: 'sqlite' }];
+
+  link();
+  const file = path.join(dir, 'state.tar.gz');
+  writeFileSync(file, rawArchive([{ path: 'workspace/notes.md', body: Buffer.from('OWNED') }]));
+  await unpackState(file, { root, paths, scratchDir: scratch, maxBytes: MiB });
+  t.same(snapshot(victim), before, 'restore: nothing written through the link');
+  t.notOk(lstatSync(root).isSymbolicLink(), 'restore: the root is a directory of its own now');
+  t.same(snapshot(root), { memory: 'dir', workspace: 'dir', 'workspace/notes.md': 'OWNED' }, 'restore: the archive is in the root (and the parent of its database)');
+
+  link();
+  await clearStatePaths(root, paths);
+  t.same(snapshot(victim), before, 'clear: nothing deleted through the link');
+  t.notOk(existsSync(root) || lstatOrUndefined(root) !== undefined, 'clear: the link itself is gone');
+
+  link();
+  const err = await rejectsWith(t, packState({ root, paths, scratchDir: scratch, maxBytes: MiB }), ValidationError, 'pack');
+  t.match(err?.message ?? '', /symbolic link/, 'pack: says why');
+  t.same(snapshot(victim), before, 'pack: the target untouched');
+
+  link();
+  await removeForeignRoot(root);
+  t.equal(lstatOrUndefined(root), undefined, 'the shim removes a link left where the root goes, before the agent starts');
+  t.same(snapshot(victim), before);
+});
+
+t.test('an excluded entry counts toward the bound: a cache path cannot carry a bomb', async (t) => {
+  const { dir, root, scratch } = fresh('excluded-bomb');
+  const paths: StatePath[] = [{ path: 'data/state/', kind: 'dir' }];
+  const excludes = ['data/state/runtime-trace.jsonl'];
+  const bomb = path.join(dir, 'bomb.tar.gz');
+  writeFileSync(bomb, rawArchive([{ path: 'data/state/runtime-trace.jsonl', body: Buffer.alloc(8 * MiB) }]));
+  const big = await rejectsWith(t, unpackState(bomb, { root, paths, excludes, scratchDir: scratch, maxBytes: MiB }), StateTooLargeError, 'excluded bomb');
+  t.equal(big?.unit, 'bytes');
+  const small = path.join(dir, 'small.tar.gz');
+  writeFileSync(small, rawArchive([{ path: 'data/state/runtime-trace.jsonl', body: Buffer.from('trace') }, { path: 'data/state/a.md', body: Buffer.from('a') }]));
+  const got = await unpackState(small, { root, paths, excludes, scratchDir: scratch, maxBytes: MiB });
+  t.same(got, { entries: 1, rawBytes: 1 }, 'a small excluded entry is skipped, not counted as restored');
+});
+
+function lstatOrUndefined(p: string): ReturnType<typeof lstatSync> | undefined {
+  try {
+    return lstatSync(p);
+  } catch {
+    return undefined;
+  }
+}
