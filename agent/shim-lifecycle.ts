@@ -161,8 +161,9 @@ export class Shim implements ShimHandlers {
   private async activate(binding: TenantBinding): Promise<void> {
     const started = Date.now();
     const { workspace } = this.config;
-    // An earlier run's agent may have left a link where its state root goes (a kept workspace).
-    await removeForeignRoot(this.stateRoot);
+    // An earlier run's agent may have left a link where its state root or the shim's scratch goes
+    // (a kept workspace): removed, never followed, before anything is written there.
+    await Promise.all([removeForeignRoot(this.stateRoot), removeForeignRoot(this.scratchDir)]);
     await Promise.all([mkdir(this.stateRoot, { recursive: true }), mkdir(this.scratchDir, { recursive: true })]);
     this.checkpointer = new Checkpointer({
       root: this.stateRoot,
