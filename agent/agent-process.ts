@@ -43,7 +43,7 @@ export interface AgentProcessOptions {
   launch: AgentLaunch;
   log: Logger;
   /** Run it in the local sandbox (agent/agent-sandbox.ts) with this workspace; else as a plain child. */
-  sandbox?: { settings: SandboxSettings; workspace: string } | undefined;
+  sandbox?: { settings: SandboxSettings; workspace: string; shimOwn?: string[] } | undefined;
 }
 
 export class AgentProcess {
@@ -66,7 +66,7 @@ export class AgentProcess {
     // In the sandbox only the workspace and a private /tmp are writable: a HOME elsewhere (the
     // platform user's) would be unreadable or read-only there.
     if (box && !(env.HOME && path.resolve(env.HOME).startsWith(`${path.resolve(box.workspace)}/`))) env = { ...env, HOME: '/tmp' };
-    const inner = box ? sandboxCommand(box.settings, { workspace: box.workspace, reads: programReads(command) }, command) : command;
+    const inner = box ? sandboxCommand(box.settings, { workspace: box.workspace, reads: programReads(command), shimOwn: box.shimOwn }, command) : command;
     // Own process group, so stop() reaches what `sh -c` started too (and, sandboxed, the agent
     // inside its namespaces); output goes straight to the shim's stdout/stderr (the pod's log),
     // unprefixed. SIGKILLed by the kernel if the shim dies first: an agent never outlives its shim

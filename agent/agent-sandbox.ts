@@ -34,6 +34,13 @@ export interface SandboxTarget {
   workspace: string;
   /** What the agent's program reads (interpreter, code): bound back read-only where covered. */
   reads: string[];
+  /**
+   * The shim's own directories inside the workspace (its scratch). Where the agent runs as the
+   * platform's own user (a user namespace) ownership cannot keep it out of them, so it gets an
+   * empty tmpfs there, a mount point it cannot rename or replace; as root they are root's
+   * (prepareWorkspace) and stay visible.
+   */
+  shimOwn?: string[];
 }
 
 type Op = { kind: 'cover'; path: string; mode: string } | { kind: 'place'; path: string; ro: boolean };
@@ -84,6 +91,7 @@ export function sandboxOps(settings: SandboxSettings, target: SandboxTarget): Op
   for (const p of PRIVATE_TMP) if (existsSync(p)) covers.set(p, '1777');
   for (const p of hidden) covers.set(p, '0755');
   const workspace = path.resolve(target.workspace);
+  for (const p of user ? [] : (target.shimOwn ?? []).map((s) => path.resolve(s))) if (p !== workspace && isUnder(p, workspace)) covers.set(p, '0700');
   const wanted = [...new Set(target.reads.map((p) => path.resolve(p)))]
     .filter((p) => existsSync(p) && !SYSTEM.test(p) && !hidden.some((h) => isUnder(p, h)) && !isUnder(p, workspace));
   // A read directory the agent's user cannot enter itself (a checkout made by `mktemp -d`, 0700)

@@ -202,7 +202,7 @@ export class Shim implements ShimHandlers {
     const user = sandbox && sandboxUser(sandbox);
     // Restored and prepared as root: the agent's user gets the workspace, the shim keeps its scratch.
     if (user) prepareWorkspace(workspace, user, { scratch: [path.basename(this.scratchDir)], stateDir: this.profile.stateDir });
-    this.agent = new AgentProcess({ launch, log: this.log, sandbox: sandbox && { settings: sandbox, workspace } });
+    this.agent = new AgentProcess({ launch, log: this.log, sandbox: sandbox && { settings: sandbox, workspace, shimOwn: [this.scratchDir] } });
     const agent = this.agent;
     if (this.config.agentPidFile) writeFileSync(this.config.agentPidFile, String(agent.pid));
     this.log.info({

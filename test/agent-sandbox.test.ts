@@ -169,7 +169,8 @@ t.test('AGENT_SANDBOX=off: the same probe finds the shim\'s secret, DATA_DIR and
 t.test('not root: the sandbox is a user namespace, the capabilities gone before the agent starts', async (t) => {
   const dir = mkdtempSync(path.join(os.tmpdir(), 'ztm-sandbox-userns-'));
   t.teardown(() => rmSync(dir, { recursive: true, force: true }));
-  mkdirSync(path.join(dir, 'workspace'));
+  mkdirSync(path.join(dir, 'workspace', '.shim'), { recursive: true });
+  writeFileSync(path.join(dir, 'workspace', '.shim', 'keep'), 'the shim\'s scratch');
   writeFileSync(path.join(dir, 'secret'), 'DATA_DIR stand-in');
   execFileSync('chown', ['-R', '65534:65534', dir]);
   // env -i: nothing of the test runner's (its NODE_OPTIONS hooks write under the repository, which that user cannot).
@@ -182,6 +183,10 @@ t.test('not root: the sandbox is a user namespace, the capabilities gone before 
   t.match(r.stdout, /^uid=0$/m, 'root of its user namespace only');
   t.match(r.stdout, /^secret=hidden$/m, 'the hidden directory is an empty tmpfs');
   t.match(r.stdout, /^workspace=written$/m);
+  // The same user owns the workspace here: only the mount keeps the agent out of the shim's scratch.
+  t.match(r.stdout, /^scratch=hidden$/m, 'the shim\'s scratch is an empty tmpfs to the agent');
+  t.match(r.stdout, /^scratch=pinned$/m, 'and it cannot move it aside (to put a link in its place)');
+  t.ok(existsSync(path.join(dir, 'workspace', '.shim', 'keep')) && !existsSync(path.join(dir, 'workspace', 'moved')), 'the real scratch untouched');
   t.match(r.stdout, /^host=read-only$/m, 'the host is read-only');
   t.match(r.stdout, /^CapEff:\s+0+$/m, 'no effective capabilities');
   t.match(r.stdout, /^CapBnd:\s+0+$/m, 'an empty bounding set');
