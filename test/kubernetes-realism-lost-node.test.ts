@@ -49,5 +49,7 @@ t.test('a lost node: the stuck Terminating pod is force-deleted, the tenant wake
   const now = podOf('lost');
   t.not(now?.metadata.uid, first?.metadata.uid, 'a new pod');
   t.not((now?.spec as { nodeName?: string } | undefined)?.nodeName, nodeName, 'on the node that is still there');
+  // The waker marks the record running after the delivery (the message does not wait for that write).
+  await waitUntil('the record marked running', async () => (await r.tenantView('lost')).status === 'running', 15_000).catch(() => undefined);
   t.equal((await r.tenantView('lost')).status, 'running');
 });
