@@ -46,6 +46,8 @@ t.test('a 5-minute node provisioning: the wake waits for it, one pod, one "Start
   t.equal(r.api.requests.filter((q) => q.method === 'DELETE' && q.path.endsWith('/pods/zeroclaw-prov')).length, 0, 'never deleted');
   t.ok([...phases].some((p) => /node/.test(p)), `ztm tenant get showed the wait for a node (phases seen: ${[...phases].join(', ') || 'none'})`);
   t.same(wakeFailures('prov'), [], 'no failed wake');
+  // The waker marks the record running after the delivery (the message does not wait for that write).
+  await waitUntil('the record marked running', async () => (await r.tenantView('prov')).status === 'running', 15_000).catch(() => undefined);
   const view = await r.tenantView('prov');
   t.equal(view.status, 'running');
   t.equal(view.last_wake_failure, undefined);

@@ -7,6 +7,7 @@
  */
 import t from 'tap';
 import { startTestPlatform } from './support/platform.js';
+import { waitUntil } from './support/wait.js';
 
 const SCALE = 0.02;
 const TOKENS = { kilo: '420000001:AAHdqTcvCH1vGWJxfSeofSAs0K5PALDsaw1', lima: '420000002:AAHdqTcvCH1vGWJxfSeofSAs0K5PALDsaw2' };
@@ -46,6 +47,8 @@ t.test('a cold start that waits for a node and pulls its image: each phase print
   t.ok(lines.some((l) => /^waiting for a node \(.*(Unschedulable|nodes are available|nominated)/.test(l)), 'the wait for a node says what the scheduler said');
   t.equal(new Set(lines).size, lines.length, 'no line printed twice');
   t.match(midWake, { wake_phase: /^waiting for a node/ }, 'ztm tenant get showed the phase meanwhile');
+  // `ready` is recorded before the waker marks the record running.
+  await waitUntil('the record marked running', async () => (await p.clients.registry.get('kilo'))?.status === 'running', 15_000).catch(() => undefined);
   const after = JSON.parse((await p.ztm('tenant', 'get', 'kilo', '--json')).stdout) as Record<string, unknown>;
   t.notOk('wake_phase' in after, 'and none once awake');
   t.equal(after.status, 'running');
